@@ -1,0 +1,80 @@
+# driftloop — the Makefile is the interface: CI calls only these targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+STATE      ?= .driftloop
+UV_VERSION ?= 0.13.8
+# uv from PATH if present, else a private copy bootstrapped into the state directory.
+UV         ?= $(shell command -v uv 2>/dev/null || echo $(STATE)/tools/bin/uv)
+PY         := .venv/bin/python
+DL         := .venv/bin/driftloop
+PYTEST     := .venv/bin/pytest
+
+.PHONY: help install up down status topics schemas lint format test test-unit \
+        test-integration test-e2e ci demo clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(STATE)/tools/bin/uv:
+	python3 -m venv $(STATE)/tools
+	$(STATE)/tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+.venv/.installed: $(if $(findstring $(STATE)/tools,$(UV)),$(UV)) uv.lock pyproject.toml */pyproject.toml */*/pyproject.toml
+	$(UV) sync --all-packages --frozen
+	@touch $@
+
+install: .venv/.installed ## install every workspace package (uv, from uv.lock)
+
+up: install ## start the local stack: Kafka (KRaft), Ray head with Serve, topics
+	$(DL) up
+
+down: ## stop what `make up` started
+	@if [ -x $(DL) ]; then $(DL) down; else echo "nothing installed, nothing to stop"; fi
+
+status: install ## show each component, its address, topics and end offsets
+	$(DL) status
+
+topics: install ## create missing topics and list them with end offsets
+	$(DL) topics
+
+schemas: install ## write the event contracts' JSON Schemas to schemas/
+	$(DL) schemas --out schemas
+
+lint: install ## ruff check, ruff format --check, mypy
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy libs/driftloop/src services/*/src features/src workflows/src tests bench
+
+format: install ## apply ruff's fixes and formatting
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+
+test-unit: install ## unit tests: no network, no services
+	$(PYTEST) -m unit
+
+# Starts the stack unless it already runs, runs every tier, and stops only what it started.
+test: install ## every test tier against the real local stack (started and stopped here)
+	@if $(DL) status >/dev/null 2>&1; then started=0; else started=1; $(DL) up || { $(DL) down; exit 1; }; fi; \
+	$(PYTEST) tests; rc=$$?; \
+	if [ $$started = 1 ]; then $(DL) down; fi; \
+	if [ $$rc = 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
+
+test-integration: up ## integration tests against the running stack
+	$(PYTEST) -m integration
+
+test-e2e: up ## the whole loop against the running stack
+	$(PYTEST) -m e2e
+
+ci: lint test ## what CI runs: lint, then every test tier
+
+demo: up ## the whole loop on the local stack (for now: the stack, and what is coming)
+	@$(DL) status
+	@echo
+	@echo "The stack is up. The retraining loop (simulator → serving → monitor → trigger →"
+	@echo "workflow → promotion → sync) is being built; see README.md for what lands next."
+	@echo "Stop everything with: make down"
+
+clean: down ## stop the stack and remove runtime state (Kafka data, logs) and the venv
+	rm -rf $(STATE) .venv

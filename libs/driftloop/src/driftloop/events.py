@@ -1,0 +1,234 @@
+"""Event contracts: every message on a driftloop topic is one of these, as JSON.
+
+Each event carries ``schema_version``, a stable ``event_id`` and an aware ``event_time``.
+Where an event has a natural key (a transaction id, a model and window, a Kafka offset) its
+id is derived from that key, so a replay or a retry produces the same id and consumers can
+make their effects idempotent by ``event_id``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+_NAMESPACE = uuid.UUID("6f1d1c2e-4c35-5b8e-9a51-8d0f3f1e2a77")
+
+
+def stable_id(kind: str, *parts: object) -> str:
+    """A deterministic event id (UUID v5) from an event kind and its natural key."""
+    key = "\x1f".join([kind, *(p.isoformat() if isinstance(p, datetime) else str(p) for p in parts)])
+    return str(uuid.uuid5(_NAMESPACE, key))
+
+
+def _aware_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must carry a timezone (e.g. '2026-01-01T00:00:00Z')")
+    return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")]
+
+
+class Event(BaseModel):
+    """Fields every event shares. Unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topic: ClassVar[str]
+    """The logical topic this event travels on."""
+
+    schema_version: Literal[1] = 1
+    event_id: str = Field(default="", description="stable id; derived from the natural key when omitted")
+    event_time: UtcDatetime = Field(default_factory=utcnow)
+
+    def natural_key(self) -> tuple[object, ...] | None:
+        """The parts the event id derives from, or None for a random id."""
+        return None
+
+    def partition_key(self) -> str:
+        """The Kafka record key: records with one key keep their order."""
+        return self.event_id
+
+    @model_validator(mode="after")
+    def _derive_event_id(self) -> Self:
+        key = self.natural_key()
+        if key is None:
+            if not self.event_id:
+                object.__setattr__(self, "event_id", str(uuid.uuid4()))
+            return self
+        derived = stable_id(type(self).__name__, *key)
+        if not self.event_id:
+            object.__setattr__(self, "event_id", derived)
+        elif self.event_id != derived:
+            raise ValueError(
+                f"event_id {self.event_id!r} does not match its natural key (expected {derived!r})"
+            )
+        return self
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class Transaction(Event):
+    """A card payment as the payment system sees it when it asks for a score."""
+
+    topic: ClassVar[str] = "transactions"
+
+    transaction_id: Id
+    customer_id: Id
+    merchant_id: Id
+    amount: float = Field(gt=0, lt=1_000_000)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    merchant_category: str = Field(min_length=1, max_length=64)
+    channel: Literal["pos", "online"]
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166 alpha-2 of the merchant")
+    device_id: Id | None = None
+
+    def natural_key(self) -> tuple[object, ...]:
+        return (self.transaction_id,)
+
+    def partition_key(self) -> str:
+        return self.customer_id
+
+
+class Label(Event):
+    """The truth about a transaction, known later (a chargeback or its absence)."""
+
+    topic: ClassVar[str] = "labels"
+
+    transaction_id: Id
+    is_fraud: bool
+
+    def natural_key(self) -> tuple[object, ...]:
+        return (self.transaction_id,)
+
+    def partition_key(self) -> str:
+        return self.transaction_id
+
+
+FeatureValue = float | int | str | bool | None
+
+
+class Prediction(Event):
+    """One scored transaction, as the serving endpoint logged it."""
+
+    topic: ClassVar[str] = "predictions"
+
+    request_id: Id
+    transaction_id: Id
+    model_name: Id
+    model_version: Id
+    score: float = Field(ge=0, le=1)
+    decision: bool
+    threshold: float = Field(ge=0, le=1)
+    features: dict[str, FeatureValue] = Field(default_factory=dict)
+    latency_ms: float = Field(ge=0)
+
+    def natural_key(self) -> tuple[object, ...]:
+        return (self.request_id, self.transaction_id)
+
+    def partition_key(self) -> str:
+        return self.transaction_id
+
+
+class Window(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: UtcDatetime
+    end: UtcDatetime
+    row_count: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.end < self.start:
+            raise ValueError("window end is before its start")
+        return self
+
+
+class ColumnDrift(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    column: str = Field(min_length=1)
+    algorithm: str = Field(min_length=1, description="e.g. ks, chi-square, hellinger")
+    statistic: float
+    p_value: float | None = Field(default=None, ge=0, le=1)
+    category: Literal["NO_DRIFT", "POSSIBLE_DRIFT", "DRIFT"]
+
+
+class DriftEvent(Event):
+    """A window of a model's traffic judged different from its reference (or worse)."""
+
+    topic: ClassVar[str] = "drift-events"
+
+    kind: Literal["data_drift", "performance_degraded"] = "data_drift"
+    model_name: Id
+    model_version: Id
+    window: Window
+    reference_profile: str = Field(min_length=1, description="URI of the reference profile")
+    columns: list[ColumnDrift] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+    def natural_key(self) -> tuple[object, ...]:
+        return (self.kind, self.model_name, self.model_version, self.window.start, self.window.end)
+
+    def partition_key(self) -> str:
+        return self.model_name
+
+
+class WorkflowEvent(Event):
+    """A change of state of a workflow run or one of its steps."""
+
+    topic: ClassVar[str] = "workflow-events"
+
+    run_id: Id
+    workflow: Id
+    model_name: Id
+    step: Id | None = None
+    phase: Literal["submitted", "running", "succeeded", "failed", "skipped"]
+    trigger_event_id: str | None = None
+    message: str = ""
+
+    def natural_key(self) -> tuple[object, ...]:
+        return (self.run_id, self.step or "", self.phase)
+
+    def partition_key(self) -> str:
+        return self.model_name
+
+
+class DeadLetter(Event):
+    """A record a consumer could not accept, kept with its original bytes and the reason."""
+
+    topic: ClassVar[str] = "dlq"
+
+    source_topic: str
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    consumer_group: str
+    reason: str
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+    key_b64: str | None = None
+    value_b64: str
+
+    def natural_key(self) -> tuple[object, ...]:
+        return (self.source_topic, self.partition, self.offset, self.consumer_group)
+
+    def partition_key(self) -> str:
+        return self.source_topic
+
+
+CONTRACTS: tuple[type[Event], ...] = (
+    Transaction,
+    Label,
+    Prediction,
+    DriftEvent,
+    WorkflowEvent,
+    DeadLetter,
+)

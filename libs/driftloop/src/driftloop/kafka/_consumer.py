@@ -1,0 +1,179 @@
+"""Consuming events at least once: offsets are committed only after the caller's effect.
+
+A record that is not valid JSON of the expected contract goes to the ``dlq`` topic with the
+reason and its original bytes, and the consumer moves on. The dead letter is acknowledged by
+the broker before the offset that skips the record is committed, so nothing is lost, and
+its ``event_id`` derives from (topic, partition, offset, group), so a redelivery after a
+crash produces the same dead letter id.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import CommitFailedError, KafkaError
+from pydantic import ValidationError
+
+from driftloop.events import DeadLetter, Event
+from driftloop.kafka._clients import connect_consumer
+from driftloop.kafka._metrics import consumer_metrics
+from driftloop.kafka._producer import EventProducer
+from driftloop.settings import Settings
+
+E = TypeVar("E", bound=Event)
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Received(Generic[E]):
+    """A valid event and where it came from."""
+
+    event: E
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    received: int
+    handled: int
+    dead_lettered: int
+    committed: bool
+
+
+Handler = Callable[[Sequence[Received[E]]], None]
+
+
+def dead_letter_for(record: ConsumerRecord, group: str, error: Exception) -> DeadLetter:
+    """The dead letter for a record that failed to parse or validate."""
+    if isinstance(error, ValidationError):
+        errors: list[dict[str, Any]] = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "<record>", "message": e["msg"]}
+            for e in error.errors(include_url=False, include_input=False)
+        ]
+        reason = "invalid record: " + "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    else:
+        errors = []
+        reason = f"{type(error).__name__}: {error}"
+    return DeadLetter(
+        source_topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        consumer_group=group,
+        reason=reason[:2000],
+        errors=errors,
+        key_b64=base64.b64encode(record.key).decode() if record.key is not None else None,
+        value_b64=base64.b64encode(record.value or b"").decode(),
+    )
+
+
+class EventConsumer(Generic[E]):
+    """Reads one contract from one logical topic as part of a consumer group."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        contract: type[E],
+        group_id: str,
+        *,
+        dlq: EventProducer | None = None,
+        consumer: KafkaConsumer | None = None,
+        max_records: int = 500,
+    ) -> None:
+        self._settings = settings
+        self._contract = contract
+        self._group = group_id
+        self._topic = settings.topic(contract.topic)
+        self._max_records = max_records
+        self._consumer = consumer or connect_consumer(settings, group_id, max_poll_records=max_records)
+        self._consumer.subscribe([self._topic])
+        self._own_dlq = dlq is None
+        self._dlq = dlq or EventProducer(settings)
+        self._metrics = consumer_metrics()
+
+    @property
+    def topic(self) -> str:
+        return self._topic
+
+    def poll_batch(self, handler: Handler[E], timeout_s: float = 1.0) -> BatchResult:
+        """Poll once, route bad records to the DLQ, run ``handler``, then commit.
+
+        If ``handler`` raises, nothing is committed and the exception propagates: the batch
+        is delivered again to whoever consumes next (this process after a restart, or
+        another member of the group).
+        """
+        polled: dict[TopicPartition, list[ConsumerRecord]] = self._consumer.poll(
+            timeout_ms=int(timeout_s * 1000), max_records=self._max_records
+        )
+        if not polled:
+            return BatchResult(0, 0, 0, committed=False)
+        good: list[Received[E]] = []
+        dead: list[DeadLetter] = []
+        for records in polled.values():
+            for record in records:
+                try:
+                    event = self._contract.model_validate_json(record.value or b"")
+                except (ValidationError, ValueError) as exc:
+                    dead.append(dead_letter_for(record, self._group, exc))
+                    continue
+                good.append(Received(event, record.topic, record.partition, record.offset))
+        if dead:
+            futures = [self._dlq.send(letter) for letter in dead]
+            for future in futures:
+                # No timeout of our own: the producer's delivery timeout bounds the wait, so a
+                # broker restart delays the batch instead of losing or skipping the record.
+                future.get()
+            for letter in dead:
+                log.warning("dead-lettered %s[%d]@%d: %s", letter.source_topic,
+                            letter.partition, letter.offset, letter.reason)
+        if good:
+            handler(good)
+        offsets = {
+            tp: OffsetAndMetadata(records[-1].offset + 1, "", -1) for tp, records in polled.items()
+        }
+        committed = self._commit(offsets)
+        received = sum(len(r) for r in polled.values())
+        self._metrics.record(self._topic, self._group, received, len(good), len(dead))
+        return BatchResult(received, len(good), len(dead), committed)
+
+    def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
+        try:
+            self._consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The group rebalanced while we worked: the new owner re-reads these records and
+            # the idempotent effects absorb the repeat.
+            log.warning("offset commit failed after a rebalance: %s", exc)
+            return False
+        except KafkaError as exc:
+            # The broker or coordinator is away. The next successful commit covers these
+            # offsets too; a crash before it means a redelivery, which effects absorb.
+            log.warning("offset commit failed, will be covered by the next one: %r", exc)
+            return False
+        return True
+
+    def run(self, handler: Handler[E], stop: threading.Event | None = None) -> None:
+        """Poll and handle until ``stop`` is set."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            self.poll_batch(handler)
+
+    def lag(self) -> int:
+        """Records in the assigned partitions not yet consumed (committed positions vs ends)."""
+        assigned = list(self._consumer.assignment())
+        if not assigned:
+            return 0
+        ends = self._consumer.end_offsets(assigned)
+        return sum(max(0, ends[tp] - self._consumer.position(tp)) for tp in assigned)
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+        if self._own_dlq:
+            self._dlq.close()

@@ -1,0 +1,64 @@
+"""The Ray cluster's dashboard REST API, with the cluster's authentication token."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from driftloop.settings import Settings
+
+
+class RayApiError(RuntimeError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"Ray dashboard answered {status}: {message}")
+        self.status = status
+
+
+def auth_token(settings: Settings) -> str | None:
+    """The cluster token, looked up as Ray does: env, env path, then the token file."""
+    if token := os.environ.get("RAY_AUTH_TOKEN"):
+        return token.strip()
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or settings.ray_auth_token_path)
+    if path.expanduser().is_file():
+        return path.expanduser().read_text().strip() or None
+    return None
+
+
+def dashboard_request(
+    settings: Settings,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    token: str | None = None,
+    timeout_s: float = 10,
+) -> Any:
+    """Call the dashboard (``path`` like ``/api/version``); return the decoded JSON body."""
+    url = settings.dashboard_url + path
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"dashboard URL must be http(s): {url}")
+    headers = {"Content-Type": "application/json"}
+    token = token if token is not None else auth_token(settings)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
+            raw = response.read()
+    except urllib.error.HTTPError as exc:
+        raise RayApiError(exc.code, exc.read().decode(errors="replace")[:500]) from exc
+    return json.loads(raw) if raw.strip() else None
+
+
+def dashboard_version(settings: Settings, timeout_s: float = 3) -> dict[str, Any] | None:
+    """``/api/version`` if the dashboard answers with our token, else None."""
+    try:
+        result: dict[str, Any] = dashboard_request(settings, "GET", "/api/version", timeout_s=timeout_s)
+    except (OSError, RayApiError, ValueError):
+        return None
+    return result

@@ -1,0 +1,113 @@
+"""The one settings object of a driftloop process, read from ``DRIFTLOOP_*`` variables.
+
+Nothing here touches the disk or the network: paths are resolved, not created.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TOPICS: tuple[str, ...] = (
+    "transactions",
+    "labels",
+    "predictions",
+    "drift-events",
+    "workflow-events",
+    "dlq",
+)
+"""Logical topic names; the broker sees them behind :attr:`Settings.topic_prefix`."""
+
+
+class Settings(BaseSettings):
+    """Where things are and how they are reached. Every field reads ``DRIFTLOOP_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTLOOP_", extra="forbid", frozen=True)
+
+    # Kafka. Unset means "the local broker that `driftloop up` runs"; set it to use an
+    # existing cluster, which is then never started or stopped by driftloop.
+    kafka_bootstrap_servers: str | None = None
+    kafka_port: int = Field(9092, ge=1, le=65535)
+    kafka_controller_port: int = Field(9093, ge=1, le=65535)
+    kafka_timeout_s: float = Field(10.0, gt=0, description="bound on connecting and on blocking sends")
+    kafka_version: str = "4.1.1"
+    kafka_heap: str = "512m"
+    topic_prefix: str = "driftloop."
+    topic_partitions: int = Field(3, ge=1)
+    topic_replication_factor: int = Field(1, ge=1)
+    topic_retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=-1)
+
+    # Ray. Unset means "the local head that `driftloop up` runs".
+    ray_address: str | None = None
+    ray_dashboard_url: str | None = None
+    ray_port: int = Field(6379, ge=1, le=65535)
+    ray_dashboard_port: int = Field(8265, ge=1, le=65535)
+    ray_client_port: int = Field(10001, ge=1, le=65535)
+    ray_num_cpus: int = Field(2, ge=1)
+    ray_auth_token_path: Path = Path("~/.ray/auth_token")
+    serve_port: int = Field(8000, ge=1, le=65535)
+
+    model_store_uri: str = ".driftloop/models"
+    git_repo: str = "."
+    git_branch: str = "main"
+    state_dir: Path = Path(".driftloop")
+    deploy_dir: Path = Path("deploy")
+    bind_host: str = "127.0.0.1"
+
+    @field_validator("state_dir", "deploy_dir", "ray_auth_token_path")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        return path.expanduser().absolute()
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _legal_prefix(cls, prefix: str) -> str:
+        legal = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        if not set(prefix) <= legal:
+            raise ValueError("may hold only ASCII letters, digits, '.', '_' and '-'")
+        return prefix
+
+    @property
+    def kafka_managed(self) -> bool:
+        """True when driftloop runs the broker itself."""
+        return self.kafka_bootstrap_servers is None
+
+    @property
+    def kafka_bootstrap(self) -> list[str]:
+        if self.kafka_bootstrap_servers is None:
+            return [f"{self.bind_host}:{self.kafka_port}"]
+        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
+
+    @property
+    def ray_managed(self) -> bool:
+        """True when driftloop runs the Ray head itself."""
+        return self.ray_address is None
+
+    @property
+    def ray_gcs_address(self) -> str:
+        return self.ray_address or f"{self.bind_host}:{self.ray_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        if self.ray_dashboard_url:
+            return self.ray_dashboard_url.rstrip("/")
+        return f"http://{self.bind_host}:{self.ray_dashboard_port}"
+
+    @property
+    def serve_url(self) -> str:
+        return f"http://{self.bind_host}:{self.serve_port}"
+
+    def topic(self, name: str) -> str:
+        """The broker-side name of a logical topic such as ``"dlq"``."""
+        if name not in TOPICS:
+            raise ValueError(f"unknown topic {name!r}; known: {', '.join(TOPICS)}")
+        return f"{self.topic_prefix}{name}"
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

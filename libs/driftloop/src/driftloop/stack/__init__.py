@@ -1,0 +1,198 @@
+"""The local stack: Kafka and a Ray head run by supervisord, or existing ones when configured.
+
+``up`` is idempotent and starts only what the settings say driftloop manages; ``down``
+stops only what runs under this state directory's supervisord.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from driftloop.kafka import KafkaUnavailable, connect_admin, describe_topics, ensure_topics
+from driftloop.ports import require_free
+from driftloop.raycluster import dashboard_version
+from driftloop.settings import Settings
+from driftloop.stack._kafka import LocalKafka
+from driftloop.stack._preflight import MissingPrerequisite, find_java, find_maven
+from driftloop.stack._ray import ensure_token, serve_running, start_serve, wait_dashboard
+from driftloop.stack._supervisor import Supervisor
+from driftloop.stack._tools import venv_tool
+
+__all__ = [
+    "ComponentStatus",
+    "LocalStack",
+    "MissingPrerequisite",
+    "find_java",
+    "find_maven",
+]
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class ComponentStatus:
+    name: str
+    up: bool
+    address: str
+    managed: bool
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LocalStack:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        config = settings.deploy_dir / "local" / "supervisord.conf"
+        if not config.is_file():
+            raise FileNotFoundError(
+                f"{config} not found: run driftloop from the repository root "
+                "or set DRIFTLOOP_DEPLOY_DIR"
+            )
+        self.supervisor = Supervisor(config, settings.state_dir)
+        self.kafka = LocalKafka(settings)
+
+    def _supervisor_env(self, java: str) -> dict[str, str]:
+        s = self.settings
+        return {
+            "DRIFTLOOP_STATE_DIR": str(s.state_dir),
+            "DRIFTLOOP_JAVA": java,
+            "DRIFTLOOP_RAY": venv_tool("ray"),
+            "DRIFTLOOP_BIND_HOST": s.bind_host,
+            "DRIFTLOOP_RAY_PORT": str(s.ray_port),
+            "DRIFTLOOP_RAY_DASHBOARD_PORT": str(s.ray_dashboard_port),
+            "DRIFTLOOP_RAY_CLIENT_PORT": str(s.ray_client_port),
+            "DRIFTLOOP_RAY_NUM_CPUS": str(s.ray_num_cpus),
+        }
+
+    # -- up ------------------------------------------------------------------------------
+    def up(self, echo: Echo) -> None:
+        s = self.settings
+        java = "java"
+        if s.kafka_managed:
+            java_path = find_java()
+            java = str(java_path)
+            for line in self.kafka.prepare(java_path):
+                echo(f"kafka: {line}")
+        if s.kafka_managed or s.ray_managed:
+            if self.supervisor.start(self._supervisor_env(java)):
+                echo(f"supervisord: started (socket {self.supervisor.socket})")
+        self._up_kafka(echo)
+        created = ensure_topics(s)
+        echo(
+            f"topics: created {', '.join(created)}" if created
+            else f"topics: all {s.topic_prefix}* topics present"
+        )
+        self._up_ray(echo)
+
+    def _up_kafka(self, echo: Echo) -> None:
+        s = self.settings
+        address = ",".join(s.kafka_bootstrap)
+        if not s.kafka_managed:
+            connect_admin(s).close()  # raises KafkaUnavailable with a clear message
+            echo(f"kafka: using the existing cluster at {address}")
+            return
+        state = self.supervisor.program("kafka")
+        if state and state.running:
+            echo(f"kafka: already running at {address} (pid {state.pid})")
+            return
+        require_free(s.bind_host, s.kafka_port, "the Kafka broker")
+        require_free(s.bind_host, s.kafka_controller_port, "the Kafka controller")
+        self.supervisor.start_program("kafka")
+        self.kafka.wait_ready()
+        pid = self.supervisor.program("kafka")
+        echo(f"kafka: started at {address} (KRaft, pid {pid.pid if pid else '?'}, "
+             f"data {self.kafka.data}, log {self.kafka.log})")
+
+    def _up_ray(self, echo: Echo) -> None:
+        s = self.settings
+        if not s.ray_managed:
+            if dashboard_version(s) is None:
+                raise RuntimeError(
+                    f"the configured Ray dashboard {s.dashboard_url} does not answer (or refuses "
+                    "our token): check DRIFTLOOP_RAY_DASHBOARD_URL and RAY_AUTH_TOKEN"
+                )
+            echo(f"ray: using the existing cluster at {s.ray_gcs_address} ({s.dashboard_url})")
+            return
+        state = self.supervisor.program("ray")
+        if state and state.running:
+            echo(f"ray: already running at {s.ray_gcs_address} (pid {state.pid})")
+        else:
+            for port, purpose in (
+                (s.ray_port, "Ray's GCS"),
+                (s.ray_dashboard_port, "the Ray dashboard"),
+                (s.ray_client_port, "the Ray client server"),
+                (s.serve_port, "Ray Serve's HTTP proxy"),
+            ):
+                require_free(s.bind_host, port, purpose)
+            if ensure_token(s):
+                echo(f"ray: generated the cluster token in {s.ray_auth_token_path}")
+            self.supervisor.start_program("ray")
+            wait_dashboard(s)
+            echo(f"ray: started the head at {s.ray_gcs_address}, token auth on, "
+                 f"{s.ray_num_cpus} CPUs, dashboard {s.dashboard_url}")
+        if serve_running(s):
+            echo(f"serve: already listening on {s.serve_url}")
+        else:
+            start_serve(s)
+            echo(f"serve: HTTP proxy on {s.serve_url}")
+
+    # -- down ----------------------------------------------------------------------------
+    def down(self, echo: Echo) -> None:
+        if not self.supervisor.running():
+            echo("nothing to stop: no local stack runs from this state directory")
+            return
+        for program in ("ray", "kafka"):
+            state = self.supervisor.program(program)
+            if state and state.running:
+                self.supervisor.stop_program(program)
+                echo(f"{program}: stopped")
+        self.supervisor.shutdown()
+        echo("supervisord: stopped")
+
+    # -- status --------------------------------------------------------------------------
+    def status(self) -> list[ComponentStatus]:
+        return [self._kafka_status(), self._ray_status(), self._serve_status(), self._sup_status()]
+
+    def _program(self, name: str) -> dict[str, Any]:
+        state = self.supervisor.program(name)
+        return {"process": state.state, "pid": state.pid} if state else {}
+
+    def _kafka_status(self) -> ComponentStatus:
+        s = self.settings
+        quick = s.model_copy(update={"kafka_timeout_s": min(3.0, s.kafka_timeout_s)})
+        detail: dict[str, Any] = self._program("kafka") if s.kafka_managed else {}
+        try:
+            topics = describe_topics(quick)
+        except KafkaUnavailable as exc:
+            detail["error"] = str(exc)
+            return ComponentStatus("kafka", False, ",".join(s.kafka_bootstrap), s.kafka_managed, detail)
+        detail["topics"] = {
+            t.name: {"partitions": t.partitions, "end_offsets": t.end_offsets, "messages": t.messages}
+            for t in topics
+        }
+        return ComponentStatus("kafka", True, ",".join(s.kafka_bootstrap), s.kafka_managed, detail)
+
+    def _ray_status(self) -> ComponentStatus:
+        s = self.settings
+        detail: dict[str, Any] = self._program("ray") if s.ray_managed else {}
+        version = dashboard_version(s)
+        detail["dashboard"] = s.dashboard_url
+        if version:
+            detail["ray_version"] = version.get("ray_version")
+            detail["session"] = version.get("session_name")
+        return ComponentStatus("ray", version is not None, s.ray_gcs_address, s.ray_managed, detail)
+
+    def _serve_status(self) -> ComponentStatus:
+        s = self.settings
+        return ComponentStatus("serve", serve_running(s), s.serve_url, s.ray_managed)
+
+    def _sup_status(self) -> ComponentStatus:
+        programs = {p.name: p.state for p in self.supervisor.programs()}
+        return ComponentStatus(
+            "supervisord", self.supervisor.running(), str(self.supervisor.socket), True,
+            {"programs": programs},
+        )

@@ -1,0 +1,72 @@
+"""The local Ray head: token auth on, dashboard and Serve's proxy on the bind host."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from driftloop.ports import accepting
+from driftloop.raycluster import RayApiError, auth_token, dashboard_request, dashboard_version
+from driftloop.settings import Settings
+from driftloop.stack._tools import venv_tool
+
+
+def ensure_token(settings: Settings) -> bool:
+    """Generate the cluster token (``~/.ray/auth_token``) unless one exists; True if made."""
+    if auth_token(settings):
+        return False
+    subprocess.run(
+        [venv_tool("ray"), "get-auth-token", "--generate"],
+        capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
+    if not auth_token(settings):
+        raise RuntimeError("`ray get-auth-token --generate` did not leave a token")
+    return True
+
+
+def wait_dashboard(settings: Settings, timeout_s: float = 120) -> dict[str, object]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        version = dashboard_version(settings)
+        if version is not None:
+            return version
+        time.sleep(1)
+    raise RuntimeError(
+        f"the Ray dashboard at {settings.dashboard_url} did not answer within {timeout_s:g} s; "
+        f"see {settings.state_dir / 'logs' / 'ray.log'}"
+    )
+
+
+def serve_running(settings: Settings) -> bool:
+    return accepting(settings.bind_host, settings.serve_port)
+
+
+def start_serve(settings: Settings, timeout_s: float = 120) -> None:
+    """Start Serve with its HTTP proxy on the bind host, keeping any deployed applications.
+
+    Left alone the proxy binds 0.0.0.0, so ``http_options.host`` is always set.
+    """
+    try:
+        current = dashboard_request(settings, "GET", "/api/serve/applications/")
+    except RayApiError:
+        current = None
+    applications = []
+    if current and current.get("applications"):
+        applications = [
+            app["deployed_app_config"]
+            for app in current["applications"].values()
+            if app.get("deployed_app_config")
+        ]
+    config = {
+        "http_options": {"host": settings.bind_host, "port": settings.serve_port},
+        "applications": applications,
+    }
+    dashboard_request(settings, "PUT", "/api/serve/applications/", config, timeout_s=60)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if serve_running(settings):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(
+        f"Serve's proxy did not listen on {settings.serve_url} within {timeout_s:g} s"
+    )

@@ -1,0 +1,1 @@
+"""driftloop's serving service (built in a later issue); it imports so the workspace is whole."""

@@ -1,0 +1,1 @@
+"""driftloop's trigger service (built in a later issue); it imports so the workspace is whole."""

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from driftloop.events import (
+    CONTRACTS,
+    ColumnDrift,
+    DriftEvent,
+    Transaction,
+    Window,
+)
+from driftloop.schemas import write_schemas
+from tests.samples import sample_events
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("event", sample_events(), ids=lambda e: type(e).__name__)
+def test_every_contract_round_trips_through_json(event):
+    again = type(event).model_validate_json(event.to_bytes())
+    assert again == event
+    assert again.schema_version == 1
+    assert again.event_id and again.event_time.tzinfo is not None
+
+
+def test_samples_cover_every_contract():
+    assert {type(e) for e in sample_events()} == set(CONTRACTS)
+
+
+def test_missing_and_mistyped_fields_are_named():
+    raw = {"transaction_id": "t1", "customer_id": "c1", "merchant_id": "m1", "amount": "lots",
+           "currency": "EUR", "merchant_category": "grocery", "country": "DE"}
+    with pytest.raises(ValidationError) as info:
+        Transaction.model_validate(raw)
+    fields = {e["loc"][0] for e in info.value.errors()}
+    assert fields == {"amount", "channel"}
+
+
+def test_unknown_fields_and_naive_times_are_refused():
+    good = sample_events()[0].model_dump(mode="json")
+    with pytest.raises(ValidationError, match="cvv"):
+        Transaction.model_validate({**good, "cvv": "123"})
+    with pytest.raises(ValidationError, match="timezone"):
+        Transaction.model_validate({**good, "event_time": "2026-03-01T12:00:00"})
+
+
+def test_transaction_ids_derive_from_the_natural_key():
+    a = Transaction(transaction_id="t-9", customer_id="c", merchant_id="m", amount=3.5,
+                    currency="EUR", merchant_category="fuel", channel="pos", country="FR")
+    b = Transaction(transaction_id="t-9", customer_id="c", merchant_id="m", amount=3.5,
+                    currency="EUR", merchant_category="fuel", channel="pos", country="FR",
+                    event_time=T0)
+    assert a.event_id == b.event_id
+    assert a.partition_key() == "c"
+
+
+def _drift(start: datetime, version: str = "v1", event_id: str = "") -> DriftEvent:
+    return DriftEvent(
+        event_id=event_id,
+        model_name="fraud",
+        model_version=version,
+        window=Window(start=start, end=start + timedelta(minutes=5), row_count=1000),
+        reference_profile="file:///models/v1/reference.bin",
+        columns=[ColumnDrift(column="amount", algorithm="ks", statistic=0.4, p_value=1e-9,
+                             category="DRIFT")],
+    )
+
+
+def test_drift_event_id_is_derived_from_model_and_window_so_replays_match():
+    first = _drift(T0)
+    replay = _drift(T0)
+    assert first.event_id == replay.event_id
+    assert _drift(T0 + timedelta(minutes=5)).event_id != first.event_id
+    assert _drift(T0, version="v2").event_id != first.event_id
+    # The id travels with the record and survives a round trip through JSON.
+    assert DriftEvent.model_validate_json(first.to_bytes()).event_id == first.event_id
+
+
+def test_an_event_id_that_contradicts_its_key_is_refused():
+    with pytest.raises(ValidationError, match="does not match its natural key"):
+        _drift(T0, event_id="forged")
+
+
+def test_window_must_not_end_before_it_starts():
+    with pytest.raises(ValidationError, match="before its start"):
+        Window(start=T0, end=T0 - timedelta(seconds=1), row_count=0)
+
+
+def test_json_schemas_are_written_for_every_contract(tmp_path):
+    paths = write_schemas(tmp_path)
+    assert sorted(p.name for p in paths) == sorted(f"{c.__name__}.schema.json" for c in CONTRACTS)
+    drift = json.loads((tmp_path / "DriftEvent.schema.json").read_text())
+    assert drift["x-topic"] == "drift-events"
+    assert {"model_name", "model_version", "window", "reference_profile"} <= set(drift["required"])
+    assert drift["additionalProperties"] is False

@@ -1,0 +1,64 @@
+"""The workspace's packages import, and importing them does nothing."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from driftloop.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = [
+    "driftloop", "driftloop.kafka", "driftloop.stack", "driftloop.cli", "driftloop.metrics",
+    "driftloop_serving", "driftloop_stream", "driftloop_monitor", "driftloop_trigger",
+    "driftloop_sync", "driftloop_simulator", "driftloop_features", "driftloop_workflows",
+]
+
+
+def test_every_workspace_member_is_a_package_with_its_own_pyproject():
+    root = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    members = root["tool"]["uv"]["workspace"]["members"]
+    found = sorted(p.parent.relative_to(ROOT).as_posix()
+                   for pattern in members for p in ROOT.glob(f"{pattern}/pyproject.toml"))
+    assert found == sorted([
+        "features", "libs/driftloop", "services/monitor", "services/serving", "services/simulator",
+        "services/stream", "services/sync", "services/trigger", "workflows",
+    ])
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_imports_have_no_side_effects(module, tmp_path):
+    code = f"import {module}, os; print(sorted(os.listdir('.')))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[]", f"importing {module} created {out.stdout}"
+    importlib.import_module(module)
+
+
+def test_services_do_not_import_each_other():
+    services = [p.name for p in (ROOT / "services").iterdir() if p.is_dir()]
+    for service in services:
+        for source in (ROOT / "services" / service).rglob("*.py"):
+            text = source.read_text()
+            for other in services:
+                if other != service:
+                    assert f"driftloop_{other}" not in text, f"{source} imports driftloop_{other}"
+
+
+def test_cli_lists_its_commands():
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("up", "down", "status", "topics", "schemas"):
+        assert command in result.output
+
+
+def test_cli_writes_schemas(tmp_path):
+    result = CliRunner().invoke(app, ["schemas", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert len(list(tmp_path.glob("*.schema.json"))) == 6

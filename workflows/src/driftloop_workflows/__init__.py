@@ -1,0 +1,1 @@
+"""Hera definitions of driftloop's workflows (built in a later issue)."""
