@@ -45,7 +45,7 @@ schemas: install ## write the event contracts' JSON Schemas to schemas/
 lint: install ## ruff check, ruff format --check, mypy
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy libs/driftloop/src services/*/src features/src workflows/src tests bench
+	.venv/bin/mypy libs/driftloop/src services/*/src features/src workflows/src tests $(wildcard bench/*.py)
 
 format: install ## apply ruff's fixes and formatting
 	.venv/bin/ruff check --fix .

@@ -11,9 +11,19 @@ from driftloop.kafka import dead_letter_for
 
 def _record(value: bytes, offset: int = 11) -> ConsumerRecord:
     return ConsumerRecord(
-        topic="driftloop.transactions", partition=2, leader_epoch=0, offset=offset, timestamp=0,
-        timestamp_type=0, key=b"c-1", value=value, headers=[], checksum=None,
-        serialized_key_size=3, serialized_value_size=len(value), serialized_header_size=0,
+        topic="driftloop.transactions",
+        partition=2,
+        leader_epoch=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=b"c-1",
+        value=value,
+        headers=[],
+        checksum=None,
+        serialized_key_size=3,
+        serialized_value_size=len(value),
+        serialized_header_size=0,
     )
 
 
@@ -31,12 +41,18 @@ def test_invalid_json_keeps_the_original_bytes_and_a_reason():
     assert base64.b64decode(letter.value_b64) == raw
     assert base64.b64decode(letter.key_b64 or "") == b"c-1"
     assert "json" in letter.reason.lower()
-    assert (letter.source_topic, letter.partition, letter.offset) == ("driftloop.transactions", 2, 11)
+    assert (letter.source_topic, letter.partition, letter.offset) == (
+        "driftloop.transactions",
+        2,
+        11,
+    )
 
 
 def test_schema_violations_name_each_field():
-    raw = b'{"transaction_id": "t", "customer_id": "c", "merchant_id": "m", "amount": -1,' \
-          b' "currency": "EUR", "merchant_category": "x", "channel": "fax", "country": "DE"}'
+    raw = (
+        b'{"transaction_id": "t", "customer_id": "c", "merchant_id": "m", "amount": -1,'
+        b' "currency": "EUR", "merchant_category": "x", "channel": "fax", "country": "DE"}'
+    )
     letter = dead_letter_for(_record(raw), "stream", _error(raw))
     assert {e["field"] for e in letter.errors} == {"amount", "channel"}
     assert "amount" in letter.reason and "channel" in letter.reason

@@ -32,8 +32,15 @@ def test_samples_cover_every_contract():
 
 
 def test_missing_and_mistyped_fields_are_named():
-    raw = {"transaction_id": "t1", "customer_id": "c1", "merchant_id": "m1", "amount": "lots",
-           "currency": "EUR", "merchant_category": "grocery", "country": "DE"}
+    raw = {
+        "transaction_id": "t1",
+        "customer_id": "c1",
+        "merchant_id": "m1",
+        "amount": "lots",
+        "currency": "EUR",
+        "merchant_category": "grocery",
+        "country": "DE",
+    }
     with pytest.raises(ValidationError) as info:
         Transaction.model_validate(raw)
     fields = {e["loc"][0] for e in info.value.errors()}
@@ -49,11 +56,27 @@ def test_unknown_fields_and_naive_times_are_refused():
 
 
 def test_transaction_ids_derive_from_the_natural_key():
-    a = Transaction(transaction_id="t-9", customer_id="c", merchant_id="m", amount=3.5,
-                    currency="EUR", merchant_category="fuel", channel="pos", country="FR")
-    b = Transaction(transaction_id="t-9", customer_id="c", merchant_id="m", amount=3.5,
-                    currency="EUR", merchant_category="fuel", channel="pos", country="FR",
-                    event_time=T0)
+    a = Transaction(
+        transaction_id="t-9",
+        customer_id="c",
+        merchant_id="m",
+        amount=3.5,
+        currency="EUR",
+        merchant_category="fuel",
+        channel="pos",
+        country="FR",
+    )
+    b = Transaction(
+        transaction_id="t-9",
+        customer_id="c",
+        merchant_id="m",
+        amount=3.5,
+        currency="EUR",
+        merchant_category="fuel",
+        channel="pos",
+        country="FR",
+        event_time=T0,
+    )
     assert a.event_id == b.event_id
     assert a.partition_key() == "c"
 
@@ -65,8 +88,11 @@ def _drift(start: datetime, version: str = "v1", event_id: str = "") -> DriftEve
         model_version=version,
         window=Window(start=start, end=start + timedelta(minutes=5), row_count=1000),
         reference_profile="file:///models/v1/reference.bin",
-        columns=[ColumnDrift(column="amount", algorithm="ks", statistic=0.4, p_value=1e-9,
-                             category="DRIFT")],
+        columns=[
+            ColumnDrift(
+                column="amount", algorithm="ks", statistic=0.4, p_value=1e-9, category="DRIFT"
+            )
+        ],
     )
 
 

@@ -9,7 +9,11 @@ from driftloop.settings import TOPICS, Settings, get_settings
 
 
 def test_defaults_bind_loopback_and_manage_the_local_stack(monkeypatch):
-    for name in ("DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS", "DRIFTLOOP_RAY_ADDRESS", "DRIFTLOOP_BIND_HOST"):
+    for name in (
+        "DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS",
+        "DRIFTLOOP_RAY_ADDRESS",
+        "DRIFTLOOP_BIND_HOST",
+    ):
         monkeypatch.delenv(name, raising=False)
     s = Settings()
     assert s.bind_host == "127.0.0.1"
@@ -54,7 +58,12 @@ def test_topic_prefix_must_be_a_legal_kafka_name():
 def test_topics_are_the_contracts_and_unknown_ones_refused():
     s = Settings(topic_prefix="x.")
     assert [s.topic(t) for t in TOPICS] == [
-        "x.transactions", "x.labels", "x.predictions", "x.drift-events", "x.workflow-events", "x.dlq",
+        "x.transactions",
+        "x.labels",
+        "x.predictions",
+        "x.drift-events",
+        "x.workflow-events",
+        "x.dlq",
     ]
     with pytest.raises(ValueError, match="unknown topic 'transaction'"):
         s.topic("transaction")

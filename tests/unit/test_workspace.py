@@ -15,28 +15,56 @@ from driftloop.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = [
-    "driftloop", "driftloop.kafka", "driftloop.stack", "driftloop.cli", "driftloop.metrics",
-    "driftloop_serving", "driftloop_stream", "driftloop_monitor", "driftloop_trigger",
-    "driftloop_sync", "driftloop_simulator", "driftloop_features", "driftloop_workflows",
+    "driftloop",
+    "driftloop.kafka",
+    "driftloop.stack",
+    "driftloop.cli",
+    "driftloop.metrics",
+    "driftloop_serving",
+    "driftloop_stream",
+    "driftloop_monitor",
+    "driftloop_trigger",
+    "driftloop_sync",
+    "driftloop_simulator",
+    "driftloop_features",
+    "driftloop_workflows",
 ]
 
 
 def test_every_workspace_member_is_a_package_with_its_own_pyproject():
     root = tomllib.loads((ROOT / "pyproject.toml").read_text())
     members = root["tool"]["uv"]["workspace"]["members"]
-    found = sorted(p.parent.relative_to(ROOT).as_posix()
-                   for pattern in members for p in ROOT.glob(f"{pattern}/pyproject.toml"))
-    assert found == sorted([
-        "features", "libs/driftloop", "services/monitor", "services/serving", "services/simulator",
-        "services/stream", "services/sync", "services/trigger", "workflows",
-    ])
+    found = sorted(
+        p.parent.relative_to(ROOT).as_posix()
+        for pattern in members
+        for p in ROOT.glob(f"{pattern}/pyproject.toml")
+    )
+    assert found == sorted(
+        [
+            "features",
+            "libs/driftloop",
+            "services/monitor",
+            "services/serving",
+            "services/simulator",
+            "services/stream",
+            "services/sync",
+            "services/trigger",
+            "workflows",
+        ]
+    )
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_imports_have_no_side_effects(module, tmp_path):
     code = f"import {module}, os; print(sorted(os.listdir('.')))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                         text=True, check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     assert out.stdout.strip() == "[]", f"importing {module} created {out.stdout}"
     importlib.import_module(module)
 

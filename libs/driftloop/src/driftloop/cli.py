@@ -4,7 +4,6 @@ processes, never imported."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -66,16 +65,20 @@ def status(
         typer.echo(json.dumps([c.as_dict() for c in components], indent=2))
     else:
         for c in components:
-            mark = typer.style("up  ", fg=typer.colors.GREEN) if c.up else typer.style(
-                "down", fg=typer.colors.RED
+            mark = (
+                typer.style("up  ", fg=typer.colors.GREEN)
+                if c.up
+                else typer.style("down", fg=typer.colors.RED)
             )
             who = "local" if c.managed else "external"
             typer.echo(f"{mark}  {c.name:<12} {c.address:<40} ({who})")
             for key, value in c.detail.items():
                 if key == "topics":
                     for name, info in value.items():
-                        typer.echo(f"        topic {name:<32} partitions={info['partitions']} "
-                                   f"end_offsets={info['end_offsets']}")
+                        typer.echo(
+                            f"        topic {name:<32} partitions={info['partitions']} "
+                            f"end_offsets={info['end_offsets']}"
+                        )
                 elif value not in (None, {}, ""):
                     typer.echo(f"        {key}: {value}")
     if not all(c.up for c in components if c.name != "supervisord"):
@@ -96,8 +99,10 @@ def topics(
     except KafkaUnavailable as exc:
         raise _fail(exc) from exc
     for info in infos:
-        typer.echo(f"{info.name:<34} partitions={info.partitions} messages={info.messages} "
-                   f"end_offsets={info.end_offsets}")
+        typer.echo(
+            f"{info.name:<34} partitions={info.partitions} messages={info.messages} "
+            f"end_offsets={info.end_offsets}"
+        )
 
 
 @app.command()
@@ -114,4 +119,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -19,7 +19,9 @@ _NAMESPACE = uuid.UUID("6f1d1c2e-4c35-5b8e-9a51-8d0f3f1e2a77")
 
 def stable_id(kind: str, *parts: object) -> str:
     """A deterministic event id (UUID v5) from an event kind and its natural key."""
-    key = "\x1f".join([kind, *(p.isoformat() if isinstance(p, datetime) else str(p) for p in parts)])
+    key = "\x1f".join(
+        [kind, *(p.isoformat() if isinstance(p, datetime) else str(p) for p in parts)]
+    )
     return str(uuid.uuid5(_NAMESPACE, key))
 
 
@@ -46,7 +48,9 @@ class Event(BaseModel):
     """The logical topic this event travels on."""
 
     schema_version: Literal[1] = 1
-    event_id: str = Field(default="", description="stable id; derived from the natural key when omitted")
+    event_id: str = Field(
+        default="", description="stable id; derived from the natural key when omitted"
+    )
     event_time: UtcDatetime = Field(default_factory=utcnow)
 
     def natural_key(self) -> tuple[object, ...] | None:

@@ -58,7 +58,9 @@ def dashboard_request(
 def dashboard_version(settings: Settings, timeout_s: float = 3) -> dict[str, Any] | None:
     """``/api/version`` if the dashboard answers with our token, else None."""
     try:
-        result: dict[str, Any] = dashboard_request(settings, "GET", "/api/version", timeout_s=timeout_s)
+        result: dict[str, Any] = dashboard_request(
+            settings, "GET", "/api/version", timeout_s=timeout_s
+        )
     except (OSError, RayApiError, ValueError):
         return None
     return result

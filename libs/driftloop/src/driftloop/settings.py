@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str | None = None
     kafka_port: int = Field(9092, ge=1, le=65535)
     kafka_controller_port: int = Field(9093, ge=1, le=65535)
-    kafka_timeout_s: float = Field(10.0, gt=0, description="bound on connecting and on blocking sends")
+    kafka_timeout_s: float = Field(
+        10.0, gt=0, description="bound on connecting and on blocking sends"
+    )
     kafka_version: str = "4.1.1"
     kafka_heap: str = "512m"
     topic_prefix: str = "driftloop."

@@ -93,7 +93,9 @@ class EventConsumer(Generic[E]):
         self._group = group_id
         self._topic = settings.topic(contract.topic)
         self._max_records = max_records
-        self._consumer = consumer or connect_consumer(settings, group_id, max_poll_records=max_records)
+        self._consumer = consumer or connect_consumer(
+            settings, group_id, max_poll_records=max_records
+        )
         self._consumer.subscribe([self._topic])
         self._own_dlq = dlq is None
         self._dlq = dlq or EventProducer(settings)
@@ -132,8 +134,13 @@ class EventConsumer(Generic[E]):
                 # broker restart delays the batch instead of losing or skipping the record.
                 future.get()
             for letter in dead:
-                log.warning("dead-lettered %s[%d]@%d: %s", letter.source_topic,
-                            letter.partition, letter.offset, letter.reason)
+                log.warning(
+                    "dead-lettered %s[%d]@%d: %s",
+                    letter.source_topic,
+                    letter.partition,
+                    letter.offset,
+                    letter.reason,
+                )
         if good:
             handler(good)
         offsets = {

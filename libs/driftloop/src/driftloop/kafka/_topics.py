@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from kafka import TopicPartition
@@ -39,10 +40,9 @@ def ensure_topics(settings: Settings) -> list[str]:
             }
             for name in sorted(wanted)
         }
-        try:
+        # Another process may win the race; the topic is then there, which is all we need.
+        with contextlib.suppress(TopicAlreadyExistsError):
             admin.create_topics(spec, wait_for_metadata=True)
-        except TopicAlreadyExistsError:
-            pass  # another process won the race; the topic is there, which is all we need
         return sorted(wanted)
     finally:
         admin.close()

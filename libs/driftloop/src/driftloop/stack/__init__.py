@@ -77,13 +77,14 @@ class LocalStack:
             java = str(java_path)
             for line in self.kafka.prepare(java_path):
                 echo(f"kafka: {line}")
-        if s.kafka_managed or s.ray_managed:
-            if self.supervisor.start(self._supervisor_env(java)):
-                echo(f"supervisord: started (socket {self.supervisor.socket})")
+        needs_supervisor = s.kafka_managed or s.ray_managed
+        if needs_supervisor and self.supervisor.start(self._supervisor_env(java)):
+            echo(f"supervisord: started (socket {self.supervisor.socket})")
         self._up_kafka(echo)
         created = ensure_topics(s)
         echo(
-            f"topics: created {', '.join(created)}" if created
+            f"topics: created {', '.join(created)}"
+            if created
             else f"topics: all {s.topic_prefix}* topics present"
         )
         self._up_ray(echo)
@@ -104,8 +105,10 @@ class LocalStack:
         self.supervisor.start_program("kafka")
         self.kafka.wait_ready()
         pid = self.supervisor.program("kafka")
-        echo(f"kafka: started at {address} (KRaft, pid {pid.pid if pid else '?'}, "
-             f"data {self.kafka.data}, log {self.kafka.log})")
+        echo(
+            f"kafka: started at {address} (KRaft, pid {pid.pid if pid else '?'}, "
+            f"data {self.kafka.data}, log {self.kafka.log})"
+        )
 
     def _up_ray(self, echo: Echo) -> None:
         s = self.settings
@@ -132,8 +135,10 @@ class LocalStack:
                 echo(f"ray: generated the cluster token in {s.ray_auth_token_path}")
             self.supervisor.start_program("ray")
             wait_dashboard(s)
-            echo(f"ray: started the head at {s.ray_gcs_address}, token auth on, "
-                 f"{s.ray_num_cpus} CPUs, dashboard {s.dashboard_url}")
+            echo(
+                f"ray: started the head at {s.ray_gcs_address}, token auth on, "
+                f"{s.ray_num_cpus} CPUs, dashboard {s.dashboard_url}"
+            )
         if serve_running(s):
             echo(f"serve: already listening on {s.serve_url}")
         else:
@@ -169,9 +174,15 @@ class LocalStack:
             topics = describe_topics(quick)
         except KafkaUnavailable as exc:
             detail["error"] = str(exc)
-            return ComponentStatus("kafka", False, ",".join(s.kafka_bootstrap), s.kafka_managed, detail)
+            return ComponentStatus(
+                "kafka", False, ",".join(s.kafka_bootstrap), s.kafka_managed, detail
+            )
         detail["topics"] = {
-            t.name: {"partitions": t.partitions, "end_offsets": t.end_offsets, "messages": t.messages}
+            t.name: {
+                "partitions": t.partitions,
+                "end_offsets": t.end_offsets,
+                "messages": t.messages,
+            }
             for t in topics
         }
         return ComponentStatus("kafka", True, ",".join(s.kafka_bootstrap), s.kafka_managed, detail)
@@ -193,6 +204,9 @@ class LocalStack:
     def _sup_status(self) -> ComponentStatus:
         programs = {p.name: p.state for p in self.supervisor.programs()}
         return ComponentStatus(
-            "supervisord", self.supervisor.running(), str(self.supervisor.socket), True,
+            "supervisord",
+            self.supervisor.running(),
+            str(self.supervisor.socket),
+            True,
             {"programs": programs},
         )

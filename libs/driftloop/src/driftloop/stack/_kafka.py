@@ -122,7 +122,7 @@ class LocalKafka:
             try:
                 admin.list_topics()
                 return
-            except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+            except Exception as exc:
                 last = exc
                 time.sleep(0.5)
             finally:

@@ -21,8 +21,8 @@ def find_java(path: str | None = None, minimum: int = 17) -> Path:
     if java is None:
         raise MissingPrerequisite(
             f"Java {minimum}+ is needed to run the local Kafka broker and `java` is not on PATH: "
-            f"install OpenJDK {minimum} (Debian/Ubuntu: apt-get install openjdk-{minimum}-jdk-headless;"
-            f" macOS: brew install openjdk@{minimum}), {_ESCAPE}"
+            f"install OpenJDK {minimum} (Debian/Ubuntu: apt-get install "
+            f"openjdk-{minimum}-jdk-headless; macOS: brew install openjdk@{minimum}), {_ESCAPE}"
         )
     major = java_major_version(Path(java))
     if major < minimum:
