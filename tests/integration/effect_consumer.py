@@ -14,6 +14,7 @@ import os
 import signal
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from driftloop.events import Transaction
 from driftloop.kafka import EventConsumer, Received
@@ -31,14 +32,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=40)
     args = parser.parse_args()
 
-    ledger = Ledger(__import__("pathlib").Path(args.db))
+    ledger = Ledger(Path(args.db))
     conn = ledger.connect()
     conn.execute("CREATE TABLE IF NOT EXISTS deliveries (event_id TEXT, pid INTEGER)")
     conn.execute("CREATE TABLE IF NOT EXISTS effects (event_id TEXT, amount REAL)")
     settings = Settings(topic_prefix=args.prefix)
-    consumer = EventConsumer(
-        settings, Transaction, args.group, max_records=args.batch
-    )
+    consumer = EventConsumer(settings, Transaction, args.group, max_records=args.batch)
     effects_here = 0
 
     def effect(batch: Sequence[Received[Transaction]]) -> None:
@@ -48,7 +47,8 @@ def main() -> None:
             conn.execute("INSERT INTO deliveries VALUES (?, ?)", (event.event_id, os.getpid()))
             with ledger.transaction(conn):
                 if ledger.claim(conn, event.event_id):
-                    conn.execute("INSERT INTO effects VALUES (?, ?)", (event.event_id, event.amount))
+                    row = (event.event_id, event.amount)
+                    conn.execute("INSERT INTO effects VALUES (?, ?)", row)
             effects_here += 1
             if args.crash_after and effects_here == args.crash_after:
                 os.kill(os.getpid(), signal.SIGKILL)

@@ -28,9 +28,15 @@ def test_sigkill_mid_batch_then_restart_processes_every_event_once(own_topics, t
     tag = uuid.uuid4().hex[:8]
     sent = [
         Transaction(
-            transaction_id=f"crash-{tag}-{i}", customer_id=f"c-{i % 7}", merchant_id="m-1",
-            amount=1 + i, currency="EUR", merchant_category="grocery", channel="pos", country="DE",
-        )  # fmt: skip
+            transaction_id=f"crash-{tag}-{i}",
+            customer_id=f"c-{i % 7}",
+            merchant_id="m-1",
+            amount=1 + i,
+            currency="EUR",
+            merchant_category="grocery",
+            channel="pos",
+            country="DE",
+        )
         for i in range(N)
     ]
     with EventProducer(settings) as producer:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from driftloop.events import CONTRACTS, Event
 from driftloop.kafka import EventConsumer, EventProducer, Received
 from tests.samples import sample_events
 
 
-def _drain(consumer: EventConsumer, want: set[str], timeout_s: float = 60) -> list[Received]:
+def _drain(consumer: EventConsumer[Any], want: set[str], timeout_s: float = 60) -> list[Received[Any]]:
     """Poll until every event id in ``want`` arrived (or time runs out)."""
-    got: list[Received] = []
+    got: list[Received[Any]] = []
 
-    def collect(batch: Sequence[Received]) -> None:
+    def collect(batch: Sequence[Received[Any]]) -> None:
         got.extend(batch)
 
     deadline = time.monotonic() + timeout_s

@@ -77,18 +77,18 @@ def test_client_facing_ports_listen_on_loopback_only(base_settings):
 def test_the_ray_dashboard_refuses_requests_without_the_token(base_settings):
     url = base_settings.dashboard_url + "/api/version"
     with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(url, timeout=10)  # noqa: S310
+        urllib.request.urlopen(url, timeout=10)
     assert refused.value.code == 401
     token = auth_token(base_settings)
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=10) as ok:  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as ok:
         assert json.loads(ok.read())["ray_version"]
 
 
 def test_metrics_are_served_on_the_bind_host(base_settings):
     server = serve_metrics(base_settings, 0)
     try:
-        with urllib.request.urlopen(server.url, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(server.url, timeout=10) as response:
             body = response.read().decode()
         assert "python_info" in body or "process_" in body
         assert server.host == "127.0.0.1"
