@@ -12,7 +12,9 @@ from driftloop.kafka import EventConsumer, EventProducer, Received
 from tests.samples import sample_events
 
 
-def _drain(consumer: EventConsumer[Any], want: set[str], timeout_s: float = 60) -> list[Received[Any]]:
+def _drain(
+    consumer: EventConsumer[Any], want: set[str], timeout_s: float = 60
+) -> list[Received[Any]]:
     """Poll until every event id in ``want`` arrived (or time runs out)."""
     got: list[Received[Any]] = []
 
