@@ -32,6 +32,7 @@ def sample_events(tag: str | None = None) -> list[Event]:
             merchant_category="electronics",
             channel="online",
             country="DE",
+            card_country="DE",
             device_id="d-1",
             event_time=t0,
         ),

@@ -35,7 +35,7 @@ def test_producer_and_consumer_survive_a_broker_restart(own_topics):
                 event = Transaction(
                     transaction_id=f"br-{tag}-{i}", customer_id=f"c-{i % 11}", merchant_id="m",
                     amount=10, currency="EUR", merchant_category="fuel", channel="pos",
-                    country="DE",
+                    country="DE", card_country="DE",
                 )  # fmt: skip
                 future = producer.send(event)
                 future.add_callback(lambda _md, eid=event.event_id: acked.add(eid))

@@ -36,6 +36,7 @@ def test_sigkill_mid_batch_then_restart_processes_every_event_once(own_topics, t
             merchant_category="grocery",
             channel="pos",
             country="DE",
+            card_country="DE",
         )
         for i in range(N)
     ]

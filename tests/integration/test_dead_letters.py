@@ -24,7 +24,7 @@ def test_malformed_records_land_in_the_dlq_and_the_consumer_keeps_going(settings
     wrong_schema = (
         b'{"transaction_id": "x-' + tag.encode() + b'", "customer_id": "c", "merchant_id": "m",'
         b' "amount": "free", "currency": "EUR", "merchant_category": "x", "channel": "pos",'
-        b' "country": "DE"}'
+        b' "country": "DE", "card_country": "DE"}'
     )
     with EventProducer(settings) as producer:
         producer.send(good[0])

@@ -51,7 +51,8 @@ def test_invalid_json_keeps_the_original_bytes_and_a_reason():
 def test_schema_violations_name_each_field():
     raw = (
         b'{"transaction_id": "t", "customer_id": "c", "merchant_id": "m", "amount": -1,'
-        b' "currency": "EUR", "merchant_category": "x", "channel": "fax", "country": "DE"}'
+        b' "currency": "EUR", "merchant_category": "x", "channel": "fax machine",'
+        b' "country": "DE", "card_country": "DE"}'
     )
     letter = dead_letter_for(_record(raw), "stream", _error(raw))
     assert {e["field"] for e in letter.errors} == {"amount", "channel"}

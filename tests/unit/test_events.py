@@ -40,6 +40,7 @@ def test_missing_and_mistyped_fields_are_named():
         "currency": "EUR",
         "merchant_category": "grocery",
         "country": "DE",
+        "card_country": "DE",
     }
     with pytest.raises(ValidationError) as info:
         Transaction.model_validate(raw)
@@ -65,6 +66,7 @@ def test_transaction_ids_derive_from_the_natural_key():
         merchant_category="fuel",
         channel="pos",
         country="FR",
+        card_country="FR",
     )
     b = Transaction(
         transaction_id="t-9",
@@ -75,6 +77,7 @@ def test_transaction_ids_derive_from_the_natural_key():
         merchant_category="fuel",
         channel="pos",
         country="FR",
+        card_country="FR",
         event_time=T0,
     )
     assert a.event_id == b.event_id

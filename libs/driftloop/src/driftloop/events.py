@@ -91,9 +91,14 @@ class Transaction(Event):
     merchant_id: Id
     amount: float = Field(gt=0, lt=1_000_000)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
-    merchant_category: str = Field(min_length=1, max_length=64)
-    channel: Literal["pos", "online"]
+    merchant_category: str = Field(pattern=r"^[a-z0-9_]{1,64}$")
+    # An open vocabulary on purpose: a channel or category the model never saw is drift to
+    # detect and score, not a malformed record to reject.
+    channel: str = Field(pattern=r"^[a-z0-9_]{1,32}$", description="e.g. pos, online")
     country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166 alpha-2 of the merchant")
+    card_country: str = Field(
+        pattern=r"^[A-Z]{2}$", description="ISO 3166 alpha-2 of the card issuer (home country)"
+    )
     device_id: Id | None = None
 
     def natural_key(self) -> tuple[object, ...]:
