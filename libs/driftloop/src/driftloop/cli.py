@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from driftloop import _cli_features
 from driftloop.kafka import KafkaUnavailable, describe_topics, ensure_topics
 from driftloop.ports import PortInUse
 from driftloop.schemas import write_schemas
@@ -22,6 +23,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+app.add_typer(_cli_features.app, name="features")
 
 _EXPECTED = (KafkaUnavailable, MissingPrerequisite, PortInUse, FileNotFoundError, RuntimeError)
 

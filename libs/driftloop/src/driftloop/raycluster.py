@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -64,3 +65,23 @@ def dashboard_version(settings: Settings, timeout_s: float = 3) -> dict[str, Any
     except (OSError, RayApiError, ValueError):
         return None
     return result
+
+
+def enable_token_auth(settings: Settings) -> None:
+    """Make Ray clients of this process (``ray.init``, also inside Feast) present the cluster
+    token. Ray's CLI does this when a token exists; a library driver must ask for it, and
+    after ``import ray`` the setting must also reach Ray's already-loaded core config."""
+    if auth_token(settings) is None:
+        raise RuntimeError(
+            "no Ray token found (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+            f"{settings.ray_auth_token_path}): run `driftloop up` or copy the cluster's token"
+        )
+    if "RAY_AUTH_TOKEN" not in os.environ and "RAY_AUTH_TOKEN_PATH" not in os.environ:
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(settings.ray_auth_token_path)
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" and "ray" not in sys.modules:
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    # Ray reads RAY_AUTH_MODE into its core config at import; refresh it as `ray start` does.
+    from ray._raylet import Config  # type: ignore[attr-defined]
+
+    Config.initialize("")

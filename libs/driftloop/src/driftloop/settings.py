@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,6 +53,10 @@ class Settings(BaseSettings):
     ray_auth_token_path: Path = Path("~/.ray/auth_token")
     serve_port: int = Field(8000, ge=1, le=65535)
 
+    feature_repo: Path = Path("features")
+    feature_env: Literal["local", "local-file", "k8s"] = "local"
+    feature_data_uri: str | None = None  # default: <state_dir>/features
+
     model_store_uri: str = ".driftloop/models"
     git_repo: str = "."
     git_branch: str = "main"
@@ -59,7 +64,7 @@ class Settings(BaseSettings):
     deploy_dir: Path = Path("deploy")
     bind_host: str = "127.0.0.1"
 
-    @field_validator("state_dir", "deploy_dir", "ray_auth_token_path")
+    @field_validator("state_dir", "deploy_dir", "feature_repo", "ray_auth_token_path")
     @classmethod
     def _absolute(cls, path: Path) -> Path:
         return path.expanduser().absolute()
@@ -101,6 +106,11 @@ class Settings(BaseSettings):
     @property
     def serve_url(self) -> str:
         return f"http://{self.bind_host}:{self.serve_port}"
+
+    @property
+    def feature_data(self) -> str:
+        """Where feature parquet lives: a local absolute path or a filesystem URI."""
+        return self.feature_data_uri or str(self.state_dir / "features")
 
     def topic(self, name: str) -> str:
         """The broker-side name of a logical topic such as ``"dlq"``."""

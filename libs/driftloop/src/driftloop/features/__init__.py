@@ -1,0 +1,46 @@
+"""Customer and merchant features: the window aggregates shared by stream and backfill,
+the batch sources they append to, and point-in-time training sets from Feast."""
+
+from driftloop.features._history import (
+    CUSTOMER_AGGREGATE_COLUMNS,
+    aggregate_rows_frame,
+    customer_aggregates,
+    merchant_stats,
+    point_of,
+    training_entities,
+)
+from driftloop.features._offline import delete_batch, list_batches, read_source, write_batch
+from driftloop.features._store import feast_cli, feast_environment, load_repo_config, open_store
+from driftloop.features._training import point_in_time
+from driftloop.features._windows import (
+    CUSTOMER_FEATURES,
+    WINDOWS,
+    Aggregator,
+    CustomerWindows,
+    Point,
+    TooLate,
+)
+
+__all__ = [
+    "CUSTOMER_AGGREGATE_COLUMNS",
+    "CUSTOMER_FEATURES",
+    "WINDOWS",
+    "Aggregator",
+    "CustomerWindows",
+    "Point",
+    "TooLate",
+    "aggregate_rows_frame",
+    "customer_aggregates",
+    "delete_batch",
+    "feast_cli",
+    "feast_environment",
+    "list_batches",
+    "load_repo_config",
+    "merchant_stats",
+    "open_store",
+    "point_in_time",
+    "point_of",
+    "read_source",
+    "training_entities",
+    "write_batch",
+]

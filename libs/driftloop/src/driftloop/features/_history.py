@@ -1,0 +1,106 @@
+"""Feature tables from a labelled transaction history (the backfill's batch path)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from driftloop.events import Transaction
+from driftloop.features._windows import CUSTOMER_FEATURES, Aggregator, Point
+
+ONLINE_CHANNELS = frozenset({"online"})
+
+CUSTOMER_AGGREGATE_COLUMNS: tuple[str, ...] = (
+    "customer_id",
+    "event_timestamp",
+    "created",
+    *CUSTOMER_FEATURES,
+)
+
+
+def point_of(txn: Transaction) -> Point:
+    return Point(
+        ts=txn.event_time.timestamp(),
+        transaction_id=txn.transaction_id,
+        amount=txn.amount,
+        merchant_id=txn.merchant_id,
+        device_id=txn.device_id,
+        foreign=txn.country != txn.card_country,
+        online=txn.channel in ONLINE_CHANNELS,
+    )
+
+
+def aggregate_rows_frame(rows: list[dict[str, object]], created: datetime) -> pd.DataFrame:
+    """Feature rows as the customer_aggregates batch source stores them."""
+    frame = pd.DataFrame.from_records(
+        rows, columns=[c for c in CUSTOMER_AGGREGATE_COLUMNS if c != "created"]
+    )
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], unit="s", utc=True)
+    frame["created"] = pd.Timestamp(created)
+    for column in ("txn_count_1h", "txn_count_24h", "txn_count_7d",
+                   "distinct_merchants_24h", "distinct_devices_7d"):  # fmt: skip
+        frame[column] = frame[column].astype("int64")
+    for column in ("amount_mean_24h", "amount_max_24h", "amount_mean_7d", "amount_max_7d",
+                   "foreign_share_7d", "online_share_24h", "last_txn_unix"):  # fmt: skip
+        frame[column] = frame[column].astype("float64")
+    return frame[list(CUSTOMER_AGGREGATE_COLUMNS)]
+
+
+def customer_aggregates(
+    history: pd.DataFrame, created: datetime, lateness_s: float = 300.0
+) -> pd.DataFrame:
+    """One aggregate row per transaction of ``history``, in event-time order."""
+    ordered = history.sort_values(["event_timestamp", "transaction_id"], kind="stable")
+    aggregator = Aggregator(lateness_s)
+    rows: list[dict[str, object]] = []
+    ts = ordered["event_timestamp"].map(pd.Timestamp.timestamp).to_numpy()
+    devices = [d if isinstance(d, str) else None for d in ordered["device_id"]]
+    columns = zip(
+        ordered["customer_id"], ts, ordered["transaction_id"], ordered["amount"].astype(float),
+        ordered["merchant_id"], devices, ordered["country"] != ordered["card_country"],
+        ordered["channel"].isin(ONLINE_CHANNELS), strict=True,
+    )  # fmt: skip
+    for customer, t, tid, amount, merchant, device, foreign, online in columns:
+        point = Point(float(t), tid, amount, merchant, device, bool(foreign), bool(online))
+        rows.extend(aggregator.observe(customer, point))
+    return aggregate_rows_frame(rows, created)
+
+
+def merchant_stats(history: pd.DataFrame, created: datetime, days: int = 30) -> pd.DataFrame:
+    """Daily merchant snapshots: at midnight D, the category, the transactions of the 30
+    days before D, and the fraud rate among those whose label had arrived by D."""
+    frame = history[["merchant_id", "merchant_category", "event_timestamp", "is_fraud",
+                     "label_timestamp"]].copy()  # fmt: skip
+    first = frame["event_timestamp"].min().normalize() + pd.Timedelta(days=1)
+    last = frame["event_timestamp"].max().normalize() + pd.Timedelta(days=1)
+    snapshots = []
+    category = frame.groupby("merchant_id")["merchant_category"].agg(lambda s: s.mode().iloc[0])
+    for day in pd.date_range(first, last, freq="D"):
+        window = frame[(frame["event_timestamp"] >= day - pd.Timedelta(days=days))
+                       & (frame["event_timestamp"] < day)]  # fmt: skip
+        known = window[window["label_timestamp"] < day]
+        counts = window.groupby("merchant_id").size()
+        fraud = known.groupby("merchant_id")["is_fraud"].agg(["sum", "size"])
+        snap = pd.DataFrame({"merchant_txn_count_30d": counts})
+        snap["merchant_fraud_rate_30d"] = (fraud["sum"] / fraud["size"]).reindex(snap.index)
+        snap["event_timestamp"] = day
+        snapshots.append(snap)
+    out = pd.concat(snapshots).reset_index(names="merchant_id")
+    out["merchant_category"] = out["merchant_id"].map(category)
+    out["merchant_txn_count_30d"] = out["merchant_txn_count_30d"].astype("int64")
+    out["merchant_fraud_rate_30d"] = out["merchant_fraud_rate_30d"].astype("float64")
+    out["created"] = pd.Timestamp(created)
+    columns = ["merchant_id", "event_timestamp", "created", "merchant_category",
+               "merchant_txn_count_30d", "merchant_fraud_rate_30d"]  # fmt: skip
+    return out[columns].sort_values(["event_timestamp", "merchant_id"]).reset_index(drop=True)
+
+
+def training_entities(labelled: pd.DataFrame) -> pd.DataFrame:
+    """The entity rows of a training set: each labelled transaction, asking for features as
+    of one microsecond before it (what serving saw), with request-time inputs."""
+    out = labelled.copy()
+    out["event_timestamp"] = out["event_timestamp"] - pd.Timedelta(microseconds=1)
+    out["txn_unix"] = labelled["event_timestamp"].map(pd.Timestamp.timestamp).astype(np.float64)
+    return out

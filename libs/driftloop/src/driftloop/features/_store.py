@@ -1,0 +1,79 @@
+"""Opening the Feast repository of an environment, and running Feast's CLI on it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+from feast import FeatureStore
+from feast.repo_config import RepoConfig
+
+from driftloop.raycluster import enable_token_auth
+from driftloop.settings import Settings
+from driftloop.stack._tools import venv_tool
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def feast_environment(settings: Settings) -> dict[str, str]:
+    """The variables ``feature_store.yaml`` and ``definitions.py`` are written against."""
+    return {
+        "DRIFTLOOP_STATE_DIR": str(settings.state_dir),
+        "DRIFTLOOP_FEATURE_DATA": settings.feature_data,
+        "DRIFTLOOP_RAY_GCS_ADDRESS": settings.ray_gcs_address,
+    }
+
+
+def store_yaml(settings: Settings) -> Path:
+    return settings.feature_repo / "envs" / settings.feature_env / "feature_store.yaml"
+
+
+def repo_dir(settings: Settings) -> Path:
+    return settings.feature_repo / "repo"
+
+
+def load_repo_config(settings: Settings) -> RepoConfig:
+    variables = {**os.environ, **feast_environment(settings)}
+    text = store_yaml(settings).read_text()
+    missing = sorted({m for m in _VAR.findall(text) if m not in variables})
+    if missing:
+        raise ValueError(f"{store_yaml(settings)} needs {', '.join(missing)} in the environment")
+    raw: dict[str, Any] = yaml.safe_load(_VAR.sub(lambda m: variables[m.group(1)], text))
+    return RepoConfig(**raw, repo_path=repo_dir(settings))
+
+
+def open_store(settings: Settings) -> FeatureStore:
+    """The Feast store of ``settings.feature_env``; local state directories are created."""
+    if settings.feature_env.startswith("local"):
+        (settings.state_dir / "feast").mkdir(parents=True, exist_ok=True)
+    config = load_repo_config(settings)
+    if getattr(config.offline_store, "type", "") == "ray":
+        enable_token_auth(settings)
+    return FeatureStore(repo_path=str(repo_dir(settings)), config=config)
+
+
+def feast_cli(settings: Settings, *args: str, timeout_s: float = 600) -> str:
+    """Run ``feast <args>`` on the repository; return its output, raise with it on failure."""
+    if settings.feature_env.startswith("local"):
+        (settings.state_dir / "feast").mkdir(parents=True, exist_ok=True)
+    command = [
+        venv_tool("feast"),
+        "-c",
+        str(repo_dir(settings)),
+        "-f",
+        str(store_yaml(settings)),
+        *args,
+    ]
+    result = subprocess.run(
+        command, env={**os.environ, **feast_environment(settings)}, capture_output=True,
+        text=True, timeout=timeout_s, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"feast {' '.join(args)} failed:\n{(result.stdout + result.stderr)[-4000:]}"
+        )
+    return result.stdout
