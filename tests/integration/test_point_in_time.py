@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from driftloop.features import (
+    SCHEMAS,
     aggregate_rows_frame,
-    feast_cli,
+    apply_repo,
     open_store,
     point_in_time,
     training_entities,
@@ -52,8 +53,10 @@ def repo(request, tmp_path, base_settings):
         "created": [T0] * 2, "merchant_category": ["grocery", "travel"],
         "merchant_txn_count_30d": [100, 40], "merchant_fraud_rate_30d": [0.01, 0.05],
     })  # fmt: skip
-    write_batch(merchants, f"{settings.feature_data}/merchant_stats", "seed")
-    feast_cli(settings, "apply")
+    write_batch(
+        merchants, f"{settings.feature_data}/merchant_stats", "seed", SCHEMAS["merchant_stats"]
+    )
+    apply_repo(settings)
     return settings
 
 

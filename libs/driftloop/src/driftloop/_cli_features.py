@@ -23,7 +23,7 @@ def backfill(
     """Compute customer aggregates and merchant snapshots from a history into the batch sources."""
     import pandas as pd
 
-    from driftloop.features import customer_aggregates, merchant_stats, write_batch
+    from driftloop.features import SCHEMAS, customer_aggregates, merchant_stats, write_batch
 
     settings = get_settings()
     if not history.is_file():
@@ -35,12 +35,19 @@ def backfill(
     created = datetime.now(UTC)
     started = time.perf_counter()
     aggregates = customer_aggregates(frame, created)
-    path = write_batch(aggregates, f"{settings.feature_data}/customer_aggregates", "backfill")
+    path = write_batch(
+        aggregates,
+        f"{settings.feature_data}/customer_aggregates",
+        "backfill",
+        SCHEMAS["customer_aggregates"],
+    )
     typer.echo(f"customer_aggregates: {len(aggregates):,} rows → {path} "
                f"({time.perf_counter() - started:.1f} s)")  # fmt: skip
     started = time.perf_counter()
     merchants = merchant_stats(frame, created)
-    path = write_batch(merchants, f"{settings.feature_data}/merchant_stats", "backfill")
+    path = write_batch(
+        merchants, f"{settings.feature_data}/merchant_stats", "backfill", SCHEMAS["merchant_stats"]
+    )
     typer.echo(
         f"merchant_stats: {len(merchants):,} rows → {path} ({time.perf_counter() - started:.1f} s)"
     )
@@ -56,10 +63,11 @@ def plan() -> None:
 
 @app.command()
 def apply() -> None:
-    """`feast apply`: register the definitions and create the online tables."""
-    from driftloop.features import feast_cli
+    """`feast apply`: register the definitions and create the online tables (and empty
+    batch sources where no data exists yet)."""
+    from driftloop.features import apply_repo
 
-    typer.echo(feast_cli(get_settings(), "apply"))
+    typer.echo(apply_repo(get_settings()))
 
 
 @app.command()

@@ -3,6 +3,9 @@ the batch sources they append to, and point-in-time training sets from Feast."""
 
 from driftloop.features._history import (
     CUSTOMER_AGGREGATE_COLUMNS,
+    CUSTOMER_AGGREGATES_SCHEMA,
+    MERCHANT_STATS_SCHEMA,
+    SCHEMAS,
     aggregate_rows_frame,
     customer_aggregates,
     merchant_stats,
@@ -10,7 +13,13 @@ from driftloop.features._history import (
     training_entities,
 )
 from driftloop.features._offline import delete_batch, list_batches, read_source, write_batch
-from driftloop.features._store import feast_cli, feast_environment, load_repo_config, open_store
+from driftloop.features._store import (
+    apply_repo,
+    feast_cli,
+    feast_environment,
+    load_repo_config,
+    open_store,
+)
 from driftloop.features._training import point_in_time
 from driftloop.features._windows import (
     CUSTOMER_FEATURES,
@@ -22,14 +31,18 @@ from driftloop.features._windows import (
 )
 
 __all__ = [
+    "CUSTOMER_AGGREGATES_SCHEMA",
     "CUSTOMER_AGGREGATE_COLUMNS",
     "CUSTOMER_FEATURES",
+    "MERCHANT_STATS_SCHEMA",
+    "SCHEMAS",
     "WINDOWS",
     "Aggregator",
     "CustomerWindows",
     "Point",
     "TooLate",
     "aggregate_rows_frame",
+    "apply_repo",
     "customer_aggregates",
     "delete_batch",
     "feast_cli",

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from driftloop.events import Transaction
 from driftloop.features._windows import CUSTOMER_FEATURES, Aggregator, Point
@@ -18,6 +19,30 @@ CUSTOMER_AGGREGATE_COLUMNS: tuple[str, ...] = (
     "created",
     *CUSTOMER_FEATURES,
 )
+
+
+_TS = pa.timestamp("ns", tz="UTC")
+CUSTOMER_AGGREGATES_SCHEMA = pa.schema(
+    [("customer_id", pa.string()), ("event_timestamp", _TS), ("created", _TS)]
+    + [
+        (name, pa.int64() if name.startswith(("txn_count", "distinct")) else pa.float64())
+        for name in CUSTOMER_FEATURES
+    ]
+)
+MERCHANT_STATS_SCHEMA = pa.schema(
+    [
+        ("merchant_id", pa.string()),
+        ("event_timestamp", _TS),
+        ("created", _TS),
+        ("merchant_category", pa.string()),
+        ("merchant_txn_count_30d", pa.int64()),
+        ("merchant_fraud_rate_30d", pa.float64()),
+    ]
+)
+SCHEMAS = {
+    "customer_aggregates": CUSTOMER_AGGREGATES_SCHEMA,
+    "merchant_stats": MERCHANT_STATS_SCHEMA,
+}
 
 
 def point_of(txn: Transaction) -> Point:
@@ -104,3 +129,9 @@ def training_entities(labelled: pd.DataFrame) -> pd.DataFrame:
     out["event_timestamp"] = out["event_timestamp"] - pd.Timedelta(microseconds=1)
     out["txn_unix"] = labelled["event_timestamp"].map(pd.Timestamp.timestamp).astype(np.float64)
     return out
+
+
+def empty_sources() -> dict[str, pd.DataFrame]:
+    """A zero-row frame per batch source: what a new repository starts from, so queries
+    work before any history exists. Write them with :data:`SCHEMAS`."""
+    return {name: schema.empty_table().to_pandas() for name, schema in SCHEMAS.items()}

@@ -21,13 +21,18 @@ def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), uri
 
 
-def write_batch(frame: pd.DataFrame, directory: str, name: str) -> str:
-    """Write ``frame`` as ``<directory>/<name>.parquet`` atomically; return its path."""
+def write_batch(
+    frame: pd.DataFrame, directory: str, name: str, schema: pa.Schema | None = None
+) -> str:
+    """Write ``frame`` as ``<directory>/<name>.parquet`` atomically; return its path.
+
+    With ``schema`` every file of a source has the same column types, even a file with no
+    rows (where pandas cannot tell a string column from a null one)."""
     fs, base = _filesystem(directory)
     fs.create_dir(base, recursive=True)
     final = f"{base}/{name}.parquet"
     temp = f"{base}/.{name}.{uuid.uuid4().hex}.tmp"  # a leading '.' hides it from readers
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     with fs.open_output_stream(temp) as sink:
         pq.write_table(table, sink)
     fs.move(temp, final)

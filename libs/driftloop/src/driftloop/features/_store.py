@@ -77,3 +77,16 @@ def feast_cli(settings: Settings, *args: str, timeout_s: float = 600) -> str:
             f"feast {' '.join(args)} failed:\n{(result.stdout + result.stderr)[-4000:]}"
         )
     return result.stdout
+
+
+def apply_repo(settings: Settings) -> str:
+    """Create any batch source that has no file yet (zero rows, right schema), then
+    ``feast apply``. Returns Feast's output."""
+    from driftloop.features._history import SCHEMAS, empty_sources
+    from driftloop.features._offline import list_batches, write_batch
+
+    for name, frame in empty_sources().items():
+        directory = f"{settings.feature_data}/{name}"
+        if not list_batches(directory):
+            write_batch(frame, directory, "empty", SCHEMAS[name])
+    return feast_cli(settings, "apply")

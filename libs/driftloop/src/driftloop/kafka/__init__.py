@@ -6,11 +6,12 @@ from driftloop.kafka._clients import (
     connect_consumer,
     connect_producer,
 )
-from driftloop.kafka._consumer import BatchResult, EventConsumer, Received, dead_letter_for
+from driftloop.kafka._consumer import Batch, BatchResult, EventConsumer, Received, dead_letter_for
 from driftloop.kafka._producer import EventProducer
 from driftloop.kafka._topics import TopicInfo, describe_topics, ensure_topics
 
 __all__ = [
+    "Batch",
     "BatchResult",
     "EventConsumer",
     "EventProducer",

@@ -12,7 +12,8 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -41,6 +42,17 @@ class Received(Generic[E]):
     offset: int
 
 
+class Batch(list[Received[E]]):
+    """The valid events of one poll, with where the poll started and ended per partition."""
+
+    def __init__(
+        self, events: list[Received[E]], first: dict[int, int], next_: dict[int, int]
+    ) -> None:
+        super().__init__(events)
+        self.first_offsets = first
+        self.next_offsets = next_
+
+
 @dataclass(frozen=True)
 class BatchResult:
     received: int
@@ -49,7 +61,7 @@ class BatchResult:
     committed: bool
 
 
-Handler = Callable[[Sequence[Received[E]]], None]
+Handler = Callable[["Batch[E]"], None]
 
 
 def dead_letter_for(record: ConsumerRecord, group: str, error: Exception) -> DeadLetter:
@@ -87,12 +99,14 @@ class EventConsumer(Generic[E]):
         dlq: EventProducer | None = None,
         consumer: KafkaConsumer | None = None,
         max_records: int = 500,
+        linger_s: float = 0.0,
     ) -> None:
         self._settings = settings
         self._contract = contract
         self._group = group_id
         self._topic = settings.topic(contract.topic)
         self._max_records = max_records
+        self._linger_s = linger_s
         self._consumer = consumer or connect_consumer(
             settings, group_id, max_poll_records=max_records
         )
@@ -105,16 +119,49 @@ class EventConsumer(Generic[E]):
     def topic(self) -> str:
         return self._topic
 
-    def poll_batch(self, handler: Handler[E], timeout_s: float = 1.0) -> BatchResult:
-        """Poll once, route bad records to the DLQ, run ``handler``, then commit.
+    def assign_from(self, offsets: dict[int, int]) -> None:
+        """Own every partition of the topic (no group rebalancing) and start each at the
+        given offset, or at the beginning where none is given: for consumers whose state
+        and position live in one checkpoint of their own."""
+        self._consumer.unsubscribe()
+        partitions = sorted(self._consumer.partitions_for_topic(self._topic) or ())
+        if not partitions:
+            raise RuntimeError(f"topic {self._topic} has no partitions (does it exist?)")
+        tps = [TopicPartition(self._topic, p) for p in partitions]
+        self._consumer.assign(tps)
+        for tp in tps:
+            if tp.partition in offsets:
+                self._consumer.seek(tp, offsets[tp.partition])
+            else:
+                self._consumer.seek_to_beginning(tp)
 
-        If ``handler`` raises, nothing is committed and the exception propagates: the batch
-        is delivered again to whoever consumes next (this process after a restart, or
-        another member of the group).
-        """
+    def _poll(self, timeout_s: float) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """One poll, or with ``linger_s`` several until ``max_records`` or the linger is up."""
         polled: dict[TopicPartition, list[ConsumerRecord]] = self._consumer.poll(
             timeout_ms=int(timeout_s * 1000), max_records=self._max_records
         )
+        if not polled or self._linger_s <= 0:
+            return polled
+        deadline = time.monotonic() + self._linger_s
+        count = sum(len(r) for r in polled.values())
+        while count < self._max_records and (left := deadline - time.monotonic()) > 0:
+            more = self._consumer.poll(
+                timeout_ms=max(1, int(left * 1000)), max_records=self._max_records - count
+            )
+            for tp, records in more.items():
+                polled.setdefault(tp, []).extend(records)
+                count += len(records)
+        return polled
+
+    def poll_batch(self, handler: Handler[E], timeout_s: float = 1.0) -> BatchResult:
+        """Poll, route bad records to the DLQ, run ``handler``, then commit.
+
+        ``handler`` gets a :class:`Batch` (a list of the valid events) for every non-empty
+        poll, even one whose records were all dead-lettered, so a handler that checkpoints
+        positions sees every offset. If ``handler`` raises, nothing is committed and the
+        exception propagates: the batch is delivered again to whoever consumes next.
+        """
+        polled = self._poll(timeout_s)
         if not polled:
             return BatchResult(0, 0, 0, committed=False)
         good: list[Received[E]] = []
@@ -141,8 +188,13 @@ class EventConsumer(Generic[E]):
                     letter.offset,
                     letter.reason,
                 )
-        if good:
-            handler(good)
+        handler(
+            Batch(
+                good,
+                {tp.partition: records[0].offset for tp, records in polled.items()},
+                {tp.partition: records[-1].offset + 1 for tp, records in polled.items()},
+            )
+        )
         offsets = {
             tp: OffsetAndMetadata(records[-1].offset + 1, "", -1) for tp, records in polled.items()
         }

@@ -1,0 +1,70 @@
+"""Asking the serving endpoint for a score before a payment goes through.
+
+Calls run on a few threads so a slow endpoint does not cap the stream at one round trip per
+payment, but items come back in the order they were submitted: each is released only after
+its own call has finished (answered, failed or timed out). A failed call is counted, never
+raised.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Generic, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+
+class Predictor(Generic[T]):
+    """POSTs JSON payloads to ``url`` with at most ``concurrency`` calls in flight."""
+
+    def __init__(self, url: str, timeout_s: float, concurrency: int) -> None:
+        self._url = url
+        self._concurrency = max(1, concurrency)
+        self._client = httpx.Client(
+            timeout=timeout_s,
+            limits=httpx.Limits(
+                max_connections=self._concurrency, max_keepalive_connections=self._concurrency
+            ),
+        )
+        self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="predict")
+        self._in_flight: deque[tuple[Future[bool], T]] = deque()
+        self.ok = 0
+        self.failed = 0
+
+    def _post(self, payload: dict[str, Any]) -> bool:
+        try:
+            response = self._client.post(self._url, json=payload)
+        except Exception:  # any failure of the call is counted, not raised
+            return False
+        return response.is_success
+
+    def submit(self, payload: dict[str, Any], item: T) -> list[T]:
+        """Start a call for ``item``; return the items whose calls are done, in order."""
+        self._in_flight.append((self._pool.submit(self._post, payload), item))
+        return self._release(block=len(self._in_flight) >= self._concurrency)
+
+    def drain(self) -> list[T]:
+        """Wait for every call in flight; return their items in order."""
+        released: list[T] = []
+        while self._in_flight:
+            released.extend(self._release(block=True))
+        return released
+
+    def _release(self, block: bool) -> list[T]:
+        released: list[T] = []
+        while self._in_flight and (block or self._in_flight[0][0].done()):
+            future, item = self._in_flight.popleft()
+            if future.result():
+                self.ok += 1
+            else:
+                self.failed += 1
+            released.append(item)
+            block = False
+        return released
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._client.close()

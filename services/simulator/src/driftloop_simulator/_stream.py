@@ -1,0 +1,277 @@
+"""Live traffic: paced transactions to Kafka, delayed labels, optional scoring calls.
+
+Traffic is generated on a virtual timeline of one-second windows (so fraud bursts keep
+their spacing) and sent in that order at ``rate`` events per second; each transaction's
+``event_time`` is the wall clock when it is sent. Its label follows ``label_delay_s`` later
+through a FIFO delay queue.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from kafka.producer.future import FutureRecordMetadata
+from pydantic import BaseModel, ConfigDict, Field
+
+from driftloop.events import Label, Transaction, utcnow
+from driftloop.kafka import EventProducer
+from driftloop.settings import Settings
+from driftloop_simulator._catalog import NS_PER_S, country_codes
+from driftloop_simulator._generate import GeneratorConfig, stream_warmup, stream_window
+from driftloop_simulator._predict import Predictor
+from driftloop_simulator._rows import Rows
+from driftloop_simulator._scenarios import ActiveScenario, ScenarioChoice
+from driftloop_simulator._world import World, WorldConfig, build_world
+
+Draft = tuple[str, str, float, str, str, str, str, str, str | None, bool, str]
+"""customer, merchant, amount, currency, category, channel, country, card country, device,
+is_fraud, fraud pattern."""
+
+
+class StreamConfig(BaseModel):
+    """How fast, how long, and where transactions and labels go."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    world: WorldConfig = WorldConfig()
+    generator: GeneratorConfig = GeneratorConfig(fraud_delay_s=60)
+    rate: float = Field(100.0, gt=0, description="transactions per second")
+    duration_s: float | None = Field(None, gt=0)
+    count: int | None = Field(None, ge=0)
+    label_delay_s: float = Field(30.0, ge=0)
+    drain_labels: bool = Field(True, description="at a normal end, wait for pending labels")
+    predict_url: str | None = None
+    predict_timeout_s: float = Field(2.0, gt=0)
+    predict_concurrency: int = Field(4, ge=1)
+    progress_every_s: float = Field(5.0, gt=0)
+    run_id: str = Field(
+        "", pattern=r"^[A-Za-z0-9.\-]{0,32}$", description="id part; default from start time"
+    )
+
+
+@dataclass
+class StreamStats:
+    sent: int = 0
+    labels_sent: int = 0
+    labels_dropped: int = 0
+    fraud_sent: int = 0
+    predict_ok: int = 0
+    predict_failed: int = 0
+    send_errors: int = 0
+    send_seconds: float = 0.0
+    """From the start until the last transaction was handed to the producer."""
+    elapsed_s: float = 0.0
+    patterns: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.send_seconds if self.send_seconds > 0 else 0.0
+
+
+def _drafts(world: World, rows: Rows) -> list[Draft]:
+    return list(
+        zip(
+            world.c_id[rows.customer].tolist(),
+            rows.merchant_id.tolist(),
+            rows.amount.tolist(),
+            rows.currency.tolist(),
+            rows.merchant_category.tolist(),
+            rows.channel.tolist(),
+            rows.country.tolist(),
+            country_codes()[world.c_home[rows.customer]].tolist(),
+            rows.device_id.tolist(),
+            rows.is_fraud.tolist(),
+            rows.fraud_pattern.tolist(),
+            strict=True,
+        )
+    )
+
+
+def _timeline(
+    world: World,
+    config: StreamConfig,
+    run_key: int,
+    origin_ns: int,
+    scenario: ActiveScenario | None,
+) -> Iterator[Draft]:
+    """Drafts in virtual-time order, one-second window after window, forever."""
+    per_window = max(1, round(config.rate / (1.0 + config.generator.fraud_rate)))
+    carry = stream_warmup(world, config.generator, run_key, origin_ns, per_window)
+    index = 0
+    while True:
+        span = (origin_ns + index * NS_PER_S, origin_ns + (index + 1) * NS_PER_S)
+        fresh = stream_window(world, config.generator, run_key, index, span, per_window, scenario)
+        rows = Rows.concat([carry, fresh])
+        due = rows.t < span[1]
+        carry = rows.select(~due)
+        now = rows.select(due)
+        yield from _drafts(world, now.select(np.argsort(now.t, kind="stable")))
+        index += 1
+
+
+class _Sender:
+    """Publishes transactions, queues their labels, and publishes labels once due."""
+
+    def __init__(self, producer: EventProducer, delay_s: float, stats: StreamStats) -> None:
+        self._producer = producer
+        self._delay_s = delay_s
+        self._stats = stats
+        self._labels: deque[tuple[float, str, bool]] = deque()
+        self._lock = threading.Lock()
+
+    def _failed(self, _: Any) -> None:
+        with self._lock:
+            self._stats.send_errors += 1
+
+    def _send(self, event: Transaction | Label) -> None:
+        future: FutureRecordMetadata = self._producer.send(event)
+        future.add_errback(self._failed)
+
+    def transaction(self, tx: Transaction, is_fraud: bool, pattern: str) -> None:
+        self._send(tx)
+        self._labels.append((time.monotonic() + self._delay_s, tx.transaction_id, is_fraud))
+        self._stats.sent += 1
+        if is_fraud:
+            self._stats.fraud_sent += 1
+            self._stats.patterns[pattern] += 1
+
+    def labels_due(self, now: float) -> None:
+        while self._labels and self._labels[0][0] <= now:
+            _, transaction_id, is_fraud = self._labels.popleft()
+            self._send(Label(transaction_id=transaction_id, is_fraud=is_fraud))
+            self._stats.labels_sent += 1
+
+    @property
+    def pending(self) -> int:
+        return len(self._labels)
+
+    def next_label_at(self) -> float | None:
+        return self._labels[0][0] if self._labels else None
+
+    def drop_pending(self) -> None:
+        self._stats.labels_dropped += len(self._labels)
+        self._labels.clear()
+
+
+def _run_key(run_id: str) -> int:
+    return zlib.crc32(run_id.encode())
+
+
+def run_stream(
+    settings: Settings,
+    config: StreamConfig,
+    *,
+    scenario: ScenarioChoice | None = None,
+    stop: threading.Event | None = None,
+    echo: Callable[[str], None] = print,
+) -> StreamStats:
+    """Stream until ``count`` or ``duration_s`` is reached or ``stop`` is set, then flush.
+
+    At a normal end the labels still queued are sent when due (``drain_labels``); after
+    ``stop`` they are dropped and counted.
+    """
+    stop = stop or threading.Event()
+    world = build_world(config.world)
+    origin_ns, origin = time.time_ns(), time.monotonic()
+    run_id = config.run_id or np.base_repr(origin_ns // 1_000_000, 36).lower()
+    active = scenario.starting_at(origin_ns) if scenario else None
+    timeline = _timeline(world, config, _run_key(run_id), origin_ns, active)
+    stats = StreamStats()
+    producer = EventProducer(settings)
+    sender = _Sender(producer, config.label_delay_s, stats)
+    predictor: Predictor[tuple[Transaction, bool, str]] | None = None
+    if config.predict_url:
+        predictor = Predictor(
+            config.predict_url, config.predict_timeout_s, config.predict_concurrency
+        )
+    prefix = f"tx-s{config.world.seed}-{run_id}-"
+    created, last_progress, last_sent = 0, origin, 0
+    try:
+        while not stop.is_set():
+            now = time.monotonic()
+            elapsed = now - origin
+            if (config.count is not None and created >= config.count) or (
+                config.duration_s is not None and elapsed >= config.duration_s
+            ):
+                break
+            sender.labels_due(now)
+            target = int(elapsed * config.rate) + 1
+            if config.count is not None:
+                target = min(target, config.count)
+            # at most ~50 ms worth per pass, so limits and labels are checked often
+            for _ in range(min(target - created, max(1, int(config.rate / 20)))):
+                d = next(timeline)
+                tx = Transaction(
+                    transaction_id=f"{prefix}{created:09d}",
+                    customer_id=d[0],
+                    merchant_id=d[1],
+                    amount=d[2],
+                    currency=d[3],
+                    merchant_category=d[4],
+                    channel=d[5],
+                    country=d[6],
+                    card_country=d[7],
+                    device_id=d[8],
+                    event_time=utcnow(),
+                )
+                created += 1
+                if predictor is None:
+                    sender.transaction(tx, d[9], d[10])
+                    continue
+                for done in predictor.submit(tx.model_dump(mode="json"), (tx, d[9], d[10])):
+                    sender.transaction(*done)
+            stats.send_seconds = time.monotonic() - origin
+            if now - last_progress >= config.progress_every_s:
+                if predictor is not None:
+                    stats.predict_ok, stats.predict_failed = predictor.ok, predictor.failed
+                recent = (stats.sent - last_sent) / (now - last_progress)
+                echo(_progress(stats, recent, sender.pending))
+                last_progress, last_sent = now, stats.sent
+            if target <= created:
+                wait = (created / config.rate) - (time.monotonic() - origin)
+                label_at = sender.next_label_at()
+                if label_at is not None:
+                    wait = min(wait, label_at - time.monotonic())
+                stop.wait(min(max(wait, 0.0), 0.05))
+        if predictor is not None:
+            for done in predictor.drain():
+                sender.transaction(*done)
+            stats.send_seconds = time.monotonic() - origin
+        if config.drain_labels and not stop.is_set() and sender.pending:
+            echo(f"waiting up to {config.label_delay_s:g} s for {sender.pending} pending labels")
+            while sender.pending and not stop.is_set():
+                sender.labels_due(time.monotonic())
+                label_at = sender.next_label_at()
+                if label_at is not None:
+                    stop.wait(min(max(label_at - time.monotonic(), 0.0), 0.05))
+        sender.drop_pending()
+    finally:
+        if predictor is not None:
+            stats.predict_ok, stats.predict_failed = predictor.ok, predictor.failed
+            predictor.close()
+        producer.flush(timeout_s=settings.kafka_timeout_s * 3)
+        producer.close(timeout_s=settings.kafka_timeout_s)
+        stats.elapsed_s = time.monotonic() - origin
+    echo(_progress(stats, stats.rate, 0) + " (done)")
+    return stats
+
+
+def _progress(stats: StreamStats, rate: float, pending: int) -> str:
+    line = (
+        f"sent {stats.sent} ({rate:.0f}/s), fraud {stats.fraud_sent}, "
+        f"labels {stats.labels_sent} sent / {pending} pending"
+    )
+    if stats.labels_dropped:
+        line += f" / {stats.labels_dropped} dropped"
+    if stats.predict_ok or stats.predict_failed:
+        line += f", predict {stats.predict_ok} ok / {stats.predict_failed} failed"
+    if stats.send_errors:
+        line += f", kafka errors {stats.send_errors}"
+    return line

@@ -1,0 +1,172 @@
+"""transactions → per-customer window aggregates → Feast (offline files, online push).
+
+Each micro-batch: apply the events to the windows, write the feature rows as one offline
+file named by the batch's offsets, push each touched customer's newest row online, then
+checkpoint the events and offsets, and only then commit offsets to Kafka. A crash anywhere
+replays the batch from the checkpoint: offline files of uncheckpointed batches are removed
+and rewritten, online rows are overwritten with the same values.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import threading
+import time
+from datetime import UTC, datetime
+
+from feast import FeatureStore
+from feast.data_source import PushMode
+
+from driftloop.events import DeadLetter, Transaction
+from driftloop.features import (
+    CUSTOMER_AGGREGATES_SCHEMA,
+    WINDOWS,
+    Aggregator,
+    TooLate,
+    aggregate_rows_frame,
+    delete_batch,
+    list_batches,
+    open_store,
+    point_of,
+    write_batch,
+)
+from driftloop.kafka import Batch, EventConsumer, EventProducer
+from driftloop.metrics import serve_metrics
+from driftloop_stream._checkpoint import Checkpoint
+from driftloop_stream._metrics import StreamMetrics
+from driftloop_stream._settings import StreamSettings
+
+PUSH_SOURCE = "customer_aggregates_push"
+_BATCH = re.compile(r"p(\d+)-(\d+)-(\d+)")
+log = logging.getLogger(__name__)
+
+
+def batch_name(first: dict[int, int], next_: dict[int, int]) -> str:
+    return "stream-" + "_".join(f"p{p}-{first[p]:012d}-{next_[p]:012d}" for p in sorted(first))
+
+
+def batch_starts(name: str) -> dict[int, int] | None:
+    """{partition: first offset} of a stream batch file, None for other files (backfill)."""
+    if not name.startswith("stream-"):
+        return None
+    return {int(p): int(first) for p, first, _ in _BATCH.findall(name)}
+
+
+class StreamService:
+    def __init__(self, settings: StreamSettings, store: FeatureStore | None = None) -> None:
+        self.settings = settings
+        self.metrics = StreamMetrics.create()
+        self.store = store or open_store(settings)
+        self.checkpoint = Checkpoint(settings.checkpoint_path)
+        self.aggregator = Aggregator(settings.stream_lateness_s)
+        self.offline_dir = f"{settings.feature_data}/customer_aggregates"
+        self.dlq = EventProducer(settings)
+        self.consumer = EventConsumer(
+            settings, Transaction, settings.stream_group, dlq=self.dlq,
+            max_records=settings.stream_batch_max, linger_s=settings.stream_linger_s,
+        )  # fmt: skip
+        self.topic = self.consumer.topic
+        self._restore()
+
+    def _restore(self) -> None:
+        restored = 0
+        for customer, point in self.checkpoint.retained():
+            self.aggregator.observe(customer, point)
+            restored += 1
+        offsets = self.checkpoint.offsets(self.topic)
+        for name in list_batches(self.offline_dir):
+            starts = batch_starts(name)
+            if starts and any(first >= offsets.get(p, 0) for p, first in starts.items()):
+                delete_batch(self.offline_dir, name)  # written by a batch never checkpointed
+                log.info("removed %s: its batch is replayed", name)
+        self.consumer.assign_from(offsets)
+        self.metrics.customers.set(len(self.aggregator.customers))
+        log.info("restored %d events of %d customers; offsets %s", restored,
+                 len(self.aggregator.customers), offsets or "from the beginning")  # fmt: skip
+
+    def handle(self, batch: Batch[Transaction]) -> None:
+        started = time.perf_counter()
+        rows: list[dict[str, object]] = []
+        applied = []
+        late: list[DeadLetter] = []
+        for received in batch:
+            txn = received.event
+            point = point_of(txn)
+            try:
+                new_rows = self.aggregator.observe(txn.customer_id, point)
+            except TooLate as exc:
+                late.append(self._dead_letter(received.partition, received.offset, txn, exc))
+                continue
+            if new_rows:
+                applied.append((txn.customer_id, point))
+                rows.extend(new_rows)
+        for future in [self.dlq.send(letter) for letter in late]:
+            future.get()
+        if rows:
+            self._write(rows, batch)
+        span = WINDOWS["7d"] + self.settings.stream_lateness_s
+        touched = {customer for customer, _ in applied}
+        horizons = {c: self.aggregator.customers[c].last_ts - span for c in touched}
+        self.checkpoint.save(self.topic, applied, batch.next_offsets, horizons)
+        elapsed = time.perf_counter() - started
+        m = self.metrics
+        m.events.inc(len(applied))
+        m.rows.inc(len(rows))
+        m.late.inc(len(late))
+        m.batch_events.observe(len(batch))
+        m.customers.set(len(self.aggregator.customers))
+        if elapsed > 0 and batch:
+            m.events_per_second.set(len(batch) / elapsed)
+
+    def _write(self, rows: list[dict[str, object]], batch: Batch[Transaction]) -> None:
+        frame = aggregate_rows_frame(rows, datetime.now(UTC))
+        t0 = time.perf_counter()
+        write_batch(
+            frame,
+            self.offline_dir,
+            batch_name(batch.first_offsets, batch.next_offsets),
+            CUSTOMER_AGGREGATES_SCHEMA,
+        )
+        t1 = time.perf_counter()
+        newest = frame.sort_values(["event_timestamp", "created"]).groupby("customer_id").tail(1)
+        self.store.push(PUSH_SOURCE, newest, to=PushMode.ONLINE)
+        t2 = time.perf_counter()
+        self.metrics.push_seconds.labels("offline").observe(t1 - t0)
+        self.metrics.push_seconds.labels("online").observe(t2 - t1)
+
+    def _dead_letter(
+        self, partition: int, offset: int, txn: Transaction, exc: Exception
+    ) -> DeadLetter:
+        return DeadLetter(
+            source_topic=self.topic, partition=partition, offset=offset,
+            consumer_group=self.settings.stream_group, reason=f"late event: {exc}",
+            value_b64=base64.b64encode(txn.to_bytes()).decode(),
+        )  # fmt: skip
+
+    def run(self, stop: threading.Event, exit_when_idle_s: float | None = None) -> None:
+        server = serve_metrics(
+            self.settings, self.settings.stream_metrics_port, self.metrics.registry
+        )
+        log.info("metrics on %s", server.url)
+        idle_since = time.monotonic()
+        next_lag = 0.0
+        try:
+            while not stop.is_set():
+                result = self.consumer.poll_batch(self.handle, timeout_s=0.5)
+                now = time.monotonic()
+                if result.received:
+                    idle_since = now
+                elif exit_when_idle_s is not None and now - idle_since > exit_when_idle_s:
+                    break
+                if now >= next_lag:
+                    self.metrics.lag.set(self.consumer.lag())
+                    next_lag = now + 5
+        finally:
+            server.shutdown()
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.dlq.close()
+        self.checkpoint.close()

@@ -1,0 +1,22 @@
+"""The stream service's settings: driftloop's, plus its own ``DRIFTLOOP_STREAM_*`` knobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from driftloop.settings import Settings
+
+
+class StreamSettings(Settings):
+    stream_group: str = "driftloop-stream"
+    stream_lateness_s: float = Field(300.0, ge=0, description="how late an event may arrive")
+    stream_batch_max: int = Field(2000, ge=1, description="records per micro-batch at most")
+    stream_linger_s: float = Field(1.0, ge=0, description="how long a micro-batch may gather")
+    stream_metrics_port: int = Field(9101, ge=0, le=65535)
+    stream_checkpoint: Path | None = None  # default <state_dir>/stream/checkpoint.sqlite
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.stream_checkpoint or self.state_dir / "stream" / "checkpoint.sqlite"

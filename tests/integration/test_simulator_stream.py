@@ -1,0 +1,159 @@
+"""The simulator's stream against the real broker: counts, delayed labels, scoring calls."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from driftloop_simulator import StreamConfig, WorldConfig, build_world, run_stream
+
+from driftloop.events import Label, Transaction
+from driftloop.kafka import EventConsumer, Received
+from driftloop.settings import Settings
+
+
+def _consume(
+    settings: Settings, contract: type[Any], want: int, timeout_s: float = 60
+) -> list[Any]:
+    consumer = EventConsumer(settings, contract, group_id=f"sim-{uuid.uuid4().hex[:8]}")
+    got: list[Received[Any]] = []
+
+    def collect(batch: Sequence[Received[Any]]) -> None:
+        got.extend(batch)
+
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(got) < want and time.monotonic() < deadline:
+            consumer.poll_batch(collect, timeout_s=0.5)
+        # a little longer, to see anything beyond what we expect
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            consumer.poll_batch(collect, timeout_s=0.3)
+    finally:
+        consumer.close()
+    return [r.event for r in got]
+
+
+class _Scoring(BaseHTTPRequestHandler):
+    """Records every POSTed body; answers 500 to every fifth request."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as a real endpoint would
+    wbufsize = 65536  # headers and body in one write: no Nagle/delayed-ACK stalls
+
+    bodies: list[dict[str, Any]]
+    lock: threading.Lock
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.lock:
+            self.bodies.append(body)
+            fail = len(self.bodies) % 5 == 0
+        status = 500 if fail else 200
+        payload = b'{"score": 0.1}'
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def scoring_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    bodies: list[dict[str, Any]] = []
+    handler = type("Handler", (_Scoring,), {"bodies": bodies, "lock": threading.Lock()})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/fraud/predict", bodies
+    server.shutdown()
+    server.server_close()
+
+
+def test_stream_publishes_scores_and_labels_after_the_delay(own_topics, scoring_server):
+    url, bodies = scoring_server
+    lines: list[str] = []
+    config = StreamConfig(
+        rate=100, duration_s=3, label_delay_s=1.0, predict_url=url, progress_every_s=1
+    )
+    stats = run_stream(own_topics, config, echo=lines.append)
+
+    assert 250 <= stats.sent <= 310
+    assert stats.send_errors == 0
+    assert any("/s" in line for line in lines[:-1]), lines  # progress while running
+    transactions = _consume(own_topics, Transaction, stats.sent)
+    labels = _consume(own_topics, Label, stats.sent)
+    sent_ids = [t.transaction_id for t in transactions]
+    assert len(sent_ids) == len(set(sent_ids)) == stats.sent
+
+    # every label belongs to a sent transaction, and came at least the delay after it
+    assert stats.labels_sent == len(labels) == stats.sent
+    by_id = {t.transaction_id: t for t in transactions}
+    assert {label.transaction_id for label in labels} == set(by_id)
+    gaps = [label.event_time - by_id[label.transaction_id].event_time for label in labels]
+    assert min(gaps) >= timedelta(seconds=1.0)
+
+    # each transaction was posted, as its contract JSON, and failures were counted
+    assert len(bodies) == stats.sent
+    assert {b["transaction_id"] for b in bodies} == set(by_id)
+    first = bodies[0]
+    assert first == by_id[first["transaction_id"]].model_dump(mode="json")
+    assert stats.predict_failed == len(bodies) // 5
+    assert stats.predict_ok == len(bodies) - stats.predict_failed
+
+    # streamed customers are the backfill's customers (same seed, same world)
+    world_customers = set(build_world(WorldConfig()).c_id.tolist())
+    assert {t.customer_id for t in transactions} <= world_customers
+
+
+def test_an_unreachable_scoring_endpoint_is_counted_not_fatal(own_topics):
+    config = StreamConfig(
+        rate=500,
+        count=60,
+        label_delay_s=0,
+        predict_url="http://127.0.0.1:9/fraud/predict",
+        predict_timeout_s=0.5,
+    )
+    stats = run_stream(own_topics, config, echo=lambda _: None)
+    assert (stats.sent, stats.predict_failed, stats.predict_ok) == (60, 60, 0)
+    assert len(_consume(own_topics, Transaction, 60)) == 60
+
+
+def test_sigterm_stops_the_cli_cleanly_after_a_flush(own_topics):
+    env = {**os.environ, "DRIFTLOOP_TOPIC_PREFIX": own_topics.topic_prefix}
+    command = [str(Path(sys.executable).parent / "driftloop-simulator")]
+    command += ["stream", "--rate", "200", "--label-delay", "1", "--progress-every", "1"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:  # wait for the first progress line
+            if "/s)" in proc.stdout.readline().decode():
+                break
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()
+    done = re.search(r"sent (\d+) .*labels (\d+) sent .*\(done\)", out.decode())
+    assert done, out.decode()
+    sent, labels = int(done.group(1)), int(done.group(2))
+    assert sent > 0
+    assert len(_consume(own_topics, Transaction, sent)) == sent
+    assert len(_consume(own_topics, Label, labels)) == labels

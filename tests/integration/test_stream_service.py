@@ -1,0 +1,207 @@
+"""The stream service against the real broker and a real Feast repository."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from driftloop.events import DeadLetter, Transaction
+from driftloop.features import CUSTOMER_FEATURES, apply_repo, open_store, point_in_time, read_source
+from driftloop.kafka import EventConsumer, EventProducer
+from driftloop.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+START = datetime(2026, 6, 1, tzinfo=UTC)
+CUSTOMERS = 40
+N = 2400
+
+
+def _events(seed: int = 7) -> list[Transaction]:
+    rng = random.Random(seed)
+    out = []
+    t = START
+    for i in range(N):
+        t += timedelta(seconds=rng.expovariate(1 / 240))
+        jitter = timedelta(seconds=-rng.uniform(0, 200)) if rng.random() < 0.05 else timedelta()
+        home = rng.choice(["DE", "FR"])
+        out.append(Transaction(
+            transaction_id=f"s-{i}", customer_id=f"c{rng.randrange(CUSTOMERS)}",
+            merchant_id=f"m{rng.randrange(30)}", amount=round(rng.lognormvariate(3.5, 1), 2),
+            currency="EUR", merchant_category=rng.choice(["grocery", "fuel", "travel"]),
+            channel=rng.choice(["pos", "online"]),
+            country=home if rng.random() < 0.9 else "US", card_country=home,
+            device_id=f"d{rng.randrange(3)}", event_time=t + jitter,  # 5 % arrive late
+        ))  # fmt: skip
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _repo(base: Settings, root: Path, prefix: str) -> tuple[Settings, dict[str, str]]:
+    settings = base.model_copy(
+        update={
+            "state_dir": root / "state",
+            "feature_env": "local-file",
+            "feature_data_uri": str(root / "features"),
+            "topic_prefix": prefix,
+        }
+    )
+    apply_repo(settings)
+    env = {
+        "DRIFTLOOP_STATE_DIR": str(settings.state_dir),
+        "DRIFTLOOP_FEATURE_ENV": "local-file",
+        "DRIFTLOOP_FEATURE_DATA_URI": settings.feature_data,
+        "DRIFTLOOP_TOPIC_PREFIX": prefix,
+        "DRIFTLOOP_STREAM_LATENESS_S": "300",
+        "DRIFTLOOP_STREAM_BATCH_MAX": "200",
+        "DRIFTLOOP_STREAM_LINGER_S": "0.2",
+        "DRIFTLOOP_STREAM_METRICS_PORT": str(_free_port()),
+    }
+    return settings, env
+
+
+def _start(env: dict[str, str], idle_s: float = 4) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "driftloop_stream.cli", "run", "--exit-when-idle", str(idle_s)],
+        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def _online(settings: Settings, customers: list[str]) -> pd.DataFrame:
+    store = open_store(settings)
+    refs = [f"customer_aggregates:{f}" for f in CUSTOMER_FEATURES]
+    rows = [{"customer_id": c} for c in customers]
+    frame = store.get_online_features(features=refs, entity_rows=rows).to_df()
+    return frame.sort_values("customer_id").reset_index(drop=True)
+
+
+def _offline(settings: Settings) -> pd.DataFrame:
+    frame = read_source(f"{settings.feature_data}/customer_aggregates").drop(columns="created")
+    return frame.sort_values(list(frame.columns)).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def published(base_settings, tmp_path_factory):
+    """The same events, plus two malformed records and one far-too-late event, on a topic
+    prefix of this module's own."""
+    from tests.integration.conftest import _isolated
+
+    gen = _isolated(base_settings)
+    settings = next(gen)
+    events = _events()
+    with EventProducer(settings) as producer:
+        for i, event in enumerate(events):
+            producer.send(event)
+            if i == 100:
+                producer.send_raw("transactions", b"{not json", key=b"c1")
+            if i == 1500:
+                producer.send_raw("transactions", b'{"transaction_id": "x"}', key=b"c1")
+        too_late = events[-1].model_copy(
+            update={
+                "transaction_id": "too-late",
+                "event_time": events[-1].event_time - timedelta(days=1),
+                "customer_id": events[-1].customer_id,
+                "event_id": "",
+            }
+        )
+        producer.send(Transaction.model_validate(too_late.model_dump()))
+        producer.flush()
+    yield settings, events
+    next(gen, None)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(published, base_settings, tmp_path_factory):
+    settings, events = published
+    repo, env = _repo(base_settings, tmp_path_factory.mktemp("run-a"), settings.topic_prefix)
+    env["DRIFTLOOP_STREAM_GROUP"] = "stream-a"
+    proc = _start(env)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    return repo, events
+
+
+def test_restart_after_sigkill_gives_the_same_features(published, uninterrupted, base_settings,
+                                                       tmp_path):  # fmt: skip
+    settings, events = published
+    repo_a, _ = uninterrupted
+    repo_b, env = _repo(base_settings, tmp_path / "run-b", settings.topic_prefix)
+    env["DRIFTLOOP_STREAM_GROUP"] = "stream-b"
+    checkpoint = repo_b.state_dir / "stream" / "checkpoint.sqlite"
+    proc = _start(env)
+    deadline = time.monotonic() + 120
+    progress = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if checkpoint.exists():
+            with sqlite3.connect(checkpoint) as db:
+                (progress,) = db.execute(
+                    "SELECT coalesce(sum(next_offset), 0) FROM offsets"
+                ).fetchone()
+            if progress > N // 3:
+                break
+        time.sleep(0.05)
+    alive = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate()
+    assert alive, f"the service ended before the kill: {err.decode()[-3000:]}"
+    assert 0 < progress < N, "the kill must fall in the middle of the stream"
+
+    again = _start(env)
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err.decode()[-3000:]
+
+    customers = sorted({e.customer_id for e in events})
+    pd.testing.assert_frame_equal(_online(repo_a, customers), _online(repo_b, customers))
+    pd.testing.assert_frame_equal(_offline(repo_a), _offline(repo_b))
+
+
+def test_online_features_equal_offline_point_in_time(uninterrupted):
+    repo, events = uninterrupted
+    customers = sorted({e.customer_id for e in events})[:15]
+    online = _online(repo, customers)
+    store = open_store(repo)
+    now = pd.Timestamp(max(e.event_time for e in events)) + pd.Timedelta(seconds=1)
+    entities = pd.DataFrame({"customer_id": customers, "event_timestamp": now})
+    # fraud_v1 also joins merchants and reads request fields; their values do not matter here
+    entities = entities.assign(merchant_id="m0", amount=1.0, country="DE", card_country="DE",
+                               txn_unix=now.timestamp())  # fmt: skip
+    offline = point_in_time(store, entities, store.get_feature_service("fraud_v1"))
+    offline = offline.sort_values("customer_id").reset_index(drop=True)
+    for feature in CUSTOMER_FEATURES:
+        pd.testing.assert_series_equal(
+            online[feature].astype("float64"), offline[feature].astype("float64"), check_names=False
+        )
+    assert online["txn_count_7d"].sum() > 0
+
+
+def test_bad_and_too_late_records_go_to_the_dlq(published, uninterrupted):
+    settings, _ = published
+    letters: list[DeadLetter] = []
+    reader = EventConsumer(settings, DeadLetter, group_id=f"dlq-check-{time.time_ns()}")
+    deadline = time.monotonic() + 30
+    try:
+        while (
+            time.monotonic() < deadline
+            and len([x for x in letters if x.consumer_group == "stream-a"]) < 3
+        ):
+            reader.poll_batch(lambda b: letters.extend(r.event for r in b), timeout_s=0.5)
+    finally:
+        reader.close()
+    mine = [x for x in letters if x.consumer_group == "stream-a"]
+    reasons = sorted(x.reason.split(":")[0] for x in mine)
+    assert reasons == ["invalid record", "invalid record", "late event"]

@@ -1,0 +1,278 @@
+"""The simulator's history: structure, fraud, seasonality, reproducibility, drift scenarios."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from driftloop_simulator import (
+    FRAUD_PATTERNS,
+    TRANSACTION_COLUMNS,
+    BackfillConfig,
+    BackfillResult,
+    GeneratorConfig,
+    ScenarioError,
+    WorldConfig,
+    backfill,
+    choose_scenario,
+    load_scenarios,
+)
+from driftloop_simulator.cli import app
+from typer.testing import CliRunner
+
+from driftloop.events import Transaction
+
+END = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday, so 7 or 14 days cover whole weeks
+DAY_S = 86_400
+SMALL = WorldConfig(seed=3, n_customers=300, n_merchants=80)
+ID = re.compile(r"^[A-Za-z0-9._:\-]+$")
+TOKEN = re.compile(r"^[a-z0-9_]{1,64}$")
+
+
+def _run(scenario: str | None = None, strength: float = 1.0, **config) -> BackfillResult:
+    """Four days of the default world; a scenario starts after two of them."""
+    cfg = BackfillConfig.model_validate({"days": 4, "end": END, **config})
+    choice = choose_scenario(scenario, 2 * DAY_S, strength) if scenario else None
+    return backfill(cfg, choice)
+
+
+@pytest.fixture(scope="module")
+def base() -> pd.DataFrame:
+    return _run().transactions
+
+
+def _after(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["event_timestamp"] >= pd.Timestamp(END) - pd.Timedelta(days=2)]
+
+
+def _foreign(df: pd.DataFrame) -> float:
+    return float((df["country"] != df["card_country"]).mean())
+
+
+def test_same_seed_gives_identical_output_and_another_seed_does_not(tmp_path: Path):
+    config = BackfillConfig(world=SMALL, days=3, end=END)
+    first, second = backfill(config), backfill(config)
+    pd.testing.assert_frame_equal(first.transactions, second.transactions)
+    a, b = first.write(tmp_path / "a"), second.write(tmp_path / "b")
+    assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
+    other = backfill(config.model_copy(update={"world": SMALL.model_copy(update={"seed": 4})}))
+    assert not other.transactions.equals(first.transactions)
+
+
+def test_columns_types_order_and_vocabulary(base: pd.DataFrame):
+    assert tuple(base.columns) == TRANSACTION_COLUMNS
+    assert base["amount"].dtype == np.float64
+    assert base["is_fraud"].dtype == np.bool_
+    for column in ("event_timestamp", "label_timestamp"):
+        assert str(base[column].dtype) == "datetime64[ns, UTC]"
+    assert base["event_timestamp"].is_monotonic_increasing
+    assert (base["label_timestamp"] > base["event_timestamp"]).all()
+    assert base["transaction_id"].is_unique
+    for column in ("transaction_id", "customer_id", "merchant_id"):
+        assert base[column].map(lambda v: bool(ID.match(v))).all(), column
+    devices = base["device_id"].dropna()
+    assert devices.map(lambda v: bool(ID.match(v))).all()
+    for column in ("merchant_category", "channel"):
+        assert base[column].map(lambda v: bool(TOKEN.match(v))).all(), column
+    assert set(base["channel"]) == {"pos", "online"}
+    assert (base["fraud_pattern"] != "").equals(base["is_fraud"])
+    assert base["event_timestamp"].min() >= pd.Timestamp(END) - pd.Timedelta(days=4)
+    assert base["event_timestamp"].max() < pd.Timestamp(END)
+    assert 20_000 <= len(base) / 4 <= 30_000
+
+
+def test_every_row_validates_as_a_transaction():
+    df = backfill(BackfillConfig(world=SMALL, days=2, end=END)).transactions
+    for row in df.to_dict("records"):
+        Transaction(
+            transaction_id=row["transaction_id"],
+            customer_id=row["customer_id"],
+            merchant_id=row["merchant_id"],
+            amount=row["amount"],
+            currency=row["currency"],
+            merchant_category=row["merchant_category"],
+            channel=row["channel"],
+            country=row["country"],
+            card_country=row["card_country"],
+            device_id=row["device_id"],
+            event_time=row["event_timestamp"].to_pydatetime(),
+        )
+
+
+def test_fraud_rate_is_a_base_rate_with_every_pattern(base: pd.DataFrame):
+    assert 0.005 <= base["is_fraud"].mean() <= 0.02
+    per_day = base.groupby(base["event_timestamp"].dt.date)["is_fraud"].mean()
+    assert per_day.between(0.005, 0.02).all(), per_day
+    patterns = set(base.loc[base["is_fraud"], "fraud_pattern"])
+    assert patterns == {"card_testing", "foreign_high_amount", "account_takeover"}
+    assert patterns < set(FRAUD_PATTERNS)
+
+
+def test_fraud_patterns_look_like_their_names():
+    result = _run()
+    df, customers = result.transactions, result.customers
+    own = set(customers["primary_device_id"]) | set(customers["secondary_device_id"].dropna())
+    legit = df[~df["is_fraud"]]
+    assert legit["device_id"].dropna().isin(own).all()
+
+    testing = df[df["fraud_pattern"] == "card_testing"]
+    assert (testing["channel"] == "online").all()
+    assert not testing["device_id"].isin(own).any()
+    bursts = testing.groupby(["customer_id", "device_id"])["event_timestamp"]
+    assert (bursts.size() >= 3).all()
+    assert (bursts.max() - bursts.min()).max() <= pd.Timedelta(minutes=15)
+    assert testing["amount"].median() < 0.2 * legit["amount"].median()
+
+    foreign = df[df["fraud_pattern"] == "foreign_high_amount"]
+    assert (foreign["country"] != foreign["card_country"]).mean() > 0.95
+    assert foreign["amount"].median() > 10 * legit["amount"].median()
+
+    takeover = df[df["fraud_pattern"] == "account_takeover"]
+    assert (takeover["channel"] == "online").all()
+    assert not takeover["device_id"].isin(own).any()
+    usual = legit.groupby("customer_id")["amount"].median()
+    ratio = takeover["amount"].to_numpy() / usual.loc[takeover["customer_id"]].to_numpy()
+    assert np.median(ratio) > 3
+    seen = set(zip(legit["customer_id"], legit["merchant_id"], strict=True))
+    pairs = zip(takeover["customer_id"], takeover["merchant_id"], strict=True)
+    assert np.mean([p in seen for p in pairs]) < 0.2
+
+
+def test_foreign_share_is_higher_among_fraud(base: pd.DataFrame):
+    legit, fraud = _foreign(base[~base["is_fraud"]]), _foreign(base[base["is_fraud"]])
+    assert legit < 0.15
+    assert fraud > 3 * legit
+
+
+def test_hour_of_day_and_weekday_seasonality():
+    df = backfill(
+        BackfillConfig(world=SMALL, generator=GeneratorConfig(tx_per_day=8000), days=14, end=END)
+    ).transactions
+    hours = df["event_timestamp"].dt.hour.value_counts()
+    assert hours.loc[[2, 3, 4]].sum() < 0.15 * hours.loc[[14, 15, 16]].sum()
+    per_day = df.groupby(df["event_timestamp"].dt.date).size()
+    weekday = per_day.groupby(pd.to_datetime(per_day.index).weekday).mean()
+    assert weekday.loc[[4, 5]].mean() > 1.15 * weekday.loc[6]
+
+
+def test_same_customer_and_timestamp_is_possible_but_rare(base: pd.DataFrame):
+    shared = base.duplicated(["customer_id", "event_timestamp"], keep=False).mean()
+    assert 0 < shared < 0.01
+
+
+def test_new_customers_first_appear_late_and_not_before_joining():
+    result = backfill(BackfillConfig(days=30, end=END, world=SMALL))
+    df, customers = result.transactions, result.customers.set_index("customer_id")
+    first = df.groupby("customer_id")["event_timestamp"].min()
+    new = customers.index[customers["is_new"]]
+    assert len(new) > 0
+    assert (first.loc[first.index.intersection(new)] >= customers.loc[new, "joined_at"]).all()
+    midpoint = pd.Timestamp(END) - pd.Timedelta(days=15)
+    assert (first > midpoint).sum() >= 5
+    old = first.drop(new, errors="ignore")
+    assert (old < pd.Timestamp(END) - pd.Timedelta(days=28)).mean() > 0.95
+
+
+def test_covariate_shift_scales_the_segment_by_its_factor(base: pd.DataFrame):
+    shifted = _run("covariate-shift").transactions
+    seg, after = "electronics", _after(shifted)
+    ratio = after[after["merchant_category"] == seg]["amount"].mean() / (
+        _after(base)[_after(base)["merchant_category"] == seg]["amount"].mean()
+    )
+    assert ratio == pytest.approx(3.0, rel=0.02)
+    other = after["merchant_category"] != seg
+    assert after[other]["amount"].sum() == pytest.approx(_after(base)[other]["amount"].sum())
+    before = shifted["event_timestamp"] < after["event_timestamp"].min()
+    pd.testing.assert_frame_equal(shifted[before], base[before])
+    half = _run("covariate-shift", strength=0.5).transactions
+    ratio_half = (
+        _after(half).query("merchant_category == @seg")["amount"].mean()
+        / _after(base).query("merchant_category == @seg")["amount"].mean()
+    )
+    assert ratio_half == pytest.approx(2.0, rel=0.02)
+
+
+def test_new_category_produces_values_the_baseline_never_had(base: pd.DataFrame):
+    result = _run("new-category")
+    df = result.transactions
+    for column, value in (("merchant_category", "crypto"), ("channel", "crypto_atm")):
+        assert value not in set(base[column])
+        rows = df[df[column] == value]
+        assert 0.05 < len(rows) / len(_after(df)) < 0.11
+        assert rows["event_timestamp"].min() >= _after(df)["event_timestamp"].min()
+    assert set(df["merchant_id"]) <= set(result.merchants["merchant_id"])
+    row = df[df["channel"] == "crypto_atm"].iloc[0]
+    Transaction(
+        transaction_id=row["transaction_id"],
+        customer_id=row["customer_id"],
+        merchant_id=row["merchant_id"],
+        amount=row["amount"],
+        currency=row["currency"],
+        merchant_category=row["merchant_category"],
+        channel=row["channel"],
+        country=row["country"],
+        card_country=row["card_country"],
+    )
+
+
+def test_label_shift_raises_the_fraud_rate(base: pd.DataFrame):
+    shifted = _after(_run("label-shift").transactions)
+    assert shifted["is_fraud"].mean() > 2.2 * _after(base)["is_fraud"].mean()
+
+
+def test_concept_drift_fraud_looks_like_legit_at_a_similar_rate(base: pd.DataFrame):
+    # Episodes begun before the switch may still run into its first hours; look past them.
+    settled = pd.Timestamp(END) - pd.Timedelta(days=1.5)
+    drifted = _run("concept-drift").transactions
+    before = base[base["event_timestamp"] >= settled]
+    after = drifted[drifted["event_timestamp"] >= settled]
+    fraud, legit = after[after["is_fraud"]], after[~after["is_fraud"]]
+    assert (fraud["fraud_pattern"] == "mimicry").mean() > 0.97
+    assert after["is_fraud"].mean() == pytest.approx(before["is_fraud"].mean(), rel=0.3)
+    assert abs(_foreign(fraud) - _foreign(legit)) < 0.05
+    assert _foreign(before[before["is_fraud"]]) - _foreign(legit) > 0.3
+    assert fraud["amount"].median() / legit["amount"].median() == pytest.approx(1.0, rel=0.35)
+    assert (fraud["channel"] == "online").mean() == pytest.approx(
+        (legit["channel"] == "online").mean(), abs=0.08
+    )
+
+
+def test_strength_zero_changes_nothing(base: pd.DataFrame):
+    for name in ("covariate-shift", "new-category", "concept-drift", "label-shift"):
+        pd.testing.assert_frame_equal(_run(name, strength=0.0).transactions, base)
+
+
+def test_shipped_scenario_file_defines_the_documented_scenarios():
+    names = set(load_scenarios().scenarios)
+    assert {"covariate-shift", "new-category", "concept-drift", "label-shift"} <= names
+
+
+def test_unknown_key_in_scenario_file_is_an_error_naming_it(tmp_path: Path):
+    path = tmp_path / "scenarios.yaml"
+    path.write_text(
+        "scenarios:\n  label-shift:\n    kind: label_shift\n    fraud_rate_factr: 3.0\n"
+    )
+    with pytest.raises(ScenarioError, match="fraud_rate_factr"):
+        load_scenarios(path)
+    path.write_text("scenarios: {}\nextra_section: 1\n")
+    with pytest.raises(ScenarioError, match="extra_section"):
+        load_scenarios(path)
+    with pytest.raises(ScenarioError, match="unknown scenario 'nope'"):
+        choose_scenario("nope")
+
+
+def test_cli_backfill_writes_the_three_tables(tmp_path: Path):
+    args = ["backfill", "--days", "1", "--out", str(tmp_path), "--end", "2026-03-02"]
+    args += ["--customers", "100", "--merchants", "40", "--tx-per-day", "2000"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    tables = {p.stem: pd.read_parquet(p) for p in tmp_path.glob("*.parquet")}
+    assert set(tables) == {"transactions", "customers", "merchants"}
+    assert tuple(tables["transactions"].columns) == TRANSACTION_COLUMNS
+    assert {"customer_id", "home_country"} <= set(tables["customers"].columns)
+    assert {"merchant_id", "merchant_category", "country"} <= set(tables["merchants"].columns)
+    assert str(tables["transactions"]["event_timestamp"].dtype) == "datetime64[ns, UTC]"
