@@ -11,7 +11,8 @@ DL         := .venv/bin/driftloop
 PYTEST     := .venv/bin/pytest
 
 .PHONY: help install up down status topics schemas lint format test test-unit \
-        test-integration test-e2e ci demo clean
+        test-integration test-e2e ci demo clean backfill features-plan features-apply \
+        features-materialize features stream bench
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -41,6 +42,29 @@ topics: install ## create missing topics and list them with end offsets
 
 schemas: install ## write the event contracts' JSON Schemas to schemas/
 	$(DL) schemas --out schemas
+
+DAYS ?= 30
+backfill: install ## simulate $(DAYS) days of labelled history and compute its feature tables
+	.venv/bin/driftloop-simulator backfill --days $(DAYS)
+	$(DL) features backfill
+
+features-plan: install ## `feast plan` on features/ for DRIFTLOOP_FEATURE_ENV (default local)
+	$(DL) features plan
+
+features-apply: install ## `feast apply` (registry, online tables, empty batch sources)
+	$(DL) features apply
+
+features-materialize: install ## load the newest batch features into the online store (needs `make up`)
+	$(DL) features materialize
+
+features: backfill features-apply features-materialize ## history → feature tables → registry → online store
+
+stream: install ## run the stream service in the foreground (Ctrl-C stops it)
+	.venv/bin/driftloop-stream run
+
+bench: install ## run every benchmark under bench/ (needs `make up`); results in bench/results/latest.json
+	@for b in bench/[a-z]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@echo "results: bench/results/latest.json"
 
 lint: install ## ruff check, ruff format --check, mypy
 	.venv/bin/ruff check .

@@ -67,6 +67,14 @@ def dashboard_version(settings: Settings, timeout_s: float = 3) -> dict[str, Any
     return result
 
 
+def client_environment(settings: Settings) -> dict[str, str]:
+    """Environment for a child process that connects to the cluster as a Ray client."""
+    env = {"RAY_AUTH_MODE": "token"}
+    if "RAY_AUTH_TOKEN" not in os.environ and "RAY_AUTH_TOKEN_PATH" not in os.environ:
+        env["RAY_AUTH_TOKEN_PATH"] = str(settings.ray_auth_token_path)
+    return env
+
+
 def enable_token_auth(settings: Settings) -> None:
     """Make Ray clients of this process (``ray.init``, also inside Feast) present the cluster
     token. Ray's CLI does this when a token exists; a library driver must ask for it, and

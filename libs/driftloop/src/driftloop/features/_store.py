@@ -12,7 +12,7 @@ import yaml
 from feast import FeatureStore
 from feast.repo_config import RepoConfig
 
-from driftloop.raycluster import enable_token_auth
+from driftloop.raycluster import client_environment, enable_token_auth
 from driftloop.settings import Settings
 from driftloop.stack._tools import venv_tool
 
@@ -69,7 +69,9 @@ def feast_cli(settings: Settings, *args: str, timeout_s: float = 600) -> str:
         *args,
     ]
     result = subprocess.run(
-        command, env={**os.environ, **feast_environment(settings)}, capture_output=True,
+        command,
+        env={**os.environ, **feast_environment(settings), **client_environment(settings)},
+        capture_output=True,
         text=True, timeout=timeout_s, check=False,
     )  # fmt: skip
     if result.returncode != 0:
