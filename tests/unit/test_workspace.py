@@ -20,6 +20,8 @@ MODULES = [
     "driftloop.stack",
     "driftloop.cli",
     "driftloop.metrics",
+    "driftloop.models",
+    "driftloop.features",
     "driftloop_serving",
     "driftloop_stream",
     "driftloop_monitor",
