@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -205,3 +206,47 @@ def test_bad_and_too_late_records_go_to_the_dlq(published, uninterrupted):
     mine = [x for x in letters if x.consumer_group == "stream-a"]
     reasons = sorted(x.reason.split(":")[0] for x in mine)
     assert reasons == ["invalid record", "invalid record", "late event"]
+
+
+def test_metrics_expose_rate_push_latency_and_lag(published, base_settings, tmp_path):
+    import threading
+
+    from driftloop_stream import StreamService, StreamSettings
+
+    settings, _ = published
+    repo, env = _repo(base_settings, tmp_path / "run-m", settings.topic_prefix)
+    port = int(env["DRIFTLOOP_STREAM_METRICS_PORT"])
+    stream_settings = StreamSettings(
+        **repo.model_dump(),
+        stream_group="stream-m",
+        stream_metrics_port=port,
+        stream_batch_max=200,
+        stream_linger_s=0.2,
+    )
+    service = StreamService(stream_settings)
+    stop = threading.Event()
+    runner = threading.Thread(target=service.run, args=(stop,))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 120
+        body = ""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    body = r.read().decode()
+            except OSError:  # not listening yet
+                time.sleep(0.5)
+                continue
+            if f"driftloop_stream_events_total {float(N)}" in body:
+                break
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        runner.join(timeout=60)
+        service.close()
+    assert f"driftloop_stream_events_total {float(N)}" in body
+    assert 'driftloop_stream_push_seconds_count{store="online"}' in body
+    assert 'driftloop_stream_push_seconds_count{store="offline"}' in body
+    assert "driftloop_stream_events_per_second" in body
+    assert "driftloop_stream_consumer_lag" in body
+    assert "driftloop_stream_late_events_total 1.0" in body
