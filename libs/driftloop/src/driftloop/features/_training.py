@@ -24,6 +24,15 @@ def point_in_time(
     customer is where fraud hides). On-demand views are then computed from the joined
     values and the request columns the rows carry, exactly as serving computes them.
     """
+    requested = {
+        f.name for projection in service.feature_view_projections for f in projection.features
+    }
+    clash = sorted(requested & set(entity_df.columns))
+    if clash:
+        raise ValueError(
+            f"entity rows already have columns named like features of {service.name}: "
+            f"{', '.join(clash)}; drop or rename them first"
+        )
     out = entity_df.reset_index(drop=True).copy()
     out[TS] = pd.to_datetime(out[TS], utc=True)
     out[_ROW] = np.arange(len(out), dtype=np.int64)

@@ -1,0 +1,150 @@
+"""The training set of a window: labelled rows, point-in-time features, encoding, split."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from driftloop.models import Feature, FeatureSpec, TrainingWindow
+from driftloop.settings import Settings
+from driftloop.training._spec import ModelSpec
+
+if TYPE_CHECKING:
+    from feast import FeatureService
+
+TS = "event_timestamp"
+LABEL = "label"
+ROW = "row"
+"""Column names of the frames handed to the workers (besides the features)."""
+SPLITS = ("train", "validation", "holdout")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Encoded features and labels, split by time, ready for XGBoost."""
+
+    features: list[Feature]
+    vocabularies: dict[str, list[str]]
+    splits: dict[str, pd.DataFrame]  # each: ROW, features..., LABEL; sorted by time
+    data_hash: str
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def feature_spec(self) -> FeatureSpec:
+        categorical = {
+            name: {"vocabulary": list(vocab), "unknown": -1, "missing": "NaN (XGBoost missing)"}
+            for name, vocab in self.vocabularies.items()
+        }
+        return FeatureSpec(
+            features=self.features,
+            preprocessing={"categorical": categorical, "numeric": "as is; null -> NaN"},
+        )
+
+
+def read_labelled(spec: ModelSpec, settings: Settings, window: TrainingWindow) -> pd.DataFrame:
+    """Transactions of the window whose label had arrived by its end, oldest first."""
+    history = pd.read_parquet(spec.history_uri(settings))
+    start, end = pd.Timestamp(window.start), pd.Timestamp(window.end)
+    ts, labelled_at = history[TS], history["label_timestamp"]
+    keep = (ts >= start) & (ts < end) & labelled_at.notna() & (labelled_at <= end)
+    out = history.loc[keep].sort_values([TS, "transaction_id"], kind="stable")
+    return out.reset_index(drop=True)
+
+
+def _feature_type(dtype: object) -> str:
+    name = str(dtype).lower()
+    if "string" in name:
+        return "categorical"
+    if "int" in name or "bool" in name:
+        return "int"
+    return "float"
+
+
+def model_features(spec: ModelSpec, service: FeatureService) -> list[Feature]:
+    """The service's features in its order, less the spec's exclusions."""
+    out = []
+    for projection in service.feature_view_projections:
+        for field in projection.features:
+            if field.name not in spec.exclude_features:
+                out.append(Feature(name=field.name, type=_feature_type(field.dtype)))
+    return out
+
+
+def encode(
+    frame: pd.DataFrame, features: list[Feature], vocab: dict[str, list[str]]
+) -> pd.DataFrame:
+    """Float32 features: categories by index in the vocabulary (unseen -1, null NaN)."""
+    out: dict[str, pd.Series] = {}
+    for feature in features:
+        column = frame[feature.name]
+        if feature.type == "categorical":
+            index = {value: float(i) for i, value in enumerate(vocab[feature.name])}
+            codes = [np.nan if pd.isna(v) else index.get(str(v), -1.0) for v in column]
+            out[feature.name] = pd.Series(codes, index=frame.index, dtype="float32")
+        else:
+            out[feature.name] = pd.to_numeric(column, errors="coerce").astype("float32")
+    return pd.DataFrame(out, index=frame.index)
+
+
+def split_by_time(frame: pd.DataFrame, spec: ModelSpec) -> dict[str, pd.DataFrame]:
+    """Train, validation and holdout by event-time quantiles; the holdout is the latest."""
+    ts = frame[TS].astype("int64").to_numpy()
+    first = np.quantile(ts, spec.split.train, method="lower")
+    second = np.quantile(ts, spec.split.train + spec.split.validation, method="lower")
+    parts: dict[str, pd.DataFrame] = {
+        "train": frame[ts <= first],
+        "validation": frame[(ts > first) & (ts <= second)],
+        "holdout": frame[ts > second],
+    }
+    return {name: part.reset_index(drop=True) for name, part in parts.items()}
+
+
+def frame_hash(splits: dict[str, pd.DataFrame]) -> str:
+    digest = hashlib.sha256()
+    for name in SPLITS:
+        part = splits[name]
+        digest.update(f"{name}:{len(part)}:{','.join(part.columns)};".encode())
+        digest.update(pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def build_dataset(
+    spec: ModelSpec, settings: Settings, window: TrainingWindow
+) -> tuple[Dataset, int]:
+    """The encoded, split training set of the window and the number of labelled rows."""
+    from driftloop.features import open_store, point_in_time, training_entities
+
+    labelled = read_labelled(spec, settings, window)
+    if labelled.empty:
+        raise ValueError(f"no labelled transactions in {window.start} .. {window.end}")
+    store = open_store(settings)
+    service = store.get_feature_service(spec.feature_service)
+    features = model_features(spec, service)
+    # History columns named like a feature (merchant_category) would collide in the join.
+    served = {f.name for p in service.feature_view_projections for f in p.features}
+    entities = training_entities(labelled.drop(columns=sorted(served & set(labelled.columns))))
+    joined = point_in_time(store, entities, service)
+    joined[TS] = labelled[TS].to_numpy()  # split on the transaction's own time
+    joined[LABEL] = labelled[spec.label].astype("int32").to_numpy()
+    raw = split_by_time(joined, spec)
+    vocab = {
+        f.name: sorted({str(v) for v in raw["train"][f.name].dropna()})
+        for f in features
+        if f.type == "categorical"
+    }
+    splits = {}
+    for name, part in raw.items():
+        encoded = encode(part, features, vocab)
+        encoded.insert(0, ROW, np.arange(len(part), dtype=np.int64))
+        encoded[LABEL] = part[LABEL].to_numpy()
+        splits[name] = encoded
+    for name in SPLITS:
+        if splits[name][LABEL].nunique() < 2:
+            raise ValueError(f"the {name} split needs both classes; widen the window")
+    return Dataset(features, vocab, splits, frame_hash(splits)), len(labelled)
