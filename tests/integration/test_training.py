@@ -103,8 +103,44 @@ def test_model_beats_the_baseline_and_is_stored_with_lineage(repo, spec, trained
     assert vocab == sorted(vocab)
 
 
-def test_same_window_and_seed_give_the_same_digest(repo, spec, trained):
-    again = train_model(spec, WINDOW, repo, num_workers=2)
-    assert again.sha256 == trained.sha256
-    assert again.version == trained.version
+def _env(repo) -> dict[str, str]:
+    import os
+
+    return {
+        **os.environ,
+        "DRIFTLOOP_STATE_DIR": str(repo.state_dir),
+        "DRIFTLOOP_FEATURE_ENV": repo.feature_env,
+        "DRIFTLOOP_FEATURE_DATA_URI": repo.feature_data,
+        "DRIFTLOOP_MODEL_STORE_URI": repo.model_store_uri,
+    }
+
+
+def test_same_window_and_seed_give_the_same_digest_through_the_cli(repo, spec, trained, tmp_path):
+    import yaml
+
+    spec_file = tmp_path / "model.yaml"
+    spec_file.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    result = subprocess.run(
+        [sys.executable, "-m", "driftloop", "train", "--spec", str(spec_file), "--end",
+         "2026-06-01T00:00:00", "--window", "8d", "--workers", "2", "--json"],
+        cwd=ROOT, env=_env(repo), capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    again = json.loads(result.stdout.strip().splitlines()[-1])
+    assert again["sha256"] == trained.sha256
+    assert again["version"] == trained.version
     assert len(ModelStore(repo.model_store_uri).list(spec.name)) == 1
+
+
+def test_model_show_answers_from_the_stored_metadata(repo, trained):
+    result = subprocess.run(
+        [sys.executable, "-m", "driftloop", "model", "show", "latest", "--json"],
+        cwd=ROOT, env=_env(repo), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = json.loads(result.stdout)
+    assert card["version"] == trained.version and card["sha256"] == trained.sha256
+    assert card["features"]["merchant_category"] == "categorical"
+    assert card["metrics"]["pr_auc"] == pytest.approx(trained.metrics["pr_auc"])
+    assert {"ray", "xgboost", "feast", "python"} <= set(card["packages"])
+    assert card["training_window"]["end"].startswith("2026-06-01")

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from driftloop import _cli_features
+from driftloop import _cli_features, _cli_models
 from driftloop.kafka import KafkaUnavailable, describe_topics, ensure_topics
 from driftloop.ports import PortInUse
 from driftloop.schemas import write_schemas
@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 
 app.add_typer(_cli_features.app, name="features")
+app.add_typer(_cli_models.model_app, name="model")
+app.command(name="train")(_cli_models.train)
 
 _EXPECTED = (KafkaUnavailable, MissingPrerequisite, PortInUse, FileNotFoundError, RuntimeError)
 
