@@ -40,3 +40,12 @@ def test_the_machines_java_is_accepted():
     if shutil.which("java") is None:
         pytest.skip("no java on this machine")
     assert find_java().name == "java"
+
+
+def test_cluster_ids_never_look_like_an_option():
+    from driftloop.stack._kafka import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(5000)]
+    assert not any(i.startswith("-") for i in ids)
+    assert all(len(i) == 22 for i in ids)
+    assert len(set(ids)) == len(ids)

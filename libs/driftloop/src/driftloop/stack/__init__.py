@@ -75,6 +75,8 @@ class LocalStack:
         if s.kafka_managed:
             java_path = find_java()
             java = str(java_path)
+            if not self._kafka_running():
+                self._require_kafka_ports()  # fail before touching any file
             for line in self.kafka.prepare(java_path):
                 echo(f"kafka: {line}")
         needs_supervisor = s.kafka_managed or s.ray_managed
@@ -100,8 +102,7 @@ class LocalStack:
         if state and state.running:
             echo(f"kafka: already running at {address} (pid {state.pid})")
             return
-        require_free(s.bind_host, s.kafka_port, "the Kafka broker")
-        require_free(s.bind_host, s.kafka_controller_port, "the Kafka controller")
+        self._require_kafka_ports()
         self.supervisor.start_program("kafka")
         self.kafka.wait_ready()
         pid = self.supervisor.program("kafka")
@@ -109,6 +110,15 @@ class LocalStack:
             f"kafka: started at {address} (KRaft, pid {pid.pid if pid else '?'}, "
             f"data {self.kafka.data}, log {self.kafka.log})"
         )
+
+    def _kafka_running(self) -> bool:
+        state = self.supervisor.program("kafka")
+        return bool(state and state.running)
+
+    def _require_kafka_ports(self) -> None:
+        s = self.settings
+        require_free(s.bind_host, s.kafka_port, "the Kafka broker")
+        require_free(s.bind_host, s.kafka_controller_port, "the Kafka controller")
 
     def _up_ray(self, echo: Echo) -> None:
         s = self.settings

@@ -15,6 +15,16 @@ from driftloop.settings import Settings
 from driftloop.stack._preflight import find_maven
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64. Like Kafka's own
+    ``Uuid.randomUuid`` it never starts with '-', which the storage tool would read as an
+    option (1 id in 64 otherwise)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class LocalKafka:
     """Files of the local broker: ``<state>/kafka/{data,server.properties,jvm.args}``."""
 
@@ -97,7 +107,7 @@ class LocalKafka:
         )
 
     def _format(self, java: Path) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         result = subprocess.run(
             [
                 str(java), f"@{self.jvm_args}", "kafka.tools.StorageTool", "format",
@@ -106,7 +116,8 @@ class LocalKafka:
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         if result.returncode != 0:
-            raise RuntimeError(f"formatting Kafka storage failed:\n{result.stdout[-2000:]}")
+            output = (result.stdout + result.stderr)[-3000:]
+            raise RuntimeError(f"formatting Kafka storage failed:\n{output}")
 
     def wait_ready(self, timeout_s: float = 90) -> None:
         """Block until the broker answers metadata requests."""
