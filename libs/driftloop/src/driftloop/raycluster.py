@@ -84,11 +84,10 @@ def enable_token_auth(settings: Settings) -> None:
             "no Ray token found (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
             f"{settings.ray_auth_token_path}): run `driftloop up` or copy the cluster's token"
         )
-    if "RAY_AUTH_TOKEN" not in os.environ and "RAY_AUTH_TOKEN_PATH" not in os.environ:
-        os.environ["RAY_AUTH_TOKEN_PATH"] = str(settings.ray_auth_token_path)
-    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" and "ray" not in sys.modules:
+    already = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+    os.environ.update(client_environment(settings))
+    if already and "ray" not in sys.modules:
         return
-    os.environ["RAY_AUTH_MODE"] = "token"
     # Ray reads RAY_AUTH_MODE into its core config at import; refresh it as `ray start` does.
     from ray._raylet import Config  # type: ignore[attr-defined]
 

@@ -13,14 +13,6 @@ from driftloop.features._windows import CUSTOMER_FEATURES, Aggregator, Point
 
 ONLINE_CHANNELS = frozenset({"online"})
 
-CUSTOMER_AGGREGATE_COLUMNS: tuple[str, ...] = (
-    "customer_id",
-    "event_timestamp",
-    "created",
-    *CUSTOMER_FEATURES,
-)
-
-
 _TS = pa.timestamp("ns", tz="UTC")
 CUSTOMER_AGGREGATES_SCHEMA = pa.schema(
     [("customer_id", pa.string()), ("event_timestamp", _TS), ("created", _TS)]
@@ -43,6 +35,17 @@ SCHEMAS = {
     "customer_aggregates": CUSTOMER_AGGREGATES_SCHEMA,
     "merchant_stats": MERCHANT_STATS_SCHEMA,
 }
+CUSTOMER_AGGREGATE_COLUMNS: tuple[str, ...] = tuple(CUSTOMER_AGGREGATES_SCHEMA.names)
+_NUMPY_TYPES = {pa.int64(): "int64", pa.float64(): "float64"}
+
+
+def _conform(frame: pd.DataFrame, schema: pa.Schema) -> pd.DataFrame:
+    """The schema's columns, in its order, with its integer and float types."""
+    for field in schema:
+        if field.type in _NUMPY_TYPES:
+            frame[field.name] = frame[field.name].astype(_NUMPY_TYPES[field.type])
+    conformed: pd.DataFrame = frame[schema.names]
+    return conformed
 
 
 def point_of(txn: Transaction) -> Point:
@@ -64,13 +67,7 @@ def aggregate_rows_frame(rows: list[dict[str, object]], created: datetime) -> pd
     )
     frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], unit="s", utc=True)
     frame["created"] = pd.Timestamp(created)
-    for column in ("txn_count_1h", "txn_count_24h", "txn_count_7d",
-                   "distinct_merchants_24h", "distinct_devices_7d"):  # fmt: skip
-        frame[column] = frame[column].astype("int64")
-    for column in ("amount_mean_24h", "amount_max_24h", "amount_mean_7d", "amount_max_7d",
-                   "foreign_share_7d", "online_share_24h", "last_txn_unix"):  # fmt: skip
-        frame[column] = frame[column].astype("float64")
-    return frame[list(CUSTOMER_AGGREGATE_COLUMNS)]
+    return _conform(frame, CUSTOMER_AGGREGATES_SCHEMA)
 
 
 def customer_aggregates(
@@ -114,12 +111,9 @@ def merchant_stats(history: pd.DataFrame, created: datetime, days: int = 30) -> 
         snapshots.append(snap)
     out = pd.concat(snapshots).reset_index(names="merchant_id")
     out["merchant_category"] = out["merchant_id"].map(category)
-    out["merchant_txn_count_30d"] = out["merchant_txn_count_30d"].astype("int64")
-    out["merchant_fraud_rate_30d"] = out["merchant_fraud_rate_30d"].astype("float64")
     out["created"] = pd.Timestamp(created)
-    columns = ["merchant_id", "event_timestamp", "created", "merchant_category",
-               "merchant_txn_count_30d", "merchant_fraud_rate_30d"]  # fmt: skip
-    return out[columns].sort_values(["event_timestamp", "merchant_id"]).reset_index(drop=True)
+    out = _conform(out, MERCHANT_STATS_SCHEMA)
+    return out.sort_values(["event_timestamp", "merchant_id"]).reset_index(drop=True)
 
 
 def training_entities(labelled: pd.DataFrame) -> pd.DataFrame:
