@@ -13,6 +13,7 @@ from driftloop.features._history import (
     training_entities,
 )
 from driftloop.features._offline import delete_batch, list_batches, read_source, write_batch
+from driftloop.features._online import OnlineFeatureReader, OnlineFeatures
 from driftloop.features._store import (
     apply_repo,
     feast_cli,
@@ -20,7 +21,7 @@ from driftloop.features._store import (
     load_repo_config,
     open_store,
 )
-from driftloop.features._training import point_in_time
+from driftloop.features._training import point_in_time, split_service
 from driftloop.features._windows import (
     CUSTOMER_FEATURES,
     WINDOWS,
@@ -39,6 +40,8 @@ __all__ = [
     "WINDOWS",
     "Aggregator",
     "CustomerWindows",
+    "OnlineFeatureReader",
+    "OnlineFeatures",
     "Point",
     "TooLate",
     "aggregate_rows_frame",
@@ -54,6 +57,7 @@ __all__ = [
     "point_in_time",
     "point_of",
     "read_source",
+    "split_service",
     "training_entities",
     "write_batch",
 ]

@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from feast import FeatureService, FeatureStore
+from feast import FeatureService, FeatureStore, FeatureView
 from feast.on_demand_feature_view import OnDemandFeatureView
 
 _ROW = "__driftloop_row"
 _KEY = "__driftloop_key"
 TS = "event_timestamp"
+
+
+def split_service(
+    store: FeatureStore, service: FeatureService
+) -> tuple[list[tuple[FeatureView, list[str]]], list[tuple[OnDemandFeatureView, list[str]]]]:
+    """The service's stored views and its on-demand views, each with the feature names
+    the service takes from it, in the service's order."""
+    stored: list[tuple[FeatureView, list[str]]] = []
+    on_demand: list[tuple[OnDemandFeatureView, list[str]]] = []
+    for projection in service.feature_view_projections:
+        names = [f.name for f in projection.features]
+        try:
+            odfv = store.get_on_demand_feature_view(projection.name)
+        except Exception:  # Feast raises its own not-found types
+            odfv = None
+        if odfv is not None:
+            on_demand.append((odfv, names))
+        else:
+            stored.append((store.get_feature_view(projection.name), names))
+    return stored, on_demand
 
 
 def point_in_time(
@@ -36,22 +56,13 @@ def point_in_time(
     out = entity_df.reset_index(drop=True).copy()
     out[TS] = pd.to_datetime(out[TS], utc=True)
     out[_ROW] = np.arange(len(out), dtype=np.int64)
-    on_demand: list[tuple[OnDemandFeatureView, list[str]]] = []
-    for projection in service.feature_view_projections:
-        names = [f.name for f in projection.features]
-        try:
-            odfv = store.get_on_demand_feature_view(projection.name)
-        except Exception:  # Feast raises its own not-found types
-            odfv = None
-        if odfv is not None:
-            on_demand.append((odfv, names))
-            continue
-        view = store.get_feature_view(projection.name)
+    stored, on_demand = split_service(store, service)
+    for view, names in stored:
         keys = [column.name for column in view.entity_columns]
         unique = out[[*keys, TS]].drop_duplicates().reset_index(drop=True)
         # Stores may round or re-zone timestamps: match results by a key of our own.
         unique[_KEY] = np.arange(len(unique), dtype=np.int64)
-        refs = [f"{projection.name}:{name}" for name in names]
+        refs = [f"{view.name}:{name}" for name in names]
         got = store.get_historical_features(entity_df=unique, features=refs).to_df()
         got = unique.merge(got[[_KEY, *names]].drop_duplicates(_KEY), on=_KEY, how="left")
         out = out.merge(got.drop(columns=_KEY), on=[*keys, TS], how="left", validate="many_to_one")

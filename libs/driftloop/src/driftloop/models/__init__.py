@@ -5,6 +5,12 @@ directory or any ``pyarrow.fs`` URI (``file://``, ``s3://``, ...); nothing is to
 the first read or write. Modules whose names start with ``_`` are private.
 """
 
+from driftloop.models._encode import (
+    UNKNOWN_CATEGORY,
+    categorical_preprocessing,
+    encode_features,
+    vocabularies,
+)
 from driftloop.models._errors import (
     DigestMismatch,
     ModelStoreError,
@@ -27,6 +33,7 @@ from driftloop.models._store import ModelStore
 from driftloop.models._version import ModelVersion
 
 __all__ = [
+    "UNKNOWN_CATEGORY",
     "DigestMismatch",
     "Feature",
     "FeatureSpec",
@@ -43,7 +50,10 @@ __all__ = [
     "VersionConflict",
     "VersionNotFound",
     "VersionSummary",
+    "categorical_preprocessing",
+    "encode_features",
     "model_format",
     "sha256_hex",
     "version_id",
+    "vocabularies",
 ]

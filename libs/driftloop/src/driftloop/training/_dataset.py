@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from driftloop.models import Feature, FeatureSpec, TrainingWindow
+from driftloop.models import (
+    Feature,
+    FeatureSpec,
+    TrainingWindow,
+    categorical_preprocessing,
+    encode_features,
+)
 from driftloop.settings import Settings
 from driftloop.training._spec import ModelSpec
 
@@ -37,13 +43,9 @@ class Dataset:
         return [f.name for f in self.features]
 
     def feature_spec(self) -> FeatureSpec:
-        categorical = {
-            name: {"vocabulary": list(vocab), "unknown": -1, "missing": "NaN (XGBoost missing)"}
-            for name, vocab in self.vocabularies.items()
-        }
         return FeatureSpec(
             features=self.features,
-            preprocessing={"categorical": categorical, "numeric": "as is; null -> NaN"},
+            preprocessing=categorical_preprocessing(self.vocabularies),
         )
 
 
@@ -74,22 +76,6 @@ def model_features(spec: ModelSpec, service: FeatureService) -> list[Feature]:
             if field.name not in spec.exclude_features:
                 out.append(Feature(name=field.name, type=_feature_type(field.dtype)))
     return out
-
-
-def encode(
-    frame: pd.DataFrame, features: list[Feature], vocab: dict[str, list[str]]
-) -> pd.DataFrame:
-    """Float32 features: categories by index in the vocabulary (unseen -1, null NaN)."""
-    out: dict[str, pd.Series] = {}
-    for feature in features:
-        column = frame[feature.name]
-        if feature.type == "categorical":
-            index = {value: float(i) for i, value in enumerate(vocab[feature.name])}
-            codes = [np.nan if pd.isna(v) else index.get(str(v), -1.0) for v in column]
-            out[feature.name] = pd.Series(codes, index=frame.index, dtype="float32")
-        else:
-            out[feature.name] = pd.to_numeric(column, errors="coerce").astype("float32")
-    return pd.DataFrame(out, index=frame.index)
 
 
 def split_by_time(frame: pd.DataFrame, spec: ModelSpec) -> dict[str, pd.DataFrame]:
@@ -138,9 +124,10 @@ def build_dataset(
         for f in features
         if f.type == "categorical"
     }
+    feature_spec = Dataset(features, vocab, {}, "").feature_spec()
     splits = {}
     for name, part in raw.items():
-        encoded = encode(part, features, vocab)
+        encoded = encode_features(part, feature_spec)
         encoded.insert(0, ROW, np.arange(len(part), dtype=np.int64))
         encoded[LABEL] = part[LABEL].to_numpy()
         splits[name] = encoded
