@@ -78,7 +78,7 @@ def test_model_beats_the_baseline_and_is_stored_with_lineage(repo, spec, trained
     assert m["roc_auc"] > 0.8
     assert trained.rows.train > trained.rows.validation > 0 and trained.rows.holdout > 0
 
-    store = ModelStore(repo.model_store_uri)
+    store = ModelStore(repo.model_store)
     stored = store.verify(spec.name, trained.version)
     assert stored.sha256 == trained.sha256
     meta = stored.metadata
@@ -111,7 +111,7 @@ def _env(repo) -> dict[str, str]:
         "DRIFTLOOP_STATE_DIR": str(repo.state_dir),
         "DRIFTLOOP_FEATURE_ENV": repo.feature_env,
         "DRIFTLOOP_FEATURE_DATA_URI": repo.feature_data,
-        "DRIFTLOOP_MODEL_STORE_URI": repo.model_store_uri,
+        "DRIFTLOOP_MODEL_STORE_URI": repo.model_store,
     }
 
 
@@ -129,7 +129,7 @@ def test_same_window_and_seed_give_the_same_digest_through_the_cli(repo, spec, t
     again = json.loads(result.stdout.strip().splitlines()[-1])
     assert again["sha256"] == trained.sha256
     assert again["version"] == trained.version
-    assert len(ModelStore(repo.model_store_uri).list(spec.name)) == 1
+    assert len(ModelStore(repo.model_store).list(spec.name)) == 1
 
 
 def test_model_show_answers_from_the_stored_metadata(repo, trained):

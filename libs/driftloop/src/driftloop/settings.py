@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     feature_env: Literal["local", "local-file", "k8s"] = "local"
     feature_data_uri: str | None = None  # default: <state_dir>/features
 
-    model_store_uri: str = ".driftloop/models"
+    model_store_uri: str | None = None  # default: <state_dir>/models
     git_repo: str = "."
     git_branch: str = "main"
     state_dir: Path = Path(".driftloop")
@@ -111,6 +111,15 @@ class Settings(BaseSettings):
     def feature_data(self) -> str:
         """Where feature parquet lives: a local absolute path or a filesystem URI."""
         return self.feature_data_uri or str(self.state_dir / "features")
+
+    @property
+    def model_store(self) -> str:
+        """The model store's root: a local absolute path or a filesystem URI."""
+        if self.model_store_uri is None:
+            return str(self.state_dir / "models")
+        if "://" in self.model_store_uri:
+            return self.model_store_uri
+        return str(Path(self.model_store_uri).expanduser().absolute())
 
     def topic(self, name: str) -> str:
         """The broker-side name of a logical topic such as ``"dlq"``."""

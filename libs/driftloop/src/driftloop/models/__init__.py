@@ -20,6 +20,7 @@ from driftloop.models._errors import (
 )
 from driftloop.models._format import ModelFormat, model_format, sha256_hex, version_id
 from driftloop.models._index import VersionSummary
+from driftloop.models._loaded import LoadedModel
 from driftloop.models._metadata import (
     Feature,
     FeatureSpec,
@@ -39,6 +40,7 @@ __all__ = [
     "FeatureSpec",
     "GateResult",
     "Lineage",
+    "LoadedModel",
     "ModelFormat",
     "ModelMetadata",
     "ModelStore",

@@ -66,8 +66,8 @@ class ModelStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelStore:
-        """The store at ``settings.model_store_uri`` (a relative path is taken from the cwd)."""
-        return cls(settings.model_store_uri)
+        """The store at ``settings.model_store`` (by default ``<state_dir>/models``)."""
+        return cls(settings.model_store)
 
     @property
     def uri(self) -> str:

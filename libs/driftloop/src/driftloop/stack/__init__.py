@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from driftloop.kafka import KafkaUnavailable, connect_admin, describe_topics, ensure_topics
@@ -66,6 +67,14 @@ class LocalStack:
             "DRIFTLOOP_RAY_DASHBOARD_PORT": str(s.ray_dashboard_port),
             "DRIFTLOOP_RAY_CLIENT_PORT": str(s.ray_client_port),
             "DRIFTLOOP_RAY_NUM_CPUS": str(s.ray_num_cpus),
+            # Ray workers (Serve replicas, Ray Jobs) inherit these from the head, so their
+            # Settings() finds the same repository, features and models as the CLI's.
+            "DRIFTLOOP_FEATURE_REPO": str(s.feature_repo),
+            "DRIFTLOOP_FEATURE_ENV": s.feature_env,
+            "DRIFTLOOP_FEATURE_DATA_URI": s.feature_data,
+            "DRIFTLOOP_MODEL_STORE_URI": s.model_store,
+            "DRIFTLOOP_DEPLOY_DIR": str(s.deploy_dir),
+            "DRIFTLOOP_GIT_REPO": str(Path(s.git_repo).expanduser().absolute()),
         }
 
     # -- up ------------------------------------------------------------------------------
