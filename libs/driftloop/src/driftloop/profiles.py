@@ -12,6 +12,7 @@ Needs whylogs (the ``training`` extra, or any service that depends on whylogs).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -41,3 +42,18 @@ def deserialize(data: bytes) -> DatasetProfileView:
 
     view: DatasetProfileView = DatasetProfileView.deserialize(data)
     return view
+
+
+def reference_profiles(features: pd.DataFrame, scores: Sequence[float]) -> dict[str, bytes]:
+    """The two reference profiles of a version, keyed by their file names in the store.
+
+    ``features``: the model's raw feature values on its training rows (model feature
+    names as columns); ``scores``: the model's scores on its holdout."""
+    import pandas as pd
+
+    return {
+        REFERENCE_FEATURES: serialize(profile_frame(features)),
+        REFERENCE_SCORES: serialize(
+            profile_frame(pd.DataFrame({SCORE_COLUMN: pd.Series(scores, dtype="float64")}))
+        ),
+    }
