@@ -144,3 +144,16 @@ fraud_v1 = FeatureService(
     description="Features of the card-fraud model, version 1.",
     tags={"model": "fraud"},
 )
+
+
+# A second, smaller model's features: customer habits and the request context only (no
+# merchant statistics). Its spec lives beside its tests; adding it took no code change.
+fraud_lite_v1 = FeatureService(
+    name="fraud_lite_v1",
+    features=[
+        customer_aggregates[["txn_count_1h", "txn_count_24h", "amount_mean_7d", "amount_max_7d"]],
+        transaction_context[["amount_to_mean_7d", "is_foreign", "seconds_since_last_txn"]],
+    ],
+    description="Features of the small card-fraud model (customer habits and context only).",
+    tags={"model": "fraud-lite"},
+)

@@ -19,6 +19,7 @@ from driftloop.features import (
     write_batch,
 )
 from driftloop.models import ModelStore, TrainingWindow
+from driftloop.profiles import REFERENCE_FEATURES, REFERENCE_SCORES, SCORE_COLUMN, deserialize
 from driftloop.training import load_model_spec, train_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,6 +102,21 @@ def test_model_beats_the_baseline_and_is_stored_with_lineage(repo, spec, trained
     vocab = categorical["merchant_category"]["vocabulary"]  # type: ignore[call-overload,index]
     assert isinstance(vocab, list) and len(vocab) > 1
     assert vocab == sorted(vocab)
+    assert meta.gate is not None and meta.gate.passed, meta.gate
+    assert meta.request_schema is not None
+    assert "customer_id" in meta.request_schema["properties"]  # type: ignore[operator]
+
+    # Reference profiles for the monitor: raw training features and holdout scores.
+    assert set(stored.references) == {REFERENCE_FEATURES, REFERENCE_SCORES}
+    features_view = deserialize(stored.read_reference(REFERENCE_FEATURES))
+    assert set(features_view.get_columns()) == set(features.names)
+    counts = features_view.get_column("merchant_category").get_metric("counts").to_summary_dict()
+    assert counts["n"] == trained.rows.train
+    frequent = features_view.get_column("merchant_category").get_metric("frequent_items")
+    assert frequent is not None  # categories profiled as strings, not codes
+    scores_view = deserialize(stored.read_reference(REFERENCE_SCORES))
+    score_counts = scores_view.get_column(SCORE_COLUMN).get_metric("counts").to_summary_dict()
+    assert score_counts["n"] == trained.rows.holdout
 
 
 def _env(repo) -> dict[str, str]:
@@ -140,7 +156,66 @@ def test_model_show_answers_from_the_stored_metadata(repo, trained):
     assert result.returncode == 0, result.stderr[-3000:]
     card = json.loads(result.stdout)
     assert card["version"] == trained.version and card["sha256"] == trained.sha256
-    assert card["features"]["merchant_category"] == "categorical"
-    assert card["metrics"]["pr_auc"] == pytest.approx(trained.metrics["pr_auc"])
-    assert {"ray", "xgboost", "feast", "python"} <= set(card["packages"])
+    types = {f["name"]: f["type"] for f in card["features"]}
+    assert types["merchant_category"] == "categorical" and types["amount_to_mean_7d"] == "float"
+    row = card["metrics"]["pr_auc"]
+    assert row["model"] == pytest.approx(trained.metrics["pr_auc"])
+    assert row["baseline"] == pytest.approx(trained.baseline_metrics["pr_auc"])
+    assert {"xgboost", "python"} <= set(card["requires"])
+    assert {"ray", "xgboost", "feast", "python"} <= set(card["trained_with"])
+    assert card["output"]["threshold"] == pytest.approx(trained.threshold)
+    assert card["request_schema"]["title"] == "Transaction"
+    assert "amount" in card["request_schema"]["required"]
+    assert card["gate"]["passed"] is True
     assert card["training_window"]["end"].startswith("2026-06-01")
+
+
+def test_a_weaker_challenger_fails_the_gate_against_the_champion(repo, spec, trained):
+    weak_params = {**spec.trainer.params, "max_depth": 1, "eta": 0.01}
+    weak = spec.model_copy(
+        update={"trainer": spec.trainer.model_copy(
+            update={"num_boost_round": 3, "report_every": 3, "params": weak_params})}
+    )  # fmt: skip
+    result = train_model(weak, WINDOW, repo, num_workers=1, champion=trained.version)
+    assert result.champion_metrics is not None
+    # The champion is scored on the challenger's own holdout: same rows, its own metrics.
+    assert result.champion_metrics["rows"] == result.metrics["rows"]
+    assert result.champion_metrics["pr_auc"] == pytest.approx(trained.metrics["pr_auc"], abs=1e-9)
+    assert result.metrics["pr_auc"] < result.champion_metrics["pr_auc"]
+    assert not result.gate.passed
+    assert result.gate.champion_version == trained.version
+    failed = [r for r in result.gate.reasons if r.startswith("FAIL")]
+    assert any(trained.version in r and "PR-AUC" in r for r in failed), result.gate.reasons
+    stored = ModelStore(repo.model_store).get(spec.name, result.version).metadata
+    assert stored.gate == result.gate
+    assert stored.metrics["champion_pr_auc"] == pytest.approx(result.champion_metrics["pr_auc"])
+
+
+def test_a_second_model_needs_only_its_spec_and_feast_definitions(repo):
+    """fraud-lite: its own feature service, trainer and a Ray Tune search — no code."""
+    lite = load_model_spec(ROOT / "tests" / "data" / "fraud-lite.model.yaml")
+    lines: list[str] = []
+    result = train_model(lite, WINDOW, repo, progress=lines.append)
+    stored = ModelStore(repo.model_store).get("fraud-lite", result.version)
+    features = stored.read_features().names
+    assert features == [
+        "txn_count_1h", "txn_count_24h", "amount_mean_7d", "amount_max_7d",
+        "amount_to_mean_7d", "is_foreign", "seconds_since_last_txn",
+    ]  # fmt: skip
+    assert stored.metadata.feature_service == "fraud_lite_v1"
+    assert result.metrics["pr_auc"] > result.baseline_metrics["prior"] + 0.1, result.metrics
+    search = stored.metadata.params["tune"]
+    assert isinstance(search, dict)
+    trials = search["trials"]
+    assert isinstance(trials, list) and len(trials) == lite.tune.num_samples
+    scores = [t["validation_pr_auc"] for t in trials if isinstance(t, dict)]
+    assert search["best_score"] == pytest.approx(max(scores))  # type: ignore[type-var]
+    best = search["best"]
+    assert isinstance(best, dict) and set(best) == {"max_depth", "eta"}
+    xgb = stored.metadata.params["xgboost"]
+    assert isinstance(xgb, dict) and xgb["max_depth"] == best["max_depth"]
+    # Progress came while it ran: rows, the search, boosting rounds, the stored version.
+    assert lines[0].startswith("rows:")
+    assert any(line.startswith("tuning:") for line in lines)
+    assert any(line.startswith("round 20/60") for line in lines), lines
+    assert lines[-1] == f"stored fraud-lite {result.version}"

@@ -33,11 +33,17 @@ def train(
     end: Annotated[str | None, typer.Option(help="window end (ISO, UTC); default now")] = None,
     workers: Annotated[int | None, typer.Option(help="Ray Train workers")] = None,
     gpu: Annotated[str, typer.Option(help="auto|on|off")] = "auto",
+    tune: Annotated[
+        bool | None, typer.Option("--tune/--no-tune", help="Ray Tune search first")
+    ] = None,
+    champion: Annotated[
+        str | None, typer.Option(help="a stored version (or 'latest') to compare with")
+    ] = None,
     spec_path: Annotated[Path | None, typer.Option("--spec", help="another model.yaml")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
     """Train a model from its spec on Ray Train and store the new version."""
-    from driftloop.models import TrainingWindow
+    from driftloop.models import ModelStore, TrainingWindow
     from driftloop.training import load_model_spec, train_model
 
     if gpu not in {"auto", "on", "off"}:
@@ -46,32 +52,43 @@ def train(
     spec = load_model_spec(spec_path or settings.deploy_dir / "apps" / model / "model.yaml")
     finish = datetime.fromisoformat(end).replace(tzinfo=UTC) if end else datetime.now(UTC)
     span = TrainingWindow(start=finish - parse_span(window), end=finish)
+    store = ModelStore.from_settings(settings)
+    if champion == "latest":
+        latest = store.latest(spec.name)
+        champion = latest.version if latest else None
     if not as_json:
         period = f"{span.start:%Y-%m-%d %H:%M} .. {span.end:%Y-%m-%d %H:%M}"
         typer.echo(f"training {spec.name} on {period} (Ray dashboard: {settings.dashboard_url})")
     result = train_model(
         spec, span, settings, num_workers=workers,
-        use_gpu=None if gpu == "auto" else gpu == "on",
+        use_gpu=None if gpu == "auto" else gpu == "on", tune=tune, champion=champion,
+        store=store, progress=None if as_json else lambda line: typer.echo(f"  {line}"),
     )  # fmt: skip
     if as_json:
         payload = {"version": result.version, "sha256": result.sha256, "metrics": result.metrics,
-                   "baseline": result.baseline_metrics, "rows": result.rows.model_dump(),
+                   "baseline": result.baseline_metrics, "champion": result.champion_metrics,
+                   "gate": result.gate.model_dump(), "rows": result.rows.model_dump(),
                    "duration_s": result.duration_s}  # fmt: skip
         typer.echo(json.dumps(payload))
         return
-    typer.echo(f"rows: {result.labelled_rows:,} labelled → {result.rows.model_dump()}")
     typer.echo(f"trained in {result.train_s:.1f} s ({result.duration_s:.1f} s in all)")
-    _metrics_table(result.metrics, result.baseline_metrics)
-    typer.echo(f"version: {result.version}")
+    _metrics_table(result.metrics, result.baseline_metrics, result.champion_metrics)
+    for reason in result.gate.reasons:
+        typer.echo(f"  gate {reason}")
+    typer.echo(f"version: {result.version} (gate {'passed' if result.gate.passed else 'failed'})")
 
 
-def _metrics_table(model: dict[str, float], baseline: dict[str, float]) -> None:
-    typer.echo(f"  {'metric':<22}{'model':>10}{'baseline':>10}")
-    for name in sorted(set(model) | set(baseline)):
-        m, b = model.get(name), baseline.get(name)
-        shown_m = f"{m:.4f}" if m is not None else "-"
-        shown_b = f"{b:.4f}" if b is not None else "-"
-        typer.echo(f"  {name:<22}{shown_m:>10}{shown_b:>10}")
+def _metrics_table(
+    model: dict[str, float], baseline: dict[str, float], champion: dict[str, float] | None
+) -> None:
+    columns = [("model", model), ("baseline", baseline)]
+    if champion is not None:
+        columns.append(("champion", champion))
+    typer.echo(f"  {'metric':<24}" + "".join(f"{title:>10}" for title, _ in columns))
+    for name in sorted(set().union(*(set(values) for _, values in columns))):
+        cells = [values.get(name) for _, values in columns]
+        shown = "".join(f"{v:>10.4f}" if v is not None else f"{'-':>10}" for v in cells)
+        typer.echo(f"  {name:<24}{shown}")
 
 
 @model_app.command("list")
@@ -99,24 +116,47 @@ def show(
     if found is None:
         typer.secho(f"error: no versions of {model} in {store.uri}", err=True, fg="red")
         raise typer.Exit(1)
+    typer.echo(json.dumps(model_card(found), indent=None if as_json else 2, default=str))
+
+
+_OUTPUT = (
+    "score: P(fraud) in [0, 1] from the XGBoost model; decision: score >= threshold "
+    "(decline or review); threshold: the lowest holdout score reaching the target "
+    "precision at training"
+)
+
+
+def model_card(found: Any) -> dict[str, Any]:
+    """What an operations team asks of a handed-over model, from stored metadata alone."""
     meta = found.metadata
     features = found.read_features()
-    card: dict[str, Any] = {
+    metrics: dict[str, float] = meta.metrics
+    table = {
+        name: {
+            "model": value,
+            "baseline": metrics.get(f"baseline_{name}"),
+            "champion": metrics.get(f"champion_{name}"),
+        }
+        for name, value in metrics.items()
+        if not name.startswith(("baseline_", "champion_"))
+    }
+    return {
         "model": meta.model_name, "version": meta.version, "sha256": meta.sha256,
         "created_at": meta.created_at.isoformat(), "model_file": found.model_uri,
+        "format": "XGBoost native " + found.model_file.rsplit(".", 1)[-1].upper(),
+        "requires": {k: v for k, v in meta.packages.items() if k in {"python", "xgboost"}},
+        "trained_with": meta.packages,
         "git": {"sha": meta.git_sha, "dirty": meta.git_dirty},
         "feature_service": meta.feature_service, "feature_views_hash": meta.feature_views_hash,
+        "features": [{"name": f.name, "type": f.type} for f in features.features],
+        "preprocessing": features.preprocessing,
+        "output": {"meaning": _OUTPUT, "threshold": metrics.get("threshold"),
+                   "target_precision": meta.params.get("target_precision")},
+        "request_schema": meta.request_schema,
         "training_window": meta.training_window.model_dump(mode="json"),
-        "rows": meta.rows.model_dump(), "data_hash": meta.data_hash,
-        "features": {f.name: f.type for f in features.features},
-        "metrics": meta.metrics, "packages": meta.packages, "seed": meta.seed,
-        "trigger_event_id": meta.trigger_event_id,
+        "rows": meta.rows.model_dump(), "data_hash": meta.data_hash, "seed": meta.seed,
+        "metrics": table,
         "gate": meta.gate.model_dump() if meta.gate else None,
-        "output": "score = P(fraud) in [0, 1]; decision = score >= threshold "
-                  f"(threshold {meta.metrics.get('threshold', 'unset')})",
+        "trigger_event_id": meta.trigger_event_id,
+        "references": found.references,
     }  # fmt: skip
-    if as_json:
-        typer.echo(json.dumps(card, indent=2, default=str))
-        return
-    for key, value in card.items():
-        typer.echo(f"{key:<20} {value}")

@@ -51,8 +51,9 @@ class OnlineFeatureReader:
         self.store = store
         self.service = service
         self._stored, self._on_demand = split_service(store, service)
-        self.names = [name for _, names in self._stored for name in names]
-        self.names += [name for _, names in self._on_demand for name in names]
+        self.names = [
+            f.name for projection in service.feature_view_projections for f in projection.features
+        ]
         self.views = [view.name for view, _ in self._stored]
         self.entity_keys = sorted(
             {column.name for view, _ in self._stored for column in view.entity_columns}

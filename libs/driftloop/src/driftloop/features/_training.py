@@ -15,9 +15,13 @@ TS = "event_timestamp"
 def split_service(
     store: FeatureStore, service: FeatureService
 ) -> tuple[list[tuple[FeatureView, list[str]]], list[tuple[OnDemandFeatureView, list[str]]]]:
-    """The service's stored views and its on-demand views, each with the feature names
-    the service takes from it, in the service's order."""
-    stored: list[tuple[FeatureView, list[str]]] = []
+    """The stored views to read and the on-demand views to compute for ``service``.
+
+    Each stored view comes with the features to read from it: the service's own, then
+    any its on-demand views take as input (a service may serve ``amount_to_mean_7d``
+    without serving the ``amount_mean_7d`` it is computed from). Each on-demand view
+    comes with the features the service takes from it."""
+    reads: dict[str, list[str]] = {}
     on_demand: list[tuple[OnDemandFeatureView, list[str]]] = []
     for projection in service.feature_view_projections:
         names = [f.name for f in projection.features]
@@ -28,7 +32,12 @@ def split_service(
         if odfv is not None:
             on_demand.append((odfv, names))
         else:
-            stored.append((store.get_feature_view(projection.name), names))
+            reads.setdefault(projection.name, []).extend(names)
+    for odfv, _ in on_demand:
+        for source, projection in odfv.source_feature_view_projections.items():
+            wanted = reads.setdefault(source, [])
+            wanted.extend(f.name for f in projection.features if f.name not in wanted)
+    stored = [(store.get_feature_view(name), names) for name, names in reads.items()]
     return stored, on_demand
 
 

@@ -74,7 +74,8 @@ class GateResult(BaseModel):
     model_config = _STRICT
 
     passed: bool
-    reasons: list[str] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list, description="each check with its numbers")
+    champion_version: str | None = Field(None, description="the version it was compared with")
 
 
 class Lineage(BaseModel):
@@ -102,6 +103,9 @@ class Lineage(BaseModel):
     seed: int
     trigger_event_id: str | None = None
     gate: GateResult | None = None
+    request_schema: dict[str, JsonValue] | None = Field(
+        None, description="JSON Schema of a scoring request (the serving input)"
+    )
     extra: dict[str, JsonValue] = Field(default_factory=dict)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,6 +37,8 @@ class Dataset:
     vocabularies: dict[str, list[str]]
     splits: dict[str, pd.DataFrame]  # each: ROW, features..., LABEL; sorted by time
     data_hash: str
+    raw: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """The same rows before encoding (model features only): what serving logs."""
 
     @property
     def names(self) -> list[str]:
@@ -72,9 +74,9 @@ def model_features(spec: ModelSpec, service: FeatureService) -> list[Feature]:
     """The service's features in its order, less the spec's exclusions."""
     out = []
     for projection in service.feature_view_projections:
-        for field in projection.features:
-            if field.name not in spec.exclude_features:
-                out.append(Feature(name=field.name, type=_feature_type(field.dtype)))
+        for served in projection.features:
+            if served.name not in spec.exclude_features:
+                out.append(Feature(name=served.name, type=_feature_type(served.dtype)))
     return out
 
 
@@ -134,4 +136,6 @@ def build_dataset(
     for name in SPLITS:
         if splits[name][LABEL].nunique() < 2:
             raise ValueError(f"the {name} split needs both classes; widen the window")
-    return Dataset(features, vocab, splits, frame_hash(splits)), len(labelled)
+    names = [f.name for f in features]
+    unencoded = {name: part[names].reset_index(drop=True) for name, part in raw.items()}
+    return Dataset(features, vocab, splits, frame_hash(splits), unencoded), len(labelled)

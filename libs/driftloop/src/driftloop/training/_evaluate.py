@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,17 @@ def booster_scores(model_json: bytes, holdout: pd.DataFrame, names: list[str]) -
     return scores
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """Holdout metrics of the model and of the baseline, and the model's holdout scores.
+
+    The baseline's metrics also carry ``prior`` (the fraud rate: a constant score's PR-AUC)."""
+
+    metrics: dict[str, float]
+    baseline: dict[str, float]
+    scores: np.ndarray
+
+
 def evaluate(
     model_json: bytes,
     train: pd.DataFrame,
@@ -78,11 +90,11 @@ def evaluate(
     *,
     target_precision: float,
     seed: int,
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Holdout metrics of the model and of the baseline; the baseline's also carry the
-    prior (the fraud rate: the PR-AUC of a constant score)."""
+) -> Evaluation:
+    """Score the holdout with the stored bytes and with a logistic-regression baseline."""
     y = holdout[label].to_numpy()
-    model = metrics_at(y, booster_scores(model_json, holdout, names), target_precision)
+    scores = booster_scores(model_json, holdout, names)
+    model = metrics_at(y, scores, target_precision)
     base = metrics_at(y, baseline_scores(train, holdout, names, label, seed), target_precision)
     base["prior"] = float(y.mean())
-    return model, base
+    return Evaluation(model, base, scores)

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 from driftloop.settings import Settings
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+_OWNED = ("seed", "nthread", "device", "scale_pos_weight", "random_state", "n_jobs")
+"""XGBoost parameters the trainer sets; a spec may not."""
 
 
 class Split(BaseModel):
@@ -58,13 +60,57 @@ class TrainerSpec(BaseModel):
 
     @model_validator(mode="after")
     def _params_we_own(self) -> Self:
-        owned = {"seed", "nthread", "device", "scale_pos_weight", "random_state", "n_jobs"}
-        clash = sorted(owned & set(self.params))
+        clash = sorted(set(_OWNED) & set(self.params))
         if clash:
             raise ValueError(f"params {', '.join(clash)} are set by the trainer, not the spec")
         metric = self.params.get("eval_metric", "aucpr")
         if not isinstance(metric, str):
             raise ValueError("params.eval_metric must be one metric name (early stopping uses it)")
+        return self
+
+
+class Distribution(BaseModel):
+    """One hyperparameter's search distribution: exactly one of the four keys."""
+
+    model_config = _STRICT
+
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    randint: tuple[int, int] | None = Field(None, description="[low, high), as in Ray Tune")
+    choice: list[JsonValue] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        given = [k for k in ("uniform", "loguniform", "randint", "choice") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of uniform, loguniform, randint, choice")
+        for key in ("uniform", "loguniform", "randint"):
+            bounds = getattr(self, key)
+            if bounds is not None and not bounds[0] < bounds[1]:
+                raise ValueError(f"{key} needs low < high, not {list(bounds)}")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise ValueError("loguniform needs a positive lower bound")
+        return self
+
+
+class TuneSpec(BaseModel):
+    """Parallel hyperparameter search with Ray Tune; the best trial by validation PR-AUC
+    gives the parameters of the final model."""
+
+    model_config = _STRICT
+
+    enabled: bool = Field(False, description="`driftloop train --tune` turns it on too")
+    num_samples: int = Field(4, ge=1)
+    max_concurrent: int = Field(2, ge=1)
+    space: dict[str, Distribution] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _searchable(self) -> Self:
+        owned = set(_OWNED) & set(self.space)
+        if owned:
+            raise ValueError(f"space sets {', '.join(sorted(owned))}: set by the trainer")
+        if self.enabled and not self.space:
+            raise ValueError("tune.enabled needs a search space")
         return self
 
 
@@ -95,11 +141,30 @@ class ModelSpec(BaseModel):
     feature_service: str = "fraud_v1"
     exclude_features: list[str] = Field(default_factory=list)
     label: str = "is_fraud"
+    request: str = Field("Transaction", description="the event contract a scoring request carries")
     history: str | None = Field(None, description="default: <state_dir>/data/transactions.parquet")
     split: Split = Field(default_factory=Split)
     trainer: TrainerSpec = Field(default_factory=TrainerSpec)
+    tune: TuneSpec = Field(default_factory=TuneSpec)
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
+
+    @model_validator(mode="after")
+    def _known_request(self) -> Self:
+        from driftloop.events import CONTRACTS
+
+        names = {contract.__name__ for contract in CONTRACTS}
+        if self.request not in names:
+            raise ValueError(f"request {self.request!r} is not one of {', '.join(sorted(names))}")
+        return self
+
+    def request_schema(self) -> dict[str, JsonValue]:
+        """JSON Schema of the serving input: the request contract's."""
+        from driftloop.events import CONTRACTS
+
+        contract = next(c for c in CONTRACTS if c.__name__ == self.request)
+        schema: dict[str, JsonValue] = contract.model_json_schema()
+        return schema
 
     def history_uri(self, settings: Settings) -> str:
         """Where the labelled history is read from: a path or a filesystem URI."""

@@ -10,12 +10,15 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from driftloop.models import Lineage, ModelStore, RowCounts, TrainingWindow
+from driftloop.models import GateResult, Lineage, ModelStore, RowCounts, TrainingWindow
 from driftloop.settings import Settings
 from driftloop.training._dataset import LABEL, SPLITS, Dataset, build_dataset
-from driftloop.training._evaluate import evaluate
+from driftloop.training._evaluate import evaluate, metrics_at
+from driftloop.training._gate import judge
 from driftloop.training._lineage import feature_views_hash, git_state, package_versions
+from driftloop.training._progress import Progress, run_with_progress
 from driftloop.training._spec import ModelSpec
+from driftloop.training._tune import tune_params
 from driftloop.training._worker import MODEL_FILE, train_loop_per_worker
 
 
@@ -28,6 +31,8 @@ class TrainResult:
     sha256: str
     metrics: dict[str, float]
     baseline_metrics: dict[str, float]
+    champion_metrics: dict[str, float] | None
+    gate: GateResult
     threshold: float | None
     rows: RowCounts
     labelled_rows: int
@@ -75,7 +80,7 @@ def xgboost_params(
 
 def _fit(
     spec: ModelSpec, dataset: Dataset, params: dict[str, Any], settings: Settings,
-    num_workers: int, use_gpu: bool,
+    num_workers: int, use_gpu: bool, progress: Progress | None = None,
 ) -> bytes:  # fmt: skip
     """Run the Ray Train job; return the booster's native JSON from its final checkpoint."""
     import ray.data
@@ -86,33 +91,58 @@ def _fit(
         name: ray.data.from_pandas(dataset.splits[name]).materialize()
         for name in ("train", "validation")
     }
-    trainer = XGBoostTrainer(
-        train_loop_per_worker,
-        train_loop_config={
-            "params": params,
-            "features": dataset.names,
-            "num_boost_round": spec.trainer.num_boost_round,
-            "early_stopping_rounds": spec.trainer.early_stopping_rounds,
-            "report_every": spec.trainer.report_every,
-        },
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=num_workers,
-            use_gpu=use_gpu,
-            resources_per_worker={"CPU": params["nthread"], **({"GPU": 1} if use_gpu else {})},
-        ),
-        run_config=ray.train.RunConfig(
-            name=f"{spec.name}-{uuid.uuid4().hex[:12]}",
-            storage_path=str(settings.state_dir / "ray-train"),
-        ),
-        datasets=datasets,
-        # Every worker sees all rows and keeps its own by row number (see _worker).
-        dataset_config=ray.train.DataConfig(datasets_to_split=[]),
-    )
-    result = trainer.fit()
+
+    def fit(callback: Any) -> ray.train.Result:
+        trainer = XGBoostTrainer(
+            train_loop_per_worker,
+            train_loop_config={
+                "params": params,
+                "features": dataset.names,
+                "num_boost_round": spec.trainer.num_boost_round,
+                "early_stopping_rounds": spec.trainer.early_stopping_rounds,
+                "report_every": spec.trainer.report_every,
+            },
+            scaling_config=ray.train.ScalingConfig(
+                num_workers=num_workers,
+                use_gpu=use_gpu,
+                resources_per_worker={"CPU": params["nthread"], **({"GPU": 1} if use_gpu else {})},
+            ),
+            run_config=ray.train.RunConfig(
+                name=f"{spec.name}-{uuid.uuid4().hex[:12]}",
+                storage_path=str(settings.state_dir / "ray-train"),
+                callbacks=[callback] if callback is not None else None,
+            ),
+            datasets=datasets,
+            # Every worker sees all rows and keeps its own by row number (see _worker).
+            dataset_config=ray.train.DataConfig(datasets_to_split=[]),
+        )
+        return trainer.fit()
+
+    result = run_with_progress(fit, spec.trainer.num_boost_round, progress)
     if result.checkpoint is None:
         raise RuntimeError(f"training {spec.name} reported no final checkpoint")
     with result.checkpoint.as_directory() as directory:
         return (Path(directory) / MODEL_FILE).read_bytes()
+
+
+def _champion_metrics(
+    store: ModelStore, spec: ModelSpec, champion: str, dataset: Dataset
+) -> tuple[dict[str, float] | None, str | None]:
+    """The champion's metrics on this run's holdout, or why it could not be scored."""
+    from driftloop.models import LoadedModel, ModelStoreError
+
+    try:
+        loaded = LoadedModel.load(store.get(spec.name, champion))
+        scores = loaded.predict(dataset.raw["holdout"])
+    except (ModelStoreError, KeyError, ValueError) as exc:
+        return None, str(exc)
+    y = dataset.splits["holdout"][LABEL].to_numpy()
+    return metrics_at(y, scores, spec.metrics.target_precision), None
+
+
+def _say(progress: Progress | None, message: str) -> None:
+    if progress is not None:
+        progress(message)
 
 
 def train_model(
@@ -123,29 +153,51 @@ def train_model(
     num_workers: int | None = None,
     use_gpu: bool | None = None,
     trigger_event_id: str | None = None,
+    champion: str | None = None,
+    tune: bool | None = None,
     store: ModelStore | None = None,
+    progress: Progress | None = None,
 ) -> TrainResult:
     """Train ``spec``'s model on the labelled transactions of ``window`` with Ray Train,
-    evaluate it on the most recent slice against a logistic-regression baseline, and put
-    it in the model store with its features and lineage.
+    evaluate it on the most recent slice against a logistic-regression baseline and, when
+    ``champion`` names a stored version, against that version on the same rows; judge it
+    by the spec's gate; store it with its features, lineage, verdict and reference
+    profiles.
 
+    ``tune``: run the spec's Ray Tune search first (default: ``spec.tune.enabled``).
+    ``progress``: called with one line per phase and per reported boosting round.
     Connects to the Ray cluster of ``settings`` unless this process already is connected
     (and stays connected). Same window, seed, worker count and code: same model digest."""
+    from driftloop.profiles import reference_profiles
+
     started = time.monotonic()
+    models = store or ModelStore.from_settings(settings)
     dataset, labelled_rows = build_dataset(spec, settings, window)
+    rows = RowCounts(**{name: len(dataset.splits[name]) for name in SPLITS})
+    _say(progress, f"rows: {labelled_rows:,} labelled -> {rows.model_dump()}")
     _connect(settings)
     workers = num_workers or spec.trainer.num_workers
     gpu = _gpu(spec.trainer.use_gpu, use_gpu)
     params = xgboost_params(spec, dataset, gpu)
+    search: dict[str, JsonValue] | None = None
+    if spec.tune.enabled if tune is None else tune:
+        found = tune_params(spec, dataset, params, settings, gpu, progress)
+        params, search = found.params, found.summary
+    _say(progress, f"training on {workers} worker(s), {'GPU' if gpu else 'CPU'}")
     fit_started = time.monotonic()
-    model_json = _fit(spec, dataset, params, settings, workers, gpu)
+    model_json = _fit(spec, dataset, params, settings, workers, gpu, progress)
     train_s = time.monotonic() - fit_started
     target = spec.metrics.target_precision
-    metrics, baseline = evaluate(
+    evaluation = evaluate(
         model_json, dataset.splits["train"], dataset.splits["holdout"], dataset.names, LABEL,
         target_precision=target, seed=spec.trainer.seed,
     )  # fmt: skip
-    rows = RowCounts(**{name: len(dataset.splits[name]) for name in SPLITS})
+    metrics, baseline = evaluation.metrics, evaluation.baseline
+    champion_metrics, champion_error = (
+        _champion_metrics(models, spec, champion, dataset) if champion else (None, None)
+    )
+    verdict = judge(spec.gate, metrics, baseline, champion_metrics, champion, champion_error)
+    _say(progress, f"gate: {'passed' if verdict.passed else 'failed'}")
     sha, dirty = git_state(settings)
     recorded: dict[str, JsonValue] = {
         "xgboost": params,
@@ -156,7 +208,10 @@ def train_model(
         "split": spec.split.model_dump(),
         "target_precision": target,
         "exclude_features": list(spec.exclude_features),
+        "tune": search,
     }
+    all_metrics = {**metrics, **{f"baseline_{k}": v for k, v in baseline.items()}}
+    all_metrics |= {f"champion_{k}": v for k, v in (champion_metrics or {}).items()}
     lineage = Lineage(
         git_sha=sha,
         git_dirty=dirty,
@@ -166,22 +221,28 @@ def train_model(
         rows=rows,
         data_hash="sha256:" + dataset.data_hash,
         params=recorded,
-        metrics={**metrics, **{f"baseline_{k}": v for k, v in baseline.items()}},
+        metrics=all_metrics,
         packages=package_versions(),
         seed=spec.trainer.seed,
         trigger_event_id=trigger_event_id,
+        gate=verdict,
+        request_schema=spec.request_schema(),
         extra={"labelled_rows": labelled_rows, "train_seconds": round(train_s, 3)},
     )
-    stored = (store or ModelStore.from_settings(settings)).put(
+    references = reference_profiles(dataset.raw["train"], evaluation.scores.tolist())
+    stored = models.put(
         spec.name, model_json, filename=MODEL_FILE, features=dataset.feature_spec(),
-        lineage=lineage,
+        lineage=lineage, references=references,
     )  # fmt: skip
+    _say(progress, f"stored {spec.name} {stored.version}")
     return TrainResult(
         model_name=spec.name,
         version=stored.version,
         sha256=stored.sha256,
         metrics=metrics,
         baseline_metrics=baseline,
+        champion_metrics=champion_metrics,
+        gate=verdict,
         threshold=metrics.get("threshold"),
         rows=rows,
         labelled_rows=labelled_rows,
