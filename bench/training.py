@@ -1,0 +1,118 @@
+"""Ray Train (XGBoostTrainer, 1 and 2 workers) against plain single-process XGBoost on the
+same rows and parameters, at about 100 k and 1 M rows.
+
+The rows are synthetic (scikit-learn's make_classification, 3 % positives, the fraud
+model's 18 inputs) so that 1 M rows need no hour-long backfill; the trainer code path is
+driftloop's own (`_fit`: Ray Data in, the per-rank split, sparse reports, the final
+checkpoint). Early stopping is off so every run boosts the same number of rounds.
+The fixed overhead is Ray Train's wall time on 1 000 rows for the same number of rounds.
+
+    python bench/training.py [--rows 100000,1000000] [--rounds 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import pandas as pd
+
+from bench._common import record
+from driftloop.models import Feature
+from driftloop.settings import Settings
+from driftloop.training import load_model_spec, xgboost_params
+from driftloop.training._dataset import LABEL, ROW, Dataset
+from driftloop.training._train import _connect, _fit
+
+ROOT = Path(__file__).resolve().parents[1]
+FEATURES = 18
+
+
+def synthetic(rows: int, seed: int) -> Dataset:
+    from sklearn.datasets import make_classification  # type: ignore[import-untyped]
+
+    x, y = make_classification(
+        n_samples=rows, n_features=FEATURES, n_informative=10, n_redundant=4,
+        weights=[0.97], flip_y=0.01, random_state=seed,
+    )  # fmt: skip
+    names = [f"f{i:02d}" for i in range(FEATURES)]
+    frame = pd.DataFrame(x.astype("float32"), columns=names)
+    frame[LABEL] = y.astype("int32")
+    cut = int(rows * 0.85)
+    splits = {}
+    for name, part in {
+        "train": frame[:cut],
+        "validation": frame[cut:],
+        "holdout": frame[cut:],
+    }.items():
+        part = part.reset_index(drop=True)
+        part.insert(0, ROW, np.arange(len(part), dtype=np.int64))
+        splits[name] = part
+    return Dataset([Feature(name=n, type="float") for n in names], {}, splits, "synthetic")
+
+
+def plain(dataset: Dataset, params: dict[str, object], rounds: int, nthread: int) -> float:
+    import xgboost
+
+    names = dataset.names
+    started = time.perf_counter()
+    train, valid = dataset.splits["train"], dataset.splits["validation"]
+    dtrain = xgboost.DMatrix(train[names], label=train[LABEL], feature_names=names)
+    dvalid = xgboost.DMatrix(valid[names], label=valid[LABEL], feature_names=names)
+    xgboost.train({**params, "nthread": nthread}, dtrain, num_boost_round=rounds,
+                  evals=[(dvalid, "validation")], verbose_eval=False)  # fmt: skip
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", default="100000,1000000")
+    parser.add_argument("--rounds", type=int, default=100)
+    args = parser.parse_args()
+    settings = Settings()
+    spec = load_model_spec(ROOT / "deploy" / "apps" / "fraud" / "model.yaml")
+    trainer = spec.trainer.model_copy(
+        update={
+            "num_boost_round": args.rounds,
+            "early_stopping_rounds": args.rounds,
+            "report_every": max(args.rounds // 4, 1),
+        }
+    )
+    spec = spec.model_copy(update={"trainer": trainer})
+    _connect(settings)
+    result: dict[str, object] = {"rounds": args.rounds, "features": FEATURES}
+
+    tiny = synthetic(1_000, seed=1)
+    started = time.perf_counter()
+    _fit(spec, tiny, xgboost_params(spec, tiny, False), settings, 1, False)
+    overhead = (
+        time.perf_counter()
+        - started
+        - plain(tiny, xgboost_params(spec, tiny, False), args.rounds, 1)
+    )
+    result["ray_train_fixed_overhead_s"] = overhead
+
+    for rows in (int(r) for r in args.rows.split(",")):
+        dataset = synthetic(rows, seed=2)
+        params = xgboost_params(spec, dataset, False)
+        key = f"{rows // 1000}k"
+        base = plain(dataset, params, args.rounds, 1)
+        result[f"{key}_plain_1thread_s"] = base
+        result[f"{key}_plain_2threads_s"] = plain(dataset, params, args.rounds, 2)
+        for workers in (1, 2):
+            started = time.perf_counter()
+            _fit(spec, dataset, params, settings, workers, False)
+            took = time.perf_counter() - started
+            result[f"{key}_ray_{workers}w_s"] = took
+            result[f"{key}_ratio_ray_{workers}w_over_plain"] = took / base
+        print(f"{key}: done", flush=True)
+    record("training", result)
+
+
+if __name__ == "__main__":
+    main()
