@@ -12,7 +12,7 @@ PYTEST     := .venv/bin/pytest
 
 .PHONY: help install up down status topics schemas lint format test test-unit \
         test-integration test-e2e ci demo clean backfill features-plan features-apply \
-        features-materialize features stream bench
+        features-materialize features stream bench render check-render
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -62,6 +62,12 @@ features: backfill features-apply features-materialize ## history → feature ta
 stream: install ## run the stream service in the foreground (Ctrl-C stops it)
 	.venv/bin/driftloop-stream run
 
+render: install ## write the Argo manifests under deploy/k8s from workflows/
+	$(PY) -m driftloop_workflows.render
+
+check-render: install ## fail when a rendered manifest under deploy/k8s is stale
+	$(PY) -m driftloop_workflows.render --check
+
 bench: install ## run every benchmark under bench/ (needs `make up`); results in bench/results/latest.json
 	@for b in bench/[a-z]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 	@echo "results: bench/results/latest.json"
@@ -70,6 +76,7 @@ lint: install ## ruff check, ruff format --check, mypy
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy libs/driftloop/src services/*/src features/src workflows/src tests $(wildcard bench/*.py)
+	$(PY) -m driftloop_workflows.render --check
 
 format: install ## apply ruff's fixes and formatting
 	.venv/bin/ruff check --fix .

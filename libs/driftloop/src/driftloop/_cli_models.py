@@ -4,7 +4,6 @@ and the model store."""
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,16 +14,15 @@ from driftloop.settings import get_settings
 
 model_app = typer.Typer(help="Versions in the model store.", no_args_is_help=True)
 
-_SPAN = re.compile(r"^(\d+)([dh])$")
-
 
 def parse_span(text: str) -> timedelta:
-    """``30d`` or ``12h`` as a timedelta."""
-    match = _SPAN.match(text)
-    if not match:
-        raise typer.BadParameter(f"{text!r}: use a number of days or hours such as 30d or 12h")
-    amount, unit = int(match.group(1)), match.group(2)
-    return timedelta(days=amount) if unit == "d" else timedelta(hours=amount)
+    """``30d`` or ``12h`` as a timedelta, or a usage error."""
+    from driftloop.spans import parse_span as parse
+
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def train(

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from driftloop import _cli_features, _cli_models
+from driftloop import _cli_features, _cli_models, _cli_runs
 from driftloop.kafka import KafkaUnavailable, describe_topics, ensure_topics
 from driftloop.ports import PortInUse
 from driftloop.schemas import write_schemas
@@ -27,6 +27,9 @@ app = typer.Typer(
 app.add_typer(_cli_features.app, name="features")
 app.add_typer(_cli_models.model_app, name="model")
 app.command(name="train")(_cli_models.train)
+app.command(name="retrain")(_cli_runs.retrain)
+app.command(name="promote")(_cli_runs.promote)
+app.add_typer(_cli_runs.runs_app, name="runs")
 
 _EXPECTED = (KafkaUnavailable, MissingPrerequisite, PortInUse, FileNotFoundError, RuntimeError)
 

@@ -201,7 +201,7 @@ class WorkflowEvent(Event):
     workflow: Id
     model_name: Id
     step: Id | None = None
-    phase: Literal["submitted", "running", "succeeded", "failed", "skipped"]
+    phase: Literal["submitted", "running", "succeeded", "failed", "skipped", "promoted"]
     trigger_event_id: str | None = None
     message: str = ""
 

@@ -9,7 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TOPICS: tuple[str, ...] = (
@@ -58,8 +58,17 @@ class Settings(BaseSettings):
     feature_data_uri: str | None = None  # default: <state_dir>/features
 
     model_store_uri: str | None = None  # default: <state_dir>/models
+    runs_uri: str | None = None  # workflow runs' state and artifacts; default <state_dir>/runs
+    # Argo Workflows: unset means the local executor on Ray runs the workflows.
+    argo_server: str | None = None  # e.g. https://argo-server.argo:2746
+    argo_namespace: str = "driftloop"
+    argo_token: SecretStr | None = None
     git_repo: str = "."
     git_branch: str = "main"
+    git_remote: str = "origin"
+    promotion_policy: Literal["merge", "pr"] = "merge"
+    github_api: str = "https://api.github.com"
+    github_token: SecretStr | None = None
     state_dir: Path = Path(".driftloop")
     deploy_dir: Path = Path("deploy")
     bind_host: str = "127.0.0.1"
@@ -120,6 +129,15 @@ class Settings(BaseSettings):
         if "://" in self.model_store_uri:
             return self.model_store_uri
         return str(Path(self.model_store_uri).expanduser().absolute())
+
+    @property
+    def runs(self) -> str:
+        """Where workflow runs keep their state and hand artifacts between steps."""
+        if self.runs_uri is None:
+            return str(self.state_dir / "runs")
+        if "://" in self.runs_uri:
+            return self.runs_uri
+        return str(Path(self.runs_uri).expanduser().absolute())
 
     def topic(self, name: str) -> str:
         """The broker-side name of a logical topic such as ``"dlq"``."""

@@ -5,7 +5,9 @@ Needs the ``training`` extra (``driftloop[training]``). Importing this package i
 neither Ray Train, XGBoost nor scikit-learn; :func:`train_model` does, when called.
 """
 
+from driftloop.training._dataset import Dataset, build_dataset
 from driftloop.training._gate import judge
+from driftloop.training._persist import load_dataset, read_bytes, save_dataset, write_bytes
 from driftloop.training._spec import (
     Distribution,
     GateSpec,
@@ -16,11 +18,23 @@ from driftloop.training._spec import (
     TuneSpec,
     load_model_spec,
 )
-from driftloop.training._train import TrainResult, train_model, xgboost_params
+from driftloop.training._train import (
+    Assessment,
+    Fitted,
+    TrainResult,
+    assess,
+    fit,
+    register,
+    train_model,
+    xgboost_params,
+)
 from driftloop.training._worker import train_loop_per_worker
 
 __all__ = [
+    "Assessment",
+    "Dataset",
     "Distribution",
+    "Fitted",
     "GateSpec",
     "MetricsSpec",
     "ModelSpec",
@@ -28,9 +42,17 @@ __all__ = [
     "TrainResult",
     "TrainerSpec",
     "TuneSpec",
+    "assess",
+    "build_dataset",
+    "fit",
     "judge",
+    "load_dataset",
     "load_model_spec",
+    "read_bytes",
+    "register",
+    "save_dataset",
     "train_loop_per_worker",
     "train_model",
+    "write_bytes",
     "xgboost_params",
 ]

@@ -39,6 +39,8 @@ class Dataset:
     data_hash: str
     raw: dict[str, pd.DataFrame] = field(default_factory=dict)
     """The same rows before encoding (model features only): what serving logs."""
+    labelled_rows: int = 0
+    """Labelled transactions in the window (before any row was dropped)."""
 
     @property
     def names(self) -> list[str]:
@@ -102,10 +104,8 @@ def frame_hash(splits: dict[str, pd.DataFrame]) -> str:
     return digest.hexdigest()
 
 
-def build_dataset(
-    spec: ModelSpec, settings: Settings, window: TrainingWindow
-) -> tuple[Dataset, int]:
-    """The encoded, split training set of the window and the number of labelled rows."""
+def build_dataset(spec: ModelSpec, settings: Settings, window: TrainingWindow) -> Dataset:
+    """The encoded, split training set of the window."""
     from driftloop.features import open_store, point_in_time, training_entities
 
     labelled = read_labelled(spec, settings, window)
@@ -138,4 +138,4 @@ def build_dataset(
             raise ValueError(f"the {name} split needs both classes; widen the window")
     names = [f.name for f in features]
     unencoded = {name: part[names].reset_index(drop=True) for name, part in raw.items()}
-    return Dataset(features, vocab, splits, frame_hash(splits), unencoded), len(labelled)
+    return Dataset(features, vocab, splits, frame_hash(splits), unencoded, len(labelled))

@@ -10,7 +10,14 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from driftloop.models import GateResult, Lineage, ModelStore, RowCounts, TrainingWindow
+from driftloop.models import (
+    GateResult,
+    Lineage,
+    ModelStore,
+    ModelVersion,
+    RowCounts,
+    TrainingWindow,
+)
 from driftloop.settings import Settings
 from driftloop.training._dataset import LABEL, SPLITS, Dataset, build_dataset
 from driftloop.training._evaluate import evaluate, metrics_at
@@ -145,6 +152,141 @@ def _say(progress: Progress | None, message: str) -> None:
         progress(message)
 
 
+@dataclass(frozen=True)
+class Fitted:
+    """A trained booster and how it was trained."""
+
+    model_json: bytes
+    params: dict[str, Any]
+    search: dict[str, JsonValue] | None
+    num_workers: int
+    use_gpu: bool
+    train_s: float
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The holdout verdict on a booster: its metrics, the baseline's, the champion's on
+    the same rows (if one was named), the gate, and its holdout scores."""
+
+    metrics: dict[str, float]
+    baseline: dict[str, float]
+    champion: dict[str, float] | None
+    gate: GateResult
+    scores: list[float]
+
+
+def fit(
+    spec: ModelSpec,
+    dataset: Dataset,
+    settings: Settings,
+    *,
+    num_workers: int | None = None,
+    use_gpu: bool | None = None,
+    tune: bool | None = None,
+    progress: Progress | None = None,
+) -> Fitted:
+    """Train the booster with Ray Train (after the spec's Ray Tune search, if enabled)."""
+    _connect(settings)
+    workers = num_workers or spec.trainer.num_workers
+    gpu = _gpu(spec.trainer.use_gpu, use_gpu)
+    params = xgboost_params(spec, dataset, gpu)
+    search: dict[str, JsonValue] | None = None
+    if spec.tune.enabled if tune is None else tune:
+        found = tune_params(spec, dataset, params, settings, gpu, progress)
+        params, search = found.params, found.summary
+    _say(progress, f"training on {workers} worker(s), {'GPU' if gpu else 'CPU'}")
+    started = time.monotonic()
+    model_json = _fit(spec, dataset, params, settings, workers, gpu, progress)
+    return Fitted(model_json, params, search, workers, gpu, time.monotonic() - started)
+
+
+def assess(
+    spec: ModelSpec,
+    dataset: Dataset,
+    model_json: bytes,
+    store: ModelStore,
+    champion: str | None = None,
+) -> Assessment:
+    """Score the holdout: the booster, the baseline, the champion; then the gate."""
+    evaluation = evaluate(
+        model_json, dataset.splits["train"], dataset.splits["holdout"], dataset.names, LABEL,
+        target_precision=spec.metrics.target_precision, seed=spec.trainer.seed,
+    )  # fmt: skip
+    champion_metrics, champion_error = (
+        _champion_metrics(store, spec, champion, dataset) if champion else (None, None)
+    )
+    verdict = judge(
+        spec.gate, evaluation.metrics, evaluation.baseline, champion_metrics, champion,
+        champion_error,
+    )  # fmt: skip
+    return Assessment(
+        evaluation.metrics, evaluation.baseline, champion_metrics, verdict,
+        evaluation.scores.tolist(),
+    )  # fmt: skip
+
+
+def register(
+    spec: ModelSpec,
+    dataset: Dataset,
+    fitted: Fitted,
+    assessment: Assessment,
+    window: TrainingWindow,
+    settings: Settings,
+    store: ModelStore,
+    *,
+    trigger_event_id: str | None = None,
+    extra: dict[str, JsonValue] | None = None,
+) -> ModelVersion:
+    """Store the booster with its features, lineage, verdict and reference profiles."""
+    from driftloop.profiles import reference_profiles
+
+    sha, dirty = git_state(settings)
+    recorded: dict[str, JsonValue] = {
+        "xgboost": fitted.params,
+        "num_boost_round": spec.trainer.num_boost_round,
+        "early_stopping_rounds": spec.trainer.early_stopping_rounds,
+        "num_workers": fitted.num_workers,
+        "use_gpu": fitted.use_gpu,
+        "split": spec.split.model_dump(),
+        "target_precision": spec.metrics.target_precision,
+        "exclude_features": list(spec.exclude_features),
+        "tune": fitted.search,
+    }
+    metrics = {**assessment.metrics}
+    metrics |= {f"baseline_{k}": v for k, v in assessment.baseline.items()}
+    metrics |= {f"champion_{k}": v for k, v in (assessment.champion or {}).items()}
+    lineage = Lineage(
+        git_sha=sha,
+        git_dirty=dirty,
+        feature_service=spec.feature_service,
+        feature_views_hash=feature_views_hash(settings),
+        training_window=window,
+        rows=_rows(dataset),
+        data_hash="sha256:" + dataset.data_hash,
+        params=recorded,
+        metrics=metrics,
+        packages=package_versions(),
+        seed=spec.trainer.seed,
+        trigger_event_id=trigger_event_id,
+        gate=assessment.gate,
+        request_schema=spec.request_schema(),
+        extra={
+            "labelled_rows": dataset.labelled_rows,
+            "train_seconds": round(fitted.train_s, 3),
+            **(extra or {}),
+        },
+    )
+    return store.put(
+        spec.name, fitted.model_json, filename=MODEL_FILE, features=dataset.feature_spec(),
+        lineage=lineage, references=reference_profiles(dataset.raw["train"], assessment.scores),
+    )  # fmt: skip
+
+
+def _rows(dataset: Dataset) -> RowCounts:
+    return RowCounts(**{name: len(dataset.splits[name]) for name in SPLITS})
+
+
 def train_model(
     spec: ModelSpec,
     window: TrainingWindow,
@@ -162,90 +304,40 @@ def train_model(
     evaluate it on the most recent slice against a logistic-regression baseline and, when
     ``champion`` names a stored version, against that version on the same rows; judge it
     by the spec's gate; store it with its features, lineage, verdict and reference
-    profiles.
+    profiles. The retraining workflow runs the same phases as separate steps:
+    :func:`build_dataset`, :func:`fit`, :func:`assess`, :func:`register`.
 
     ``tune``: run the spec's Ray Tune search first (default: ``spec.tune.enabled``).
     ``progress``: called with one line per phase and per reported boosting round.
     Connects to the Ray cluster of ``settings`` unless this process already is connected
     (and stays connected). Same window, seed, worker count and code: same model digest."""
-    from driftloop.profiles import reference_profiles
-
     started = time.monotonic()
     models = store or ModelStore.from_settings(settings)
-    dataset, labelled_rows = build_dataset(spec, settings, window)
-    rows = RowCounts(**{name: len(dataset.splits[name]) for name in SPLITS})
-    _say(progress, f"rows: {labelled_rows:,} labelled -> {rows.model_dump()}")
-    _connect(settings)
-    workers = num_workers or spec.trainer.num_workers
-    gpu = _gpu(spec.trainer.use_gpu, use_gpu)
-    params = xgboost_params(spec, dataset, gpu)
-    search: dict[str, JsonValue] | None = None
-    if spec.tune.enabled if tune is None else tune:
-        found = tune_params(spec, dataset, params, settings, gpu, progress)
-        params, search = found.params, found.summary
-    _say(progress, f"training on {workers} worker(s), {'GPU' if gpu else 'CPU'}")
-    fit_started = time.monotonic()
-    model_json = _fit(spec, dataset, params, settings, workers, gpu, progress)
-    train_s = time.monotonic() - fit_started
-    target = spec.metrics.target_precision
-    evaluation = evaluate(
-        model_json, dataset.splits["train"], dataset.splits["holdout"], dataset.names, LABEL,
-        target_precision=target, seed=spec.trainer.seed,
+    dataset = build_dataset(spec, settings, window)
+    rows = _rows(dataset)
+    _say(progress, f"rows: {dataset.labelled_rows:,} labelled -> {rows.model_dump()}")
+    fitted = fit(
+        spec, dataset, settings, num_workers=num_workers, use_gpu=use_gpu, tune=tune,
+        progress=progress,
     )  # fmt: skip
-    metrics, baseline = evaluation.metrics, evaluation.baseline
-    champion_metrics, champion_error = (
-        _champion_metrics(models, spec, champion, dataset) if champion else (None, None)
-    )
-    verdict = judge(spec.gate, metrics, baseline, champion_metrics, champion, champion_error)
-    _say(progress, f"gate: {'passed' if verdict.passed else 'failed'}")
-    sha, dirty = git_state(settings)
-    recorded: dict[str, JsonValue] = {
-        "xgboost": params,
-        "num_boost_round": spec.trainer.num_boost_round,
-        "early_stopping_rounds": spec.trainer.early_stopping_rounds,
-        "num_workers": workers,
-        "use_gpu": gpu,
-        "split": spec.split.model_dump(),
-        "target_precision": target,
-        "exclude_features": list(spec.exclude_features),
-        "tune": search,
-    }
-    all_metrics = {**metrics, **{f"baseline_{k}": v for k, v in baseline.items()}}
-    all_metrics |= {f"champion_{k}": v for k, v in (champion_metrics or {}).items()}
-    lineage = Lineage(
-        git_sha=sha,
-        git_dirty=dirty,
-        feature_service=spec.feature_service,
-        feature_views_hash=feature_views_hash(settings),
-        training_window=window,
-        rows=rows,
-        data_hash="sha256:" + dataset.data_hash,
-        params=recorded,
-        metrics=all_metrics,
-        packages=package_versions(),
-        seed=spec.trainer.seed,
+    assessment = assess(spec, dataset, fitted.model_json, models, champion)
+    _say(progress, f"gate: {'passed' if assessment.gate.passed else 'failed'}")
+    stored = register(
+        spec, dataset, fitted, assessment, window, settings, models,
         trigger_event_id=trigger_event_id,
-        gate=verdict,
-        request_schema=spec.request_schema(),
-        extra={"labelled_rows": labelled_rows, "train_seconds": round(train_s, 3)},
-    )
-    references = reference_profiles(dataset.raw["train"], evaluation.scores.tolist())
-    stored = models.put(
-        spec.name, model_json, filename=MODEL_FILE, features=dataset.feature_spec(),
-        lineage=lineage, references=references,
     )  # fmt: skip
     _say(progress, f"stored {spec.name} {stored.version}")
     return TrainResult(
         model_name=spec.name,
         version=stored.version,
         sha256=stored.sha256,
-        metrics=metrics,
-        baseline_metrics=baseline,
-        champion_metrics=champion_metrics,
-        gate=verdict,
-        threshold=metrics.get("threshold"),
+        metrics=assessment.metrics,
+        baseline_metrics=assessment.baseline,
+        champion_metrics=assessment.champion,
+        gate=assessment.gate,
+        threshold=assessment.metrics.get("threshold"),
         rows=rows,
-        labelled_rows=labelled_rows,
+        labelled_rows=dataset.labelled_rows,
         duration_s=time.monotonic() - started,
-        train_s=train_s,
+        train_s=fitted.train_s,
     )

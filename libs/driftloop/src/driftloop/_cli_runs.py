@@ -1,0 +1,117 @@
+"""``driftloop retrain``, ``driftloop runs`` and ``driftloop promote``."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
+
+import typer
+
+from driftloop.settings import get_settings
+
+runs_app = typer.Typer(
+    help="Workflow runs (the local executor on Ray).", invoke_without_command=True
+)
+
+
+def retrain(
+    model: Annotated[str, typer.Option(help="the model to retrain")] = "fraud",
+    reason: Annotated[str, typer.Option(help="why: manual, schedule, drift, ...")] = "manual",
+    window: Annotated[str, typer.Option(help="labelled history, e.g. 30d")] = "30d",
+    window_end: Annotated[str, typer.Option(help="window end (ISO, UTC); default now")] = "",
+    trigger_event_id: Annotated[str, typer.Option(help="the event that asked for it")] = "",
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the run")] = True,
+) -> None:
+    """Run the retraining workflow (driftloop-retrain) for a model."""
+    from driftloop.runs import backend, manual_run_id, run_id_for_event
+
+    settings = get_settings()
+    runner = backend(settings)
+    run_id = run_id_for_event(trigger_event_id) if trigger_event_id else manual_run_id(model)
+    parameters = {"model": model, "reason": reason, "window": window,
+                  "window-end": window_end, "trigger-event-id": trigger_event_id}  # fmt: skip
+    submitted = runner.submit(parameters, run_id)
+    verb = "submitted" if submitted.created else "already submitted"
+    typer.echo(f"{verb} {run_id} ({submitted.backend}); Ray dashboard: {settings.dashboard_url}")
+    if not wait or submitted.backend != "local":
+        return
+    from driftloop.runs import RunStore
+
+    store, seen = RunStore(settings.runs), ""
+    while True:
+        record = store.get(run_id)
+        line = " ".join(f"{s.name}:{s.status}" for s in record.steps.values())
+        if line != seen:
+            typer.echo(f"  [{record.status}] {line} {record.message}".rstrip())
+            seen = line
+        if record.finished:
+            break
+        time.sleep(1)
+    typer.echo(f"{run_id} {record.status} in {record.duration_s():.0f} s")
+    if record.status != "succeeded":
+        raise typer.Exit(1)
+
+
+@runs_app.callback()
+def runs(
+    ctx: typer.Context,
+    model: Annotated[str | None, typer.Option(help="only this model's runs")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List runs and their steps (runs whose driver died are resumed or failed first)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from driftloop.runs import LocalExecutor, RunStore
+
+    settings = get_settings()
+    LocalExecutor(settings).recover()
+    records = RunStore(settings.runs).all(model)
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return
+    for r in records:
+        typer.echo(f"{r.run_id}  {r.model}  {r.status:<9} {r.created_at:%Y-%m-%d %H:%M:%S}  "
+                   f"{r.duration_s():6.0f} s  {r.parameters.get('reason', '')}")  # fmt: skip
+        for step in r.steps.values():
+            took = ""
+            if step.started_at and step.finished_at:
+                took = f"{(step.finished_at - step.started_at).total_seconds():.1f} s"
+            typer.echo(f"    {step.name:<14} {step.status:<9} attempts {step.attempts}  {took}")
+
+
+@runs_app.command("execute", hidden=True)
+def execute(run_id: str) -> None:
+    """Drive one run's DAG (what the driver Ray Job runs)."""
+    import logging
+
+    from driftloop.runs import LocalExecutor
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    record = LocalExecutor(get_settings()).execute(run_id)
+    typer.echo(f"{run_id}: {record.status} {record.message}".rstrip())
+    if record.status != "succeeded":
+        raise typer.Exit(1)
+
+
+def promote(
+    version: Annotated[str, typer.Argument(help="a stored version id")],
+    model: Annotated[str, typer.Option()] = "fraud",
+    reason: Annotated[str, typer.Option()] = "manual",
+    policy: Annotated[str | None, typer.Option(help="merge | pr (default from settings)")] = None,
+) -> None:
+    """Declare a stored version in git (a commit on promote/<model>-<version>)."""
+    from driftloop.gitops import PromotionRefused
+    from driftloop.gitops import promote as make
+
+    try:
+        done = make(get_settings(), model, version, reason=reason, policy=policy)
+    except PromotionRefused as exc:
+        typer.secho(f"refused: {exc}", err=True, fg="red")
+        raise typer.Exit(1) from exc
+    if not done.changed:
+        typer.echo(f"{model} {version} is already declared on {done.commit}")
+        return
+    typer.echo(f"promoted {model} {version}: {done.branch} at {done.commit} ({done.policy})")
+    if done.pull_request:
+        typer.echo(f"pull request: {done.pull_request}")

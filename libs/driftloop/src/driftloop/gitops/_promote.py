@@ -1,0 +1,167 @@
+"""Promotion: a model reaches production only as a commit under ``deploy/``.
+
+``promote`` writes the version into the model's serve config on a branch
+``promote/<model>-<version>`` (in a worktree of its own, so a person's checkout is never
+touched), commits it with the record of why, and then, by policy:
+
+- ``merge`` (the local default): fast-forwards the target branch to that commit;
+- ``pr``: pushes the branch and opens a pull request (GitHub's REST API).
+
+Nothing is ever force-pushed or rewritten. When the target branch moved meanwhile, the
+commit is re-made on top of it if the move did not touch the serve config, and refused
+with a clear message if it did.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from driftloop.gitops._git import Git, GitError
+from driftloop.gitops._record import commit_message
+from driftloop.gitops._serveconfig import declared, set_model
+from driftloop.settings import Settings
+
+
+class PromotionRefused(RuntimeError):
+    """The promotion cannot be made without overriding a change someone else made."""
+
+
+@dataclass(frozen=True)
+class Promotion:
+    model: str
+    version: str
+    branch: str
+    commit: str | None
+    policy: str
+    changed: bool
+    message: str
+    pull_request: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "branch": self.branch, "commit": self.commit, "policy": self.policy,
+            "pull_request": self.pull_request, "notes": self.notes,
+        }  # fmt: skip
+
+
+def _relative(settings: Settings, repo: Path, model: str) -> str:
+    path = (settings.deploy_dir / "apps" / model / "serve.yaml").absolute()
+    try:
+        return path.relative_to(repo).as_posix()
+    except ValueError:
+        return f"deploy/apps/{model}/serve.yaml"
+
+
+def promote(
+    settings: Settings,
+    model: str,
+    version: str,
+    *,
+    evaluation: dict[str, Any] | None = None,
+    trigger_event_id: str | None = None,
+    reason: str = "manual",
+    policy: str | None = None,
+) -> Promotion:
+    """Make git declare ``model``'s ``version``; see the module docstring."""
+    from driftloop.models import ModelStore
+
+    repo = Path(settings.git_repo).expanduser().absolute()
+    git = Git(repo)
+    chosen = policy or settings.promotion_policy
+    target = settings.git_branch
+    stored = ModelStore.from_settings(settings).get(model, version)
+    path = _relative(settings, repo, model)
+    branch = f"promote/{model}-{version}"
+    base = git.rev(f"refs/heads/{target}")
+    current = git.show(base, path)
+    if current is None:
+        raise PromotionRefused(f"{target} has no {path}: nothing declares how {model} is served")
+    uri, digest = declared(current, model)
+    if uri == f"models:/{model}/{version}" and digest == stored.sha256:
+        return Promotion(model, version, branch, base, chosen, False, "already declared")
+    message = commit_message(stored, path, evaluation, trigger_event_id, reason, uri)
+    content = set_model(current, model, version, stored.sha256)
+    commit = _commit_on(git, settings, base, path, content, message)
+    _set_branch(git, branch, commit)
+    if chosen == "pr":
+        from driftloop.gitops._github import open_pull_request
+
+        url = open_pull_request(settings, git, branch, target, message)
+        return Promotion(model, version, branch, commit, chosen, True, message, url)
+    commit = _fast_forward(git, settings, target, base, commit, path, message)
+    _set_branch(git, branch, commit)
+    return Promotion(model, version, branch, commit, chosen, True, message)
+
+
+def _set_branch(git: Git, branch: str, commit: str) -> None:
+    """Point the local promotion branch at ``commit`` (it is ours; it was never pushed
+    unless the policy is ``pr``, which pushes it once, after this)."""
+    git.run("update-ref", f"refs/heads/{branch}", commit)
+
+
+def _commit_on(
+    git: Git, settings: Settings, base: str, path: str, content: str, message: str
+) -> str:
+    """A commit on top of ``base`` changing ``path`` to ``content``, made in a throwaway
+    worktree; returns its sha."""
+    place = settings.state_dir / "gitops" / f"worktree-{uuid.uuid4().hex[:12]}"
+    place.parent.mkdir(parents=True, exist_ok=True)
+    git.run("worktree", "add", "--detach", str(place), base)
+    try:
+        tree = Git(place)
+        (place / path).parent.mkdir(parents=True, exist_ok=True)
+        (place / path).write_text(content)
+        tree.run("add", path)
+        tree.run("commit", "--quiet", "--file", "-", stdin=message)
+        return tree.rev("HEAD")
+    finally:
+        git.run("worktree", "remove", "--force", str(place), check=False)
+        shutil.rmtree(place, ignore_errors=True)
+        git.run("worktree", "prune", check=False)
+
+
+def _fast_forward(
+    git: Git, settings: Settings, target: str, base: str, commit: str, path: str, message: str
+) -> str:
+    """Move ``target`` from ``base`` to ``commit`` without losing anyone's work."""
+    for _ in range(3):
+        now = git.rev(f"refs/heads/{target}")
+        if now != base:
+            if path in git.changed_paths(base, now):
+                raise PromotionRefused(
+                    f"{target} moved from {base[:12]} to {now[:12]} and changed {path} "
+                    "meanwhile; promote again once that change is settled"
+                )
+            # The move did not touch the serve config: make the same change on top of it.
+            content = git.show(commit, path)
+            assert content is not None
+            base, commit = now, _commit_on(git, settings, now, path, content, message)
+        checked_out = _worktree_of(git, target)
+        if checked_out is not None:
+            # Someone's checkout is on the target: update it the way they would.
+            try:
+                Git(checked_out).run("merge", "--ff-only", "--quiet", commit)
+            except GitError as exc:
+                raise PromotionRefused(
+                    f"cannot fast-forward the checkout of {target} at {checked_out}: {exc}"
+                ) from exc
+            return commit
+        if git.ok("update-ref", f"refs/heads/{target}", commit, base):
+            return commit
+    raise PromotionRefused(f"{target} keeps moving; promote again later")
+
+
+def _worktree_of(git: Git, branch: str) -> Path | None:
+    """The worktree that has ``branch`` checked out, if any."""
+    current: Path | None = None
+    for line in git.run("worktree", "list", "--porcelain").splitlines():
+        if line.startswith("worktree "):
+            current = Path(line.removeprefix("worktree "))
+        elif line == f"branch refs/heads/{branch}":
+            return current
+    return None

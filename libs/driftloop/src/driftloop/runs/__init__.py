@@ -1,0 +1,51 @@
+"""Workflow runs: the local executor on Ray (the default) and the Argo backend.
+
+``backend(settings)`` picks by settings: ``DRIFTLOOP_ARGO_SERVER`` set → Argo, else local.
+``run_id_for_event`` and ``manual_run_id`` give runs their (idempotency) names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from driftloop.events import utcnow
+from driftloop.runs._argo import ArgoBackend
+from driftloop.runs._executor import LocalExecutor, Submission, template_path
+from driftloop.runs._jobs import RayJobs, settings_environment
+from driftloop.runs._state import AlreadySubmitted, RunRecord, RunStore, StepState
+from driftloop.runs._template import UnsupportedFeature, WorkflowTemplate, load_template
+from driftloop.settings import Settings
+
+
+def backend(settings: Settings) -> LocalExecutor | ArgoBackend:
+    return ArgoBackend(settings) if settings.argo_server else LocalExecutor(settings)
+
+
+def run_id_for_event(event_id: str) -> str:
+    """The run an event starts: the same id for every delivery of that event."""
+    return f"retrain-{hashlib.sha256(event_id.encode()).hexdigest()[:20]}"
+
+
+def manual_run_id(model: str) -> str:
+    return f"retrain-{model}-{utcnow():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+
+
+__all__ = [
+    "AlreadySubmitted",
+    "ArgoBackend",
+    "LocalExecutor",
+    "RayJobs",
+    "RunRecord",
+    "RunStore",
+    "StepState",
+    "Submission",
+    "UnsupportedFeature",
+    "WorkflowTemplate",
+    "backend",
+    "load_template",
+    "manual_run_id",
+    "run_id_for_event",
+    "settings_environment",
+    "template_path",
+]

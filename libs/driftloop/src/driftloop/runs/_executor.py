@@ -1,0 +1,312 @@
+"""The local executor: Argo's WorkflowTemplate run on Ray, no Kubernetes needed.
+
+``submit`` records the run (its id is the idempotency key: a second submission of the
+same id is :class:`AlreadySubmitted`) and starts a *driver* Ray Job that walks the DAG:
+each task becomes a Ray Job running the template's own command — ``python -m
+hera.workflows.runner -e module:function inputs.json`` — whose stdout is the task's
+``outputs.result``. Every transition is saved before the next begins, so a driver that
+dies is resumed by :meth:`recover` (finished tasks are not repeated, a task's running
+job is waited for, not restarted) or, after three drivers, marked failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import shlex
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from driftloop.events import WorkflowEvent, utcnow
+from driftloop.runs._jobs import RUNNING, JobExists, RayJobs, settings_environment
+from driftloop.runs._state import AlreadySubmitted, RunRecord, RunStore, StepState
+from driftloop.runs._template import Task, UnsupportedFeature, WorkflowTemplate, load_template
+from driftloop.settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_DRIVERS = 3
+_EXPR = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+
+
+@dataclass(frozen=True)
+class Submission:
+    run_id: str
+    created: bool
+    backend: str
+
+
+def template_path(settings: Settings) -> Path:
+    return settings.deploy_dir / "k8s" / "base" / "workflows" / "retrain-template.yaml"
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, settings: Settings, template: Path | None = None) -> None:
+        self.settings = settings
+        self.template_file = template or template_path(settings)
+        self.template: WorkflowTemplate = load_template(self.template_file)
+        self.store = RunStore(settings.runs)
+        self.jobs = RayJobs(settings)
+
+    # -- submitting -----------------------------------------------------------------------
+    def parameters(self, given: dict[str, str]) -> dict[str, str]:
+        defaults = self.template.defaults()
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise ValueError(f"unknown workflow parameters: {', '.join(unknown)}")
+        merged = {**defaults, **given}
+        missing = sorted(name for name, value in merged.items() if value is None)
+        if missing:
+            raise ValueError(f"missing workflow parameters: {', '.join(missing)}")
+        return {name: str(value) for name, value in merged.items()}
+
+    def submit(self, parameters: dict[str, str], run_id: str) -> Submission:
+        """Record the run and start its driver; an existing id means already submitted."""
+        values = self.parameters(parameters)
+        record = RunRecord(
+            run_id=run_id,
+            workflow=self.template.metadata.name,
+            model=values.get("model", ""),
+            parameters=values,
+            steps={task.name: StepState(name=task.name) for task in self.template.dag()},
+        )
+        try:
+            self.store.create(record)
+        except AlreadySubmitted:
+            return Submission(run_id, False, self.name)
+        self._start_driver(record)
+        self._publish(record, None, "submitted", f"reason: {values.get('reason', '')}")
+        return Submission(run_id, True, self.name)
+
+    def _start_driver(self, record: RunRecord) -> None:
+        driver = f"{record.run_id}-{record.nonce}-driver-{len(record.drivers) + 1}"
+        record.drivers.append(driver)
+        self.store.save(record)
+        entrypoint = shlex.join(
+            [sys.executable, "-m", "driftloop", "runs", "execute", record.run_id]
+        )
+        with contextlib.suppress(JobExists):  # a previous attempt got that far
+            self.jobs.submit(driver, entrypoint, settings_environment(self.settings))
+
+    # -- recovering -----------------------------------------------------------------------
+    def recover(self) -> list[str]:
+        """Resume or fail every unfinished run whose driver is gone; the ids touched."""
+        touched = []
+        for record in self.store.all():
+            if record.finished or not record.drivers:
+                continue
+            if self.jobs.status(record.drivers[-1]) in RUNNING:
+                continue
+            fresh = self.store.get(record.run_id)  # the driver may have just finished it
+            if fresh.finished:
+                continue
+            if len(fresh.drivers) >= MAX_DRIVERS:
+                fresh.status, fresh.message = "failed", f"{MAX_DRIVERS} drivers died; giving up"
+                self.store.save(fresh)
+                self._publish(fresh, None, "failed", fresh.message)
+            else:
+                log.warning("run %s lost its driver %s; resuming", fresh.run_id, fresh.drivers[-1])
+                self._start_driver(fresh)
+            touched.append(fresh.run_id)
+        return touched
+
+    # -- executing (inside the driver job) -----------------------------------------------
+    def execute(self, run_id: str) -> RunRecord:
+        record = self.store.get(run_id)
+        if record.finished:
+            return record
+        mutex = self._mutex(record)
+        try:
+            record.status, record.message = "running", ""
+            self.store.save(record)
+            self._publish(record, None, "running")
+            for task in self.template.dag():
+                state = record.steps.setdefault(task.name, StepState(name=task.name))
+                if state.status == "succeeded":
+                    continue
+                if not self._run_task(record, task, state):
+                    record.status = "failed"
+                    record.message = f"step {task.name} failed: {state.error}"
+                    self.store.save(record)
+                    self._publish(record, None, "failed", record.message)
+                    return record
+            record.status = "succeeded"
+            self.store.save(record)
+            self._publish(record, None, "succeeded")
+            promoted = _promoted(record)
+            if promoted:
+                self._publish(record, None, "promoted", promoted)
+            return record
+        finally:
+            if mutex is not None:
+                _release(mutex, run_id)
+
+    def _run_task(self, record: RunRecord, task: Task, state: StepState) -> bool:
+        template = self.template.template(task.template)
+        limit = int(template.retryStrategy.limit) if template.retryStrategy else 0
+        while True:
+            if state.status == "running" and state.job:
+                # Resumed: the attempt's job may still run, have finished, or (if the driver
+                # died between saving and submitting it) never have started.
+                if self.jobs.status(state.job) is None:
+                    self._submit_step(record, task, state.job)
+                outcome = self._wait(state.job)
+            else:
+                state.attempts += 1
+                state.status, state.error, state.started_at = "running", None, utcnow()
+                state.job = f"{record.run_id}-{record.nonce}-{task.name}-{state.attempts}"
+                self.store.save(record)
+                self._publish(record, task.name, "running", f"attempt {state.attempts}")
+                self._submit_step(record, task, state.job)
+                outcome = self._wait(state.job)
+            result = self._result_file(record, task, state.job)
+            if outcome == "SUCCEEDED" and result.is_file():
+                state.status, state.result, state.finished_at = (
+                    "succeeded",
+                    result.read_text().strip(),
+                    utcnow(),
+                )
+                self.store.save(record)
+                self._publish(record, task.name, "succeeded")
+                return True
+            state.error = f"{state.job}: {outcome or 'lost'} {self.jobs.message(state.job)}".strip()
+            state.status, state.finished_at = "failed", utcnow()
+            self.store.save(record)
+            self._publish(record, task.name, "failed", state.error)
+            if state.attempts > limit:
+                return False
+            state.job = None  # retry with a new attempt
+
+    def _submit_step(self, record: RunRecord, task: Task, job: str) -> None:
+        template = self.template.template(task.template)
+        assert template.script is not None
+        given = {p.name: p.value or "" for p in task.arguments.parameters}
+        inputs = []
+        for parameter in template.inputs.parameters:
+            if parameter.name not in given and parameter.value is None:
+                raise UnsupportedFeature(f"task {task.name}: no value for input {parameter.name}")
+            raw = given.get(parameter.name, parameter.value or "")
+            inputs.append({"name": parameter.name, "value": self._resolve(raw, record)})
+        if template.script.source.strip() != "{{inputs.parameters}}":
+            raise UnsupportedFeature(f"template {template.name}: only runner scripts run locally")
+        folder = Path(self.settings.runs) / record.run_id / "steps" / task.name
+        folder.mkdir(parents=True, exist_ok=True)
+        inputs_file = folder / f"inputs-{job}.json"
+        inputs_file.write_text(json.dumps(inputs))
+        command = [sys.executable if c == "python" else c for c in template.script.command]
+        entrypoint = shlex.join([*command, *template.script.args, str(inputs_file)])
+        entrypoint += " > " + shlex.quote(str(self._result_file(record, task, job)))
+        # JobExists: submitted before the driver died; it is waited for.
+        with contextlib.suppress(JobExists):
+            self.jobs.submit(job, entrypoint, settings_environment(self.settings))
+
+    def _result_file(self, record: RunRecord, task: Task, job: str) -> Path:
+        return Path(self.settings.runs) / record.run_id / "steps" / task.name / f"result-{job}.txt"
+
+    def _resolve(self, text: str, record: RunRecord) -> str:
+        def value(match: re.Match[str]) -> str:
+            expression = match.group(1)
+            if expression == "workflow.name":
+                return record.run_id
+            if expression.startswith("workflow.parameters."):
+                return record.parameters[expression.removeprefix("workflow.parameters.")]
+            found = re.fullmatch(r"tasks\.([A-Za-z0-9_-]+)\.outputs\.result", expression)
+            if found:
+                step = record.steps.get(found.group(1))
+                if step is None or step.status != "succeeded" or step.result is None:
+                    raise UnsupportedFeature(f"{expression}: that task has not succeeded")
+                return step.result
+            raise UnsupportedFeature(f"expression {{{{{expression}}}}} is not supported locally")
+
+        return _EXPR.sub(value, text)
+
+    def _wait(self, job: str, poll_s: float = 1.0) -> str | None:
+        while True:
+            status = self.jobs.status(job)
+            if status not in RUNNING:
+                return status
+            time.sleep(poll_s)
+
+    def _mutex(self, record: RunRecord) -> Path | None:
+        sync = self.template.spec.synchronization
+        if sync is None:
+            return None
+        name = self._resolve(sync.mutex.name, record)
+        lock = Path(self.settings.runs) / ".locks" / f"{name}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        while not _acquire(lock, record.run_id, self.store):
+            if record.message != f"waiting for mutex {name}":
+                record.message = f"waiting for mutex {name}"
+                self.store.save(record)
+            time.sleep(2)
+        return lock
+
+    def _publish(self, record: RunRecord, step: str | None, phase: str, message: str = "") -> None:
+        """Best effort: the run record is the truth; the topic is for watchers."""
+        try:
+            from driftloop.kafka import EventProducer
+
+            with EventProducer(self.settings) as producer:
+                producer.send(
+                    WorkflowEvent(
+                        run_id=record.run_id, workflow=record.workflow, model_name=record.model,
+                        step=step, phase=phase,
+                        trigger_event_id=record.parameters.get("trigger-event-id") or None,
+                        message=message[:2000],
+                    )
+                )  # fmt: skip
+                producer.flush()
+        except Exception as exc:
+            log.warning("workflow event not published (%s %s): %s", record.run_id, phase, exc)
+
+
+def _acquire(lock: Path, run_id: str, store: RunStore) -> bool:
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        holder = lock.read_text().strip() if lock.exists() else ""
+        if holder == run_id:
+            return True
+        try:
+            alive = not store.get(holder).finished
+        except (FileNotFoundError, ValueError):
+            alive = False
+        if alive:
+            return False
+        # A finished (or vanished) holder: take the lock over; one taker wins the rename.
+        with contextlib.suppress(FileNotFoundError):
+            lock.rename(lock.with_suffix(f".stale-{uuid.uuid4().hex[:8]}"))
+        return False
+    with os.fdopen(fd, "w") as out:
+        out.write(run_id)
+    return True
+
+
+def _release(lock: Path, run_id: str) -> None:
+    if lock.exists() and lock.read_text().strip() == run_id:
+        lock.unlink(missing_ok=True)
+
+
+def _promoted(record: RunRecord) -> str:
+    """A line about the promotion if the run's last step promoted a version."""
+    state = record.steps.get("promote")
+    if state is None or not state.result:
+        return ""
+    try:
+        result = json.loads(state.result)
+    except json.JSONDecodeError:
+        return ""
+    if not result.get("promoted"):
+        return ""
+    return f"promoted {record.model} {result.get('version')} at {result.get('commit')}"
+
+
+Backend = Callable[[dict[str, str], str], Submission]

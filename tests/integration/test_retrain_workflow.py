@@ -1,0 +1,130 @@
+"""The retraining workflow on the local executor: the rendered WorkflowTemplate run as Ray
+Jobs against the real Ray head, Feast files and a real git repository, with the driver
+killed half-way and resumed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from driftloop.features import SCHEMAS, apply_repo, customer_aggregates, merchant_stats, write_batch
+from driftloop.gitops import Git
+from driftloop.models import ModelStore
+from driftloop.raycluster import dashboard_request
+from driftloop.runs import LocalExecutor, RunStore, run_id_for_event
+
+ROOT = Path(__file__).resolve().parents[2]
+END = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def _git(repo: Path, *args: str) -> str:
+    return Git(repo).run(*args)
+
+
+@pytest.fixture(scope="module")
+def gitops(tmp_path_factory, base_settings):
+    """A deploy repository of its own (main holds deploy/), simulated history and features."""
+    tmp = tmp_path_factory.mktemp("retrain")
+    repo = tmp / "deploy-repo"
+    (repo / "deploy" / "apps").mkdir(parents=True)
+    shutil.copytree(ROOT / "deploy" / "apps" / "fraud", repo / "deploy" / "apps" / "fraud")
+    shutil.copytree(ROOT / "deploy" / "k8s" / "base" / "workflows",
+                    repo / "deploy" / "k8s" / "base" / "workflows")  # fmt: skip
+    spec = yaml.safe_load((repo / "deploy/apps/fraud/model.yaml").read_text())
+    spec["trainer"].update({"num_boost_round": 60, "report_every": 30, "num_workers": 1})
+    (repo / "deploy/apps/fraud/model.yaml").write_text(yaml.safe_dump(spec))
+    _git(repo, "init", "--quiet", "--initial-branch", "main")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "--quiet", "-m", "deploy: fraud")
+    cli = Path(sys.executable).parent / "driftloop-simulator"
+    subprocess.run(
+        [str(cli), "backfill", "--days", "8", "--customers", "300", "--tx-per-day", "2000",
+         "--fraud-rate", "0.02", "--end", "2026-06-01", "--out", str(tmp / "state" / "data")],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    settings = base_settings.model_copy(
+        update={
+            "state_dir": tmp / "state", "feature_env": "local-file",
+            "feature_data_uri": str(tmp / "features"), "model_store_uri": str(tmp / "models"),
+            "deploy_dir": repo / "deploy", "git_repo": str(repo), "feature_repo": ROOT / "features",
+        }
+    )  # fmt: skip
+    history = pd.read_parquet(tmp / "state" / "data" / "transactions.parquet")
+    for name, frame in {
+        "customer_aggregates": customer_aggregates(history, END),
+        "merchant_stats": merchant_stats(history, END),
+    }.items():
+        write_batch(frame, f"{settings.feature_data}/{name}", "backfill", SCHEMAS[name])
+    apply_repo(settings)
+    return settings
+
+
+def _wait_for(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def test_a_drift_event_becomes_one_run_that_survives_its_driver_and_promotes(gitops):
+    executor = LocalExecutor(gitops)
+    store = RunStore(gitops.runs)
+    event_id = f"evt-drift-{uuid.uuid4().hex[:8]}"
+    run_id = run_id_for_event(event_id)
+    parameters = {"model": "fraud", "reason": "data_drift", "trigger-event-id": event_id,
+                  "window": "8d", "window-end": END.isoformat()}  # fmt: skip
+    first = executor.submit(parameters, run_id)
+    assert first.created
+    # A redelivered event names the same run: nothing new starts.
+    assert not executor.submit(parameters, run_id).created
+    assert [r.run_id for r in store.all()] == [run_id]
+
+    # Kill the driver while the train step runs; the step's own Ray Job carries on.
+    _wait_for(lambda: store.get(run_id).steps["train"].status == "running", 180, "train")
+    driver = store.get(run_id).drivers[-1]
+    dashboard_request(gitops, "POST", f"/api/jobs/{driver}/stop")
+    _wait_for(lambda: executor.jobs.status(driver) not in ("PENDING", "RUNNING"), 60, "stop")
+    assert not store.get(run_id).finished
+    assert executor.recover() == [run_id]
+    record = _wait_for(
+        lambda: (r := store.get(run_id)).finished and r, 420, "the resumed run to finish"
+    )
+    assert record.status == "succeeded", record.model_dump_json(indent=2)
+    assert len(record.drivers) == 2
+    assert [s.status for s in record.steps.values()] == ["succeeded"] * 5
+    # Nothing was repeated: the resumed driver waited for the running job.
+    assert {name: s.attempts for name, s in record.steps.items()} == dict.fromkeys(
+        ["build-dataset", "train", "evaluate", "register", "promote"], 1
+    )
+    for step in record.steps.values():
+        assert executor.jobs.status(step.job) == "SUCCEEDED"  # each step was a Ray Job
+
+    registered = json.loads(record.steps["register"].result or "{}")
+    version = registered["version"]
+    stored = ModelStore(gitops.model_store).get("fraud", version)
+    assert stored.metadata.trigger_event_id == event_id
+    assert stored.metadata.extra["reason"] == "data_drift"
+
+    # Promotion is a commit on main of the deploy repo, and its record names the event.
+    repo = Path(gitops.git_repo)
+    served = yaml.safe_load(_git(repo, "show", "main:deploy/apps/fraud/serve.yaml"))
+    user_config = served["applications"][0]["deployments"][0]["user_config"]
+    assert user_config["model_uri"] == f"models:/fraud/{version}"
+    assert user_config["model_digest"] == stored.sha256
+    message = _git(repo, "log", "-1", "--format=%B", "main")
+    assert f"Trigger-Event: {event_id}" in message and f"Version: {version}" in message
+    assert "Gate: passed" in message
+    assert _git(repo, "rev-parse", "main") == _git(repo, "rev-parse", f"promote/fraud-{version}")

@@ -1,0 +1,77 @@
+"""``make render`` / ``make check-render``: the Argo manifests under deploy/k8s, from code.
+
+    python -m driftloop_workflows.render [--check] [--root DIR]
+
+``--check`` writes nothing and exits 1 naming every file that is missing or stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from driftloop_workflows.events import API_VERSION, drift_event_source, retrain_sensor
+from driftloop_workflows.retrain import retrain_template
+from driftloop_workflows.schedule import load_schedule, retrain_cron
+
+OUT = Path("deploy/k8s/base/workflows")
+HEADER = "# Rendered by `make render` from workflows/; do not edit by hand.\n"
+
+
+def _events_manifest(kind: str, model: Any) -> str:
+    body = {"apiVersion": API_VERSION, "kind": kind, **model.dict(exclude_none=True, by_alias=True)}
+    return yaml.safe_dump(body, sort_keys=False)
+
+
+def manifests(root: Path) -> dict[str, str]:
+    """File name → content of every rendered manifest."""
+    out = {
+        "retrain-template.yaml": retrain_template().to_yaml(),
+        "drift-eventsource.yaml": _events_manifest("EventSource", drift_event_source()),
+        "retrain-sensor.yaml": _events_manifest("Sensor", retrain_sensor()),
+    }
+    for schedule in sorted((root / "deploy" / "apps").glob("*/retrain.yaml")):
+        model = schedule.parent.name
+        out[f"retrain-cron-{model}.yaml"] = retrain_cron(model, load_schedule(schedule)).to_yaml()
+    return {name: HEADER + text for name, text in out.items()}
+
+
+def render(root: Path, check: bool) -> list[str]:
+    """Write (or, with ``check``, compare) the manifests; the stale file names."""
+    directory = root / OUT
+    expected = manifests(root)
+    stale = []
+    for name, text in expected.items():
+        path = directory / name
+        if not path.is_file() or path.read_text() != text:
+            stale.append(str(OUT / name))
+            if not check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+    for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
+        if path.name not in expected:
+            stale.append(f"{OUT / path.name} (no longer rendered)")
+            if not check:
+                path.unlink()
+    return stale
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true")
+    parser.add_argument("--root", type=Path, default=Path.cwd())
+    args = parser.parse_args()
+    stale = render(args.root, args.check)
+    if args.check and stale:
+        print("stale rendered files (run `make render`):", *stale, sep="\n  ", file=sys.stderr)
+        sys.exit(1)
+    for name in stale:
+        print(f"rendered {name}")
+
+
+if __name__ == "__main__":
+    main()
