@@ -1,1 +1,27 @@
-"""driftloop's serving service (built in a later issue); it imports so the workspace is whole."""
+"""The fraud model on Ray Serve: ``build_app(ServeArgs)`` for ``deploy/apps/fraud/serve.yaml``.
+
+Ray imports this package by the config's ``import_path``; other services never import it.
+Modules whose names start with ``_`` are private.
+"""
+
+from driftloop_serving._app import build_app
+from driftloop_serving._config import ModelConfig, ServeArgs, locate
+from driftloop_serving._log import PredictionLog
+from driftloop_serving._scoring import ActiveModel, Scored, score_batch
+from driftloop_serving._service import API_KEY_ENV, FraudService
+from driftloop_serving._slot import ModelRefused, ModelSlot
+
+__all__ = [
+    "API_KEY_ENV",
+    "ActiveModel",
+    "FraudService",
+    "ModelConfig",
+    "ModelRefused",
+    "ModelSlot",
+    "PredictionLog",
+    "Scored",
+    "ServeArgs",
+    "build_app",
+    "locate",
+    "score_batch",
+]

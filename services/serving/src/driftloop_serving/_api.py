@@ -1,0 +1,194 @@
+"""The HTTP contract: what the scoring routes take and answer (also the OpenAPI schema).
+
+A scoring request is a :class:`driftloop.events.Transaction`, which forbids unknown
+fields, so an unknown, missing or mistyped field is a 422 that names it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Self
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from driftloop.events import Transaction
+from driftloop_serving._scoring import ActiveModel, Scored
+from driftloop_serving._slot import Refusal
+
+DESCRIPTION = """Scores card transactions for fraud with the model named in the deployment's
+configuration, from online features (Feast) and the transaction itself.
+
+* A transaction with an unknown, missing or mistyped field is a **422** naming the field.
+* An unknown customer or merchant is scored, never refused: features the store does not
+  have are missing values for the model (new customer: `amount_to_mean_7d` = 1,
+  `seconds_since_last_txn` = 30 days, as in training) and the answer flags it
+  (`unknown_customer`, `unknown_merchant`).
+* `decision` is `score >= threshold`.
+* **503** while no model is loaded (see `/healthz`), or when the feature store fails.
+* When the deployment has an API key, `/predict`, `/predict/batch` and `/model` need it in
+  the `X-API-Key` header (**401** otherwise); `/healthz` and `/metrics` stay open.
+"""
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class Score(_Answer):
+    """The score of one transaction."""
+
+    transaction_id: str
+    score: float = Field(ge=0, le=1, description="P(fraud) by the model")
+    decision: bool = Field(description="score >= threshold: true means decline or review")
+    threshold: float
+    model_name: str
+    model_version: str
+    feature_age_s: float | None = Field(
+        description="age of the newest customer/merchant feature used; null: none was known"
+    )
+    feature_ages_s: dict[str, float | None] = Field(
+        description="per stored feature view; null where the view did not know the entity"
+    )
+    unknown_customer: bool = Field(description="scored with the new-customer defaults")
+    unknown_merchant: bool = Field(description="scored with the new-merchant defaults")
+
+    @classmethod
+    def of(cls, active: ActiveModel, scored: Scored, transaction_id: str) -> Score:
+        return Score(
+            transaction_id=transaction_id,
+            score=scored.score,
+            decision=scored.decision,
+            threshold=active.threshold,
+            model_name=active.model.name,
+            model_version=active.model.version,
+            feature_age_s=scored.feature_age_s,
+            feature_ages_s=scored.feature_ages_s,
+            unknown_customer=scored.unknown_customer,
+            unknown_merchant=scored.unknown_merchant,
+        )
+
+
+class PredictResponse(Score):
+    request_id: str
+    latency_ms: float = Field(description="time in this replica, request in to answer out")
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    transactions: list[Transaction] = Field(
+        min_length=1, description="at most the deployment's max_request_items, distinct ids"
+    )
+
+    def check(self, max_items: int) -> None:
+        """The limits that depend on the deployment: a 422 naming the offending field."""
+        n = len(self.transactions)
+        if n > max_items:
+            raise RequestValidationError(
+                [
+                    _error(
+                        "too_long",
+                        ("transactions",),
+                        n,
+                        f"at most {max_items} per request, got {n}",
+                    )
+                ]
+            )
+        seen: set[str] = set()
+        for i, txn in enumerate(self.transactions):
+            if txn.transaction_id in seen:
+                where = ("transactions", i, "transaction_id")
+                raise RequestValidationError(
+                    [_error("duplicate", where, txn.transaction_id, "repeated in the batch")]
+                )
+            seen.add(txn.transaction_id)
+
+
+def _error(kind: str, loc: tuple[str | int, ...], value: object, msg: str) -> dict[str, object]:
+    """One entry of a 422's ``detail``, shaped as FastAPI shapes its own."""
+    return {"type": kind, "loc": ("body", *loc), "input": value, "msg": msg}
+
+
+class BatchResponse(_Answer):
+    request_id: str
+    latency_ms: float
+    predictions: list[Score]
+
+
+class Lineage(_Answer):
+    feature_service: str
+    feature_views_hash: str
+    training_window: dict[str, datetime]
+    rows: dict[str, int]
+    metrics: dict[str, float]
+    git_sha: str
+    git_dirty: bool
+    trigger_event_id: str | None
+    created_at: datetime
+
+
+class Refused(_Answer):
+    model_uri: str | None
+    model_digest: str | None
+    reason: str
+    at: datetime
+
+    @classmethod
+    def of(cls, refusal: Refusal | None) -> Self | None:
+        if refusal is None:
+            return None
+        return cls(
+            model_uri=refusal.model_uri,
+            model_digest=refusal.model_digest,
+            reason=refusal.reason,
+            at=refusal.at,
+        )
+
+
+class ModelInfo(_Answer):
+    model_name: str
+    model_version: str
+    model_digest: str
+    model_uri: str
+    threshold: float
+    threshold_source: str = Field(description="user_config or model (its training threshold)")
+    loaded_at: datetime
+    features: list[str]
+    lineage: Lineage
+    refused: Refused | None = Field(description="the last configuration refused, if any")
+
+    @classmethod
+    def of(cls, active: ActiveModel, refusal: Refusal | None) -> Self:
+        m = active.model.metadata
+        return cls(
+            model_name=m.model_name,
+            model_version=m.version,
+            model_digest=m.sha256,
+            model_uri=active.model_uri,
+            threshold=active.threshold,
+            threshold_source=active.threshold_source,
+            loaded_at=active.loaded_at,
+            features=active.model.features.names,
+            refused=Refused.of(refusal),
+            lineage=Lineage(
+                feature_service=m.feature_service,
+                feature_views_hash=m.feature_views_hash,
+                training_window={"start": m.training_window.start, "end": m.training_window.end},
+                rows=m.rows.model_dump(),
+                metrics=dict(m.metrics),
+                git_sha=m.git_sha,
+                git_dirty=m.git_dirty,
+                trigger_event_id=m.trigger_event_id,
+                created_at=m.created_at,
+            ),
+        )
+
+
+class Health(_Answer):
+    ready: bool
+    model_version: str | None
+    reason: str | None = None
+    refused: Refused | None = None
+    prediction_log_connected: bool
+    prediction_log_queued: int

@@ -1,0 +1,139 @@
+"""What a deployment is built from (``ServeArgs``) and what it serves (``ModelConfig``).
+
+``ServeArgs`` is the ``args:`` block of ``deploy/apps/<model>/serve.yaml``: fixed for the
+life of a replica, a change restarts it. ``ModelConfig`` is the deployment's
+``user_config``: the model version, its digest and the decision threshold, applied in
+place by ``reconfigure`` so a promotion never restarts a replica.
+
+Model references (``model_uri``):
+
+``models:/<name>/<version>``
+    a version in the replica's own model store (``Settings.model_store``); the form the
+    committed ``serve.yaml`` uses, so the file works from any checkout and on any cluster;
+``/abs/path/<name>/<version>`` or ``<scheme>://…/<name>/<version>``
+    a version directory in the store rooted two levels up.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from driftloop.settings import Settings
+
+STORE_SCHEME = "models:/"
+_DIGEST = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
+_VERSION = re.compile(r"^sha256-[0-9a-f]{16}$")
+
+
+class ServeArgs(BaseModel):
+    """The application's build arguments. The override fields default to what the
+    replica's environment says (``DRIFTLOOP_*``, inherited from the Ray head); tests and
+    other environments set them to point a deployment elsewhere."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    max_batch_size: int = Field(32, ge=1, le=1024, description="@serve.batch batch size")
+    batch_wait_timeout_s: float = Field(0.005, ge=0, le=1, description="@serve.batch wait")
+    max_request_items: int = Field(256, ge=1, le=10_000, description="limit of /predict/batch")
+    log_queue_size: int = Field(
+        10_000, ge=1, description="predictions waiting for Kafka before new ones are dropped"
+    )
+    log_linger_ms: int = Field(20, ge=0, le=5_000, description="producer batching delay")
+    api_key: SecretStr | None = Field(
+        None,
+        description="X-API-Key required on scoring routes; prefer DRIFTLOOP_SERVE_API_KEY in "
+        "the replica's environment: never commit a key",
+    )
+
+    # Overrides of the replica's Settings (unset: the environment's value).
+    topic_prefix: str | None = None
+    kafka_bootstrap_servers: str | None = None
+    model_store_uri: str | None = None
+    feature_env: Literal["local", "local-file", "k8s"] | None = None
+    feature_data_uri: str | None = None
+    feature_repo: str | None = None
+    state_dir: str | None = None
+
+    def settings(self) -> Settings:
+        """The replica's settings: the environment's, with this deployment's overrides."""
+        overrides: dict[str, object] = {
+            "topic_prefix": self.topic_prefix,
+            "kafka_bootstrap_servers": self.kafka_bootstrap_servers,
+            "model_store_uri": self.model_store_uri,
+            "feature_env": self.feature_env,
+            "feature_data_uri": self.feature_data_uri,
+            "feature_repo": Path(self.feature_repo) if self.feature_repo else None,
+            "state_dir": Path(self.state_dir) if self.state_dir else None,
+        }
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+
+
+class ModelConfig(BaseModel):
+    """The ``user_config`` of the deployment. All unset means "no model yet": the
+    replica starts, answers 503 on scoring routes and reports not ready."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_uri: str | None = Field(None, description="models:/<name>/<version>, or a path/URI")
+    model_digest: str | None = Field(
+        None, description="sha256 of the model file, as git declares it (64 hex)"
+    )
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="decision threshold; unset: the model's own"
+    )
+
+    @field_validator("model_digest")
+    @classmethod
+    def _digest(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _DIGEST.match(value):
+            raise ValueError("must be a sha256 hex digest (64 lowercase hex, 'sha256:' optional)")
+        return value.removeprefix("sha256:")
+
+    @model_validator(mode="after")
+    def _together(self) -> Self:
+        if (self.model_uri is None) != (self.model_digest is None):
+            raise ValueError("model_uri and model_digest are set together or not at all")
+        if self.model_uri is None and self.threshold is not None:
+            raise ValueError("a threshold without a model")
+        if self.model_uri is not None:
+            _, _, version = locate(self.model_uri)
+            assert self.model_digest is not None
+            if version != f"sha256-{self.model_digest[:16]}":
+                raise ValueError(
+                    f"model_uri names version {version}, model_digest is another file's "
+                    f"(sha256-{self.model_digest[:16]})"
+                )
+        return self
+
+    @property
+    def empty(self) -> bool:
+        return self.model_uri is None
+
+
+def locate(model_uri: str) -> tuple[str | None, str, str]:
+    """``(store root or None for the replica's own store, model name, version id)``."""
+    if model_uri.startswith(STORE_SCHEME):
+        parts = model_uri.removeprefix(STORE_SCHEME).strip("/").split("/")
+        if len(parts) != 2 or not all(parts):
+            raise ValueError(f"{model_uri!r}: expected {STORE_SCHEME}<name>/<version>")
+        root: str | None = None
+        name, version = parts
+    elif "://" in model_uri or Path(model_uri).is_absolute():
+        pieces = model_uri.rstrip("/").rsplit("/", 2)
+        if len(pieces) != 3 or not all(pieces):
+            raise ValueError(f"{model_uri!r}: expected <store root>/<name>/<version>")
+        root, name, version = pieces
+    else:
+        raise ValueError(
+            f"{model_uri!r}: use {STORE_SCHEME}<name>/<version> (the replica's model store), "
+            "an absolute path or a scheme:// URI of a version directory"
+        )
+    if not _VERSION.match(version):
+        raise ValueError(f"{model_uri!r}: {version!r} is not a version id (sha256-<16 hex>)")
+    return root, name, version

@@ -1,0 +1,165 @@
+"""The FastAPI app of a replica, built after its constructor (``__serve_build_asgi_app__``)
+so routes, limits and the API key come from the deployment's arguments.
+
+Routes (under the application's route prefix, ``/fraud``): ``POST /predict``,
+``POST /predict/batch``, ``GET /model`` (these three need ``X-API-Key`` when a key is
+configured), and, always open for probes and scrapers, ``GET /healthz``,
+``GET /metrics`` (this replica's Prometheus registry), ``/docs`` and ``/openapi.json``.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, some
+# of which name objects local to build_http.
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import FastAPI, Header, HTTPException, Request, Response, Security
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from driftloop.events import Transaction
+from driftloop_serving._api import (
+    DESCRIPTION,
+    BatchRequest,
+    BatchResponse,
+    Health,
+    ModelInfo,
+    PredictResponse,
+    Refused,
+    Score,
+)
+from driftloop_serving._scoring import ActiveModel, Scored
+from driftloop_serving._slot import NoModel
+
+if TYPE_CHECKING:
+    from driftloop_serving._service import FraudServiceImpl
+
+API_KEY_HEADER = "X-API-Key"
+log = logging.getLogger(__name__)
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": f"{API_KEY_HEADER} missing or wrong (when a key is configured)"},
+    503: {"description": "no model loaded, or the feature store failed"},
+}
+
+
+def build_http(service: "FraudServiceImpl") -> FastAPI:
+    app = FastAPI(
+        title="driftloop fraud scoring",
+        description=DESCRIPTION,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+    key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
+    max_items = service.args.max_request_items
+    metrics = service.metrics
+
+    def require_key(key: Annotated[str | None, Security(key_header)]) -> None:
+        expected = service.api_key
+        if expected is None:
+            return
+        if key is None or not hmac.compare_digest(key.encode(), expected.encode()):
+            raise HTTPException(401, f"missing or wrong {API_KEY_HEADER}")
+
+    @app.middleware("http")
+    async def count(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        status = str(response.status_code)
+        metrics.requests.inc(route=route, status=status)
+        if response.status_code >= 400:
+            metrics.errors.inc(route=route, status=status)
+        metrics.latency.observe(time.perf_counter() - started, route=route)
+        return response
+
+    async def scored(
+        transactions: list[Transaction], request_id: str, started: float
+    ) -> list[tuple[ActiveModel, Scored]]:
+        try:
+            return await service.score(transactions, request_id, started)
+        except NoModel as exc:
+            raise HTTPException(503, str(exc)) from exc
+        except Exception as exc:  # the feature store or the model failed: not the caller
+            log.exception("scoring failed")
+            raise HTTPException(503, f"scoring failed: {type(exc).__name__}: {exc}") from exc
+
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        responses=_ERRORS,
+        dependencies=[Security(require_key)],
+    )
+    async def predict(
+        transaction: Transaction,
+        x_request_id: Annotated[str | None, Header()] = None,
+    ) -> PredictResponse:
+        """Score one transaction."""
+        started = time.perf_counter()
+        request_id = service.request_id(x_request_id)
+        [(active, result)] = await scored([transaction], request_id, started)
+        return PredictResponse(
+            **Score.of(active, result, transaction.transaction_id).model_dump(),
+            request_id=request_id,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    @app.post(
+        "/predict/batch",
+        response_model=BatchResponse,
+        responses=_ERRORS,
+        dependencies=[Security(require_key)],
+    )
+    async def predict_batch(
+        body: BatchRequest,
+        x_request_id: Annotated[str | None, Header()] = None,
+    ) -> BatchResponse:
+        """Score up to ``max_request_items`` transactions (distinct transaction ids)."""
+        started = time.perf_counter()
+        body.check(max_items)
+        txns = body.transactions
+        request_id = service.request_id(x_request_id)
+        results = await scored(txns, request_id, started)
+        return BatchResponse(
+            request_id=request_id,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            predictions=[
+                Score.of(a, s, t.transaction_id) for t, (a, s) in zip(txns, results, strict=True)
+            ],
+        )
+
+    @app.get(
+        "/model", response_model=ModelInfo, responses=_ERRORS, dependencies=[Security(require_key)]
+    )
+    async def model() -> ModelInfo:
+        """The model served: version, digest, threshold and a lineage summary."""
+        active = service.slot.active
+        if active is None:
+            raise HTTPException(503, service.not_ready_reason())
+        return ModelInfo.of(active, service.slot.refused)
+
+    @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+    async def healthz() -> JSONResponse:
+        """Ready when a model is loaded. Open without an API key (for probes)."""
+        active = service.slot.active
+        health = Health(
+            ready=active is not None,
+            model_version=active.model.version if active else None,
+            reason=None if active else service.not_ready_reason(),
+            refused=Refused.of(service.slot.refused),
+            prediction_log_connected=service.log.connected,
+            prediction_log_queued=service.log.queued,
+        )
+        return JSONResponse(health.model_dump(mode="json"), status_code=200 if active else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

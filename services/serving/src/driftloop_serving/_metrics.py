@@ -1,0 +1,128 @@
+"""The serving metrics, recorded twice: into this replica's Prometheus registry (scraped
+on ``/fraud/metrics``, one replica per scrape) and, inside a Ray Serve replica, through
+``ray.serve.metrics`` to Ray's metrics exporter, which aggregates every replica on the
+node's metrics export port with ``application``, ``deployment`` and ``replica`` tags
+(names there carry Ray's ``ray_`` prefix)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+SCORES = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class _Metric:
+    """One metric in both sinks. ``kind`` is counter, gauge or histogram."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        ray: bool,
+        kind: str,
+        name: str,
+        doc: str,
+        labels: Sequence[str] = (),
+        buckets: Sequence[float] = (),
+    ) -> None:
+        self.kind = kind
+        self._labels = tuple(labels)
+        self._prom: Any
+        self._ray: Any = None
+        if kind == "counter":
+            self._prom = Counter(name, doc, self._labels, registry=registry)
+        elif kind == "gauge":
+            self._prom = Gauge(name, doc, self._labels, registry=registry)
+        else:
+            self._prom = Histogram(name, doc, self._labels, registry=registry, buckets=buckets)
+        if ray:
+            from ray.serve import metrics as ray_metrics
+
+            tags: Any = self._labels or None  # Ray annotates tag_keys as a 1-tuple
+            if kind == "counter":
+                self._ray = ray_metrics.Counter(name, doc, tag_keys=tags)
+            elif kind == "gauge":
+                self._ray = ray_metrics.Gauge(name, doc, tag_keys=tags)
+            else:
+                self._ray = ray_metrics.Histogram(
+                    name, doc, boundaries=list(buckets), tag_keys=tags
+                )
+
+    def _prom_child(self, labels: dict[str, str]) -> Any:
+        return self._prom.labels(**labels) if self._labels else self._prom
+
+    def inc(self, value: float = 1.0, **labels: str) -> None:
+        self._prom_child(labels).inc(value)
+        if self._ray is not None:
+            self._ray.inc(value, tags=labels or None)
+
+    def set(self, value: float, **labels: str) -> None:
+        self._prom_child(labels).set(value)
+        if self._ray is not None:
+            self._ray.set(value, tags=labels or None)
+
+    def observe(self, value: float, **labels: str) -> None:
+        self._prom_child(labels).observe(value)
+        if self._ray is not None:
+            self._ray.observe(value, tags=labels or None)
+
+
+@dataclass(frozen=True)
+class ServingMetrics:
+    registry: CollectorRegistry
+    requests: _Metric
+    errors: _Metric
+    latency: _Metric
+    scores: _Metric
+    decisions: _Metric
+    batch_size: _Metric
+    missing_features: _Metric
+    model_info: _Metric
+    model_loads: _Metric
+    log_sent: _Metric
+    log_dropped: _Metric
+
+    @classmethod
+    def create(cls, ray: bool = False) -> ServingMetrics:
+        """A fresh registry; ``ray=True`` also exports through Ray (inside a replica)."""
+        r = CollectorRegistry()
+
+        def metric(
+            kind: str, name: str, doc: str, *labels: str, buckets: Sequence[float] = ()
+        ) -> _Metric:
+            return _Metric(r, ray, kind, f"driftloop_serving_{name}", doc, labels, buckets)
+
+        return cls(
+            registry=r,
+            requests=metric("counter", "requests", "HTTP requests", "route", "status"),
+            errors=metric("counter", "errors", "HTTP answers >= 400", "route", "status"),
+            latency=metric(
+                "histogram", "latency_seconds", "Request latency", "route", buckets=LATENCY_S
+            ),
+            scores=metric("histogram", "score", "Scores given", buckets=SCORES),
+            decisions=metric("counter", "decisions", "Scores by decision", "decision"),
+            batch_size=metric(
+                "histogram", "batch_size", "Transactions per model call", buckets=BATCH
+            ),
+            missing_features=metric(
+                "counter",
+                "missing_features",
+                "Scored rows whose entity a feature view did not know (defaults used)",
+                "view",
+            ),
+            model_info=metric(
+                "gauge", "model_info", "1 for the model version served", "model", "version"
+            ),
+            model_loads=metric(
+                "counter", "model_loads", "Model configurations applied or refused", "outcome"
+            ),
+            log_sent=metric("counter", "prediction_log_sent", "Predictions Kafka acknowledged"),
+            log_dropped=metric(
+                "counter", "prediction_log_dropped", "Predictions not logged", "reason"
+            ),
+        )

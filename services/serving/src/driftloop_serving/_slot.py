@@ -1,0 +1,198 @@
+"""The replica's one model, and how a new one replaces it.
+
+``ModelSlot.apply(user_config)`` is what ``reconfigure`` does: resolve the version, read
+it verified against the digest git declares, load it, warm it with one real scoring call,
+and only then swap the reference the batch handler reads (one assignment: a batch scores
+entirely with the old model or entirely with the new one).
+
+Refusals. A wrong digest, a missing file, an unreadable or unwarmable model is refused:
+logged, counted, and shown by ``/healthz`` and ``/model``; the model already loaded keeps
+serving and ``apply`` returns normally. Raising there would make Ray stop the replica —
+the one serving the old model — and start new ones that fail the same way. Only a
+replica with no model yet raises (Ray then reports the deploy failed rather than running
+a replica that can answer nothing but 503).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from feast import FeatureStore
+from pydantic import ValidationError
+
+from driftloop.events import Transaction
+from driftloop.features import OnlineFeatureReader, open_store
+from driftloop.models import LoadedModel, ModelStore
+from driftloop.settings import Settings
+from driftloop_serving._config import ModelConfig, locate
+from driftloop_serving._scoring import ActiveModel, score_batch
+
+T = TypeVar("T")
+Serial = Callable[[Callable[[], T]], T]
+log = logging.getLogger(__name__)
+
+WARMUP = Transaction(
+    transaction_id="warmup",
+    customer_id="warmup",
+    merchant_id="warmup",
+    amount=1.0,
+    currency="EUR",
+    merchant_category="warmup",
+    channel="pos",
+    country="DE",
+    card_country="DE",
+)
+
+
+class ModelRefused(RuntimeError):
+    """A model configuration that could not be made to serve."""
+
+
+class NoModel(RuntimeError):
+    """Nothing to score with: no model configured yet, or the configured one refused."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    model_uri: str | None
+    model_digest: str | None
+    reason: str
+    at: datetime
+
+
+def _inline(fn: Callable[[], T]) -> T:
+    return fn()
+
+
+class ModelSlot:
+    """Holds the active model. ``serial`` runs a callable where scoring runs (so a warm-up
+    never shares the feature store's connection with a batch in flight)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        serial: Serial[Any] = _inline,
+        on_loaded: Callable[[ActiveModel, float], None] | None = None,
+        on_refused: Callable[[Refusal], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._serial = serial
+        self._on_loaded = on_loaded
+        self._on_refused = on_refused
+        self._store: FeatureStore | None = None
+        self._readers: dict[str, OnlineFeatureReader] = {}
+        self._lock = threading.Lock()  # one apply at a time; readers never take it
+        self.active: ActiveModel | None = None
+        self.refused: Refusal | None = None
+
+    def apply(self, user_config: object) -> None:
+        with self._lock:
+            try:
+                config = ModelConfig.model_validate(user_config or {})
+            except ValidationError as exc:
+                self._refuse(None, None, f"invalid user_config: {exc}")
+                return
+            if config.empty:
+                if self.active is not None:
+                    # Unloading a serving model would only turn answers into 503s.
+                    self._refuse(None, None, "user_config names no model; keeping the loaded one")
+                return
+            if self.active is not None and self.active.model.sha256 == config.model_digest:
+                self.active = self._with_threshold(self.active, config)
+                self.refused = None
+                return
+            started = time.perf_counter()
+            try:
+                fresh = self._load(config)
+            except Exception as exc:  # any failure refuses the version, never the replica
+                self._refuse(config.model_uri, config.model_digest, f"{type(exc).__name__}: {exc}")
+                return
+            self.active = fresh  # the swap: one reference assignment
+            self.refused = None
+            seconds = time.perf_counter() - started
+            log.info(
+                "serving %s %s (%s) after %.3f s",
+                fresh.model.name,
+                fresh.model.version,
+                fresh.model_uri,
+                seconds,
+            )
+            if self._on_loaded is not None:
+                self._on_loaded(fresh, seconds)
+
+    def _refuse(self, uri: str | None, digest: str | None, reason: str) -> None:
+        refusal = Refusal(uri, digest, reason, datetime.now(UTC))
+        self.refused = refusal
+        if self._on_refused is not None:
+            self._on_refused(refusal)
+        if self.active is None:
+            raise ModelRefused(reason)
+        log.error(
+            "refused model %s (sha256 %s), still serving %s: %s",
+            uri,
+            digest,
+            self.active.model.version,
+            reason,
+        )
+
+    def _load(self, config: ModelConfig) -> ActiveModel:
+        assert config.model_uri is not None and config.model_digest is not None
+        root, name, version = locate(config.model_uri)
+        store = ModelStore(root if root is not None else self._settings.model_store)
+        stored = store.get(name, version)
+        model = LoadedModel.load(stored, expected_sha256=config.model_digest)
+        threshold, source = config.threshold, "user_config"
+        if threshold is None:
+            threshold, source = model.threshold, "model"
+        if threshold is None:
+            raise ModelRefused(f"{name}/{version} records no threshold and user_config sets none")
+        reader = self._reader(model.metadata.feature_service)
+        active = ActiveModel(
+            model=model,
+            reader=reader,
+            view_keys=self._view_keys(reader),
+            threshold=threshold,
+            threshold_source=source,
+            model_uri=stored.uri,
+            loaded_at=datetime.now(UTC),
+        )
+        self._serial(lambda: score_batch(active, [WARMUP]))
+        return active
+
+    def _with_threshold(self, active: ActiveModel, config: ModelConfig) -> ActiveModel:
+        """The same model under a changed threshold (no reload)."""
+        threshold, source = config.threshold, "user_config"
+        if threshold is None:
+            threshold, source = active.model.threshold, "model"
+        if threshold is None or threshold == active.threshold:
+            return active
+        return ActiveModel(
+            model=active.model,
+            reader=active.reader,
+            view_keys=active.view_keys,
+            threshold=threshold,
+            threshold_source=source,
+            model_uri=active.model_uri,
+            loaded_at=active.loaded_at,
+        )
+
+    def _reader(self, service: str) -> OnlineFeatureReader:
+        if service not in self._readers:
+            if self._store is None:
+                self._store = open_store(self._settings)
+            store = self._store
+            self._readers[service] = OnlineFeatureReader(store, store.get_feature_service(service))
+        return self._readers[service]
+
+    def _view_keys(self, reader: OnlineFeatureReader) -> dict[str, tuple[str, ...]]:
+        return {
+            view: tuple(c.name for c in reader.store.get_feature_view(view).entity_columns)
+            for view in reader.views
+        }

@@ -1,0 +1,320 @@
+"""What the serving tests build on: a small Feast repository with known customers and
+merchants online, small XGBoost models stored with fraud_v1's features, and Serve
+applications of our own on the shared cluster (deployed the way Ray deploys serve.yaml).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from driftloop.features import aggregate_rows_frame, apply_repo, open_store
+from driftloop.models import (
+    Feature,
+    FeatureSpec,
+    Lineage,
+    ModelStore,
+    ModelVersion,
+    RowCounts,
+    TrainingWindow,
+    categorical_preprocessing,
+    encode_features,
+)
+from driftloop.settings import Settings
+
+SERVICE = "fraud_v1"
+EXCLUDED = {"last_txn_unix"}  # as deploy/apps/fraud/model.yaml excludes it
+CATEGORIES = ["electronics", "fuel", "grocery", "travel"]
+CUSTOMERS = [f"c{i}" for i in range(20)]
+MERCHANTS = [f"m{i}" for i in range(10)]
+CUSTOMER_AGE_S = 60.0
+MERCHANT_AGE_S = 3600.0
+# Ray picks a deployment's code version from the config; pinned here as the controller
+# pins it for a config deploy, so a user_config change is an in-place reconfigure.
+CODE_VERSION = "serving-tests"
+
+
+def feature_repo(base: Settings, root: Path, topic_prefix: str) -> Settings:
+    """Settings of a fresh local-file Feast repo with every known entity online; its
+    customer features are CUSTOMER_AGE_S old, its merchant features MERCHANT_AGE_S."""
+    settings = base.model_copy(
+        update={
+            "state_dir": root / "state",
+            "feature_env": "local-file",
+            "feature_data_uri": str(root / "features"),
+            "model_store_uri": str(root / "models"),
+            "topic_prefix": topic_prefix,
+        }
+    )
+    apply_repo(settings)
+    store = open_store(settings)
+    now = time.time()
+    rows = [
+        {"customer_id": c, "event_timestamp": now - CUSTOMER_AGE_S, "txn_count_1h": 1,
+         "txn_count_24h": 3 + i, "txn_count_7d": 9 + i, "amount_mean_24h": 30.0,
+         "amount_max_24h": 80.0, "amount_mean_7d": 40.0, "amount_max_7d": 120.0,
+         "distinct_merchants_24h": 2, "distinct_devices_7d": 1, "foreign_share_7d": 0.1,
+         "online_share_24h": 0.3, "last_txn_unix": now - 3 * 3600}
+        for i, c in enumerate(CUSTOMERS)
+    ]  # fmt: skip
+    store.push("customer_aggregates_push", aggregate_rows_frame(rows, datetime.now(UTC)))
+    stamp = pd.Timestamp(now - MERCHANT_AGE_S, unit="s", tz="UTC")
+    merchants = pd.DataFrame(
+        {
+            "merchant_id": MERCHANTS,
+            "event_timestamp": stamp,
+            "created": stamp,
+            "merchant_category": [CATEGORIES[i % len(CATEGORIES)] for i in range(len(MERCHANTS))],
+            "merchant_txn_count_30d": np.arange(len(MERCHANTS), dtype="int64") * 10 + 5,
+            "merchant_fraud_rate_30d": np.linspace(0.0, 0.05, len(MERCHANTS)),
+        }
+    )
+    store.write_to_online_store("merchant_stats", merchants)
+    return settings
+
+
+def fraud_features(settings: Settings) -> FeatureSpec:
+    """fraud_v1's features less the excluded ones, typed as training types them."""
+    store = open_store(settings)
+    features = []
+    for projection in store.get_feature_service(SERVICE).feature_view_projections:
+        for field in projection.features:
+            if field.name in EXCLUDED:
+                continue
+            name = str(field.dtype).lower()
+            kind = "categorical" if "string" in name else "int" if "int" in name else "float"
+            features.append(Feature(name=field.name, type=kind))
+    return FeatureSpec(
+        features=features,
+        preprocessing=categorical_preprocessing({"merchant_category": CATEGORIES}),
+    )
+
+
+def train_booster(spec: FeatureSpec, seed: int, rounds: int = 15) -> bytes:
+    """An XGBoost model in its JSON format: fraud where the amount is far above the mean."""
+    import xgboost
+
+    rng = np.random.default_rng(seed)
+    n = 600
+    frame = pd.DataFrame({f.name: rng.gamma(2.0, 2.0, n) for f in spec.features})
+    frame["merchant_category"] = rng.choice(CATEGORIES, n)
+    frame["is_foreign"] = rng.integers(0, 2, n)
+    frame["hour_of_day"] = rng.integers(0, 24, n)
+    label = (frame["amount_to_mean_7d"] > 6).astype(int) | (rng.random(n) < 0.03)
+    matrix = xgboost.DMatrix(encode_features(frame, spec), label=label, feature_names=spec.names)
+    params = {"objective": "binary:logistic", "max_depth": 3, "seed": seed, "nthread": 1}
+    booster = xgboost.train(params, matrix, num_boost_round=rounds)
+    return bytes(booster.save_raw("json"))
+
+
+def put_model(settings: Settings, spec: FeatureSpec, seed: int, threshold: float) -> ModelVersion:
+    end = datetime(2026, 6, 1, tzinfo=UTC)
+    lineage = Lineage(
+        git_sha="0" * 40, git_dirty=False, feature_service=SERVICE,
+        feature_views_hash="sha256:" + "1" * 64,
+        training_window=TrainingWindow(start=end - timedelta(days=7), end=end),
+        rows=RowCounts(train=420, validation=90, holdout=90), data_hash=f"sha256:{seed:064d}",
+        params={"max_depth": 3}, metrics={"threshold": threshold, "pr_auc": 0.5}, seed=seed,
+    )  # fmt: skip
+    return ModelStore(settings.model_store).put(
+        "fraud", train_booster(spec, seed), filename="model.json", features=spec, lineage=lineage
+    )
+
+
+def serve_args(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """ServeArgs (as serve.yaml's args) pointing a deployment at the test's own state."""
+    return {
+        "topic_prefix": settings.topic_prefix,
+        "model_store_uri": settings.model_store,
+        "feature_env": settings.feature_env,
+        "feature_data_uri": settings.feature_data,
+        "state_dir": str(settings.state_dir),
+        **extra,
+    }
+
+
+def user_config(version: ModelVersion | None, **extra: Any) -> dict[str, Any]:
+    if version is None:
+        return {}
+    return {
+        "model_uri": f"models:/{version.name}/{version.version}",
+        "model_digest": version.sha256,
+        **extra,
+    }
+
+
+def connect_ray(settings: Settings) -> None:
+    import ray
+
+    from driftloop.raycluster import enable_token_auth
+
+    if not ray.is_initialized():
+        enable_token_auth(settings)
+        ray.init(address=settings.ray_gcs_address, log_to_driver=False)
+
+
+def app_name() -> str:
+    return f"fraud-it-{uuid.uuid4().hex[:8]}"
+
+
+def deploy(
+    name: str,
+    args: Mapping[str, Any],
+    config: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Deploy (or update in place) application ``name`` at ``/<name>`` with one replica
+    that needs no CPU reservation (the cluster's CPUs belong to everyone's jobs); ``env``
+    is added to the replica's environment."""
+    from driftloop_serving import ServeArgs, build_app
+    from ray import serve
+    from ray.serve import Application
+
+    actor: dict[str, Any] = {"num_cpus": 0}
+    if env:
+        actor["runtime_env"] = {"env_vars": dict(env)}
+    app = build_app(ServeArgs.model_validate(dict(args)))
+    deployment = app._bound_deployment.options(
+        user_config=dict(config), num_replicas=1, ray_actor_options=actor,
+        version=CODE_VERSION, _internal=True,
+    )  # fmt: skip
+    serve.run(Application(deployment), name=name, route_prefix=f"/{name}")
+
+
+def transaction(
+    i: int, customer: str = "c1", merchant: str = "m1", **fields: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "transaction_id": f"t-{uuid.uuid4().hex[:12]}-{i}", "customer_id": customer,
+        "merchant_id": merchant, "amount": 42.5, "currency": "EUR",
+        "merchant_category": "grocery", "channel": "pos", "country": "DE",
+        "card_country": "DE", "device_id": "d1",
+        "event_time": datetime.now(UTC).isoformat(),
+    }  # fmt: skip
+    body.update(fields)
+    return body
+
+
+def metric(url: str, sample: str, headers: Mapping[str, str] | None = None) -> float:
+    """One sample of a replica's /metrics (0 when absent), e.g. 'x_total{a="b"}'."""
+    response = httpx.get(f"{url.rstrip('/')}/metrics", headers=dict(headers or {}), timeout=30)
+    response.raise_for_status()
+    text = response.text
+    match = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound once by us, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Answer:
+    at: float
+    status: int
+    version: str | None
+    error: str = ""
+
+
+class Load:
+    """Threads sending /predict continuously until stopped; every answer is recorded."""
+
+    def __init__(self, url: str, headers: Mapping[str, str] | None = None, threads: int = 2):
+        self._url = url
+        self._headers = dict(headers or {})
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.answers: list[Answer] = []
+        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
+
+    def _run(self, worker: int) -> None:
+        with httpx.Client(headers=self._headers, timeout=30) as client:
+            i = 0
+            while not self._stop.is_set():
+                i += 1
+                try:
+                    r = client.post(self._url, json=transaction(worker * 1_000_000 + i))
+                    version = r.json().get("model_version") if r.status_code == 200 else None
+                    answer = Answer(time.monotonic(), r.status_code, version, r.text[:200])
+                except Exception as exc:  # a failed call is a result, not a crash
+                    answer = Answer(time.monotonic(), 0, None, repr(exc))
+                with self._lock:
+                    self.answers.append(answer)
+
+    def count(self, version: str) -> int:
+        with self._lock:
+            return sum(1 for a in self.answers if a.version == version)
+
+    def wait_for(self, version: str, n: int, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.count(version) < n:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"fewer than {n} answers from {version} in {timeout_s} s")
+            time.sleep(0.05)
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+
+class Relay:
+    """A TCP relay from a loopback port to ``target``: Kafka "coming back" on a port where
+    nothing listened, without touching the shared broker."""
+
+    def __init__(self, port: int, target: tuple[str, int]) -> None:
+        self._target = target
+        self._server = socket.create_server(("127.0.0.1", port))
+        self._closed = threading.Event()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._server.close()
+        for s in self._sockets:
+            s.close()

@@ -1,0 +1,238 @@
+"""The fraud scoring API on the running Ray Serve, with a real Feast online store, a real
+model store and the real broker (this session's own topics)."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+import uuid
+
+import httpx
+import pytest
+
+from driftloop.events import Prediction
+from driftloop.kafka import EventConsumer
+from tests.integration import serving_support as support
+
+KEY = uuid.uuid4().hex
+MAX_ITEMS = 5
+
+
+@pytest.fixture(scope="module")
+def served(settings, tmp_path_factory):
+    repo = support.feature_repo(settings, tmp_path_factory.mktemp("serving"), settings.topic_prefix)
+    v1 = support.put_model(repo, support.fraud_features(repo), seed=1, threshold=0.5)
+    support.connect_ray(repo)
+    name = support.app_name()
+    args = support.serve_args(repo, api_key=KEY, max_request_items=MAX_ITEMS)
+    from ray import serve
+
+    try:
+        support.deploy(name, args, support.user_config(v1))
+        with httpx.Client(
+            base_url=f"{repo.serve_url}/{name}", headers={"X-API-Key": KEY}, timeout=30
+        ) as client:
+            yield repo, v1, client
+    finally:
+        serve.delete(name)
+
+
+def test_known_customer_is_scored_with_fresh_features(served):
+    _, v1, client = served
+    body = support.transaction(1, customer="c3", merchant="m2")
+    r = client.post("/predict", json=body, headers={"X-Request-ID": "req-known-1"})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["transaction_id"] == body["transaction_id"]
+    assert answer["request_id"] == "req-known-1"
+    assert answer["model_name"] == "fraud" and answer["model_version"] == v1.version
+    assert 0 <= answer["score"] <= 1 and answer["threshold"] == 0.5
+    assert answer["decision"] == (answer["score"] >= 0.5)
+    assert not answer["unknown_customer"] and not answer["unknown_merchant"]
+    ages = answer["feature_ages_s"]
+    assert support.CUSTOMER_AGE_S <= ages["customer_aggregates"] < support.CUSTOMER_AGE_S + 600
+    assert support.MERCHANT_AGE_S <= ages["merchant_stats"] < support.MERCHANT_AGE_S + 600
+    assert answer["feature_age_s"] == pytest.approx(ages["customer_aggregates"])
+    assert 0 < answer["latency_ms"] < 5000
+
+
+def test_unknown_customer_and_merchant_are_scored_with_defaults_and_flagged(served):
+    _, v1, client = served
+    for customer, merchant, flags in [
+        ("new-customer", "m1", (True, False)),
+        ("c1", "new-merchant", (False, True)),
+        ("new-customer", "new-merchant", (True, True)),
+    ]:
+        r = client.post("/predict", json=support.transaction(2, customer, merchant))
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert (answer["unknown_customer"], answer["unknown_merchant"]) == flags
+        assert 0 <= answer["score"] <= 1 and answer["model_version"] == v1.version
+    assert answer["feature_age_s"] is None
+    assert answer["feature_ages_s"] == {"customer_aggregates": None, "merchant_stats": None}
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"colour": "red"}, "colour", "Extra inputs are not permitted"),
+        ({"amount": None}, "amount", "Field required"),
+        ({"amount": "lots"}, "amount", "valid number"),
+        ({"country": "Germany"}, "country", "pattern"),
+        ({"event_time": "2026-06-01T10:00:00"}, "event_time", "timezone"),
+        ({"customer_id": 17}, "customer_id", "valid string"),
+    ],
+)
+def test_bad_fields_are_422_naming_the_field(served, change, field, message):
+    _, _, client = served
+    body = {k: v for k, v in {**support.transaction(3), **change}.items() if v is not None}
+    r = client.post("/predict", json=body)
+    assert r.status_code == 422, r.text
+    [error] = r.json()["detail"]
+    assert error["loc"] == ["body", field]
+    assert message in error["msg"]
+    if change.get(field, 0) is None:
+        assert error["type"] == "missing"
+
+
+def test_batch_scores_in_order_up_to_the_limit(served):
+    _, v1, client = served
+    bodies = [support.transaction(i, customer=f"c{i}") for i in range(MAX_ITEMS - 1)]
+    bodies.append(support.transaction(99, customer="new-customer"))
+    url = str(client.base_url)
+    calls, rows = "driftloop_serving_batch_size_count", "driftloop_serving_batch_size_sum"
+    calls_before, rows_before = support.metric(url, calls), support.metric(url, rows)
+    r = client.post("/predict/batch", json={"transactions": bodies})
+    assert r.status_code == 200, r.text
+    # One feature read and one model call per @serve.batch batch: fewer calls than rows.
+    assert support.metric(url, rows) - rows_before == MAX_ITEMS
+    assert support.metric(url, calls) - calls_before < MAX_ITEMS
+    answer = r.json()
+    assert [p["transaction_id"] for p in answer["predictions"]] == [
+        b["transaction_id"] for b in bodies
+    ]
+    assert {p["model_version"] for p in answer["predictions"]} == {v1.version}
+    assert [p["unknown_customer"] for p in answer["predictions"]] == [False] * 4 + [True]
+
+    too_many = [support.transaction(i) for i in range(MAX_ITEMS + 1)]
+    r = client.post("/predict/batch", json={"transactions": too_many})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "transactions"]
+    assert f"at most {MAX_ITEMS}" in r.json()["detail"][0]["msg"]
+
+    twice = [bodies[0], bodies[0]]
+    r = client.post("/predict/batch", json={"transactions": twice})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "transactions", 1, "transaction_id"]
+    r = client.post("/predict/batch", json={"transactions": [{**bodies[0], "amount": -1}]})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "transactions", 0, "amount"]
+
+
+def test_api_key_is_required_on_scoring_routes_only(served):
+    _, _, client = served
+    url = str(client.base_url)
+    body = support.transaction(4)
+    with httpx.Client(base_url=url, timeout=30) as anonymous:
+        assert anonymous.post("/predict", json=body).status_code == 401
+        assert anonymous.post("/predict", json=body, headers={"X-API-Key": "x"}).status_code == 401
+        assert anonymous.post("/predict/batch", json={"transactions": [body]}).status_code == 401
+        assert anonymous.get("/model").status_code == 401
+        assert anonymous.get("/healthz").status_code == 200
+        assert anonymous.post("/predict", json=body, headers={"X-API-Key": KEY}).status_code == 200
+
+
+def test_model_and_health_describe_the_served_version(served):
+    _, v1, client = served
+    info = client.get("/model").json()
+    assert info["model_version"] == v1.version and info["model_digest"] == v1.sha256
+    assert info["model_uri"] == v1.uri
+    assert (info["threshold"], info["threshold_source"]) == (0.5, "model")
+    assert info["lineage"]["feature_service"] == "fraud_v1"
+    assert info["lineage"]["rows"] == {"train": 420, "validation": 90, "holdout": 90}
+    assert "last_txn_unix" not in info["features"] and "amount_to_mean_7d" in info["features"]
+    assert info["refused"] is None
+    health = client.get("/healthz").json()
+    assert health["ready"] and health["model_version"] == v1.version
+    assert health["prediction_log_connected"]
+
+
+def test_openapi_and_docs_are_served_under_the_prefix(served):
+    _, _, client = served
+    spec = client.get("/openapi.json").json()
+    assert {"/predict", "/predict/batch", "/model", "/healthz"} <= set(spec["paths"])
+    assert "Transaction" in spec["components"]["schemas"]
+    assert "X-API-Key" in str(spec["components"]["securitySchemes"])
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_every_prediction_reaches_the_predictions_topic(served):
+    repo, v1, client = served
+    request_ids = {f"log-{uuid.uuid4().hex[:8]}-{i}": support.transaction(i) for i in range(6)}
+    answers = {}
+    for request_id, body in request_ids.items():
+        r = client.post("/predict", json=body, headers={"X-Request-ID": request_id})
+        assert r.status_code == 200, r.text
+        answers[request_id] = r.json()
+    found: dict[str, Prediction] = {}
+    reader = EventConsumer(repo, Prediction, group_id=f"serving-test-{uuid.uuid4().hex[:6]}")
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and len(found) < len(request_ids):
+
+            def keep(batch):
+                for received in batch:
+                    if received.event.request_id in request_ids:
+                        assert received.event.request_id not in found, "logged twice"
+                        found[received.event.request_id] = received.event
+
+            reader.poll_batch(keep, timeout_s=1)
+    finally:
+        reader.close()
+    assert set(found) == set(request_ids)
+    for request_id, event in found.items():
+        answer = answers[request_id]
+        assert event.transaction_id == request_ids[request_id]["transaction_id"]
+        assert event.model_version == v1.version and event.model_name == "fraud"
+        assert event.score == pytest.approx(answer["score"])
+        assert event.decision == answer["decision"] and event.threshold == 0.5
+        assert event.features["txn_count_7d"] == 10  # c1's stored value
+        assert event.features["merchant_category"] == "fuel"  # m1's
+        assert set(event.features) == set(client.get("/model").json()["features"])
+        assert 0 < event.latency_ms <= answer["latency_ms"] + 1
+
+
+def test_metrics_count_requests_errors_scores_and_the_model(served):
+    _, v1, client = served
+    client.post("/predict", json=support.transaction(5, customer="nobody"))
+    client.post("/predict", json={"bad": 1})
+    body = client.get("/metrics").text
+    assert 'driftloop_serving_requests_total{route="/predict",status="200"}' in body
+    assert 'driftloop_serving_errors_total{route="/predict",status="422"}' in body
+    assert "driftloop_serving_score_bucket" in body
+    assert f'driftloop_serving_model_info{{model="fraud",version="{v1.version}"}} 1.0' in body
+    assert 'driftloop_serving_missing_features_total{view="customer_aggregates"}' in body
+    assert "driftloop_serving_prediction_log_sent_total" in body
+
+
+def test_metrics_reach_rays_exporter(served):
+    import ray
+
+    _, _, client = served
+    app = str(client.base_url).rstrip("/").rsplit("/", 1)[-1]
+    [node] = [n for n in ray.nodes() if n["Alive"]]  # type: ignore[no-untyped-call]
+    url = f"http://127.0.0.1:{node['MetricsExportPort']}/metrics"
+    deadline = time.monotonic() + 60
+    lines: list[str] = []
+    while time.monotonic() < deadline and not lines:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        lines = [
+            line
+            for line in text.splitlines()
+            if line.startswith("ray_driftloop_serving_requests_total") and app in line
+        ]
+        time.sleep(2)
+    assert lines, f"no ray_driftloop_serving_requests_total for {app} at {url}"
+    assert 'route="/predict"' in "".join(lines)
