@@ -37,7 +37,7 @@ from driftloop.features import (
 from driftloop.settings import Settings
 
 END = datetime(2026, 6, 1, tzinfo=UTC)
-STORES = {"file": "local-file", "ray": "local"}
+STORES = {"file": "local", "ray": "local-ray"}
 
 
 def _settings(root: Path, env: str) -> Settings:

@@ -26,7 +26,7 @@ CALLS = 500
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-online-"))
     settings = Settings(
-        state_dir=root / "state", feature_env="local-file", feature_data_uri=str(root / "features")
+        state_dir=root / "state", feature_env="local", feature_data_uri=str(root / "features")
     )
     apply_repo(settings)
     store = open_store(settings)

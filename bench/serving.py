@@ -114,7 +114,7 @@ def uvicorn_server(state: str, port: int, config_json: str) -> None:
     root = Path(state)
     settings = Settings(
         state_dir=root / "state",
-        feature_env="local-file",
+        feature_env="local",
         feature_data_uri=str(root / "features"),
         model_store_uri=str(root / "models"),
     )

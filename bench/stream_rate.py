@@ -69,7 +69,7 @@ def service_run(settings: StreamSettings) -> float:
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     settings = StreamSettings(
-        state_dir=root / "state", feature_env="local-file", feature_data_uri=str(root / "features"),
+        state_dir=root / "state", feature_env="local", feature_data_uri=str(root / "features"),
         topic_prefix=f"bench-{uuid.uuid4().hex[:6]}.", stream_group="bench-stream",
         stream_linger_s=0.5,
     )  # fmt: skip

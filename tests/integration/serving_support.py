@@ -48,12 +48,12 @@ CODE_VERSION = "serving-tests"
 
 
 def feature_repo(base: Settings, root: Path, topic_prefix: str) -> Settings:
-    """Settings of a fresh local-file Feast repo with every known entity online; its
+    """Settings of a fresh local Feast repo with every known entity online; its
     customer features are CUSTOMER_AGE_S old, its merchant features MERCHANT_AGE_S."""
     settings = base.model_copy(
         update={
             "state_dir": root / "state",
-            "feature_env": "local-file",
+            "feature_env": "local",
             "feature_data_uri": str(root / "features"),
             "model_store_uri": str(root / "models"),
             "topic_prefix": topic_prefix,

@@ -30,7 +30,7 @@ def _agg(customer: str, at: datetime, count7: int, mean7: float) -> dict[str, ob
     }  # fmt: skip
 
 
-@pytest.fixture(params=["local", "local-file"])
+@pytest.fixture(params=["local", "local-ray"])
 def repo(request, tmp_path, base_settings):
     settings = base_settings.model_copy(
         update={

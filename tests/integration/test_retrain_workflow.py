@@ -54,7 +54,7 @@ def gitops(tmp_path_factory, base_settings):
     )  # fmt: skip
     settings = base_settings.model_copy(
         update={
-            "state_dir": tmp / "state", "feature_env": "local-file",
+            "state_dir": tmp / "state", "feature_env": "local",
             "feature_data_uri": str(tmp / "features"), "model_store_uri": str(tmp / "models"),
             "deploy_dir": repo / "deploy", "git_repo": str(repo), "feature_repo": ROOT / "features",
         }

@@ -57,7 +57,7 @@ def _repo(base: Settings, root: Path, prefix: str) -> tuple[Settings, dict[str, 
     settings = base.model_copy(
         update={
             "state_dir": root / "state",
-            "feature_env": "local-file",
+            "feature_env": "local",
             "feature_data_uri": str(root / "features"),
             "topic_prefix": prefix,
         }
@@ -65,7 +65,7 @@ def _repo(base: Settings, root: Path, prefix: str) -> tuple[Settings, dict[str, 
     apply_repo(settings)
     env = {
         "DRIFTLOOP_STATE_DIR": str(settings.state_dir),
-        "DRIFTLOOP_FEATURE_ENV": "local-file",
+        "DRIFTLOOP_FEATURE_ENV": "local",
         "DRIFTLOOP_FEATURE_DATA_URI": settings.feature_data,
         "DRIFTLOOP_TOPIC_PREFIX": prefix,
         "DRIFTLOOP_STREAM_LATENESS_S": "300",

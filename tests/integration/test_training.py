@@ -40,7 +40,7 @@ def repo(tmp_path_factory, base_settings):
     settings = base_settings.model_copy(
         update={
             "state_dir": tmp / "state",
-            "feature_env": "local-file",
+            "feature_env": "local",
             "feature_data_uri": str(tmp / "features"),
             "model_store_uri": str(tmp / "models"),
             "git_repo": str(ROOT),

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     serve_port: int = Field(8000, ge=1, le=65535)
 
     feature_repo: Path = Path("features")
-    feature_env: Literal["local", "local-file", "k8s"] = "local"
+    feature_env: Literal["local", "local-ray", "k8s"] = "local"
     feature_data_uri: str | None = None  # default: <state_dir>/features
 
     model_store_uri: str | None = None  # default: <state_dir>/models

@@ -53,7 +53,7 @@ class ServeArgs(BaseModel):
     topic_prefix: str | None = None
     kafka_bootstrap_servers: str | None = None
     model_store_uri: str | None = None
-    feature_env: Literal["local", "local-file", "k8s"] | None = None
+    feature_env: Literal["local", "local-ray", "k8s"] | None = None
     feature_data_uri: str | None = None
     feature_repo: str | None = None
     state_dir: str | None = None

@@ -61,21 +61,24 @@ class OnlineFeatureReader:
 
     def read(self, rows: pd.DataFrame) -> OnlineFeatures:
         """The features for ``rows`` (entity keys and request columns), in row order."""
-        out = rows.reset_index(drop=True).copy()
+        base = rows.reset_index(drop=True)
+        columns: dict[str, object] = {}
         times: dict[str, np.ndarray] = {}
         for view, names in self._stored:
             keys = [column.name for column in view.entity_columns]
-            absent = [key for key in keys if key not in out.columns]
+            absent = [key for key in keys if key not in base.columns]
             if absent:
                 raise KeyError(f"rows lack the entity keys of {view.name}: {', '.join(absent)}")
             refs = [f"{view.name}:{name}" for name in names]
             got = self.store.get_online_features(
-                features=refs, entity_rows={key: out[key].tolist() for key in keys}
+                features=refs, entity_rows={key: base[key].tolist() for key in keys}
             ).to_dict(include_event_timestamps=True)
             for name in names:
-                out[name] = pd.Series(got[name], dtype="object")
+                columns[name] = pd.Series(got[name], dtype="object")
             stamps = [got[f"{name}{TIMESTAMP_SUFFIX}"] for name in names]
-            times[view.name] = _event_seconds(stamps, [got[n] for n in names], len(out))
+            times[view.name] = _event_seconds(stamps, [got[n] for n in names], len(base))
+        # One concat rather than a column insert per feature (each insert copies the frame).
+        out = pd.concat([base, pd.DataFrame(columns, index=base.index)], axis=1)
         for odfv, names in self._on_demand:
             assert odfv.feature_transformation is not None, odfv.name
             transformed = odfv.feature_transformation.transform(out)

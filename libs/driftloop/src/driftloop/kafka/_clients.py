@@ -29,7 +29,7 @@ def _common(settings: Settings) -> dict[str, Any]:
 def _connect(settings: Settings, factory: Callable[..., C], **config: Any) -> C:
     servers = ",".join(settings.kafka_bootstrap)
     try:
-        return factory(**_common(settings), **config)
+        return factory(**{**_common(settings), **config})
     except (KafkaTimeoutError, KafkaConnectionError) as exc:
         hint = (
             "start it with `driftloop up` (or `make up`)"
