@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from driftloop import _cli_features, _cli_models, _cli_runs
+from driftloop import _cli_features, _cli_models, _cli_runs, _cli_sync
 from driftloop.kafka import KafkaUnavailable, describe_topics, ensure_topics
 from driftloop.ports import PortInUse
 from driftloop.schemas import write_schemas
@@ -30,6 +30,7 @@ app.command(name="train")(_cli_models.train)
 app.command(name="retrain")(_cli_runs.retrain)
 app.command(name="promote")(_cli_runs.promote)
 app.add_typer(_cli_runs.runs_app, name="runs")
+app.add_typer(_cli_sync.sync_app, name="sync")
 
 _EXPECTED = (KafkaUnavailable, MissingPrerequisite, PortInUse, FileNotFoundError, RuntimeError)
 

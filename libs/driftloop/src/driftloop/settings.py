@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     promotion_policy: Literal["merge", "pr"] = "merge"
     github_api: str = "https://api.github.com"
     github_token: SecretStr | None = None
+    github_repository: str | None = None  # owner/name; default: from the remote's URL
     state_dir: Path = Path(".driftloop")
     deploy_dir: Path = Path("deploy")
     bind_host: str = "127.0.0.1"

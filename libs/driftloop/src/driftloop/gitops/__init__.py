@@ -3,5 +3,18 @@
 from driftloop.gitops._git import Git, GitError
 from driftloop.gitops._promote import Promotion, PromotionRefused, promote
 from driftloop.gitops._serveconfig import declared, set_model
+from driftloop.gitops._syncstate import SyncState, read_state, state_path, write_state
 
-__all__ = ["Git", "GitError", "Promotion", "PromotionRefused", "declared", "promote", "set_model"]
+__all__ = [
+    "Git",
+    "GitError",
+    "Promotion",
+    "PromotionRefused",
+    "SyncState",
+    "declared",
+    "promote",
+    "read_state",
+    "set_model",
+    "state_path",
+    "write_state",
+]

@@ -24,8 +24,10 @@ def open_pull_request(settings: Settings, git: Git, branch: str, target: str, me
     """Push ``branch`` (never forced) and open a pull request into ``target``; its URL."""
     if settings.github_token is None:
         raise RuntimeError("promotion policy 'pr' needs DRIFTLOOP_GITHUB_TOKEN")
-    remote_url = git.run("remote", "get-url", settings.git_remote).strip()
-    owner, name = repository_of(remote_url)
+    if settings.github_repository:
+        owner, _, name = settings.github_repository.partition("/")
+    else:
+        owner, name = repository_of(git.run("remote", "get-url", settings.git_remote).strip())
     git.run("push", settings.git_remote, f"refs/heads/{branch}:refs/heads/{branch}")
     title, _, body = message.partition("\n")
     api = settings.github_api.rstrip("/")

@@ -1,0 +1,164 @@
+"""Promotion as a git change, on real repositories: a pull request against a bare remote
+(the GitHub API call checked against a local stand-in, since GitHub cannot be reached
+here), a main that moved, and two promotions racing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from pydantic import SecretStr
+
+from driftloop.gitops import Git, PromotionRefused, declared, promote
+from driftloop.models import Feature, FeatureSpec, Lineage, ModelStore, RowCounts, TrainingWindow
+from driftloop.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _booster(seed: int) -> bytes:
+    import xgboost
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(200, 2))
+    matrix = xgboost.DMatrix(x, label=(x[:, 0] > 0).astype(int), feature_names=["a", "b"])
+    booster = xgboost.train({"seed": seed, "nthread": 1}, matrix, num_boost_round=3)
+    return bytes(booster.save_raw("json"))
+
+
+def _version(store: ModelStore, seed: int) -> str:
+    end = datetime(2026, 6, 1, tzinfo=UTC)
+    lineage = Lineage(
+        git_sha="0" * 40, git_dirty=False, feature_service="fraud_v1",
+        feature_views_hash="sha256:x",
+        training_window=TrainingWindow(start=end - timedelta(days=7), end=end),
+        rows=RowCounts(train=1, validation=1, holdout=1), data_hash="sha256:y", seed=seed,
+    )  # fmt: skip
+    spec = FeatureSpec(features=[Feature(name="a", type="float"), Feature(name="b", type="float")])
+    return store.put("fraud", _booster(seed), filename="model.json", features=spec,
+                     lineage=lineage).version  # fmt: skip
+
+
+@pytest.fixture
+def world(tmp_path):
+    bare = tmp_path / "remote.git"
+    Git(tmp_path).run("init", "--quiet", "--bare", "--initial-branch", "main", str(bare))
+    seed = tmp_path / "seed"
+    (seed / "deploy/apps/fraud").mkdir(parents=True)
+    shutil.copy(ROOT / "deploy/apps/fraud/serve.yaml", seed / "deploy/apps/fraud/serve.yaml")
+    (seed / "README.md").write_text("deploy repo\n")
+    git = Git(seed)
+    git.run("init", "--quiet", "--initial-branch", "main")
+    git.run("add", ".")
+    git.run("commit", "--quiet", "-m", "deploy: fraud")
+    git.run("remote", "add", "origin", str(bare))
+    git.run("push", "--quiet", "origin", "main")
+    clone = tmp_path / "clone"
+    Git(tmp_path).run("clone", "--quiet", str(bare), str(clone))
+    settings = Settings(
+        state_dir=tmp_path / "state", model_store_uri=str(tmp_path / "models"),
+        git_repo=str(clone), deploy_dir=clone / "deploy",
+    )  # fmt: skip
+    store = ModelStore(settings.model_store)
+    return settings, clone, bare, [_version(store, s) for s in (1, 2)]
+
+
+class _FakeGitHub(BaseHTTPRequestHandler):
+    """Stands in for api.github.com: records the pull-request call it receives."""
+
+    calls: list[tuple[str, dict[str, Any], str]] = []  # noqa: RUF012
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _FakeGitHub.calls.append((self.path, body, self.headers.get("Authorization", "")))
+        payload = json.dumps({"html_url": "https://github.com/acme/deploy/pull/7"}).encode()
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_pull_request_policy_pushes_a_branch_and_opens_a_pull_request(world):
+    settings, _clone, bare, (v1, _) = world
+    server = HTTPServer(("127.0.0.1", 0), _FakeGitHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        pr = settings.model_copy(update={
+            "promotion_policy": "pr", "github_api": f"http://127.0.0.1:{server.server_port}",
+            "github_token": SecretStr("t0ken"), "github_repository": "acme/deploy"})  # fmt: skip
+        main_before = Git(bare).rev("refs/heads/main")
+        done = promote(pr, "fraud", v1, reason="drift", trigger_event_id="evt-42")
+    finally:
+        server.shutdown()
+    assert done.pull_request == "https://github.com/acme/deploy/pull/7"
+    branch = f"promote/fraud-{v1}"
+    assert Git(bare).rev(f"refs/heads/{branch}") == done.commit  # pushed, not forced
+    assert Git(bare).rev("refs/heads/main") == main_before  # main untouched: a person merges
+    path, body, auth = _FakeGitHub.calls[-1]
+    assert path == "/repos/acme/deploy/pulls" and auth == "Bearer t0ken"
+    assert body["head"] == branch and body["base"] == "main"
+    assert body["title"] == f"Promote fraud {v1} (drift)"
+    assert "Trigger-Event: evt-42" in body["body"]
+
+
+def test_main_moving_elsewhere_is_built_upon_and_a_conflicting_move_is_refused(world):
+    settings, clone, _, (v1, v2) = world
+    git = Git(clone)
+    (clone / "README.md").write_text("someone else's change\n")
+    git.run("commit", "--quiet", "-am", "docs")
+    done = promote(settings, "fraud", v1)
+    assert git.rev("refs/heads/main") == done.commit
+    assert git.run("log", "--format=%s", "-2", "main").splitlines()[1] == "docs"
+    assert (clone / "README.md").read_text() == "someone else's change\n"  # checkout updated
+    # A promotion refuses to overwrite a serve.yaml change it did not see.
+    path = clone / "deploy/apps/fraud/serve.yaml"
+    base = git.rev("refs/heads/main")
+    text = git.show(base, "deploy/apps/fraud/serve.yaml") or ""
+    from driftloop.gitops._promote import _fast_forward
+
+    path.write_text(text.replace("max_replicas: 2", "max_replicas: 3"))
+    git.run("commit", "--quiet", "-am", "scale")
+    with pytest.raises(PromotionRefused, match=r"changed deploy/apps/fraud/serve\.yaml"):
+        _fast_forward(git, settings, "main", base, git.rev("refs/heads/main"),
+                      "deploy/apps/fraud/serve.yaml", "msg")  # fmt: skip
+    assert promote(settings, "fraud", v1).changed is False  # already declared: nothing to do
+    assert promote(settings, "fraud", v2).changed
+
+
+def test_two_promotions_racing_leave_main_declaring_exactly_one(world):
+    settings, clone, _, (v1, v2) = world
+    outcomes: dict[str, object] = {}
+
+    def run(version: str) -> None:
+        try:
+            outcomes[version] = promote(settings, "fraud", version)
+        except PromotionRefused as exc:
+            outcomes[version] = exc
+
+    threads = [threading.Thread(target=run, args=(v,)) for v in (v1, v2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    git = Git(clone)
+    uri, digest = declared(git.show("main", "deploy/apps/fraud/serve.yaml") or "", "fraud")
+    won = [v for v, o in outcomes.items() if not isinstance(o, Exception)]
+    lost = [v for v, o in outcomes.items() if isinstance(o, Exception)]
+    assert len(won) + len(lost) == 2 and won, outcomes
+    # Whatever happened, main names one of them, consistently, and history is linear.
+    assert uri in {f"models:/fraud/{v}" for v in won}
+    assert digest is not None
+    assert len(git.run("rev-list", "--merges", "main").split()) == 0
+    assert yaml.safe_load(git.show("main", "deploy/apps/fraud/serve.yaml") or "")
