@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 
 from driftloop.events import utcnow
@@ -23,7 +24,11 @@ def backend(settings: Settings) -> LocalExecutor | ArgoBackend:
 
 
 def run_id_for_event(event_id: str) -> str:
-    """The run an event starts: the same id for every delivery of that event."""
+    """The run an event starts: the same id for every delivery of that event — and the
+    same name the Argo Events Sensor gives it (``retrain-<event_id>``) when the id is a
+    valid Kubernetes name, as driftloop's UUID event ids are; other ids are hashed."""
+    if re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,52}[a-z0-9])?", event_id):
+        return f"retrain-{event_id}"
     return f"retrain-{hashlib.sha256(event_id.encode()).hexdigest()[:20]}"
 
 

@@ -1,0 +1,257 @@
+"""drift-events → decisions → at most one retraining run per model at a time.
+
+Each micro-batch: decide every new event (policy, dedupe, active run, cooldown, budget)
+and record the decisions with the offsets past the batch in one SQLite transaction; then
+work the outbox — submit each decided run under ``run_id_for_event(event_id)`` and
+publish a ``workflow-events`` record per decision (``submitted`` or ``skipped`` with the
+reason) — and only then let the consumer commit offsets to Kafka.
+
+A crash after recording and before submitting leaves a decision without a submission;
+the next start submits it under the same run id, and a backend that had it already
+answers ``created=False``. Workflow events are published at least once, under ids
+derived from (run id, phase), so a repeat is a duplicate consumers recognise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Literal
+
+from driftloop.events import DriftEvent, WorkflowEvent, utcnow
+from driftloop.kafka import Batch, EventConsumer, EventProducer
+from driftloop.metrics import serve_metrics
+from driftloop.runs import LocalExecutor, RunRecord, RunStore, backend, run_id_for_event
+from driftloop_trigger._decide import Decision, ModelHistory, decide, merge_history
+from driftloop_trigger._metrics import TriggerMetrics
+from driftloop_trigger._policy import Policies, PolicyError, TriggerPolicy
+from driftloop_trigger._settings import TriggerSettings
+from driftloop_trigger._store import DecisionStore, Recorded, horizon
+
+WORKFLOW = "driftloop-retrain"
+log = logging.getLogger(__name__)
+
+
+def parameters_for(event: DriftEvent, policy: TriggerPolicy) -> dict[str, str]:
+    """The retraining workflow's parameters for a run an event asked for."""
+    end = event.window.end.isoformat() if policy.window_end == "event" else ""
+    return {
+        "model": event.model_name,
+        "reason": event.kind,
+        "trigger-event-id": event.event_id,
+        "window": policy.window,
+        "window-end": end,
+    }
+
+
+class TriggerService:
+    def __init__(self, settings: TriggerSettings, clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = TriggerMetrics.create()
+        self.policies = Policies(settings.policy_root)
+        loaded = self.policies.load_all()  # an invalid policy stops the start, loudly
+        log.info("policies: %s", ", ".join(sorted(loaded)) or f"none under {settings.policy_root}")
+        self.backend = backend(settings)
+        # Local runs are visible: unfinished ones count as active, recent ones against the
+        # cooldown and budget. Argo's are not; its template's per-model mutex queues them.
+        self.runs = RunStore(settings.runs) if isinstance(self.backend, LocalExecutor) else None
+        self.store = DecisionStore(settings.db_path)
+        self.producer = EventProducer(settings)
+        self.consumer = EventConsumer(
+            settings,
+            DriftEvent,
+            settings.trigger_group,
+            dlq=self.producer,
+            max_records=settings.trigger_batch_max,
+            linger_s=settings.trigger_linger_s,
+        )
+        self.topic = self.consumer.topic
+        self._retry_at: dict[str, float] = {}
+        self._snapshot: dict[str, list[RunRecord]] = {}
+
+    def start(self) -> None:
+        """Resume what a previous process left: runs whose driver died, decisions not yet
+        submitted or published; then read on from the recorded offsets."""
+        if isinstance(self.backend, LocalExecutor):
+            try:
+                resumed = self.backend.recover()
+            except Exception as exc:  # Ray is away: deciding goes on, submissions retry
+                log.warning("could not check for runs whose driver died: %s", exc)
+            else:
+                if resumed:
+                    log.info("runs resumed or failed after their driver died: %s", resumed)
+        pending = self.store.pending()
+        if pending:
+            log.info("submitting %d run(s) decided before a restart", len(pending))
+        self.work_outbox()
+        offsets = self.store.offsets(self.topic)
+        self.consumer.assign_from(offsets)
+        log.info("reading %s from %s", self.topic, offsets or "the beginning")
+
+    # -- deciding ---------------------------------------------------------------------------
+    def handle(self, batch: Batch[DriftEvent]) -> None:
+        now = self.clock()
+        self._snapshot = {}
+        events = [r.event for r in batch]
+        for event in events:
+            self.metrics.events.labels(event.model_name, event.kind).inc()
+        decided, duplicates = self.store.record(
+            self.topic, events, batch.next_offsets, lambda db, e: self._decide(db, e, now), now
+        )
+        self.metrics.duplicates.inc(duplicates)
+        for event, decision in decided:
+            self.metrics.decisions.labels(event.model_name, decision.outcome, decision.reason).inc()
+            log.info(
+                "%s %s %s (%s): %s",
+                decision.outcome,
+                event.model_name,
+                event.kind,
+                event.event_id,
+                decision.message,
+            )
+        self.work_outbox()
+
+    def _decide(
+        self, db: sqlite3.Connection, event: DriftEvent, now: datetime
+    ) -> tuple[Decision, str, dict[str, str]]:
+        run_id = run_id_for_event(event.event_id)
+        try:
+            policy = self.policies.get(event.model_name)
+        except PolicyError as exc:
+            self.metrics.policy_errors.set(self.policies.errors)
+            return Decision("skip", "policy_error", str(exc)[:1000]), run_id, {}
+        self.metrics.policy_errors.set(self.policies.errors)
+        history = ModelHistory()
+        if policy is not None:
+            history = self._history(db, event, horizon(now, policy.cooldown))
+        decision = decide(event, policy, history, now)
+        if policy is None or decision.outcome != "submit":
+            return decision, run_id, {}
+        return decision, run_id, parameters_for(event, policy)
+
+    def _history(self, db: sqlite3.Connection, event: DriftEvent, since: datetime) -> ModelHistory:
+        pending, submitted, window_run = self.store.history(db, event, since)
+        runs = None
+        if self.runs is not None:
+            if event.model_name not in self._snapshot:  # read once per batch and model
+                self._snapshot[event.model_name] = self.runs.all(event.model_name)
+            runs = self._snapshot[event.model_name]
+        return merge_history(pending, submitted, window_run, runs, since)
+
+    # -- the outbox -------------------------------------------------------------------------
+    def work_outbox(self) -> None:
+        """Submit decided runs (each under its event's run id), then publish the workflow
+        events of every decision not yet acknowledged. Failures are retried later."""
+        for entry in self.store.pending():
+            if time.monotonic() >= self._retry_at.get(entry.event_id, 0.0):
+                self._submit(entry)
+        self.metrics.pending.set(len(self.store.pending()))
+        self._publish(self.store.unpublished())
+
+    def _submit(self, entry: Recorded) -> None:
+        self._fault("before_submit")
+        try:
+            submission = self.backend.submit(entry.parameters, entry.run_id)
+        except Exception as exc:
+            self.store.mark_failed_attempt(entry.event_id, f"{type(exc).__name__}: {exc}")
+            self.metrics.submit_errors.labels(entry.model).inc()
+            wait = min(2.0 ** (entry.attempts + 1), self.settings.trigger_retry_max_s)
+            self._retry_at[entry.event_id] = time.monotonic() + wait
+            log.warning(
+                "submitting %s failed (attempt %d), again in %.0f s: %s",
+                entry.run_id,
+                entry.attempts + 1,
+                wait,
+                exc,
+            )
+            return
+        self._fault("after_submit")
+        self.store.mark_submitted(entry.event_id, submission.created, submission.backend, utcnow())
+        self._retry_at.pop(entry.event_id, None)
+        self._snapshot.pop(entry.model, None)
+        self.metrics.submissions.labels(
+            entry.model, submission.backend, str(submission.created).lower()
+        ).inc()
+        verb = "submitted" if submission.created else "was already submitted:"
+        log.info("%s %s run %s (%s)", verb, entry.model, entry.run_id, submission.backend)
+
+    def _publish(self, entries: list[Recorded]) -> None:
+        if not entries:
+            return
+        try:
+            futures = [(e, self.producer.send(self._workflow_event(e))) for e in entries]
+            for _, future in futures:
+                future.get()
+        except Exception as exc:  # the broker is away: the next pass publishes them
+            log.warning("workflow events not published yet (%d): %s", len(entries), exc)
+            return
+        self.store.mark_published([e.event_id for e, _ in futures])
+        for entry, _ in futures:
+            self.metrics.published.labels(_phase(entry)).inc()
+
+    @staticmethod
+    def _workflow_event(entry: Recorded) -> WorkflowEvent:
+        # A submitted event says what the local executor's own does (same id, same text),
+        # so the two are one event to a consumer that deduplicates by id.
+        message = f"reason: {entry.kind}" if entry.outcome == "submit" else entry.message
+        return WorkflowEvent(
+            run_id=entry.run_id,
+            workflow=WORKFLOW,
+            model_name=entry.model,
+            phase=_phase(entry),
+            trigger_event_id=entry.event_id,
+            message=message[:2000],
+        )
+
+    def _fault(self, point: str) -> None:
+        if self.settings.trigger_kill_at == point:
+            log.warning("trigger_kill_at=%s: killing this process (a crash-safety test)", point)
+            logging.shutdown()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    # -- running ----------------------------------------------------------------------------
+    def run(self, stop: threading.Event, exit_when_idle_s: float | None = None) -> None:
+        server = serve_metrics(
+            self.settings, self.settings.trigger_metrics_port, self.metrics.registry
+        )
+        log.info("metrics on %s", server.url)
+        try:
+            self.start()
+            idle_since = time.monotonic()
+            next_lag = next_outbox = 0.0
+            while not stop.is_set():
+                result = self.consumer.poll_batch(self.handle, timeout_s=0.5)
+                now = time.monotonic()
+                if result.received:
+                    idle_since = now
+                elif exit_when_idle_s is not None and now - idle_since > exit_when_idle_s:
+                    break
+                if not result.received and now >= next_outbox:  # retries, late publishes
+                    self.work_outbox()
+                    next_outbox = now + 1
+                if result.received or now >= next_lag:
+                    self.metrics.lag.set(self.consumer.lag())
+                    next_lag = now + 5
+            left = len(self.store.pending())
+            if left:
+                log.warning(
+                    "%d decided run(s) not submitted yet; the next start submits them", left
+                )
+        finally:
+            server.shutdown()
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.producer.close()
+        self.store.close()
+
+
+def _phase(entry: Recorded) -> Literal["submitted", "skipped"]:
+    return "submitted" if entry.outcome == "submit" else "skipped"

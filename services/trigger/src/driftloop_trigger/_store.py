@@ -1,0 +1,256 @@
+"""The trigger's durable state in SQLite: decisions, the outbox they form, and offsets.
+
+A batch of events is decided in one transaction that also claims each event id (the
+:class:`~driftloop.ledger.Ledger`) and saves the offsets after the batch, so a recorded
+decision and the position past its event commit together, before Kafka's offset commit.
+A ``submit`` decision is an outbox entry until the backend accepted it; submitting it
+again after a crash is harmless because its run id derives from the event id.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from driftloop.events import DriftEvent
+from driftloop.ledger import Ledger
+from driftloop_trigger._decide import Decision
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    model TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    window_start TEXT NOT NULL,
+    window_end TEXT NOT NULL,
+    decided_at REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    parameters TEXT,
+    submitted_at REAL,
+    created INTEGER,
+    backend TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    published INTEGER NOT NULL DEFAULT 0,
+    deliveries INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS decisions_model ON decisions (model, outcome, decided_at);
+CREATE INDEX IF NOT EXISTS decisions_window
+    ON decisions (model, model_version, window_start, window_end);
+CREATE TABLE IF NOT EXISTS offsets (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A decision as stored."""
+
+    event_id: str
+    kind: str
+    model: str
+    outcome: str
+    reason: str
+    detail: str
+    run_id: str
+    parameters: dict[str, str]
+    submitted: bool
+    created: bool | None
+    attempts: int
+
+    @property
+    def message(self) -> str:
+        return f"{self.reason}: {self.detail}"
+
+
+Decider = Callable[[sqlite3.Connection, DriftEvent], tuple[Decision, str, dict[str, str]]]
+"""(connection, event) → (decision, run id, workflow parameters if submitted)."""
+
+_SELECT = (
+    "SELECT event_id, kind, model, outcome, reason, detail, run_id, parameters, submitted_at,"
+    " created, attempts FROM decisions"
+)
+
+
+def _row(row: tuple[object, ...]) -> Recorded:
+    event_id, kind, model, outcome, reason, detail, run_id, params, at, created, attempts = row
+    return Recorded(
+        event_id=str(event_id),
+        kind=str(kind),
+        model=str(model),
+        outcome=str(outcome),
+        reason=str(reason),
+        detail=str(detail),
+        run_id=str(run_id),
+        parameters=json.loads(str(params)) if params else {},
+        submitted=at is not None,
+        created=None if created is None else bool(created),
+        attempts=int(str(attempts)),
+    )
+
+
+def _ts(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+class DecisionStore:
+    def __init__(self, path: Path) -> None:
+        self.ledger = Ledger(path)
+        self._db = self.ledger.connect()
+        self._db.executescript(_SCHEMA)
+
+    # -- deciding a batch -------------------------------------------------------------------
+    def record(
+        self,
+        topic: str,
+        events: Iterable[DriftEvent],
+        next_offsets: dict[int, int],
+        decider: Decider,
+        now: datetime,
+    ) -> tuple[list[tuple[DriftEvent, Decision]], int]:
+        """Decide every event not decided before, and save the offsets, in one transaction.
+
+        Returns the new decisions and the number of events already decided (duplicates)."""
+        decided: list[tuple[DriftEvent, Decision]] = []
+        duplicates = 0
+        with self.ledger.transaction(self._db) as db:
+            for event in events:
+                if not Ledger.claim(db, event.event_id):
+                    duplicates += 1
+                    db.execute(
+                        "UPDATE decisions SET deliveries = deliveries + 1 WHERE event_id = ?",
+                        (event.event_id,),
+                    )
+                    continue
+                decision, run_id, parameters = decider(db, event)
+                db.execute(
+                    "INSERT INTO decisions (event_id, kind, model, model_version, window_start,"
+                    " window_end, decided_at, outcome, reason, detail, run_id, parameters)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        event.event_id,
+                        event.kind,
+                        event.model_name,
+                        event.model_version,
+                        event.window.start.isoformat(),
+                        event.window.end.isoformat(),
+                        _ts(now),
+                        decision.outcome,
+                        decision.reason,
+                        decision.detail,
+                        run_id,
+                        json.dumps(parameters) if decision.outcome == "submit" else None,
+                    ),
+                )
+                decided.append((event, decision))
+            db.executemany(
+                "INSERT INTO offsets (topic, partition, next_offset) VALUES (?,?,?)"
+                " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+                [(topic, p, o) for p, o in next_offsets.items()],
+            )
+        return decided, duplicates
+
+    @staticmethod
+    def history(
+        db: sqlite3.Connection, event: DriftEvent, since: datetime
+    ) -> tuple[list[str], list[tuple[str, datetime]], str | None]:
+        """From this store, inside the batch's transaction: runs decided and not yet
+        submitted, (run id, decided at) of runs submitted since ``since``, and a run
+        already submitted for the event's model version and window."""
+        model = event.model_name
+        pending = [
+            str(r)
+            for (r,) in db.execute(
+                "SELECT run_id FROM decisions WHERE model = ? AND outcome = 'submit'"
+                " AND submitted_at IS NULL ORDER BY seq",
+                (model,),
+            )
+        ]
+        submitted = [
+            (str(r), datetime.fromtimestamp(float(at), UTC))
+            for r, at in db.execute(
+                "SELECT run_id, decided_at FROM decisions WHERE model = ? AND outcome = 'submit'"
+                " AND decided_at >= ? ORDER BY seq",
+                (model, _ts(since)),
+            )
+        ]
+        row = db.execute(
+            "SELECT run_id FROM decisions WHERE model = ? AND model_version = ?"
+            " AND window_start = ? AND window_end = ? AND outcome = 'submit' LIMIT 1",
+            (
+                model,
+                event.model_version,
+                event.window.start.isoformat(),
+                event.window.end.isoformat(),
+            ),
+        ).fetchone()
+        return pending, submitted, (str(row[0]) if row else None)
+
+    # -- the outbox -------------------------------------------------------------------------
+    def pending(self) -> list[Recorded]:
+        """Submit decisions the backend has not accepted yet, oldest first."""
+        rows = self._db.execute(
+            _SELECT + " WHERE outcome = 'submit' AND submitted_at IS NULL ORDER BY seq"
+        )
+        return [_row(r) for r in rows]
+
+    def mark_submitted(self, event_id: str, created: bool, backend: str, at: datetime) -> None:
+        self._db.execute(
+            "UPDATE decisions SET submitted_at = ?, created = ?, backend = ?,"
+            " attempts = attempts + 1, last_error = NULL WHERE event_id = ?",
+            (_ts(at), int(created), backend, event_id),
+        )
+
+    def mark_failed_attempt(self, event_id: str, error: str) -> None:
+        self._db.execute(
+            "UPDATE decisions SET attempts = attempts + 1, last_error = ? WHERE event_id = ?",
+            (error[:2000], event_id),
+        )
+
+    def unpublished(self) -> list[Recorded]:
+        """Decisions whose workflow event is not acknowledged yet (a submit only once it
+        was submitted), oldest first."""
+        rows = self._db.execute(
+            _SELECT + " WHERE published = 0 AND (outcome = 'skip' OR submitted_at IS NOT NULL)"
+            " ORDER BY seq"
+        )
+        return [_row(r) for r in rows]
+
+    def mark_published(self, event_ids: list[str]) -> None:
+        with self.ledger.transaction(self._db) as db:
+            db.executemany(
+                "UPDATE decisions SET published = 1 WHERE event_id = ?", [(e,) for e in event_ids]
+            )
+
+    # -- reading ----------------------------------------------------------------------------
+    def offsets(self, topic: str) -> dict[int, int]:
+        rows = self._db.execute(
+            "SELECT partition, next_offset FROM offsets WHERE topic = ?", (topic,)
+        )
+        return {int(p): int(o) for p, o in rows}
+
+    def decisions(self, model: str | None = None) -> Iterator[Recorded]:
+        rows = self._db.execute(
+            _SELECT + " WHERE ? IS NULL OR model = ? ORDER BY seq", (model, model)
+        )
+        for row in rows:
+            yield _row(row)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def horizon(now: datetime, cooldown: timedelta) -> datetime:
+    """How far back submissions matter: the cooldown or a day, whichever is longer."""
+    return now - max(cooldown, timedelta(days=1))
