@@ -15,7 +15,7 @@ PYTEST     := .venv/bin/pytest
         features-materialize features stream bench render check-render
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 $(STATE)/tools/bin/uv:
@@ -67,6 +67,7 @@ render: install ## write the Argo manifests under deploy/k8s from workflows/
 
 check-render: install ## fail when a rendered manifest under deploy/k8s is stale
 	$(PY) -m driftloop_workflows.render --check
+	$(MAKE) --no-print-directory check-k8s
 
 bench: install ## run every benchmark under bench/ (needs `make up`); results in bench/results/latest.json
 	@for b in bench/[a-z]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
@@ -109,3 +110,5 @@ demo: up ## the whole loop on the local stack (for now: the stack, and what is c
 
 clean: down ## stop the stack and remove runtime state (Kafka data, logs) and the venv
 	rm -rf $(STATE) .venv
+
+include deploy/k8s/tools.mk

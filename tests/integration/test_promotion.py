@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -162,3 +164,26 @@ def test_two_promotions_racing_leave_main_declaring_exactly_one(world):
     assert digest is not None
     assert len(git.run("rev-list", "--merges", "main").split()) == 0
     assert yaml.safe_load(git.show("main", "deploy/apps/fraud/serve.yaml") or "")
+
+
+def test_a_promotion_re_renders_the_rayservice_in_the_same_commit(tmp_path, world):
+    settings, _, _, (v1, _) = world
+    repo = tmp_path / "full"
+    shutil.copytree(ROOT / "deploy", repo / "deploy")
+    git = Git(repo)
+    git.run("init", "--quiet", "--initial-branch", "main")
+    git.run("add", ".")
+    git.run("commit", "--quiet", "-m", "deploy")
+    full = settings.model_copy(update={"git_repo": str(repo), "deploy_dir": repo / "deploy"})
+    done = promote(full, "fraud", v1)
+    changed = git.run("show", "--name-only", "--format=", done.commit).split()
+    assert sorted(changed) == [
+        "deploy/apps/fraud/serve.yaml", "deploy/k8s/base/serving/serve-config.yaml",
+    ]  # fmt: skip
+    rendered = git.show(done.commit, "deploy/k8s/base/serving/serve-config.yaml") or ""
+    assert f"models:/fraud/{v1}" in rendered
+    check = subprocess.run(
+        [sys.executable, "-m", "driftloop_workflows.render", "--check", "--root", str(repo)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stderr

@@ -29,7 +29,7 @@ def _meta(name: str, namespace: str) -> ObjectMeta:
 
 def drift_event_source(
     namespace: str = "driftloop", kafka_url: str = "driftloop-kafka-bootstrap:9092",
-    topic: str = "drift-events",
+    topic: str = "driftloop.drift-events",
 ) -> m.EventSource:  # fmt: skip
     return m.EventSource(
         metadata=_meta(SOURCE, namespace),
@@ -57,7 +57,8 @@ def retrain_sensor(namespace: str = "driftloop") -> m.Sensor:
     workflow = {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Workflow",
-        "metadata": {"name": "retrain-from-event", "namespace": namespace},
+        # No namespace: Argo Events submits into the Sensor's own (each overlay's).
+        "metadata": {"name": "retrain-from-event"},
         "spec": {
             "workflowTemplateRef": {"name": NAME},
             "arguments": {

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from driftloop_workflows.events import API_VERSION, drift_event_source, retrain_sensor
+from driftloop_workflows.rayservice import PATCH, serve_config_patch
 from driftloop_workflows.retrain import retrain_template
 from driftloop_workflows.schedule import load_schedule, retrain_cron
 
@@ -37,6 +38,8 @@ def manifests(root: Path) -> dict[str, str]:
     for schedule in sorted((root / "deploy" / "apps").glob("*/retrain.yaml")):
         model = schedule.parent.name
         out[f"retrain-cron-{model}.yaml"] = retrain_cron(model, load_schedule(schedule)).to_yaml()
+    # The RayService's serveConfigV2, from every serve.yaml (beside, not in, OUT).
+    out[PATCH] = serve_config_patch(root)
     return {name: HEADER + text for name, text in out.items()}
 
 

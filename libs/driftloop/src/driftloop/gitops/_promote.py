@@ -15,6 +15,8 @@ with a clear message if it did.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,12 +119,29 @@ def _commit_on(
         (place / path).parent.mkdir(parents=True, exist_ok=True)
         (place / path).write_text(content)
         tree.run("add", path)
+        _rerender(place, tree)
         tree.run("commit", "--quiet", "--file", "-", stdin=message)
         return tree.rev("HEAD")
     finally:
         git.run("worktree", "remove", "--force", str(place), check=False)
         shutil.rmtree(place, ignore_errors=True)
         git.run("worktree", "prune", check=False)
+
+
+RENDERED = "deploy/k8s/base/serving/serve-config.yaml"
+"""Where a repository that carries Kubernetes manifests keeps the RayService's serve
+config, rendered from the serve.yaml files; a promotion re-renders it in the same commit."""
+
+
+def _rerender(place: Path, tree: Git) -> None:
+    if not (place / RENDERED).is_file():
+        return  # a deploy repository without Kubernetes manifests
+    # A process, not an import: libraries never import workflows/ (imports point one way).
+    command = [sys.executable, "-m", "driftloop_workflows.render", "--root", str(place)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    if result.returncode != 0:
+        raise PromotionRefused(f"re-rendering the manifests failed: {result.stderr[-2000:]}")
+    tree.run("add", "--all", "deploy/k8s")
 
 
 def _fast_forward(

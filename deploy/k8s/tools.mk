@@ -1,0 +1,29 @@
+# Kubernetes manifests: the tools that check them, and the check. Included from the Makefile
+# (after its variables). Both tools come from the Go module proxy, built with the machine's
+# Go into $(STATE)/tools/bin (git-ignored); a target skips a tool that is already there.
+
+STATE             ?= .driftloop
+PY                ?= .venv/bin/python
+K8S_TOOLS_BIN     := $(STATE)/tools/bin
+KUSTOMIZE_VERSION ?= v5.8.1
+# Prometheus 3.x's Go module is tagged v0.3xx.y; remove_all_sd leaves service discovery
+# (cloud SDKs) out of promtool, which `check rules` does not use.
+PROMTOOL_VERSION  ?= v0.316.0
+KUSTOMIZE         := $(K8S_TOOLS_BIN)/kustomize
+PROMTOOL          := $(K8S_TOOLS_BIN)/promtool
+
+.PHONY: k8s-tools check-k8s
+
+$(KUSTOMIZE):
+	@command -v go >/dev/null || { echo "kustomize is built with Go: install Go (1.24+)"; exit 1; }
+	GOBIN=$(abspath $(K8S_TOOLS_BIN)) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+$(PROMTOOL):
+	@command -v go >/dev/null || { echo "promtool is built with Go: install Go (1.26.7+)"; exit 1; }
+	GOBIN=$(abspath $(K8S_TOOLS_BIN)) go install -tags remove_all_sd \
+	  github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+
+k8s-tools: $(KUSTOMIZE) $(PROMTOOL) ## build kustomize and promtool into .driftloop/tools/bin (once)
+
+check-k8s: install k8s-tools ## kustomize build of each overlay, promtool on the alert rules, dashboards parse
+	$(PY) -m driftloop_workflows.k8s.check --kustomize $(KUSTOMIZE) --promtool $(PROMTOOL)

@@ -1,0 +1,34 @@
+"""Checks of the Kubernetes manifests under ``deploy/k8s`` and ``deploy/argocd``.
+
+``python -m driftloop_workflows.k8s.check`` (``make check-k8s``) builds every overlay with
+kustomize, runs promtool on every PrometheusRule's groups and checks the Grafana
+dashboards; the unit tests use the same functions.
+"""
+
+from driftloop_workflows.k8s._manifests import (
+    DEPLOY_K8S,
+    Document,
+    Tools,
+    dashboard_problems,
+    dashboards,
+    documents,
+    kustomize_build,
+    overlays,
+    promtool_check_rules,
+    rule_groups,
+    tools,
+)
+
+__all__ = [
+    "DEPLOY_K8S",
+    "Document",
+    "Tools",
+    "dashboard_problems",
+    "dashboards",
+    "documents",
+    "kustomize_build",
+    "overlays",
+    "promtool_check_rules",
+    "rule_groups",
+    "tools",
+]
