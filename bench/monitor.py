@@ -176,6 +176,7 @@ def main() -> None:
     result: dict[str, object] = {"setup_s": setup_s}
     result.update(profiling(pd.concat([numeric] * 2, ignore_index=True)))
     result.update(end_to_end(store, model, quiet.iloc[:40_000], root))
+    record("monitor", result)  # the rates, before the longer detection runs
     result.update(quality(store, model, quiet, frames, root))
     result["model_holdout"] = {k: round(v, 4) for k, v in model.metadata.metrics.items()}
     result["numpy"] = np.__version__

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from driftloop import _cli_features, _cli_models, _cli_runs, _cli_sync
+from driftloop import _cli_drift, _cli_features, _cli_models, _cli_runs, _cli_sync
 from driftloop.kafka import KafkaUnavailable, describe_topics, ensure_topics
 from driftloop.ports import PortInUse
 from driftloop.schemas import write_schemas
@@ -24,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+app.add_typer(_cli_drift.drift_app, name="drift")
 app.add_typer(_cli_features.app, name="features")
 app.add_typer(_cli_models.model_app, name="model")
 app.command(name="train")(_cli_models.train)

@@ -1,0 +1,39 @@
+"""Drift monitoring shared by the monitor service and ``driftloop drift report``: the
+policy file, per-column comparisons of whylogs profiles, the audit records kept per window,
+and the report drawn from them.
+
+Needs the ``monitoring`` extra (whylogs' drift algorithms, scikit-learn, matplotlib);
+importing this package imports none of them.
+"""
+
+from driftloop.drift._audit import AuditStore, ColumnRecord, WindowRecord, column_summary
+from driftloop.drift._compare import ColumnTest, adjust, chi_square, compare
+from driftloop.drift._policy import (
+    Algorithm,
+    ColumnRule,
+    DriftSpec,
+    MonitorPolicy,
+    PerformanceSpec,
+    WindowSpec,
+    load_policy,
+)
+from driftloop.drift._report import write_report
+
+__all__ = [
+    "Algorithm",
+    "AuditStore",
+    "ColumnRecord",
+    "ColumnRule",
+    "ColumnTest",
+    "DriftSpec",
+    "MonitorPolicy",
+    "PerformanceSpec",
+    "WindowRecord",
+    "WindowSpec",
+    "adjust",
+    "chi_square",
+    "column_summary",
+    "compare",
+    "load_policy",
+    "write_report",
+]

@@ -1,0 +1,182 @@
+"""Per-column drift of a window's whylogs profile against a reference profile.
+
+Numbers: whylogs' KS test on the two KLL sketches (statistic D, the effect) or its
+Hellinger distance. Categories: a chi-square test on whylogs' frequent-items sketches,
+with the total variation distance as the effect. whylogs' own ``ChiSquare`` truncates
+expected counts to integers and returns p = 0 as soon as one category has an expected
+count below one (any unseen or rare value), so a single odd row would read as drift; here
+expected counts stay fractional, cells expected below five are pooled, and reference
+shares are smoothed so an unseen category adds to the statistic instead of making it
+infinite.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from driftloop.drift._policy import Algorithm, DriftSpec
+
+if TYPE_CHECKING:
+    from whylogs.core.view.column_profile_view import ColumnProfileView
+
+Category = Literal["NO_DRIFT", "POSSIBLE_DRIFT", "DRIFT"]
+
+
+@dataclass(frozen=True)
+class ColumnTest:
+    """One column's comparison; ``p_adjusted`` is corrected for the window's tests."""
+
+    column: str
+    algorithm: Algorithm
+    statistic: float
+    p_value: float | None
+    p_adjusted: float | None
+    effect: float
+    min_effect: float
+    category: Category
+
+    @property
+    def drifted(self) -> bool:
+        return self.category == "DRIFT"
+
+
+def _ks(target: ColumnProfileView, reference: ColumnProfileView) -> tuple[float, float, float]:
+    from whylogs.viz.drift.column_drift_algorithms import KS
+
+    score = KS().calculate(target, reference)
+    if score is None or score.statistic is None or score.pvalue is None:
+        raise _Untestable("no numeric values")
+    return float(score.statistic), float(score.pvalue), float(score.statistic)
+
+
+def _hellinger(
+    target: ColumnProfileView, reference: ColumnProfileView
+) -> tuple[float, None, float]:
+    import warnings
+
+    from whylogs.viz.drift.column_drift_algorithms import Hellinger
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        score = Hellinger().calculate(target, reference)
+    if score is None or score.statistic is None:
+        raise _Untestable("no numeric values")
+    return float(score.statistic), None, float(score.statistic)
+
+
+def frequencies(column: ColumnProfileView) -> dict[str, float]:
+    """Estimated count per category from the column's frequent-items sketch."""
+    from whylogs.viz.utils.frequent_items_calculations import get_frequent_stats
+
+    stats: Any = get_frequent_stats(column, config=None)
+    if not stats:
+        return {}
+    return {str(item["value"]): float(item["estimate"]) for item in stats["frequent_items"]}
+
+
+def chi_square(
+    observed: Mapping[str, float], reference: Mapping[str, float]
+) -> tuple[float, float, float]:
+    """(chi-square statistic, p-value, total variation distance) of observed counts
+    against the reference's shares."""
+    from scipy import stats  # type: ignore[import-untyped]
+
+    n, ref_n = sum(observed.values()), sum(reference.values())
+    if n <= 0 or ref_n <= 0:
+        raise _Untestable("no categorical values")
+    cats = sorted(set(observed) | set(reference))
+    smoothed = ref_n + 0.5 * len(cats)
+    cells: list[tuple[float, float]] = []
+    pooled_obs = pooled_exp = 0.0
+    for cat in cats:
+        exp = n * (reference.get(cat, 0.0) + 0.5) / smoothed
+        obs = observed.get(cat, 0.0)
+        if exp < 5:
+            pooled_obs, pooled_exp = pooled_obs + obs, pooled_exp + exp
+        else:
+            cells.append((obs, exp))
+    if pooled_exp > 0:
+        cells.append((pooled_obs, pooled_exp))
+    statistic = sum((o - e) ** 2 / e for o, e in cells)
+    p = float(stats.chi2.sf(statistic, max(1, len(cells) - 1)))
+    tvd = 0.5 * sum(abs(observed.get(c, 0.0) / n - reference.get(c, 0.0) / ref_n) for c in cats)
+    return float(statistic), p, float(tvd)
+
+
+def _chi_square(
+    target: ColumnProfileView, reference: ColumnProfileView
+) -> tuple[float, float, float]:
+    return chi_square(frequencies(target), frequencies(reference))
+
+
+class _Untestable(ValueError):
+    pass
+
+
+def test_column(
+    target: ColumnProfileView, reference: ColumnProfileView, algorithm: Algorithm
+) -> tuple[float, float | None, float] | None:
+    """(statistic, p-value or None, effect), or None when a side has no values to test."""
+    try:
+        if algorithm == "ks":
+            return _ks(target, reference)
+        if algorithm == "hellinger":
+            return _hellinger(target, reference)
+        return _chi_square(target, reference)
+    except _Untestable:
+        return None
+
+
+def adjust(p_values: Sequence[float], method: Literal["holm", "bonferroni", "none"]) -> list[float]:
+    """p-values corrected for testing them together (family-wise error rate)."""
+    m = len(p_values)
+    if method == "none" or m == 0:
+        return list(p_values)
+    if method == "bonferroni":
+        return [min(1.0, p * m) for p in p_values]
+    order = sorted(range(m), key=lambda i: p_values[i])
+    out = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        out[i] = running
+    return out
+
+
+def compare(
+    columns: Mapping[str, tuple[Algorithm, ColumnProfileView | None, ColumnProfileView | None]],
+    spec: DriftSpec,
+) -> list[ColumnTest]:
+    """Test each column (algorithm, window column, reference column) and judge it.
+
+    Columns missing on either side, or without values, are left out of the result."""
+    raw: list[tuple[str, Algorithm, float, float | None, float]] = []
+    for name, (algorithm, target, reference) in columns.items():
+        if target is None or reference is None:
+            continue
+        result = test_column(target, reference, algorithm)
+        if result is not None and all(math.isfinite(x) for x in (result[0], result[2])):
+            raw.append((name, algorithm, *result))
+    tested = [p for *_, p, _ in raw if p is not None]
+    adjusted = iter(adjust(tested, spec.correction))
+    out = []
+    for name, algorithm, statistic, p, effect in raw:
+        p_adj = next(adjusted) if p is not None else None
+        floor = spec.effect_for(name, algorithm)
+        category = _category(effect >= floor, p_adj, spec.alpha)
+        out.append(ColumnTest(name, algorithm, statistic, p, p_adj, effect, floor, category))
+    return out
+
+
+def _category(big: bool, p_adjusted: float | None, alpha: float) -> Category:
+    """DRIFT: a large effect that is significant (or, without a p-value, large);
+    POSSIBLE_DRIFT: one of the two; NO_DRIFT: neither."""
+    significant = p_adjusted is not None and p_adjusted < alpha
+    if big and (significant or p_adjusted is None):
+        return "DRIFT"
+    if big or significant:
+        return "POSSIBLE_DRIFT"
+    return "NO_DRIFT"

@@ -1,0 +1,127 @@
+"""``deploy/apps/<model>/monitor.yaml``: how a model's traffic is windowed and judged.
+
+Every section forbids unknown keys, so a misspelt threshold is an error at start-up, never
+a silent default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+Algorithm = Literal["ks", "chi-square", "hellinger"]
+PerformanceMetric = Literal["roc_auc", "pr_auc", "recall_at_threshold"]
+
+
+class WindowSpec(BaseModel):
+    """When a window of one model version's predictions closes.
+
+    ``rows`` alone: every ``rows`` predictions in arrival order. ``duration_s`` alone:
+    tumbling event-time windows aligned to the epoch, closed once the newest event time
+    seen is ``lateness_s`` past their end. Both: ``rows`` predictions, or fewer once the
+    newest event time is ``duration_s`` (+ lateness) past the window's first row."""
+
+    model_config = _STRICT
+
+    rows: int | None = Field(2000, ge=1)
+    duration_s: float | None = Field(None, gt=0)
+    min_rows: int = Field(500, ge=1, description="smaller windows are kept, never tested")
+    lateness_s: float = Field(60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> Self:
+        if self.rows is None and self.duration_s is None:
+            raise ValueError("set rows, duration_s or both")
+        if self.rows is not None and self.min_rows > self.rows:
+            raise ValueError(f"min_rows ({self.min_rows}) exceeds rows ({self.rows})")
+        return self
+
+
+class ColumnRule(BaseModel):
+    model_config = _STRICT
+
+    algorithm: Algorithm | None = None
+    min_effect: float | None = Field(None, ge=0)
+
+
+def _default_effects() -> dict[Algorithm, float]:
+    return {"ks": 0.1, "chi-square": 0.05, "hellinger": 0.15}
+
+
+def _default_drops() -> dict[PerformanceMetric, float]:
+    return {"roc_auc": 0.05, "recall_at_threshold": 0.2}
+
+
+class DriftSpec(BaseModel):
+    """Which columns are tested, how, and what makes a drift event.
+
+    A column drifts when its p-value, corrected for the number of columns tested, is
+    below ``alpha`` *and* its effect (KS statistic, Hellinger distance, or for categories
+    the total variation distance) reaches ``min_effect``: p-values shrink with the window
+    size, so on their own they flag shifts too small to matter."""
+
+    model_config = _STRICT
+
+    columns: Literal["all"] | list[str] = "all"
+    exclude: list[str] = Field(default_factory=list)
+    score: bool = Field(True, description="test the model's score distribution as a column")
+    numeric: Literal["ks", "hellinger"] = "ks"
+    categorical: Literal["chi-square"] = "chi-square"
+    overrides: dict[str, ColumnRule] = Field(default_factory=dict)
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
+    alpha: float = Field(0.01, gt=0, lt=1, description="family-wise, over a window's columns")
+    min_effect: dict[Algorithm, float] = Field(default_factory=_default_effects)
+    min_drifted_columns: int = Field(1, ge=1)
+    consecutive_windows: int = Field(1, ge=1)
+
+    def effect_for(self, column: str, algorithm: Algorithm) -> float:
+        rule = self.overrides.get(column)
+        if rule is not None and rule.min_effect is not None:
+            return rule.min_effect
+        return self.min_effect.get(algorithm, _default_effects()[algorithm])
+
+
+class PerformanceSpec(BaseModel):
+    """Labels joined to predictions, and when worse metrics make an event."""
+
+    model_config = _STRICT
+
+    enabled: bool = True
+    labels: int = Field(2000, ge=10, description="labelled predictions per evaluation")
+    step: int | None = Field(None, ge=1, description="labels between evaluations (default: labels)")
+    min_positives: int = Field(10, ge=1)
+    horizon_days: float = Field(35.0, gt=0, description="a label later than this is not joined")
+    max_awaiting: int = Field(1_000_000, ge=1, description="predictions kept waiting for labels")
+    max_drop: dict[PerformanceMetric, float] = Field(
+        default_factory=_default_drops,
+        description="reference (holdout) minus current, per metric",
+    )
+    min_degraded_metrics: int = Field(1, ge=1)
+    consecutive_windows: int = Field(1, ge=1)
+
+    @property
+    def every(self) -> int:
+        return self.step or self.labels
+
+
+class MonitorPolicy(BaseModel):
+    model_config = _STRICT
+
+    model: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    window: WindowSpec = Field(default_factory=WindowSpec)
+    drift: DriftSpec = Field(default_factory=DriftSpec)
+    performance: PerformanceSpec = Field(default_factory=PerformanceSpec)
+
+
+def load_policy(path: str | Path) -> MonitorPolicy:
+    """Read and validate a ``monitor.yaml``."""
+    import yaml
+
+    raw = yaml.safe_load(Path(path).read_text())
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return MonitorPolicy.model_validate(raw)

@@ -1,0 +1,135 @@
+"""The monitor's state in one SQLite file, changed once per micro-batch in one transaction.
+
+It holds the rows of open windows, the join of predictions and labels, streaks, the
+consumed offsets, and an outbox of drift events: an event enters the outbox in the same
+transaction that closes its window, so a crash either replays the window (same rows,
+same id) or finds the event waiting to be published.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from driftloop_monitor._frame import Row
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS offsets (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS window_rows (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, version TEXT NOT NULL, bucket INTEGER NOT NULL,
+    event_time REAL NOT NULL, score REAL NOT NULL, features TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS streaks (
+    version TEXT NOT NULL, kind TEXT NOT NULL, streak INTEGER NOT NULL,
+    since_eval INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (version, kind));
+CREATE TABLE IF NOT EXISTS awaiting (
+    transaction_id TEXT PRIMARY KEY, version TEXT NOT NULL, event_time REAL NOT NULL,
+    score REAL NOT NULL, decision INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS awaiting_time ON awaiting (event_time);
+CREATE TABLE IF NOT EXISTS orphans (
+    transaction_id TEXT PRIMARY KEY, is_fraud INTEGER NOT NULL, event_time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS orphans_time ON orphans (event_time);
+CREATE TABLE IF NOT EXISTS joined (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, version TEXT NOT NULL, event_time REAL NOT NULL,
+    score REAL NOT NULL, decision INTEGER NOT NULL, is_fraud INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS joined_version ON joined (version, seq);
+CREATE TABLE IF NOT EXISTS outbox (
+    event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, payload BLOB NOT NULL,
+    published INTEGER NOT NULL DEFAULT 0, partition INTEGER, offset INTEGER);
+"""
+
+Joined = tuple[float, float, int, int]
+"""event_time, score, decision, is_fraud"""
+
+
+class Checkpoint:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(_SCHEMA)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # --- positions and scalars
+
+    def offsets(self, topic: str) -> dict[int, int]:
+        rows = self.db.execute(
+            "SELECT partition, next_offset FROM offsets WHERE topic = ?", (topic,)
+        )
+        return {int(p): int(o) for p, o in rows}
+
+    def save_offsets(self, topic: str, next_offsets: dict[int, int]) -> None:
+        self.db.executemany(
+            "INSERT INTO offsets (topic, partition, next_offset) VALUES (?,?,?) ON CONFLICT"
+            " (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+            [(topic, p, o) for p, o in next_offsets.items()],
+        )
+
+    def get(self, key: str, default: float) -> float:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return float(row[0]) if row else default
+
+    def items(self, prefix: str) -> list[tuple[str, float]]:
+        rows = self.db.execute("SELECT key, value FROM meta WHERE key LIKE ?", (prefix + "%",))
+        return [(str(k), float(v)) for k, v in rows]
+
+    def put(self, key: str, value: float) -> None:
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?,?) ON CONFLICT (key) DO UPDATE"
+            " SET value = excluded.value",
+            (key, value),
+        )
+
+    def streak(self, version: str, kind: str) -> tuple[int, int]:
+        row = self.db.execute(
+            "SELECT streak, since_eval FROM streaks WHERE version = ? AND kind = ?", (version, kind)
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    def set_streak(self, version: str, kind: str, streak: int, since_eval: int = 0) -> None:
+        self.db.execute(
+            "INSERT INTO streaks (version, kind, streak, since_eval) VALUES (?,?,?,?) ON CONFLICT"
+            " (version, kind) DO UPDATE SET streak = excluded.streak,"
+            " since_eval = excluded.since_eval",
+            (version, kind, streak, since_eval),
+        )
+
+    # --- open windows
+
+    def add_row(
+        self, version: str, bucket: int, event_time: float, score: float, features: object
+    ) -> int:
+        cursor = self.db.execute(
+            "INSERT INTO window_rows (version, bucket, event_time, score, features)"
+            " VALUES (?,?,?,?,?)",
+            (version, bucket, event_time, score, json.dumps(features, allow_nan=True)),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def open_rows(self) -> Iterator[tuple[str, int, Row]]:
+        rows = self.db.execute(
+            "SELECT seq, version, bucket, event_time, score, features FROM window_rows ORDER BY seq"
+        )
+        for seq, version, bucket, event_time, score, features in rows:
+            yield version, int(bucket), Row(int(seq), event_time, score, json.loads(features))
+
+    def drop_rows(self, version: str, bucket: int, last_seq: int) -> None:
+        self.db.execute(
+            "DELETE FROM window_rows WHERE version = ? AND bucket = ? AND seq <= ?",
+            (version, bucket, last_seq),
+        )

@@ -1,0 +1,125 @@
+"""Labels joined to predictions by transaction id, within the label horizon.
+
+Either may arrive first: a prediction waits for its label in ``awaiting``, a label that
+comes first waits in ``orphans``. Both are bounded: a prediction leaves once labels newer
+than its time plus the horizon arrive (it will not be joined any more), an orphan once
+predictions that much newer arrive, and neither table grows past ``max_awaiting`` (the
+oldest go first). Joined rows are kept per version only as far back as one evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from driftloop.drift import PerformanceSpec
+from driftloop_monitor._checkpoint import Checkpoint, Joined
+
+DAY = 86_400.0
+
+
+@dataclass
+class JoinCounts:
+    joined: int = 0
+    expired: int = 0
+    evicted: int = 0
+
+
+class LabelJoin:
+    def __init__(self, checkpoint: Checkpoint, spec: PerformanceSpec) -> None:
+        self._db = checkpoint.db
+        self._checkpoint = checkpoint
+        self._spec = spec
+        self._horizon = spec.horizon_days * DAY
+        self.counts = JoinCounts()
+
+    def prediction(
+        self, transaction_id: str, version: str, t: float, score: float, decision: bool
+    ) -> str | None:
+        """Record a prediction; return its version if a waiting label joined it."""
+        row = self._db.execute(
+            "DELETE FROM orphans WHERE transaction_id = ? RETURNING is_fraud, event_time",
+            (transaction_id,),
+        ).fetchone()
+        if row is not None and row[1] - t <= self._horizon:
+            self._join(version, t, score, int(decision), int(row[0]))
+            return version
+        self._db.execute(
+            "INSERT OR IGNORE INTO awaiting (transaction_id, version, event_time, score, decision)"
+            " VALUES (?,?,?,?,?)",
+            (transaction_id, version, t, score, int(decision)),
+        )
+        return None
+
+    def label(self, transaction_id: str, is_fraud: bool, t: float) -> str | None:
+        """Record a label; return the version of the prediction it joined, if any."""
+        row = self._db.execute(
+            "DELETE FROM awaiting WHERE transaction_id = ?"
+            " RETURNING version, event_time, score, decision",
+            (transaction_id,),
+        ).fetchone()
+        if row is None:
+            self._db.execute(
+                "INSERT OR REPLACE INTO orphans (transaction_id, is_fraud, event_time)"
+                " VALUES (?,?,?)",
+                (transaction_id, int(is_fraud), t),
+            )
+            return None
+        version, predicted_at, score, decision = row
+        if t - predicted_at > self._horizon:
+            self.counts.expired += 1
+            return None
+        self._join(version, predicted_at, score, decision, int(is_fraud))
+        return str(version)
+
+    def _join(self, version: str, t: float, score: float, decision: int, is_fraud: int) -> None:
+        self._db.execute(
+            "INSERT INTO joined (version, event_time, score, decision, is_fraud)"
+            " VALUES (?,?,?,?,?)",
+            (version, t, score, decision, is_fraud),
+        )
+        self.counts.joined += 1
+
+    def prune(self, newest_prediction: float, newest_label: float) -> None:
+        """Let go of what can no longer join, and of the oldest beyond the caps."""
+        expired = self._db.execute(
+            "DELETE FROM awaiting WHERE event_time < ?", (newest_label - self._horizon,)
+        ).rowcount
+        self._db.execute("DELETE FROM orphans WHERE event_time < ?",
+                         (newest_prediction - self._horizon,))  # fmt: skip
+        self.counts.expired += max(0, expired)
+        for table in ("awaiting", "orphans"):
+            (count,) = self._db.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+            excess = int(count) - self._spec.max_awaiting
+            if excess > 0:
+                self._db.execute(
+                    f"DELETE FROM {table} WHERE transaction_id IN"  # noqa: S608
+                    f" (SELECT transaction_id FROM {table} ORDER BY event_time LIMIT ?)",
+                    (excess,),
+                )
+                self.counts.evicted += excess
+
+    def waiting(self) -> int:
+        (count,) = self._db.execute("SELECT count(*) FROM awaiting").fetchone()
+        return int(count)
+
+    def due(self, version: str) -> list[Joined] | None:
+        """The last ``labels`` joined rows of a version if an evaluation is due, else None.
+
+        Due every ``step`` joins once ``labels`` exist; older rows are let go."""
+        streak, since = self._checkpoint.streak(version, "performance")
+        (total,) = self._db.execute(
+            "SELECT count(*) FROM joined WHERE version = ?", (version,)
+        ).fetchone()
+        since += 1
+        if total < self._spec.labels or since < self._spec.every:
+            self._checkpoint.set_streak(version, "performance", streak, since)
+            return None
+        self._checkpoint.set_streak(version, "performance", streak, 0)
+        rows = self._db.execute(
+            "SELECT seq, event_time, score, decision, is_fraud FROM joined WHERE version = ?"
+            " ORDER BY seq DESC LIMIT ?",
+            (version, self._spec.labels),
+        ).fetchall()
+        oldest = rows[-1][0]
+        self._db.execute("DELETE FROM joined WHERE version = ? AND seq < ?", (version, oldest))
+        return [(t, s, int(d), int(y)) for _, t, s, d, y in reversed(rows)]

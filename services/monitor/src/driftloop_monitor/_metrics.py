@@ -1,0 +1,63 @@
+"""The monitor's Prometheus metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+@dataclass(frozen=True)
+class MonitorMetrics:
+    registry: CollectorRegistry
+    statistic: Gauge
+    p_value: Gauge
+    effect: Gauge
+    windows: Counter
+    events: Counter
+    predictions: Counter
+    labels: Counter
+    skipped: Counter
+    bad_values: Counter
+    performance: Gauge
+    lag: Gauge
+    rows_per_second: Gauge
+    open_rows: Gauge
+    awaiting_labels: Gauge
+
+    @classmethod
+    def create(cls) -> MonitorMetrics:
+        r = CollectorRegistry()
+        column = ["model", "version", "column", "algorithm"]
+        return cls(
+            registry=r,
+            statistic=Gauge("driftloop_monitor_column_statistic",
+                            "Drift statistic of the last closed window", column, registry=r),
+            p_value=Gauge("driftloop_monitor_column_p_value",
+                          "p-value of the last closed window (uncorrected)", column, registry=r),
+            effect=Gauge("driftloop_monitor_column_effect",
+                         "Effect size of the last closed window", column, registry=r),
+            windows=Counter("driftloop_monitor_windows_closed", "Windows closed",
+                            ["model", "kind", "verdict"], registry=r),
+            events=Counter("driftloop_monitor_events", "Drift events published",
+                           ["model", "kind"], registry=r),
+            predictions=Counter("driftloop_monitor_predictions", "Predictions windowed",
+                                registry=r),
+            labels=Counter("driftloop_monitor_labels", "Labels read", ["outcome"], registry=r),
+            skipped=Counter("driftloop_monitor_skipped_predictions",
+                            "Predictions not windowed", ["reason"], registry=r),
+            bad_values=Counter("driftloop_monitor_bad_values",
+                               "Feature values missing or unusable", ["column", "kind"],
+                               registry=r),
+            performance=Gauge("driftloop_monitor_performance",
+                              "Metric of the last performance evaluation",
+                              ["model", "version", "metric"], registry=r),
+            lag=Gauge("driftloop_monitor_consumer_lag", "Records behind the topic's end",
+                      ["topic"], registry=r),
+            rows_per_second=Gauge("driftloop_monitor_rows_per_second",
+                                  "Predictions per second over the last interval", registry=r),
+            open_rows=Gauge("driftloop_monitor_open_rows", "Predictions in open windows",
+                            registry=r),
+            awaiting_labels=Gauge("driftloop_monitor_awaiting_labels",
+                                  "Predictions waiting for their label", registry=r),
+        )  # fmt: skip

@@ -1,0 +1,224 @@
+"""predictions (+ labels) → windows profiled with whylogs → drift and performance events.
+
+Each micro-batch runs in one checkpoint transaction: rows join their windows, closed
+windows are judged and their records written, events enter the outbox, offsets advance.
+Only after the commit are the outbox's events published (see ``_outbox``), so a crash
+anywhere replays the batch or finds its events waiting, and no event is published twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TypeVar
+
+from driftloop.drift import AuditStore, load_policy
+from driftloop.events import Event, Label, Prediction
+from driftloop.kafka import Batch, EventConsumer, EventProducer, connect_consumer
+from driftloop.metrics import serve_metrics
+from driftloop.models import ModelStore
+from driftloop_monitor._checkpoint import Checkpoint
+from driftloop_monitor._join import LabelJoin
+from driftloop_monitor._judge import Judged, judge_drift, judge_performance
+from driftloop_monitor._metrics import MonitorMetrics
+from driftloop_monitor._outbox import Outbox
+from driftloop_monitor._references import References
+from driftloop_monitor._settings import MonitorSettings
+from driftloop_monitor._windows import ClosedWindow, Windows
+
+E = TypeVar("E", bound=Event)
+log = logging.getLogger(__name__)
+
+
+class MonitorService:
+    def __init__(self, settings: MonitorSettings) -> None:
+        self.settings = settings
+        self.policy = load_policy(settings.policy_path)
+        if self.policy.model != settings.monitor_model:
+            raise ValueError(f"{settings.policy_path} is the policy of {self.policy.model!r}, "
+                             f"not of {settings.monitor_model!r}")  # fmt: skip
+        self.model = self.policy.model
+        self.metrics = MonitorMetrics.create()
+        self.checkpoint = Checkpoint(settings.checkpoint_path)
+        self.audit = AuditStore(settings.audit_root, self.model)
+        self.references = References(ModelStore.from_settings(settings), self.model)
+        self.producer = EventProducer(settings)
+        self.outbox = Outbox(settings, self.checkpoint, self.producer)
+        self.windows = Windows(self.policy.window, self.checkpoint)
+        self.join = LabelJoin(self.checkpoint, self.policy.performance)
+        self.label_watermark = self.checkpoint.get("label_watermark", 0.0)
+        self.predictions = self._consumer(Prediction)
+        self.labels = self._consumer(Label) if self.policy.performance.enabled else None
+        self._restore()
+
+    def _consumer(self, contract: type[E]) -> EventConsumer[E]:
+        s = self.settings
+        # Small fetches per partition interleave the partitions of a backlog closely, so
+        # event time advances evenly and aligned windows need little lateness.
+        consumer = connect_consumer(
+            s,
+            s.monitor_group,
+            max_poll_records=s.monitor_batch_max,
+            max_partition_fetch_bytes=s.monitor_fetch_bytes,
+        )
+        return EventConsumer(
+            s,
+            contract,
+            s.monitor_group,
+            dlq=self.producer,
+            consumer=consumer,
+            max_records=s.monitor_batch_max,
+            linger_s=s.monitor_linger_s,
+        )
+
+    def _restore(self) -> None:
+        self.predictions.assign_from(self.checkpoint.offsets(self.predictions.topic))
+        if self.labels is not None:
+            self.labels.assign_from(self.checkpoint.offsets(self.labels.topic))
+        self.outbox.recover()
+        self.outbox.flush()
+        self.metrics.open_rows.set(self.windows.rows)
+        log.info("restored %d rows in %d open windows; policy %s", self.windows.rows,
+                 len(self.windows.open), self.settings.policy_path)  # fmt: skip
+
+    # --- handlers
+
+    def handle_predictions(self, batch: Batch[Prediction]) -> None:
+        closed: list[ClosedWindow] = []
+        judged: list[Judged] = []
+        other = 0
+        with self.checkpoint.transaction():
+            for received in batch:
+                p = received.event
+                if p.model_name != self.model:
+                    other += 1
+                    continue
+                t = p.event_time.timestamp()
+                window = self.windows.add(
+                    received.partition, p.model_version, t, p.score, p.features
+                )
+                if window is not None:
+                    closed.append(window)
+                if self.labels is not None:
+                    joined = self.join.prediction(p.transaction_id, p.model_version, t, p.score,
+                                                  p.decision)  # fmt: skip
+                    if joined is not None:
+                        judged.extend(self._evaluate(joined))
+            closed.extend(self.windows.expire())
+            judged.extend(self._close(w) for w in closed)
+            self.windows.save()
+            self.checkpoint.save_offsets(self.predictions.topic, batch.next_offsets)
+        self.metrics.skipped.labels("other_model").inc(other)
+        self.metrics.predictions.inc(len(batch) - other)
+        self._after_commit(judged)
+
+    def handle_labels(self, batch: Batch[Label]) -> None:
+        assert self.labels is not None
+        judged: list[Judged] = []
+        with self.checkpoint.transaction():
+            for received in batch:
+                label = received.event
+                t = label.event_time.timestamp()
+                self.label_watermark = max(self.label_watermark, t)
+                version = self.join.label(label.transaction_id, label.is_fraud, t)
+                self.metrics.labels.labels("joined" if version else "waiting").inc()
+                if version is not None:
+                    judged.extend(self._evaluate(version))
+            self.checkpoint.put("label_watermark", self.label_watermark)
+            self.join.prune(self.windows.watermark, self.label_watermark)
+            self.checkpoint.save_offsets(self.labels.topic, batch.next_offsets)
+        self._after_commit(judged)
+
+    def _close(self, window: ClosedWindow) -> Judged:
+        streak, _ = self.checkpoint.streak(window.version, "data")
+        ref = self.references.get(window.version)
+        judged, streak = judge_drift(self.policy, window, ref, streak)
+        self.checkpoint.set_streak(window.version, "data", streak)
+        self._record(judged)
+        return judged
+
+    def _evaluate(self, version: str) -> list[Judged]:
+        rows = self.join.due(version)
+        if rows is None:
+            return []
+        streak, since = self.checkpoint.streak(version, "performance")
+        ref = self.references.get(version)
+        judged, streak = judge_performance(self.policy, version, rows, ref, streak)
+        self.checkpoint.set_streak(version, "performance", streak, since)
+        self._record(judged)
+        return [judged]
+
+    def _record(self, judged: Judged) -> None:
+        """Inside the batch's transaction: the audit files, then the outbox entry."""
+        self.audit.write(judged.record, judged.profile)
+        if judged.event is not None:
+            self.outbox.add(judged.event)
+
+    def _after_commit(self, judged: list[Judged]) -> None:
+        m, r = self.metrics, None
+        for j in judged:
+            r = j.record
+            m.windows.labels(self.model, r.kind, r.verdict).inc()
+            for t in j.tests:
+                labels = (self.model, r.version, t.column, t.algorithm)
+                m.statistic.labels(*labels).set(t.statistic)
+                m.effect.labels(*labels).set(t.effect)
+                if t.p_value is not None:
+                    m.p_value.labels(*labels).set(t.p_value)
+            for column, counts in r.quality.items():
+                for kind, n in counts.items():
+                    m.bad_values.labels(column, kind).inc(n)
+            if r.kind == "performance":
+                for name, value in r.metrics.items():
+                    m.performance.labels(self.model, r.version, name).set(value)
+            if j.event is not None:
+                log.info("%s event %s for %s window %s..%s", j.event.kind, j.event.event_id,
+                         r.version, r.start, r.end)  # fmt: skip
+        self.outbox.flush()
+        for j in judged:
+            if j.event is not None:
+                m.events.labels(self.model, j.event.kind).inc()
+        m.skipped.labels("late").inc(self.windows.late)
+        self.windows.late = 0
+        m.open_rows.set(self.windows.rows)
+
+    # --- loop
+
+    def run(self, stop: threading.Event, exit_when_idle_s: float | None = None) -> None:
+        server = serve_metrics(self.settings, self.settings.monitor_metrics_port,
+                               self.metrics.registry)  # fmt: skip
+        log.info("metrics on %s", server.url)
+        idle_since = last_rate = time.monotonic()
+        counted, next_lag = 0, 0.0
+        try:
+            while not stop.is_set():
+                got = self.predictions.poll_batch(self.handle_predictions, timeout_s=0.25).received
+                counted += got
+                if self.labels is not None:
+                    got += self.labels.poll_batch(self.handle_labels, timeout_s=0.05).received
+                now = time.monotonic()
+                if got:
+                    idle_since = now
+                elif exit_when_idle_s is not None and now - idle_since > exit_when_idle_s:
+                    break
+                if now >= next_lag:
+                    self._gauges(counted / max(now - last_rate, 1e-9))
+                    counted, last_rate, next_lag = 0, now, now + 5
+        finally:
+            server.shutdown()
+
+    def _gauges(self, rate: float) -> None:
+        m = self.metrics
+        m.rows_per_second.set(rate)
+        m.lag.labels(self.predictions.topic).set(self.predictions.lag())
+        if self.labels is not None:
+            m.lag.labels(self.labels.topic).set(self.labels.lag())
+        m.awaiting_labels.set(self.join.waiting())
+
+    def close(self) -> None:
+        self.predictions.close()
+        if self.labels is not None:
+            self.labels.close()
+        self.producer.close()
+        self.checkpoint.db.close()

@@ -1,0 +1,95 @@
+"""Detection on the simulator, end to end: simulator history → Feast features → a stored
+model's scores → Prediction and Label records on Kafka → the monitor process → events.
+
+Small on purpose (500-row windows, three days after the onset); bench/monitor.py measures
+the shipped policy on longer runs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from driftloop.models import ModelStore
+from tests.integration import monitor_support as ms
+
+WORLD = ms.World(days=13, tx_per_day=2500)
+ONSET = 10  # days after the start; training uses days 7-9, monitoring days 9-13
+
+
+@pytest.fixture(scope="module")
+def harness(base_settings, tmp_path_factory):
+    root = tmp_path_factory.mktemp("quality")
+    since = WORLD.day(ONSET)
+    parts = {"base": (ms.history(WORLD), WORLD.day(7))}
+    for name in ("covariate-shift", "concept-drift"):
+        parts[name.split("-")[0]] = (ms.history(WORLD, name, ONSET), since)
+    frames = ms.featurize(base_settings, root / "feast", parts)
+    base = frames["base"]
+    store = ModelStore(str(root / "models"))
+    model = ms.train_and_store(base[base["event_timestamp"] < WORLD.day(9)], store)
+    quiet = base[(base["event_timestamp"] >= WORLD.day(9)) & (base["event_timestamp"] < since)]
+    return root, store, model, quiet, frames
+
+
+def _run(own_topics, harness, scenario: str, tmp_path, **policy):
+    _, store, model, quiet, frames = harness
+    settings = own_topics.model_copy(update={"model_store_uri": store.uri})
+    frame = pd.concat([quiet, frames[scenario]], ignore_index=True)
+    preds = ms.predictions(model, frame)
+    ms.publish(settings, [*preds, *ms.labels(frame)])
+    ms.policy_file(tmp_path / "monitor.yaml", **policy)
+    ms.run_monitor(ms.monitor_env(settings, tmp_path / "state", tmp_path / "monitor.yaml"))
+    return preds, ms.drift_events(settings)
+
+
+def test_covariate_shift_is_detected_after_the_onset_and_not_before(own_topics, harness, tmp_path):
+    onset = WORLD.day(ONSET)
+    preds, events = _run(
+        own_topics,
+        harness,
+        "covariate",
+        tmp_path,
+        window={"rows": 500, "min_rows": 200, "duration_s": None},
+        performance={"enabled": False},
+    )
+    drift = sorted((e for e in events if e.kind == "data_drift"), key=lambda e: e.window.end)
+    assert drift, "the covariate shift went unnoticed"
+    assert all(e.window.end > onset for e in drift), [e.window for e in drift]
+    first = drift[0]
+    amounts = {c.column for c in first.columns if c.category == "DRIFT"}
+    assert any(name.startswith("amount") for name in amounts), amounts
+    print(
+        f"\ncovariate-shift: first event {ms.delay_after_onset(preds, onset, first)} "
+        f"predictions after the onset; {len(drift)} events"
+    )
+
+
+def test_concept_drift_shows_in_performance_from_labels(own_topics, harness, tmp_path):
+    onset = WORLD.day(ONSET)
+    _, _, model, _, _ = harness
+    preds, events = _run(
+        own_topics,
+        harness,
+        "concept",
+        tmp_path,
+        window={"rows": 500, "min_rows": 200, "duration_s": None},
+        performance={"labels": 1000, "step": 500, "min_positives": 10, "consecutive_windows": 1},
+    )
+    degraded = sorted(
+        (e for e in events if e.kind == "performance_degraded"), key=lambda e: e.window.end
+    )
+    assert degraded, "the concept drift went unnoticed"
+    assert all(e.window.end > onset for e in degraded)
+    reference = model.metadata.metrics
+    # mimicry fraud looks like the cardholder: the model misses it, its ranking suffers
+    assert (
+        min(e.metrics["recall_at_threshold"] for e in degraded)
+        < reference["recall_at_threshold"] / 2
+    )
+    assert min(e.metrics["roc_auc"] for e in degraded) < reference["roc_auc"] - 0.05
+    data = [e for e in events if e.kind == "data_drift"]
+    delay = ms.delay_after_onset(preds, onset, degraded[0])
+    print(
+        f"\nconcept-drift: first performance event {delay} predictions after the onset; "
+        f"data-drift events {len(data)}"
+    )
