@@ -176,6 +176,7 @@ def test_a_promotion_re_renders_the_rayservice_in_the_same_commit(tmp_path, worl
     git.run("commit", "--quiet", "-m", "deploy")
     full = settings.model_copy(update={"git_repo": str(repo), "deploy_dir": repo / "deploy"})
     done = promote(full, "fraud", v1)
+    assert done.commit is not None
     changed = git.run("show", "--name-only", "--format=", done.commit).split()
     assert sorted(changed) == [
         "deploy/apps/fraud/serve.yaml", "deploy/k8s/base/serving/serve-config.yaml",
