@@ -70,7 +70,7 @@ def test_the_fraud_policy_in_the_repository_loads():
     assert loaded.model == "fraud" and loaded.enabled
     assert loaded.cooldown == timedelta(hours=6)
     assert loaded.data_drift.min_drifted_columns >= 1
-    assert loaded.window == "30d"
+    assert loaded.window == "7d"
 
 
 @pytest.mark.parametrize(

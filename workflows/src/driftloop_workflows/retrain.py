@@ -16,7 +16,7 @@ PARAMETERS = {
     "model": None,
     "reason": "manual",
     "trigger-event-id": "",
-    "window": "30d",
+    "window": "7d",
     "window-end": "",
 }
 """The template's parameters and their defaults (None: required)."""

@@ -18,7 +18,7 @@ class RetrainSchedule(BaseModel):
 
     schedule: str = Field(pattern=r"^\S+ \S+ \S+ \S+ \S+$", description="cron, 5 fields")
     timezone: str = "UTC"
-    window: str = Field("30d", pattern=r"^\d+[dhm]$")
+    window: str = Field("7d", pattern=r"^\d+[dhm]$")
     concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Forbid"
 
 

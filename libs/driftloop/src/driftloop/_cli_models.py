@@ -27,7 +27,7 @@ def parse_span(text: str) -> timedelta:
 
 def train(
     model: Annotated[str, typer.Option(help="the model: deploy/apps/<model>/model.yaml")] = "fraud",
-    window: Annotated[str, typer.Option(help="how much labelled history, e.g. 30d")] = "30d",
+    window: Annotated[str, typer.Option(help="how much labelled history, e.g. 7d")] = "7d",
     end: Annotated[str | None, typer.Option(help="window end (ISO, UTC); default now")] = None,
     workers: Annotated[int | None, typer.Option(help="Ray Train workers")] = None,
     gpu: Annotated[str, typer.Option(help="auto|on|off")] = "auto",

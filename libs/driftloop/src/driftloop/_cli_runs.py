@@ -18,7 +18,7 @@ runs_app = typer.Typer(
 def retrain(
     model: Annotated[str, typer.Option(help="the model to retrain")] = "fraud",
     reason: Annotated[str, typer.Option(help="why: manual, schedule, drift, ...")] = "manual",
-    window: Annotated[str, typer.Option(help="labelled history, e.g. 30d")] = "30d",
+    window: Annotated[str, typer.Option(help="labelled history, e.g. 7d")] = "7d",
     window_end: Annotated[str, typer.Option(help="window end (ISO, UTC); default now")] = "",
     trigger_event_id: Annotated[str, typer.Option(help="the event that asked for it")] = "",
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the run")] = True,

@@ -94,7 +94,7 @@ class TriggerPolicy(BaseModel):
     cooldown: Span = Field(timedelta(hours=6), description="after a run was submitted")
     daily_budget: int = Field(3, ge=0, description="runs submitted per rolling 24 hours")
     window: Annotated[str, AfterValidator(_valid_span)] = Field(
-        "30d", description="labelled history a run trains on (30d, 12h, 45m)"
+        "7d", description="labelled history a run trains on (7d, 12h, 45m)"
     )
     window_end: Literal["event", "now"] = Field(
         "event", description="train up to the end of the event's window, or up to now"

@@ -23,8 +23,10 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def git_state(settings: Settings) -> tuple[str, bool]:
-    """The commit the code is at, and whether the working tree differs from it."""
-    repo = Path(settings.git_repo).expanduser().absolute()
+    """The commit the code is at, and whether the working tree differs from it: the
+    repository holding the Feast definitions and the model specs, which is not
+    necessarily the deploy repository promotions go to (``git_repo``)."""
+    repo = settings.feature_repo.parent
     sha = _git(repo, "rev-parse", "HEAD").strip()
     dirty = bool(_git(repo, "status", "--porcelain").strip())
     return sha, dirty
