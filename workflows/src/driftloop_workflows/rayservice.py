@@ -22,6 +22,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from driftloop.deployments import ServeConfigError as ServeConfigError
+from driftloop.deployments import compose_serve_configs
+
 RAY_SERVICE = "driftloop-serve"
 """``metadata.name`` of the RayService in ``deploy/k8s/base/serving/rayservice.yaml``."""
 
@@ -37,8 +40,8 @@ SOURCE_NOTE = (
 )
 
 
-class ServeConfigError(ValueError):
-    """The serve configs under ``deploy/apps`` cannot be composed; the message says why."""
+compose = compose_serve_configs
+"""The composition rules the sync service applies on one machine (one implementation)."""
 
 
 def load_serve_configs(root: Path) -> dict[str, dict[str, Any]]:
@@ -52,42 +55,6 @@ def load_serve_configs(root: Path) -> dict[str, dict[str, Any]]:
             raise ServeConfigError(f"{path.parent.name}/serve.yaml: not a mapping")
         configs[path.parent.name] = document
     return configs
-
-
-def compose(configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """One Serve config holding every model's applications, validated as a whole."""
-    from pydantic import ValidationError
-    from ray.serve.schema import ServeDeploySchema
-
-    if not configs:
-        raise ServeConfigError("no deploy/apps/*/serve.yaml to compose")
-    http: dict[str, Any] | None = None
-    applications: list[dict[str, Any]] = []
-    names: set[str] = set()
-    routes: set[str] = set()
-    for model, document in sorted(configs.items()):
-        try:
-            ServeDeploySchema.model_validate(document)
-        except ValidationError as exc:
-            raise ServeConfigError(f"{model}/serve.yaml: {exc}") from None
-        options = document.get("http_options") or {}
-        if http is None:
-            http = options
-        elif options != http:
-            raise ServeConfigError(f"{model}/serve.yaml: http_options differ from the others'")
-        for application in document.get("applications") or []:
-            name, route = application.get("name"), application.get("route_prefix")
-            if name in names:
-                raise ServeConfigError(f"{model}/serve.yaml: application {name!r} twice")
-            if route is not None and route in routes:
-                raise ServeConfigError(f"{model}/serve.yaml: route {route!r} twice")
-            names.add(name)
-            if route is not None:
-                routes.add(route)
-            applications.append(application)
-    composed = {"http_options": http or {}, "applications": applications}
-    ServeDeploySchema.model_validate(composed)
-    return composed
 
 
 def in_pod(composed: dict[str, Any]) -> dict[str, Any]:

@@ -42,3 +42,48 @@ def serving_version(settings: Settings, model: str) -> str | None:
     if not isinstance(uri, str) or not uri:
         return None
     return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+class ServeConfigError(ValueError):
+    """The serve configs of the models cannot be composed; the message says why."""
+
+
+def compose_serve_configs(configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One Serve config holding every model's applications, validated as a whole.
+
+    Ray's REST API (which the sync service and KubeRay call) replaces the whole set of
+    applications, so every model's serve.yaml is composed: each must validate against
+    Ray's ``ServeDeploySchema``, all must agree on ``http_options``, and no application
+    name or route may appear twice — adding a model never takes another one down."""
+    from pydantic import ValidationError
+    from ray.serve.schema import ServeDeploySchema
+
+    if not configs:
+        raise ServeConfigError("no deploy/apps/*/serve.yaml to compose")
+    http: dict[str, Any] | None = None
+    applications: list[dict[str, Any]] = []
+    names: set[str] = set()
+    routes: set[str] = set()
+    for model, document in sorted(configs.items()):
+        try:
+            ServeDeploySchema.model_validate(document)
+        except ValidationError as exc:
+            raise ServeConfigError(f"{model}/serve.yaml: {exc}") from None
+        options = document.get("http_options") or {}
+        if http is None:
+            http = options
+        elif options != http:
+            raise ServeConfigError(f"{model}/serve.yaml: http_options differ from the others'")
+        for application in document.get("applications") or []:
+            name, route = application.get("name"), application.get("route_prefix")
+            if name in names:
+                raise ServeConfigError(f"{model}/serve.yaml: application {name!r} twice")
+            if route is not None and route in routes:
+                raise ServeConfigError(f"{model}/serve.yaml: route {route!r} twice")
+            names.add(name)
+            if route is not None:
+                routes.add(route)
+            applications.append(application)
+    composed = {"http_options": http or {}, "applications": applications}
+    ServeDeploySchema.model_validate(composed)
+    return composed

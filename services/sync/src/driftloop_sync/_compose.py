@@ -12,45 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from driftloop.deployments import STORE_SCHEME
+from driftloop.deployments import STORE_SCHEME, ServeConfigError, compose_serve_configs
 from driftloop.models import ModelStore, ModelStoreError
 
-
-class InvalidConfig(ValueError):
-    """The serve configs at a commit cannot be applied; the message says why."""
-
-
-def compose(configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    from pydantic import ValidationError
-    from ray.serve.schema import ServeDeploySchema
-
-    if not configs:
-        raise InvalidConfig("no serve.yaml under the apps directory")
-    http: dict[str, Any] | None = None
-    applications: list[dict[str, Any]] = []
-    names: set[str] = set()
-    routes: set[str] = set()
-    for model, document in sorted(configs.items()):
-        try:
-            ServeDeploySchema.model_validate(document)
-        except ValidationError as exc:
-            raise InvalidConfig(f"{model}/serve.yaml: {exc}") from None
-        options = document.get("http_options") or {}
-        if http is None:
-            http = options
-        elif options and options != http:
-            raise InvalidConfig(f"{model}/serve.yaml: http_options differ from the other apps'")
-        for application in document.get("applications") or []:
-            name, route = application.get("name"), application.get("route_prefix")
-            if name in names or (route and route in routes):
-                raise InvalidConfig(f"{model}/serve.yaml: application {name} or {route} twice")
-            names.add(name)
-            if route:
-                routes.add(route)
-            applications.append(application)
-    composed = {"http_options": http or {}, "applications": applications}
-    ServeDeploySchema.model_validate(composed)
-    return composed
+InvalidConfig = ServeConfigError
+"""The serve configs at a commit cannot be applied; the message says why."""
+compose = compose_serve_configs
 
 
 def check_models(composed: dict[str, Any], store: ModelStore) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
 from typing import Annotated
 
 import typer
 
+from driftloop.lifecycle import run_service
 from driftloop_trigger._service import TriggerService
 from driftloop_trigger._settings import TriggerSettings
 
@@ -27,18 +25,7 @@ def run(
     ] = None,
 ) -> None:
     """Consume `drift-events` until SIGTERM/SIGINT (or idle), submitting retraining runs."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True
-    )
-    logging.getLogger("kafka").setLevel(logging.WARNING)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    service = TriggerService(TriggerSettings())
-    try:
-        service.run(stop, exit_when_idle_s=exit_when_idle)
-    finally:
-        service.close()
+    run_service(lambda: TriggerService(TriggerSettings()), exit_when_idle)
 
 
 def main() -> None:
