@@ -67,17 +67,17 @@ render: install ## write the Argo manifests under deploy/k8s from workflows/
 
 check-render: install ## fail when a rendered manifest under deploy/k8s is stale
 	$(PY) -m driftloop_workflows.render --check
-	$(MAKE) --no-print-directory check-k8s
 
 bench: install ## run every benchmark under bench/ (needs `make up`); results in bench/results/latest.json
 	@for b in bench/[a-z]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 	@echo "results: bench/results/latest.json"
 
-lint: install ## ruff check, ruff format --check, mypy
+lint: install ## ruff, mypy, fresh rendered manifests, kustomize build and promtool on deploy/k8s
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy libs/driftloop/src services/*/src features/src workflows/src tests $(wildcard bench/*.py)
 	$(PY) -m driftloop_workflows.render --check
+	$(MAKE) --no-print-directory check-k8s
 
 format: install ## apply ruff's fixes and formatting
 	.venv/bin/ruff check --fix .

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from driftloop_stream._labelled import HISTORY_SCHEMA
 
-from driftloop.events import DeadLetter, Transaction
+from driftloop.events import DeadLetter, Label, Transaction
 from driftloop.features import CUSTOMER_FEATURES, apply_repo, open_store, point_in_time, read_source
 from driftloop.kafka import EventConsumer, EventProducer
 from driftloop.settings import Settings
@@ -105,7 +106,12 @@ def published(base_settings, tmp_path_factory):
     gen = _isolated(base_settings)
     settings = next(gen)
     events = _events()
+    labels = _labels(events)
+    early = {label.transaction_id for label in labels[::25]}  # these arrive before theirs
     with EventProducer(settings) as producer:
+        for label in labels:
+            if label.transaction_id in early:
+                producer.send(label)
         for i, event in enumerate(events):
             producer.send(event)
             if i == 100:
@@ -121,9 +127,27 @@ def published(base_settings, tmp_path_factory):
             }
         )
         producer.send(Transaction.model_validate(too_late.model_dump()))
+        for label in labels:
+            if label.transaction_id not in early:
+                producer.send(label)
         producer.flush()
     yield settings, events
     next(gen, None)
+
+
+def _labels(events: list[Transaction]) -> list[Label]:
+    """Labels for 70 % of the transactions, three days after each, about 3 % fraud."""
+    return [
+        Label(transaction_id=e.transaction_id, is_fraud=i % 31 == 0,
+              event_time=e.event_time + timedelta(days=3))
+        for i, e in enumerate(events)
+        if i % 10 < 7
+    ]  # fmt: skip
+
+
+def _labelled(settings: Settings) -> pd.DataFrame:
+    frame = read_source(str(settings.state_dir / "data" / "labelled"))
+    return frame.sort_values("transaction_id").reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +176,7 @@ def test_restart_after_sigkill_gives_the_same_features(published, uninterrupted,
             with sqlite3.connect(checkpoint) as db:
                 (progress,) = db.execute(
                     "SELECT coalesce(sum(next_offset), 0) FROM offsets"
+                    " WHERE topic LIKE '%transactions'"
                 ).fetchone()
             if progress > N // 3:
                 break
@@ -169,6 +194,24 @@ def test_restart_after_sigkill_gives_the_same_features(published, uninterrupted,
     customers = sorted({e.customer_id for e in events})
     pd.testing.assert_frame_equal(_online(repo_a, customers), _online(repo_b, customers))
     pd.testing.assert_frame_equal(_offline(repo_a), _offline(repo_b))
+    pd.testing.assert_frame_equal(_labelled(repo_a), _labelled(repo_b))
+
+
+def test_labels_join_their_transactions_into_the_history_training_reads(uninterrupted):
+    repo, events = uninterrupted
+    labelled = _labelled(repo)
+    expected = {label.transaction_id: label for label in _labels(events)}
+    assert labelled["transaction_id"].is_unique
+    assert set(labelled["transaction_id"]) == set(expected)  # early labels included
+    by_id = {e.transaction_id: e for e in events}
+    for row in labelled.itertuples():
+        label, event = expected[str(row.transaction_id)], by_id[str(row.transaction_id)]
+        assert row.is_fraud == label.is_fraud
+        assert row.label_timestamp == pd.Timestamp(label.event_time)
+        assert row.event_timestamp == pd.Timestamp(event.event_time)
+        assert (row.customer_id, row.amount, row.country) == (
+            event.customer_id, event.amount, event.country)  # fmt: skip
+    assert list(labelled.columns) == [f.name for f in HISTORY_SCHEMA]
 
 
 def test_online_features_equal_offline_point_in_time(uninterrupted):

@@ -53,6 +53,28 @@ def up() -> None:
     typer.echo(f"serve endpoint: {settings.serve_url}")
 
 
+services_app = typer.Typer(help="The loop's services: stream, monitor, trigger, sync.")
+app.add_typer(services_app, name="services")
+
+
+@services_app.command("start")
+def services_start() -> None:
+    """Start the loop's services under the stack's supervisord (logs in .driftloop/logs)."""
+    try:
+        LocalStack(get_settings()).start_services(typer.echo)
+    except _EXPECTED as exc:
+        raise _fail(exc) from exc
+
+
+@services_app.command("stop")
+def services_stop() -> None:
+    """Stop the loop's services (the stack keeps running)."""
+    try:
+        LocalStack(get_settings()).stop_services(typer.echo)
+    except _EXPECTED as exc:
+        raise _fail(exc) from exc
+
+
 @app.command()
 def down() -> None:
     """Stop what `driftloop up` started; existing clusters the settings point to are left alone."""

@@ -8,10 +8,12 @@ last completed micro-batch ended.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from driftloop.features import Point
+from driftloop_stream._labelled import SCHEMA as LABELLED_SCHEMA
+from driftloop_stream._labelled import insert_awaiting
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS retained (
@@ -36,6 +38,11 @@ class Checkpoint:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._db.executescript(LABELLED_SCHEMA)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        return self._db
 
     def offsets(self, topic: str) -> dict[int, int]:
         rows = self._db.execute(
@@ -58,9 +65,13 @@ class Checkpoint:
         applied: list[tuple[str, Point]],
         next_offsets: dict[int, int],
         horizons: dict[str, float],
+        awaiting: list[tuple[object, ...]] | None = None,
+        then: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         """Record a completed micro-batch in one transaction: its events, the offsets after
-        it, and, per customer, the events the windows let go (``ts <= horizon``)."""
+        it, per customer the events the windows let go (``ts <= horizon``), and the
+        transactions that now wait for their labels; ``then`` runs last, inside the same
+        transaction."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -84,11 +95,10 @@ class Checkpoint:
             db.executemany(
                 "DELETE FROM retained WHERE customer_id = ? AND ts <= ?", list(horizons.items())
             )
-            db.executemany(
-                "INSERT INTO offsets (topic, partition, next_offset) VALUES (?,?,?)"
-                " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-                [(topic, p, o) for p, o in next_offsets.items()],
-            )
+            insert_awaiting(db, awaiting or [])
+            save_offsets(db, topic, next_offsets)
+            if then is not None:
+                then(db)
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -96,3 +106,11 @@ class Checkpoint:
 
     def close(self) -> None:
         self._db.close()
+
+
+def save_offsets(db: sqlite3.Connection, topic: str, next_offsets: dict[int, int]) -> None:
+    db.executemany(
+        "INSERT INTO offsets (topic, partition, next_offset) VALUES (?,?,?)"
+        " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+        [(topic, p, o) for p, o in next_offsets.items()],
+    )

@@ -18,6 +18,7 @@ class StreamMetrics:
     lag: Gauge
     events_per_second: Gauge
     customers: Gauge
+    labelled: Counter
 
     @classmethod
     def create(cls) -> StreamMetrics:
@@ -26,6 +27,11 @@ class StreamMetrics:
             registry=r,
             events=Counter("driftloop_stream_events", "Transactions applied", registry=r),
             rows=Counter("driftloop_stream_feature_rows", "Feature rows written", registry=r),
+            labelled=Counter(
+                "driftloop_stream_labelled_rows",
+                "Transactions joined with their labels",
+                registry=r,
+            ),
             late=Counter(
                 "driftloop_stream_late_events", "Events beyond the lateness (DLQ)", registry=r
             ),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
+import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from feast import FeatureStore
 from feast.data_source import PushMode
 
-from driftloop.events import DeadLetter, Transaction
+from driftloop.events import DeadLetter, Label, Transaction
 from driftloop.features import (
     CUSTOMER_AGGREGATES_SCHEMA,
     WINDOWS,
@@ -34,7 +35,8 @@ from driftloop.features import (
 )
 from driftloop.kafka import Batch, EventConsumer, EventProducer
 from driftloop.metrics import serve_metrics
-from driftloop_stream._checkpoint import Checkpoint
+from driftloop_stream._checkpoint import Checkpoint, save_offsets
+from driftloop_stream._labelled import HISTORY_SCHEMA, awaiting_rows, forget_older_than, match
 from driftloop_stream._metrics import StreamMetrics
 from driftloop_stream._settings import StreamSettings
 
@@ -43,13 +45,13 @@ _BATCH = re.compile(r"p(\d+)-(\d+)-(\d+)")
 log = logging.getLogger(__name__)
 
 
-def batch_name(first: dict[int, int], next_: dict[int, int]) -> str:
-    return "stream-" + "_".join(f"p{p}-{first[p]:012d}-{next_[p]:012d}" for p in sorted(first))
+def batch_name(first: dict[int, int], next_: dict[int, int], kind: str = "stream") -> str:
+    return f"{kind}-" + "_".join(f"p{p}-{first[p]:012d}-{next_[p]:012d}" for p in sorted(first))
 
 
-def batch_starts(name: str) -> dict[int, int] | None:
-    """{partition: first offset} of a stream batch file, None for other files (backfill)."""
-    if not name.startswith("stream-"):
+def batch_starts(name: str, kind: str = "stream") -> dict[int, int] | None:
+    """{partition: first offset} of a batch file, None for other files (backfill)."""
+    if not name.startswith(f"{kind}-"):
         return None
     return {int(p): int(first) for p, first, _ in _BATCH.findall(name)}
 
@@ -68,6 +70,10 @@ class StreamService:
             max_records=settings.stream_batch_max, linger_s=settings.stream_linger_s,
         )  # fmt: skip
         self.topic = self.consumer.topic
+        self.labels = EventConsumer(
+            settings, Label, f"{settings.stream_group}-labels", dlq=self.dlq,
+            max_records=settings.stream_batch_max, linger_s=settings.stream_linger_s,
+        )  # fmt: skip
         self._restore()
 
     def _restore(self) -> None:
@@ -82,6 +88,14 @@ class StreamService:
                 delete_batch(self.offline_dir, name)  # written by a batch never checkpointed
                 log.info("removed %s: its batch is replayed", name)
         self.consumer.assign_from(offsets)
+        label_offsets = self.checkpoint.offsets(self.labels.topic)
+        for name in list_batches(self.settings.labelled_dir):
+            # Files of batches never checkpointed: their records are replayed and rejoined.
+            for kind, saved in (("labels", label_offsets), ("joined", offsets)):
+                starts = batch_starts(name, kind)
+                if starts and any(first >= saved.get(p, 0) for p, first in starts.items()):
+                    delete_batch(self.settings.labelled_dir, name)
+        self.labels.assign_from(label_offsets)
         self.metrics.customers.set(len(self.aggregator.customers))
         log.info("restored %d events of %d customers; offsets %s", restored,
                  len(self.aggregator.customers), offsets or "from the beginning")  # fmt: skip
@@ -109,7 +123,12 @@ class StreamService:
         span = WINDOWS["7d"] + self.settings.stream_lateness_s
         touched = {customer for customer, _ in applied}
         horizons = {c: self.aggregator.customers[c].last_ts - span for c in touched}
-        self.checkpoint.save(self.topic, applied, batch.next_offsets, horizons)
+        waiting = awaiting_rows([received.event for received in batch])
+        name = batch_name(batch.first_offsets, batch.next_offsets, "joined")
+        self.checkpoint.save(
+            self.topic, applied, batch.next_offsets, horizons, waiting,
+            then=lambda db: self._join(db, [], name),
+        )  # fmt: skip
         elapsed = time.perf_counter() - started
         m = self.metrics
         m.events.inc(len(applied))
@@ -119,6 +138,29 @@ class StreamService:
         m.customers.set(len(self.aggregator.customers))
         if elapsed > 0 and batch:
             m.events_per_second.set(len(batch) / elapsed)
+
+    def handle_labels(self, batch: Batch[Label]) -> None:
+        """Join the labels with the transactions that wait for them; write the labelled
+        rows as one file named by the labels' offsets; then save those offsets."""
+        db = self.checkpoint.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            name = batch_name(batch.first_offsets, batch.next_offsets, "labels")
+            self._join(db, [received.event for received in batch], name)
+            forget_older_than(db, self.settings.stream_label_horizon_s)
+            save_offsets(db, self.labels.topic, batch.next_offsets)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _join(self, db: sqlite3.Connection, labels: list[Label], name: str) -> None:
+        """Inside the caller's transaction: join and write the rows that met their label
+        (labels that just came, or transactions that just came to labels that waited)."""
+        rows = match(db, labels)
+        if not rows.empty:
+            write_batch(rows, self.settings.labelled_dir, name, HISTORY_SCHEMA)
+            self.metrics.labelled.inc(len(rows))
 
     def _write(self, rows: list[dict[str, object]], batch: Batch[Transaction]) -> None:
         frame = aggregate_rows_frame(rows, datetime.now(UTC))
@@ -155,8 +197,9 @@ class StreamService:
         try:
             while not stop.is_set():
                 result = self.consumer.poll_batch(self.handle, timeout_s=0.5)
+                labels = self.labels.poll_batch(self.handle_labels, timeout_s=0.1)
                 now = time.monotonic()
-                if result.received:
+                if result.received or labels.received:
                     idle_since = now
                 elif exit_when_idle_s is not None and now - idle_since > exit_when_idle_s:
                     break
@@ -168,5 +211,6 @@ class StreamService:
 
     def close(self) -> None:
         self.consumer.close()
+        self.labels.close()
         self.dlq.close()
         self.checkpoint.close()

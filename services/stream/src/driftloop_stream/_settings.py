@@ -16,6 +16,14 @@ class StreamSettings(Settings):
     stream_linger_s: float = Field(1.0, ge=0, description="how long a micro-batch may gather")
     stream_metrics_port: int = Field(9101, ge=0, le=65535)
     stream_checkpoint: Path | None = None  # default <state_dir>/stream/checkpoint.sqlite
+    stream_label_horizon_s: float = Field(
+        60 * 86400.0, gt=0, description="how long a transaction waits for its label"
+    )
+
+    @property
+    def labelled_dir(self) -> str:
+        """Where labelled history from the stream lands (beside the backfill's file)."""
+        return str(self.state_dir / "data" / "labelled")
 
     @property
     def checkpoint_path(self) -> Path:

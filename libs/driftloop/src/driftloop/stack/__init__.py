@@ -44,6 +44,10 @@ class ComponentStatus:
         return asdict(self)
 
 
+SERVICES = ("stream", "monitor", "trigger", "sync")
+"""The loop's long-running services, in start order (supervisord programs)."""
+
+
 class LocalStack:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -62,6 +66,7 @@ class LocalStack:
             "DRIFTLOOP_STATE_DIR": str(s.state_dir),
             "DRIFTLOOP_JAVA": java,
             "DRIFTLOOP_RAY": venv_tool("ray"),
+            "DRIFTLOOP_BIN": str(Path(venv_tool("ray")).parent),
             "DRIFTLOOP_BIND_HOST": s.bind_host,
             "DRIFTLOOP_RAY_PORT": str(s.ray_port),
             "DRIFTLOOP_RAY_DASHBOARD_PORT": str(s.ray_dashboard_port),
@@ -169,13 +174,36 @@ class LocalStack:
         if not self.supervisor.running():
             echo("nothing to stop: no local stack runs from this state directory")
             return
-        for program in ("ray", "kafka"):
+        for program in (*SERVICES, "ray", "kafka"):
             state = self.supervisor.program(program)
             if state and state.running:
                 self.supervisor.stop_program(program)
                 echo(f"{program}: stopped")
         self.supervisor.shutdown()
         echo("supervisord: stopped")
+
+    # -- the loop's services -------------------------------------------------------------
+    def start_services(self, echo: Echo) -> None:
+        """Start stream, monitor, trigger and sync under supervisord (the stack must be up)."""
+        if not self.supervisor.running():
+            raise RuntimeError("the stack is not running: `driftloop up` first")
+        for program in SERVICES:
+            state = self.supervisor.program(program)
+            if state and state.running:
+                echo(f"{program}: already running (pid {state.pid})")
+                continue
+            self.supervisor.start_program(program)
+            echo(f"{program}: started, log {self.settings.state_dir / 'logs' / program}.log")
+
+    def stop_services(self, echo: Echo) -> None:
+        if not self.supervisor.running():
+            echo("nothing to stop: the stack is not running")
+            return
+        for program in SERVICES:
+            state = self.supervisor.program(program)
+            if state and state.running:
+                self.supervisor.stop_program(program)
+                echo(f"{program}: stopped")
 
     # -- status --------------------------------------------------------------------------
     def status(self) -> list[ComponentStatus]:

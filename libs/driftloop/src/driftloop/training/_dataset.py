@@ -56,6 +56,13 @@ class Dataset:
 def read_labelled(spec: ModelSpec, settings: Settings, window: TrainingWindow) -> pd.DataFrame:
     """Transactions of the window whose label had arrived by its end, oldest first."""
     history = pd.read_parquet(spec.history_uri(settings))
+    streamed = spec.labelled_uri(settings)
+    if streamed is not None:
+        # Labelled rows the stream service joined after the backfill; a backfilled row wins.
+        more = pd.read_parquet(streamed)
+        if not more.empty:
+            history = pd.concat([history, more[history.columns]], ignore_index=True)
+            history = history.drop_duplicates("transaction_id", keep="first")
     start, end = pd.Timestamp(window.start), pd.Timestamp(window.end)
     ts, labelled_at = history[TS], history["label_timestamp"]
     keep = (ts >= start) & (ts < end) & labelled_at.notna() & (labelled_at <= end)

@@ -166,6 +166,14 @@ class ModelSpec(BaseModel):
         schema: dict[str, JsonValue] = contract.model_json_schema()
         return schema
 
+    def labelled_uri(self, settings: Settings) -> str | None:
+        """The stream service's labelled history (``<state_dir>/data/labelled``) when the
+        default history is used and that directory holds files; None otherwise."""
+        if self.history is not None:
+            return None
+        directory = settings.state_dir / "data" / "labelled"
+        return str(directory) if any(directory.glob("*.parquet")) else None
+
     def history_uri(self, settings: Settings) -> str:
         """Where the labelled history is read from: a path or a filesystem URI."""
         if self.history is None:
