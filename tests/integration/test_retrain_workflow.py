@@ -6,25 +6,20 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
-from driftloop.features import SCHEMAS, apply_repo, customer_aggregates, merchant_stats, write_batch
 from driftloop.gitops import Git
 from driftloop.models import ModelStore
 from driftloop.raycluster import dashboard_request
 from driftloop.runs import LocalExecutor, RunStore, run_id_for_event
+from tests.integration.history_support import END, simulated_history
 
 ROOT = Path(__file__).resolve().parents[2]
-END = datetime(2026, 6, 1, tzinfo=UTC)
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -46,27 +41,10 @@ def gitops(tmp_path_factory, base_settings):
     _git(repo, "init", "--quiet", "--initial-branch", "main")
     _git(repo, "add", ".")
     _git(repo, "commit", "--quiet", "-m", "deploy: fraud")
-    cli = Path(sys.executable).parent / "driftloop-simulator"
-    subprocess.run(
-        [str(cli), "backfill", "--days", "8", "--customers", "300", "--tx-per-day", "2000",
-         "--fraud-rate", "0.02", "--end", "2026-06-01", "--out", str(tmp / "state" / "data")],
-        check=True, capture_output=True, timeout=120,
+    return simulated_history(
+        base_settings, tmp, deploy_dir=repo / "deploy", git_repo=str(repo),
+        feature_repo=ROOT / "features",
     )  # fmt: skip
-    settings = base_settings.model_copy(
-        update={
-            "state_dir": tmp / "state", "feature_env": "local",
-            "feature_data_uri": str(tmp / "features"), "model_store_uri": str(tmp / "models"),
-            "deploy_dir": repo / "deploy", "git_repo": str(repo), "feature_repo": ROOT / "features",
-        }
-    )  # fmt: skip
-    history = pd.read_parquet(tmp / "state" / "data" / "transactions.parquet")
-    for name, frame in {
-        "customer_aggregates": customer_aggregates(history, END),
-        "merchant_stats": merchant_stats(history, END),
-    }.items():
-        write_batch(frame, f"{settings.feature_data}/{name}", "backfill", SCHEMAS[name])
-    apply_repo(settings)
-    return settings
 
 
 def _wait_for(predicate, timeout_s: float, what: str):

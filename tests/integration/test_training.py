@@ -8,22 +8,14 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from driftloop.features import (
-    SCHEMAS,
-    apply_repo,
-    customer_aggregates,
-    merchant_stats,
-    write_batch,
-)
 from driftloop.models import ModelStore, TrainingWindow
 from driftloop.profiles import REFERENCE_FEATURES, REFERENCE_SCORES, SCORE_COLUMN, deserialize
 from driftloop.training import load_model_spec, train_model
+from tests.integration.history_support import END, simulated_history
 
 ROOT = Path(__file__).resolve().parents[2]
-END = datetime(2026, 6, 1, tzinfo=UTC)
 # Labels arrive about three days late: of 8 days, about 5 are labelled by the window end.
 WINDOW = TrainingWindow(start=datetime(2026, 5, 24, tzinfo=UTC), end=END)
 
@@ -31,29 +23,7 @@ WINDOW = TrainingWindow(start=datetime(2026, 5, 24, tzinfo=UTC), end=END)
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, base_settings):
     tmp = tmp_path_factory.mktemp("training")
-    cli = Path(sys.executable).parent / "driftloop-simulator"
-    subprocess.run(
-        [str(cli), "backfill", "--days", "8", "--customers", "300", "--tx-per-day", "2000",
-         "--fraud-rate", "0.02", "--end", "2026-06-01", "--out", str(tmp / "state" / "data")],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    settings = base_settings.model_copy(
-        update={
-            "state_dir": tmp / "state",
-            "feature_env": "local",
-            "feature_data_uri": str(tmp / "features"),
-            "model_store_uri": str(tmp / "models"),
-            "git_repo": str(ROOT),
-        }
-    )
-    history = pd.read_parquet(tmp / "state" / "data" / "transactions.parquet")
-    for name, frame in {
-        "customer_aggregates": customer_aggregates(history, END),
-        "merchant_stats": merchant_stats(history, END),
-    }.items():
-        write_batch(frame, f"{settings.feature_data}/{name}", "backfill", SCHEMAS[name])
-    apply_repo(settings)
-    return settings
+    return simulated_history(base_settings, tmp, git_repo=str(ROOT))
 
 
 @pytest.fixture(scope="module")

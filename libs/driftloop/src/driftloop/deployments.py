@@ -17,7 +17,8 @@ def serve_config_path(settings: Settings, model: str) -> Path:
     return settings.deploy_dir / "apps" / model / "serve.yaml"
 
 
-def _user_config(document: dict[str, Any], model: str) -> dict[str, Any] | None:
+def user_config(document: dict[str, Any], model: str) -> dict[str, Any] | None:
+    """The ``user_config`` of ``model``'s deployment that names a model, if any."""
     for application in document.get("applications") or []:
         if application.get("name") != model:
             continue
@@ -37,7 +38,7 @@ def serving_version(settings: Settings, model: str) -> str | None:
     if not path.is_file():
         return None
     document = yaml.safe_load(path.read_text()) or {}
-    config = _user_config(document, model)
+    config = user_config(document, model)
     uri = (config or {}).get("model_uri")
     if not isinstance(uri, str) or not uri:
         return None

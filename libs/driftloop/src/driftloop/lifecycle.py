@@ -7,7 +7,9 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import Annotated, Protocol
+
+import typer
 
 
 class Service(Protocol):
@@ -31,3 +33,22 @@ def run_service(make: Callable[[], Service], exit_when_idle_s: float | None = No
         service.run(stop, exit_when_idle_s=exit_when_idle_s)
     finally:
         service.close()
+
+
+def service_cli(summary: str, run_help: str, make: Callable[[], Service]) -> typer.Typer:
+    """The command line of a service: ``<prog> run [--exit-when-idle S]``."""
+    app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+
+    @app.callback(help=summary)
+    def _root() -> None:
+        pass
+
+    @app.command(help=run_help)
+    def run(
+        exit_when_idle: Annotated[
+            float | None, typer.Option(help="stop after this many seconds without records")
+        ] = None,
+    ) -> None:
+        run_service(make, exit_when_idle)
+
+    return app

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
-from driftloop.lifecycle import run_service
+from driftloop.lifecycle import service_cli
 from driftloop_monitor._service import MonitorService
 from driftloop_monitor._settings import MonitorSettings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
-
-
-@app.callback()
-def _root() -> None:
-    """predictions (+ labels) → whylogs windows → drift and performance events."""
-
-
-@app.command()
-def run(
-    exit_when_idle: Annotated[
-        float | None, typer.Option(help="stop after this many seconds without records")
-    ] = None,
-) -> None:
-    """Consume `predictions` and `labels` until SIGTERM/SIGINT (or idle)."""
-    run_service(lambda: MonitorService(MonitorSettings()), exit_when_idle)
+app = service_cli(
+    summary="predictions (+ labels) → whylogs windows → drift and performance events.",
+    run_help="Consume `predictions` and `labels` until SIGTERM/SIGINT (or idle).",
+    make=lambda: MonitorService(MonitorSettings()),
+)
 
 
 def main() -> None:

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
-from driftloop.lifecycle import run_service
+from driftloop.lifecycle import service_cli
 from driftloop_trigger._service import TriggerService
 from driftloop_trigger._settings import TriggerSettings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
-
-
-@app.callback()
-def _root() -> None:
-    """drift-events → policy → at most one retraining run per model (local executor or Argo)."""
-
-
-@app.command()
-def run(
-    exit_when_idle: Annotated[
-        float | None, typer.Option(help="stop after this many seconds without records")
-    ] = None,
-) -> None:
-    """Consume `drift-events` until SIGTERM/SIGINT (or idle), submitting retraining runs."""
-    run_service(lambda: TriggerService(TriggerSettings()), exit_when_idle)
+app = service_cli(
+    summary="drift-events → policy → at most one retraining run per model.",
+    run_help="Consume `drift-events` until SIGTERM/SIGINT (or idle), submitting retraining runs.",
+    make=lambda: TriggerService(TriggerSettings()),
+)
 
 
 def main() -> None:

@@ -10,19 +10,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from driftloop.deployments import STORE_SCHEME
+from driftloop.deployments import STORE_SCHEME, user_config
 
 _KEY = re.compile(r"^(?P<indent>\s*)(?P<key>model_uri|model_digest|threshold):(?P<rest>.*)$")
 
 
 def _user_config(document: dict[str, Any], model: str) -> dict[str, Any]:
-    for application in document.get("applications") or []:
-        if application.get("name") == model:
-            for deployment in application.get("deployments") or []:
-                config = deployment.get("user_config")
-                if isinstance(config, dict) and "model_uri" in config:
-                    return config
-    raise ValueError(f"serve config has no deployment of {model!r} with user_config.model_uri")
+    config = user_config(document, model)
+    if config is None:
+        raise ValueError(f"serve config has no deployment of {model!r} with user_config.model_uri")
+    return config
 
 
 def declared(text: str, model: str) -> tuple[str | None, str | None]:

@@ -20,7 +20,6 @@ import shlex
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -307,6 +306,3 @@ def _promoted(record: RunRecord) -> str:
     if not result.get("promoted"):
         return ""
     return f"promoted {record.model} {result.get('version')} at {result.get('commit')}"
-
-
-Backend = Callable[[dict[str, str], str], Submission]
