@@ -27,6 +27,7 @@ def test_producer_and_consumer_survive_a_broker_restart(own_topics):
     acked: set[str] = set()
     failed: list[BaseException] = []
     consumed: list[str] = []
+    consumer_errors: list[BaseException] = []
     stop = threading.Event()
 
     def produce() -> None:
@@ -52,6 +53,9 @@ def test_producer_and_consumer_survive_a_broker_restart(own_topics):
         try:
             while not stop.is_set():
                 consumer.poll_batch(effect, timeout_s=0.5)
+        except BaseException as exc:
+            consumer_errors.append(exc)
+            raise
         finally:
             consumer.close()
 
@@ -69,13 +73,14 @@ def test_producer_and_consumer_survive_a_broker_restart(own_topics):
     assert not producer_thread.is_alive(), "the producer hung after the broker came back"
 
     deadline = time.monotonic() + 120
-    while not acked <= set(consumed) and time.monotonic() < deadline:
+    while not acked <= set(consumed) and time.monotonic() < deadline and not consumer_errors:
         time.sleep(0.5)
     stop.set()
     consumer_thread.join(timeout=60)
 
     assert 0 < acked_before < N, "the restart must fall in the middle of the traffic"
     assert failed == []
+    assert consumer_errors == [], "the consumer gave up"
     assert len(acked) == N  # every send was acknowledged in the end (the producer retried)
     lost = acked - set(consumed)
     assert not lost, f"{len(lost)} acknowledged events never reached the consumer"

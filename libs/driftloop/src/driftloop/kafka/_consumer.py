@@ -137,17 +137,33 @@ class EventConsumer(Generic[E]):
 
     def _poll(self, timeout_s: float) -> dict[TopicPartition, list[ConsumerRecord]]:
         """One poll, or with ``linger_s`` several until ``max_records`` or the linger is up."""
-        polled: dict[TopicPartition, list[ConsumerRecord]] = self._consumer.poll(
-            timeout_ms=int(timeout_s * 1000), max_records=self._max_records
-        )
+        try:
+            polled: dict[TopicPartition, list[ConsumerRecord]] = self._consumer.poll(
+                timeout_ms=int(timeout_s * 1000), max_records=self._max_records
+            )
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            # The broker is away (a restart, a coordinator move): nothing was handed out, so
+            # waiting out the poll's timeout and polling again loses nothing.
+            log.warning("poll failed, retrying: %r", exc)
+            time.sleep(timeout_s)
+            return {}
         if not polled or self._linger_s <= 0:
             return polled
         deadline = time.monotonic() + self._linger_s
         count = sum(len(r) for r in polled.values())
         while count < self._max_records and (left := deadline - time.monotonic()) > 0:
-            more = self._consumer.poll(
-                timeout_ms=max(1, int(left * 1000)), max_records=self._max_records - count
-            )
+            try:
+                more = self._consumer.poll(
+                    timeout_ms=max(1, int(left * 1000)), max_records=self._max_records - count
+                )
+            except KafkaError as exc:
+                if not exc.retriable:
+                    raise
+                # Records already handed out must reach the handler before anything else.
+                log.warning("poll failed while lingering, handling what arrived: %r", exc)
+                break
             for tp, records in more.items():
                 polled.setdefault(tp, []).extend(records)
                 count += len(records)
