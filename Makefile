@@ -101,12 +101,9 @@ test-e2e: up ## the whole loop against the running stack
 
 ci: lint test ## what CI runs: lint, then every test tier
 
-demo: up ## the whole loop on the local stack (for now: the stack, and what is coming)
-	@$(DL) status
-	@echo
-	@echo "The stack is up. The retraining loop (simulator → serving → monitor → trigger →"
-	@echo "workflow → promotion → sync) is being built; see README.md for what lands next."
-	@echo "Stop everything with: make down"
+demo: up ## the whole loop: history, v1, traffic, drift, retraining, v2 (about 10 min)
+	.venv/bin/driftloop-demo run $(DEMO_ARGS)
+	@echo "report: $(STATE)/demo/report/index.html — the stack keeps running; make down stops it"
 
 clean: down ## stop the stack and remove runtime state (Kafka data, logs) and the venv
 	rm -rf $(STATE) .venv

@@ -21,6 +21,21 @@ from driftloop_workflows.schedule import load_schedule, retrain_cron
 
 OUT = Path("deploy/k8s/base/workflows")
 HEADER = "# Rendered by `make render` from workflows/; do not edit by hand.\n"
+RULES = Path("deploy/k8s/base/monitoring/rules.yaml")
+LOCAL_RULES = "../../../local/prometheus/alerts.yml"  # deploy/local/prometheus, from OUT
+
+
+def local_alert_rules(root: Path) -> str:
+    """Every group of the PrometheusRules in ``RULES``, as a plain Prometheus rule file."""
+    groups = [
+        group
+        for document in yaml.safe_load_all((root / RULES).read_text())
+        if document and document.get("kind") == "PrometheusRule"
+        for group in document["spec"]["groups"]
+    ]
+    return f"# The alert rules of the local Prometheus: the groups of {RULES}.\n" + yaml.safe_dump(
+        {"groups": groups}, sort_keys=False, width=100
+    )
 
 
 def _events_manifest(kind: str, model: Any) -> str:
@@ -40,6 +55,8 @@ def manifests(root: Path) -> dict[str, str]:
         out[f"retrain-cron-{model}.yaml"] = retrain_cron(model, load_schedule(schedule)).to_yaml()
     # The RayService's serveConfigV2, from every serve.yaml (beside, not in, OUT).
     out[PATCH] = serve_config_patch(root)
+    # The local Prometheus's alert rules: the PrometheusRules' groups, one source for both.
+    out[LOCAL_RULES] = local_alert_rules(root)
     return {name: HEADER + text for name, text in out.items()}
 
 

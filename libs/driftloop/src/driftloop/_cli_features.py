@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -23,7 +22,7 @@ def backfill(
     """Compute customer aggregates and merchant snapshots from a history into the batch sources."""
     import pandas as pd
 
-    from driftloop.features import SCHEMAS, customer_aggregates, merchant_stats, write_batch
+    from driftloop.features import backfill_sources
 
     settings = get_settings()
     if not history.is_file():
@@ -31,26 +30,9 @@ def backfill(
             f"error: {history} not found: run the simulator's backfill first", err=True, fg="red"
         )
         raise typer.Exit(1)
-    frame = pd.read_parquet(history)
-    created = datetime.now(UTC)
-    started = time.perf_counter()
-    aggregates = customer_aggregates(frame, created)
-    path = write_batch(
-        aggregates,
-        f"{settings.feature_data}/customer_aggregates",
-        "backfill",
-        SCHEMAS["customer_aggregates"],
-    )
-    typer.echo(f"customer_aggregates: {len(aggregates):,} rows → {path} "
-               f"({time.perf_counter() - started:.1f} s)")  # fmt: skip
-    started = time.perf_counter()
-    merchants = merchant_stats(frame, created)
-    path = write_batch(
-        merchants, f"{settings.feature_data}/merchant_stats", "backfill", SCHEMAS["merchant_stats"]
-    )
-    typer.echo(
-        f"merchant_stats: {len(merchants):,} rows → {path} ({time.perf_counter() - started:.1f} s)"
-    )
+    written = backfill_sources(settings, pd.read_parquet(history), datetime.now(UTC))
+    for name, (rows, path, seconds) in written.items():
+        typer.echo(f"{name}: {rows:,} rows → {path} ({seconds:.1f} s)")
 
 
 @app.command()
@@ -73,7 +55,6 @@ def apply() -> None:
 @app.command()
 def materialize() -> None:
     """Load the newest batch feature values into the online store (incrementally)."""
-    from driftloop.features import feast_cli
+    from driftloop.features import materialize as materialize_until
 
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    typer.echo(feast_cli(get_settings(), "materialize-incremental", now))
+    typer.echo(materialize_until(get_settings(), datetime.now(UTC)))

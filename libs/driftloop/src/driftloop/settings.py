@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     ray_num_cpus: int = Field(2, ge=1)
     ray_auth_token_path: Path = Path("~/.ray/auth_token")
     serve_port: int = Field(8000, ge=1, le=65535)
+    prometheus_port: int = Field(9090, ge=1, le=65535)  # when a prometheus binary is found
 
     feature_repo: Path = Path("features")
     feature_env: Literal["local", "local-ray", "k8s"] = "local"

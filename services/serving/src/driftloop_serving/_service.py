@@ -111,6 +111,9 @@ class FraudServiceImpl:
                 threshold=active.threshold,
                 features=scored.features,
                 latency_ms=latency_ms,
+                # the prediction is about the payment at its time: windows, label joins
+                # and training windows downstream all work in the payment's event time
+                event_time=txn.event_time,
             )
             for txn, (active, scored) in zip(transactions, done, strict=True)
         )

@@ -2,12 +2,15 @@
 
 Calls run on a few threads so a slow endpoint does not cap the stream at one round trip per
 payment, but items come back in the order they were submitted: each is released only after
-its own call has finished (answered, failed or timed out). A failed call is counted, never
-raised.
+its own call has finished (answered, failed or timed out). A call refused before it was
+handled (no connection, or a 502/503/504 from an overloaded or restarting endpoint) is
+retried after a short back-off, up to ``retries`` times; a timeout is not, since the endpoint
+may have scored it. A failed call is counted, never raised.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
@@ -15,13 +18,15 @@ from typing import Any, Generic, TypeVar
 import httpx
 
 T = TypeVar("T")
+_RETRIED = frozenset({502, 503, 504})
 
 
 class Predictor(Generic[T]):
     """POSTs JSON payloads to ``url`` with at most ``concurrency`` calls in flight."""
 
-    def __init__(self, url: str, timeout_s: float, concurrency: int) -> None:
+    def __init__(self, url: str, timeout_s: float, concurrency: int, retries: int = 2) -> None:
         self._url = url
+        self._retries = retries
         self._concurrency = max(1, concurrency)
         self._client = httpx.Client(
             timeout=timeout_s,
@@ -35,11 +40,18 @@ class Predictor(Generic[T]):
         self.failed = 0
 
     def _post(self, payload: dict[str, Any]) -> bool:
-        try:
-            response = self._client.post(self._url, json=payload)
-        except Exception:  # any failure of the call is counted, not raised
-            return False
-        return response.is_success
+        for attempt in range(self._retries + 1):
+            if attempt:
+                time.sleep(0.2 * 2**attempt)
+            try:
+                response = self._client.post(self._url, json=payload)
+            except (httpx.ConnectError, httpx.RemoteProtocolError):
+                continue  # never reached the endpoint's handler
+            except Exception:  # a timeout or anything else: counted, not raised
+                return False
+            if response.status_code not in _RETRIED:
+                return response.is_success
+        return False
 
     def submit(self, payload: dict[str, Any], item: T) -> list[T]:
         """Start a call for ``item``; return the items whose calls are done, in order."""

@@ -1,9 +1,12 @@
 """Live traffic: paced transactions to Kafka, delayed labels, optional scoring calls.
 
-Traffic is generated on a virtual timeline of one-second windows (so fraud bursts keep
-their spacing) and sent in that order at ``rate`` events per second; each transaction's
-``event_time`` is the wall clock when it is sent. Its label follows ``label_delay_s`` later
-through a FIFO delay queue.
+Traffic is generated on a virtual timeline of windows (so fraud bursts keep their spacing)
+and sent in that order at ``rate`` events per second; each transaction's ``event_time`` is
+the wall clock when it is sent. With ``time_warp`` > 1 each wall second carries
+``time_warp`` virtual seconds and ``event_time`` is the virtual time: a day of traffic at a
+realistic pace per customer passes in minutes, and every consumer that works in event
+time (features, monitor windows, training windows) sees that day. Its label follows
+``label_delay_s`` (wall seconds) later through a FIFO delay queue.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -30,9 +34,9 @@ from driftloop_simulator._rows import Rows
 from driftloop_simulator._scenarios import ActiveScenario, ScenarioChoice
 from driftloop_simulator._world import World, WorldConfig, build_world
 
-Draft = tuple[str, str, float, str, str, str, str, str, str | None, bool, str]
+Draft = tuple[str, str, float, str, str, str, str, str, str | None, bool, str, int]
 """customer, merchant, amount, currency, category, channel, country, card country, device,
-is_fraud, fraud pattern."""
+is_fraud, fraud pattern, virtual time (ns)."""
 
 
 class StreamConfig(BaseModel):
@@ -50,7 +54,11 @@ class StreamConfig(BaseModel):
     predict_url: str | None = None
     predict_timeout_s: float = Field(2.0, gt=0)
     predict_concurrency: int = Field(4, ge=1)
+    predict_retries: int = Field(2, ge=0, description="retries of a call the endpoint refused")
     progress_every_s: float = Field(5.0, gt=0)
+    time_warp: float = Field(
+        1.0, ge=1, description="virtual seconds per wall second; event_time is virtual if > 1"
+    )
     run_id: str = Field(
         "", pattern=r"^[A-Za-z0-9.\-]{0,32}$", description="id part; default from start time"
     )
@@ -89,6 +97,7 @@ def _drafts(world: World, rows: Rows) -> list[Draft]:
             rows.device_id.tolist(),
             rows.is_fraud.tolist(),
             rows.fraud_pattern.tolist(),
+            rows.t.tolist(),
             strict=True,
         )
     )
@@ -103,10 +112,12 @@ def _timeline(
 ) -> Iterator[Draft]:
     """Drafts in virtual-time order, one-second window after window, forever."""
     per_window = max(1, round(config.rate / (1.0 + config.generator.fraud_rate)))
-    carry = stream_warmup(world, config.generator, run_key, origin_ns, per_window)
+    step = int(config.time_warp * NS_PER_S)  # one wall second of traffic
+    per_virtual_s = max(1, round(per_window / config.time_warp))
+    carry = stream_warmup(world, config.generator, run_key, origin_ns, per_virtual_s)
     index = 0
     while True:
-        span = (origin_ns + index * NS_PER_S, origin_ns + (index + 1) * NS_PER_S)
+        span = (origin_ns + index * step, origin_ns + (index + 1) * step)
         fresh = stream_window(world, config.generator, run_key, index, span, per_window, scenario)
         rows = Rows.concat([carry, fresh])
         due = rows.t < span[1]
@@ -160,6 +171,10 @@ class _Sender:
         self._labels.clear()
 
 
+def _virtual_time(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / NS_PER_S, UTC)
+
+
 def _run_key(run_id: str) -> int:
     return zlib.crc32(run_id.encode())
 
@@ -189,9 +204,13 @@ def run_stream(
     predictor: Predictor[tuple[Transaction, bool, str]] | None = None
     if config.predict_url:
         predictor = Predictor(
-            config.predict_url, config.predict_timeout_s, config.predict_concurrency
+            config.predict_url,
+            config.predict_timeout_s,
+            config.predict_concurrency,
+            config.predict_retries,
         )
     prefix = f"tx-s{config.world.seed}-{run_id}-"
+    warped = None if config.time_warp == 1 else _virtual_time
     created, last_progress, last_sent = 0, origin, 0
     try:
         while not stop.is_set():
@@ -219,7 +238,7 @@ def run_stream(
                     country=d[6],
                     card_country=d[7],
                     device_id=d[8],
-                    event_time=utcnow(),
+                    event_time=utcnow() if warped is None else warped(d[11]),
                 )
                 created += 1
                 if predictor is None:

@@ -124,6 +124,9 @@ def stream_command(
     strength: Strength = 1.0,
     scenarios: ScenariosFile = None,
     progress_every: Annotated[float, typer.Option(help="seconds between progress lines")] = 5.0,
+    time_warp: Annotated[
+        float, typer.Option(help="virtual seconds per wall second (event_time is virtual)")
+    ] = 1.0,
 ) -> None:
     """Send transactions to Kafka at RATE/s and their labels LABEL_DELAY seconds later.
 
@@ -143,6 +146,7 @@ def stream_command(
         predict_timeout_s=predict_timeout,
         predict_concurrency=predict_concurrency,
         progress_every_s=progress_every,
+        time_warp=time_warp,
     )
     stop = threading.Event()
 

@@ -82,6 +82,8 @@ class StreamService:
             self.aggregator.observe(customer, point)
             restored += 1
         offsets = self.checkpoint.offsets(self.topic)
+        if not restored and not offsets:
+            restored = self._seed()
         for name in list_batches(self.offline_dir):
             starts = batch_starts(name)
             if starts and any(first >= offsets.get(p, 0) for p, first in starts.items()):
@@ -99,6 +101,32 @@ class StreamService:
         self.metrics.customers.set(len(self.aggregator.customers))
         log.info("restored %d events of %d customers; offsets %s", restored,
                  len(self.aggregator.customers), offsets or "from the beginning")  # fmt: skip
+
+    def _seed(self) -> int:
+        """On a first start, the windows continue the labelled history (the backfill the
+        batch features came from), so a customer's 24-hour and 7-day aggregates do not drop
+        to zero when the stream takes over. The seed goes into the checkpoint, so a
+        restart restores it like any applied event."""
+        import pandas as pd
+
+        from driftloop.features import history_points
+
+        path = self.settings.seed_history_path
+        if not path.is_file():
+            return 0
+        frame = pd.read_parquet(path)
+        if frame.empty:
+            return 0
+        span = WINDOWS["7d"] + self.settings.stream_lateness_s
+        newest = frame["event_timestamp"].max()
+        frame = frame[frame["event_timestamp"] > newest - pd.Timedelta(seconds=span)]
+        applied = list(history_points(frame))
+        for customer, point in applied:
+            self.aggregator.observe(customer, point)
+        horizons = {c: w.last_ts - span for c, w in self.aggregator.customers.items()}
+        self.checkpoint.save(self.topic, applied, {}, horizons)
+        log.info("seeded the windows with %d events of %s", len(applied), path)
+        return len(applied)
 
     def handle(self, batch: Batch[Transaction]) -> None:
         started = time.perf_counter()

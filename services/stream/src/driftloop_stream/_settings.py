@@ -19,6 +19,15 @@ class StreamSettings(Settings):
     stream_label_horizon_s: float = Field(
         60 * 86400.0, gt=0, description="how long a transaction waits for its label"
     )
+    stream_seed_history: Path | None = Field(
+        None,
+        description="a first start continues this history's windows "
+        "(default <state_dir>/data/transactions.parquet, when it exists)",
+    )
+
+    @property
+    def seed_history_path(self) -> Path:
+        return self.stream_seed_history or self.state_dir / "data" / "transactions.parquet"
 
     @property
     def labelled_dir(self) -> str:

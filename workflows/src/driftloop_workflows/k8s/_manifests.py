@@ -75,6 +75,21 @@ def rule_groups(docs: list[Document]) -> dict[str, dict[str, Any]]:
     return found
 
 
+def promtool_check_config(promtool: str, path: Path, timeout_s: float = 60) -> str:
+    """``promtool check config`` on a Prometheus config (and the rule files it names)."""
+    result = subprocess.run(
+        [promtool, "check", "config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    output = (result.stdout + result.stderr).strip()
+    if result.returncode != 0:
+        raise RuntimeError(output)
+    return output
+
+
 def promtool_check_rules(promtool: str, rules: dict[str, Any], timeout_s: float = 60) -> str:
     """``promtool check rules`` on one rule file's content; its output, or raises with it."""
     import yaml

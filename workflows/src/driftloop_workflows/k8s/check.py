@@ -1,4 +1,5 @@
-"""``make check-k8s``: every overlay builds, every alert rule loads, every dashboard parses.
+"""``make check-k8s``: every overlay builds, every alert rule loads, every dashboard parses,
+and the local Prometheus config with its rules checks.
 
     python -m driftloop_workflows.k8s.check [--root DIR] [--kustomize BIN] [--promtool BIN]
 
@@ -17,6 +18,7 @@ from driftloop_workflows.k8s._manifests import (
     dashboards,
     kustomize_build,
     overlays,
+    promtool_check_config,
     promtool_check_rules,
     rule_groups,
     tools,
@@ -47,6 +49,14 @@ def check(root: Path, kustomize: str, promtool: str) -> list[str]:
             else:
                 count = sum(len(g["rules"]) for g in rules["groups"])
                 print(f"  promtool check rules {name}: {count} rules SUCCESS")
+    # The local Prometheus: its config (which loads its rendered alert rules) must check.
+    local = root / "deploy" / "local" / "prometheus" / "prometheus.yml"
+    try:
+        promtool_check_config(promtool, local)
+    except RuntimeError as exc:
+        problems.append(f"{local.relative_to(root)}: {exc}")
+    else:
+        print(f"promtool check config {local.relative_to(root)}: SUCCESS (with its rules)")
     boards = dashboards(root)
     if not boards:
         problems.append("no dashboard JSON under deploy/k8s")

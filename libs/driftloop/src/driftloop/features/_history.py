@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 
 import numpy as np
@@ -70,13 +71,9 @@ def aggregate_rows_frame(rows: list[dict[str, object]], created: datetime) -> pd
     return _conform(frame, CUSTOMER_AGGREGATES_SCHEMA)
 
 
-def customer_aggregates(
-    history: pd.DataFrame, created: datetime, lateness_s: float = 300.0
-) -> pd.DataFrame:
-    """One aggregate row per transaction of ``history``, in event-time order."""
+def history_points(history: pd.DataFrame) -> Iterator[tuple[str, Point]]:
+    """(customer, window point) per transaction of ``history``, in event-time order."""
     ordered = history.sort_values(["event_timestamp", "transaction_id"], kind="stable")
-    aggregator = Aggregator(lateness_s)
-    rows: list[dict[str, object]] = []
     ts = ordered["event_timestamp"].map(pd.Timestamp.timestamp).to_numpy()
     devices = [d if isinstance(d, str) else None for d in ordered["device_id"]]
     columns = zip(
@@ -85,7 +82,16 @@ def customer_aggregates(
         ordered["channel"].isin(ONLINE_CHANNELS), strict=True,
     )  # fmt: skip
     for customer, t, tid, amount, merchant, device, foreign, online in columns:
-        point = Point(float(t), tid, amount, merchant, device, bool(foreign), bool(online))
+        yield customer, Point(float(t), tid, amount, merchant, device, bool(foreign), bool(online))
+
+
+def customer_aggregates(
+    history: pd.DataFrame, created: datetime, lateness_s: float = 300.0
+) -> pd.DataFrame:
+    """One aggregate row per transaction of ``history``, in event-time order."""
+    aggregator = Aggregator(lateness_s)
+    rows: list[dict[str, object]] = []
+    for customer, point in history_points(history):
         rows.extend(aggregator.observe(customer, point))
     return aggregate_rows_frame(rows, created)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from feast import FeatureStore
@@ -15,6 +16,9 @@ from feast.repo_config import RepoConfig
 from driftloop.raycluster import client_environment, enable_token_auth
 from driftloop.settings import Settings
 from driftloop.stack._tools import venv_tool
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -92,3 +96,29 @@ def apply_repo(settings: Settings) -> str:
         if not list_batches(directory):
             write_batch(frame, directory, "empty", SCHEMAS[name])
     return feast_cli(settings, "apply")
+
+
+def backfill_sources(
+    settings: Settings, history: pd.DataFrame, created: datetime
+) -> dict[str, tuple[int, str, float]]:
+    """Customer aggregates and merchant snapshots of a labelled history, appended to the
+    batch sources as one batch each: per table, (rows, path, seconds)."""
+    import time
+
+    from driftloop.features._history import SCHEMAS, customer_aggregates, merchant_stats
+    from driftloop.features._offline import write_batch
+
+    out: dict[str, tuple[int, str, float]] = {}
+    for name, build in (("customer_aggregates", customer_aggregates),
+                        ("merchant_stats", merchant_stats)):  # fmt: skip
+        started = time.perf_counter()
+        frame = build(history, created)
+        path = write_batch(frame, f"{settings.feature_data}/{name}", "backfill", SCHEMAS[name])
+        out[name] = (len(frame), path, time.perf_counter() - started)
+    return out
+
+
+def materialize(settings: Settings, until: datetime) -> str:
+    """Load the batch feature values newer than the last materialization into the online
+    store (``feast materialize-incremental``)."""
+    return feast_cli(settings, "materialize-incremental", until.strftime("%Y-%m-%dT%H:%M:%S"))

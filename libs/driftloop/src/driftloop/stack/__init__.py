@@ -80,7 +80,18 @@ class LocalStack:
             "DRIFTLOOP_MODEL_STORE_URI": s.model_store,
             "DRIFTLOOP_DEPLOY_DIR": str(s.deploy_dir),
             "DRIFTLOOP_GIT_REPO": str(Path(s.git_repo).expanduser().absolute()),
+            # supervisord expands every %(ENV_…)s when it reads the file, so this is set
+            # even when no Prometheus is installed (the program is then never started)
+            "DRIFTLOOP_PROMETHEUS": self._prometheus() or "prometheus",
+            "DRIFTLOOP_PROMETHEUS_PORT": str(s.prometheus_port),
         }
+
+    def _prometheus(self) -> str | None:
+        """A Prometheus server binary: in the state directory's tools, else on PATH."""
+        import shutil
+
+        local = self.settings.state_dir / "tools" / "bin" / "prometheus"
+        return str(local) if local.is_file() else shutil.which("prometheus")
 
     # -- up ------------------------------------------------------------------------------
     def up(self, echo: Echo) -> None:
@@ -104,6 +115,27 @@ class LocalStack:
             else f"topics: all {s.topic_prefix}* topics present"
         )
         self._up_ray(echo)
+        self._up_prometheus(echo)
+
+    def _up_prometheus(self, echo: Echo) -> None:
+        """Prometheus, when one is installed: it scrapes the services and Ray and loads the
+        alert rules (deploy/local/prometheus/)."""
+        s = self.settings
+        if self._prometheus() is None:
+            echo("prometheus: not installed, not started (optional; see README)")
+            return
+        if not self.supervisor.running():
+            return
+        state = self.supervisor.program("prometheus")
+        if state is None:
+            echo("prometheus: installed, but this supervisord predates it: `make down && make up`")
+            return
+        if state.running:
+            echo(f"prometheus: already running on http://{s.bind_host}:{s.prometheus_port}")
+            return
+        require_free(s.bind_host, s.prometheus_port, "Prometheus")
+        self.supervisor.start_program("prometheus")
+        echo(f"prometheus: http://{s.bind_host}:{s.prometheus_port} (alert rules loaded)")
 
     def _up_kafka(self, echo: Echo) -> None:
         s = self.settings
@@ -174,7 +206,7 @@ class LocalStack:
         if not self.supervisor.running():
             echo("nothing to stop: no local stack runs from this state directory")
             return
-        for program in (*SERVICES, "ray", "kafka"):
+        for program in (*SERVICES, "prometheus", "ray", "kafka"):
             state = self.supervisor.program(program)
             if state and state.running:
                 self.supervisor.stop_program(program)

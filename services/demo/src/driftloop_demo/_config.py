@@ -1,0 +1,56 @@
+"""What the demo runs: how much history, how much traffic, which drift, how long to wait."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DemoConfig(BaseModel):
+    """The loop's knobs. The defaults close the loop within ten minutes on two cores.
+
+    ``scenario`` must hurt the serving model's real performance for the loop to prove
+    anything: the default, concept drift, turns every fraud into ``mimicry`` (fraud that
+    follows the cardholder's habits), which the first model never saw."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = "fraud"
+    scenario: str = Field("concept-drift", description="a scenario of the simulator")
+    strength: float = Field(1.0, ge=0)
+    seed: int = 7
+    customers: int = Field(1000, ge=10)
+    merchants: int = Field(150, ge=5)
+    fraud_rate: float = Field(0.03, gt=0, le=0.5, description="fraud rows per legitimate row")
+    history_days: float = Field(
+        10.0, gt=0, description="simulated history: longer than the 7-day feature windows"
+    )
+    train_days: float = Field(
+        3.0, gt=0, description="the most recent days v1 trains on, and each retraining run"
+    )
+    history_tx_per_day: float = Field(8000, gt=0)
+    rate: float = Field(40.0, gt=0, description="transactions per second through the endpoint")
+    onset_s: float = Field(60.0, ge=0, description="seconds of traffic before the drift starts")
+    label_delay_s: float = Field(10.0, ge=0, description="seconds until a label follows")
+    after_v2_s: float = Field(
+        45.0, ge=0, description="traffic after v2 serves, on which v1 and v2 are compared"
+    )
+    timeout_s: float = Field(900.0, gt=0, description="give up when the loop has not closed")
+    # The monitor's window and evaluation sizes for this traffic (the rest of monitor.yaml
+    # is the shipped policy): a demo stream is minutes long, not days.
+    window_rows: int = Field(1000, ge=50)
+    window_min_rows: int = Field(300, ge=1)
+    performance_labels: int = Field(1000, ge=10)
+    performance_min_positives: int = Field(15, ge=1)
+    progress_every_s: float = Field(5.0, gt=0)
+
+    @property
+    def time_warp(self) -> float:
+        """Virtual seconds per wall second that give the stream the history's pace per
+        customer: features, monitor windows and training windows then see days of
+        realistic traffic pass in minutes."""
+        legit_per_s = self.rate / (1.0 + self.fraud_rate)
+        return max(1.0, legit_per_s * 86400 / self.history_tx_per_day)
+
+    default_ports: bool = Field(
+        True, description="services on their usual metrics ports (Prometheus scrapes them)"
+    )

@@ -1,0 +1,124 @@
+"""What the topics and the model store say afterwards: every prediction and label read
+back, v1 and v2 scored on the same post-drift rows, the counts reconciled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+import pandas as pd
+
+from driftloop.events import Event, Label, Prediction
+from driftloop.settings import Settings
+
+E = TypeVar("E", bound=Event)
+
+
+def read_topic(settings: Settings, contract: type[E], timeout_s: float = 60) -> list[E]:
+    """Every record of ``contract``'s topic, from the beginning to the end offsets seen
+    when the read started."""
+    import time
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    topic = settings.topic(contract.topic)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        max_poll_records=5000,
+    )
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        out: list[E] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} took longer than {timeout_s:g} s")
+            for records in consumer.poll(timeout_ms=500).values():
+                out.extend(contract.model_validate_json(r.value) for r in records)
+        return out
+    finally:
+        consumer.close()
+
+
+def end_offsets(settings: Settings, name: str) -> int:
+    """Records ever written to a topic (the sum of its partitions' end offsets)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    topic = settings.topic(name)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return int(sum(consumer.end_offsets(partitions).values()))
+    finally:
+        consumer.close()
+
+
+def scored_frame(predictions: list[Prediction], labels: list[Label]) -> pd.DataFrame:
+    """One row per logged prediction: when, by which version, score, decision, the
+    features it used, and the label if it arrived."""
+    truth = {label.transaction_id: label.is_fraud for label in labels}
+    rows = [
+        {
+            "transaction_id": p.transaction_id,
+            "scored_at": p.event_time,
+            "model_version": p.model_version,
+            "score": p.score,
+            "decision": p.decision,
+            "is_fraud": truth.get(p.transaction_id),
+            **{f"f.{k}": v for k, v in p.features.items()},
+        }
+        for p in predictions
+    ]
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """v1 and v2 scored on the same labelled rows that neither was trained on."""
+
+    since: datetime
+    rows: int
+    positives: int
+    pr_auc: dict[str, float]
+    roc_auc: dict[str, float]
+    recall: dict[str, float]
+    curves: dict[str, tuple[list[float], list[float]]]
+
+
+def compare_models(
+    settings: Settings, model: str, versions: dict[str, str], frame: pd.DataFrame, since: datetime
+) -> Comparison:
+    """Score the labelled rows scored after ``since`` with every version in ``versions``
+    (label → version id), each at its own threshold."""
+    import numpy as np
+    from sklearn.metrics import (  # type: ignore[import-untyped]
+        average_precision_score,
+        precision_recall_curve,
+        roc_auc_score,
+    )
+
+    from driftloop.models import LoadedModel, ModelStore
+
+    rows = frame[(frame["scored_at"] >= pd.Timestamp(since)) & frame["is_fraud"].notna()]
+    y = rows["is_fraud"].astype(bool).to_numpy()
+    store = ModelStore.from_settings(settings)
+    pr, roc, recall, curves = {}, {}, {}, {}
+    for label, version in versions.items():
+        loaded = LoadedModel.load(store.get(model, version))
+        features = rows[[f"f.{n}" for n in loaded.features.names]]
+        features.columns = pd.Index(loaded.features.names)
+        scores = loaded.predict(features.reset_index(drop=True))
+        threshold = loaded.threshold if loaded.threshold is not None else 0.5
+        if 0 < y.sum() < len(y):
+            pr[label] = float(average_precision_score(y, scores))
+            roc[label] = float(roc_auc_score(y, scores))
+            precision, rec, _ = precision_recall_curve(y, scores)
+            curves[label] = (rec.tolist(), precision.tolist())
+        recall[label] = float(((scores >= threshold) & y).sum() / max(1, int(y.sum())))
+    return Comparison(since, len(rows), int(np.sum(y)), pr, roc, recall, curves)

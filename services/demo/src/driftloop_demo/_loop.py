@@ -1,0 +1,403 @@
+"""The whole loop, watched: v1 serves, traffic flows through the endpoint and Kafka, the
+drift starts, and the demo waits until the system has put v2 in its place by itself —
+drift event → retraining run → gate → promotion commit → sync → v2 serving."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from driftloop.events import DriftEvent, Label, Prediction
+from driftloop.gitops import Git, read_state
+from driftloop.kafka import EventConsumer, Received, connect_admin, ensure_topics
+from driftloop.runs import RunStore
+from driftloop.runs._state import RunRecord
+from driftloop.settings import Settings
+from driftloop_demo._config import DemoConfig
+from driftloop_demo._evidence import (
+    Comparison,
+    compare_models,
+    end_offsets,
+    read_topic,
+    scored_frame,
+)
+from driftloop_demo._services import Services
+from driftloop_demo._stage import (
+    demo_settings,
+    deployment_repository,
+    first_model,
+    labelled_history,
+)
+
+Echo = Callable[[str], None]
+
+
+class LoopNotClosed(RuntimeError):
+    """The loop did not close in time; the message says which step it stopped at."""
+
+
+@dataclass
+class Counts:
+    sent: int = 0
+    predicted_ok: int = 0
+    predicted_failed: int = 0
+    predictions_logged: int = 0
+    labels_sent: int = 0
+    rows_windowed: int = 0
+    rows_in_closed_windows: int = 0
+
+
+@dataclass
+class DemoResult:
+    root: Path
+    settings: Settings
+    config: DemoConfig
+    v1: str = ""
+    virtual_onset: datetime | None = None  # the drift's start in the traffic's event time
+    v2: str | None = None
+    marks: dict[str, datetime] = field(default_factory=dict)
+    events: list[DriftEvent] = field(default_factory=list)
+    runs: list[RunRecord] = field(default_factory=list)
+    promotion_commit: str | None = None
+    promotion_message: str = ""
+    counts: Counts = field(default_factory=Counts)
+    comparison: Comparison | None = None
+    scores: Any = None  # the scored frame (pandas), for the report
+    report: Path | None = None
+    failure: str | None = None
+
+    def seconds(self, start: str, end: str) -> float | None:
+        if start in self.marks and end in self.marks:
+            return (self.marks[end] - self.marks[start]).total_seconds()
+        return None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _drop_old_topics(base: Settings) -> None:
+    """Topics of earlier demos (their prefix starts with ``<prefix>demo-``)."""
+    admin = connect_admin(base)
+    try:
+        old = [t for t in admin.list_topics() if t.startswith(f"{base.topic_prefix}demo-")]
+        if old:
+            admin.delete_topics(old)
+    finally:
+        admin.close()
+
+
+class _Watch:
+    """Polls every source of truth once per call and records the first time each step of
+    the loop is seen."""
+
+    def __init__(self, settings: Settings, config: DemoConfig, result: DemoResult) -> None:
+        self.settings = settings
+        self.config = config
+        self.result = result
+        self.git = Git(Path(settings.git_repo))
+        self.base_commit = self.git.rev(f"refs/heads/{settings.git_branch}")
+        self.runs = RunStore(settings.runs)
+        self.events = EventConsumer(settings, DriftEvent, group_id=f"{settings.topic_prefix}watch")
+        self.http = httpx.Client(timeout=5)
+
+    def _mark(self, name: str) -> None:
+        self.result.marks.setdefault(name, _now())
+
+    def _on_events(self, batch: Sequence[Received[DriftEvent]]) -> None:
+        for received in batch:
+            self.result.events.append(received.event)
+            self._mark("detected")
+
+    def serving_version(self) -> str | None:
+        try:
+            answer = self.http.get(f"{self.settings.serve_url}/{self.config.model}/model")
+        except httpx.HTTPError:
+            return None
+        if answer.status_code != 200:
+            return None
+        version = answer.json().get("model_version")
+        return version if isinstance(version, str) else None
+
+    def poll(self) -> None:
+        self.events.poll_batch(self._on_events, timeout_s=0.2)
+        runs = self.runs.all(self.config.model)
+        self.result.runs = runs
+        for run in runs:
+            self._mark("run_submitted")
+            for step in run.steps.values():
+                if step.started_at is not None:
+                    self.result.marks.setdefault(f"step:{step.name}:start", step.started_at)
+                if step.finished_at is not None and step.status == "succeeded":
+                    self.result.marks.setdefault(f"step:{step.name}:end", step.finished_at)
+        head = self.git.rev(f"refs/heads/{self.settings.git_branch}")
+        if head != self.base_commit and self.result.promotion_commit is None:
+            self.result.promotion_commit = head
+            self.result.promotion_message = self.git.run("log", "-1", "--format=%B", head)
+            self._mark("promoted")
+        state = read_state(self.settings)
+        commit = self.result.promotion_commit
+        if commit and state is not None and state.synced_sha == commit:
+            self._mark("synced")
+        version = self.serving_version()
+        if version and version != self.result.v1 and self.result.v2 is None:
+            self.result.v2 = version
+            self._mark("v2_serving")
+
+    def step_line(self) -> str:
+        if not self.result.runs:
+            return "no run yet"
+        run = self.result.runs[-1]
+        steps = " → ".join(f"{s.name}:{s.status}" for s in run.steps.values())
+        return f"run {run.run_id} {run.status}: {steps or 'starting'}"
+
+    def close(self) -> None:
+        self.events.close()
+        self.http.close()
+
+
+def _phase(result: DemoResult, onset: datetime) -> str:
+    marks = result.marks
+    for name, label in (
+        ("v2_serving", "v2 serving"),
+        ("synced", "syncing v2"),
+        ("promoted", "promoted, syncing"),
+        ("run_submitted", "retraining"),
+        ("detected", "drift detected"),
+    ):
+        if name in marks:
+            return label
+    return "drifting, watching" if _now() >= onset else "steady traffic (v1)"
+
+
+def _monitor_line(settings: Settings, model: str) -> str:
+    from driftloop.drift import AuditStore
+
+    records = AuditStore(settings.state_dir / "monitor", model).records()
+    data = [r for r in records if r.kind == "data" and r.columns]
+    perf = [r for r in records if r.kind == "performance" and r.metrics]
+    parts = [f"{len(records)} windows"]
+    if data:
+        last = data[-1]
+        top = max(last.columns, key=lambda c: c.effect)
+        drifted = sum(c.category == "DRIFT" for c in last.columns)
+        parts.append(f"last window {drifted} drifted, top effect {top.column} {top.effect:.2f}")
+    if perf:
+        m = perf[-1].metrics
+        recall, pr_auc = m.get("recall_at_threshold", float("nan")), m.get("pr_auc", float("nan"))
+        parts.append(f"recall {recall:.2f}, PR-AUC {pr_auc:.2f} ({perf[-1].verdict})")
+    return "; ".join(parts)
+
+
+def _scrape(url: str, metric: str) -> float | None:
+    try:
+        text = httpx.get(url, timeout=3).text
+    except httpx.HTTPError:
+        return None
+    total = None
+    for line in text.splitlines():
+        if line.startswith(metric) and not line.startswith("#"):
+            total = (total or 0.0) + float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print) -> DemoResult:
+    """Run the loop under ``root`` (wiped first) on the stack ``base`` points to."""
+    from driftloop_simulator import GeneratorConfig, StreamConfig, WorldConfig, choose_scenario
+    from driftloop_simulator import run_stream as simulate
+
+    started = time.monotonic()
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    settings = demo_settings(base, root, stamp)
+    result = DemoResult(root, settings, config)
+    _drop_old_topics(base)
+    ensure_topics(settings)
+    echo(f"[setup] state under {root}; topics {settings.topic_prefix}*")
+    repo, _ = deployment_repository(settings, base.deploy_dir, config)
+    echo(f"[setup] deployment repository {repo} (git log there shows every promotion)")
+    history = labelled_history(settings, config, lambda line: echo(f"[setup] {line}"))
+    result.marks["history"] = history.end
+    v1 = first_model(settings, config, history, lambda line: echo(f"[v1] {line}"))
+    result.v1 = v1.version
+    services = Services(settings, root / "logs", default_ports=config.default_ports)
+    watch: _Watch | None = None
+    stop = threading.Event()
+    stream_thread: threading.Thread | None = None
+    stats_box: list[Any] = []
+    try:
+        services.start("sync")
+        deadline = time.monotonic() + 300
+        client = httpx.Client(timeout=5)
+        while True:
+            try:
+                answer = client.get(f"{settings.serve_url}/{config.model}/model")
+                if answer.status_code == 200 and answer.json().get("model_version") == v1.version:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise LoopNotClosed("the sync service did not bring v1 to Ray Serve in 300 s")
+            time.sleep(1)
+        client.close()
+        result.marks["v1_serving"] = _now()
+        echo(
+            f"[serve] v1 serving at {settings.serve_url}/{config.model}/predict "
+            f"(synced from git in {time.monotonic() - started:.0f} s since start)"
+        )
+        for name in ("stream", "monitor", "trigger"):
+            services.start(name)
+        warp = config.time_warp
+        scenario = choose_scenario(config.scenario, config.onset_s * warp, config.strength)
+        stream = StreamConfig(
+            world=WorldConfig(
+                seed=config.seed, n_customers=config.customers, n_merchants=config.merchants
+            ),
+            generator=GeneratorConfig(fraud_rate=config.fraud_rate, fraud_delay_s=60),
+            rate=config.rate,
+            label_delay_s=config.label_delay_s,
+            drain_labels=False,
+            predict_url=f"{settings.serve_url}/{config.model}/predict",
+            predict_timeout_s=10.0,
+            progress_every_s=config.progress_every_s,
+            run_id=stamp[-8:],
+            time_warp=warp,
+        )
+        lines: list[str] = [""]
+
+        def traffic() -> None:
+            stats_box.append(
+                simulate(settings, stream, scenario=scenario, stop=stop, echo=lines.append)
+            )
+
+        stream_thread = threading.Thread(target=traffic, name="traffic", daemon=True)
+        result.marks["traffic"] = _now()
+        stream_thread.start()
+        onset = result.marks["traffic"] + _seconds(config.onset_s)
+        result.marks["onset"] = onset
+        result.virtual_onset = result.marks["traffic"] + _seconds(config.onset_s * warp)
+        echo(
+            f"[traffic] {config.rate:g} payments/s through the endpoint, event time running "
+            f"{warp:.0f}x (a simulated hour every {3600 / warp:.0f} s); scenario "
+            f"{config.scenario!r} (strength {config.strength:g}) starts at "
+            f"{onset:%H:%M:%S}"
+        )
+        watch = _Watch(settings, config, result)
+        last_print, closed_at = 0.0, None
+        limit = time.monotonic() + config.timeout_s
+        while True:
+            watch.poll()
+            now = time.monotonic()
+            if result.v2 and closed_at is None:
+                closed_at = now
+                echo(
+                    f"[loop] v2 {result.v2} serving — the loop closed; "
+                    f"{config.after_v2_s:g} s more traffic for the comparison"
+                )
+            if closed_at is not None and now - closed_at >= config.after_v2_s:
+                break
+            dead = [n for n, ok in services.alive().items() if not ok]
+            if dead:
+                raise LoopNotClosed(f"service(s) exited: {', '.join(dead)} (logs in {root}/logs)")
+            if stream_thread is not None and not stream_thread.is_alive():
+                raise LoopNotClosed("the traffic stopped by itself: " + lines[-1])
+            if now > limit:
+                raise LoopNotClosed(
+                    f"no v2 after {config.timeout_s:g} s; phase: {_phase(result, onset)}; "
+                    f"{watch.step_line()}"
+                )
+            if now - last_print >= config.progress_every_s:
+                last_print = now
+                echo(f"[{_phase(result, onset)}] {lines[-1]}")
+                echo(
+                    f"    monitor: {_monitor_line(settings, config.model)}; "
+                    f"drift events {len(result.events)}; {watch.step_line()}"
+                )
+            time.sleep(1)
+    except LoopNotClosed as exc:
+        result.failure = str(exc)
+        echo(f"[loop] NOT CLOSED: {exc}")
+    finally:
+        stop.set()
+        if stream_thread is not None:
+            stream_thread.join(timeout=60)
+        if watch is not None:
+            _settle(settings, services, result, stats_box, echo)
+            watch.poll()
+            watch.close()
+        services.close()
+    _evaluate(settings, config, result, echo)
+    result.marks["end"] = _now()
+    echo(f"[done] {time.monotonic() - started:.0f} s in all")
+    return result
+
+
+def _seconds(value: float) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=value)
+
+
+def _settle(
+    settings: Settings, services: Services, result: DemoResult, stats_box: list[Any], echo: Echo
+) -> None:
+    """After the traffic: wait until the monitor has windowed every logged prediction,
+    then count."""
+    counts = result.counts
+    if stats_box:
+        stats = stats_box[0]
+        counts.sent, counts.labels_sent = stats.sent, stats.labels_sent
+        counts.predicted_ok, counts.predicted_failed = stats.predict_ok, stats.predict_failed
+    deadline = time.monotonic() + 90
+    while True:
+        counts.predictions_logged = end_offsets(settings, "predictions")
+        windowed = _scrape(services.metrics_url("monitor"), "driftloop_monitor_predictions_total")
+        counts.rows_windowed = int(windowed or 0)
+        if counts.rows_windowed >= counts.predictions_logged or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    from driftloop.drift import AuditStore
+
+    records = AuditStore(settings.state_dir / "monitor", result.config.model).records("data")
+    counts.rows_in_closed_windows = sum(r.row_count for r in records)
+    echo(
+        f"[counts] sent {counts.sent}, answered {counts.predicted_ok} "
+        f"(failed {counts.predicted_failed}), predictions logged {counts.predictions_logged}, "
+        f"windowed by the monitor {counts.rows_windowed} "
+        f"({counts.rows_in_closed_windows} in closed windows)"
+    )
+
+
+def _evaluate(settings: Settings, config: DemoConfig, result: DemoResult, echo: Echo) -> None:
+    """v1 against v2 on the labelled post-drift rows v2 was not trained on."""
+    from driftloop.models import ModelStore
+
+    predictions = read_topic(settings, Prediction)
+    labels = read_topic(settings, Label)
+    frame = scored_frame(predictions, labels)
+    result.scores = frame
+    if not result.v2:
+        return
+    v2 = ModelStore.from_settings(settings).get(config.model, result.v2)
+    onset = result.virtual_onset or result.marks["onset"]
+    since = max(v2.metadata.training_window.end, onset)
+    result.comparison = compare_models(
+        settings, config.model, {"v1": result.v1, "v2": result.v2}, frame, since
+    )
+    c = result.comparison
+    echo(
+        f"[compare] {c.rows} labelled rows after {since:%H:%M:%S} ({c.positives} fraud): "
+        f"PR-AUC v1 {c.pr_auc.get('v1', float('nan')):.3f} → v2 "
+        f"{c.pr_auc.get('v2', float('nan')):.3f}; recall v1 {c.recall['v1']:.2f} → "
+        f"v2 {c.recall['v2']:.2f}"
+    )

@@ -1,0 +1,200 @@
+"""The report a person reads after the demo: a terminal summary, and an HTML page with
+PNG plots — drift per window, score distributions before and after, v1 against v2 on
+post-drift labelled data, and the loop's timeline."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from driftloop_demo._loop import DemoResult
+
+# (mark, label) in the order the loop passes them
+TIMELINE = (
+    ("traffic", "traffic starts (v1 serving)"),
+    ("onset", "drift onset"),
+    ("detected", "drift event published"),
+    ("run_submitted", "retraining run submitted"),
+    ("step:build-dataset:start", "build-dataset"),
+    ("step:train:start", "train"),
+    ("step:evaluate:start", "evaluate (gate)"),
+    ("step:register:start", "register"),
+    ("step:promote:start", "promote"),
+    ("promoted", "promotion commit on main"),
+    ("synced", "sync applied the commit"),
+    ("v2_serving", "v2 serving"),
+)
+PHASES = (
+    ("detection", "onset", "detected"),
+    ("trigger", "detected", "run_submitted"),
+    ("dataset", "step:build-dataset:start", "step:train:start"),
+    ("training", "step:train:start", "step:evaluate:start"),
+    ("gate", "step:evaluate:start", "step:register:start"),
+    ("register", "step:register:start", "step:promote:start"),
+    ("promotion", "step:promote:start", "promoted"),
+    ("sync", "promoted", "v2_serving"),
+)
+
+
+def phases(result: DemoResult) -> dict[str, float | None]:
+    out = {name: result.seconds(a, b) for name, a, b in PHASES}
+    out["onset → v2 serving"] = result.seconds("onset", "v2_serving")
+    return out
+
+
+def summary_lines(result: DemoResult) -> list[str]:
+    s, c = result.settings, result.counts
+    lines = [
+        "",
+        "driftloop demo — " + ("the loop closed" if result.v2 else f"NOT closed: {result.failure}"),
+        f"  scenario        {result.config.scenario} (strength {result.config.strength:g})",
+        f"  v1              {result.v1}",
+        f"  v2              {result.v2 or '-'}",
+        f"  drift events    {len(result.events)} "
+        + ", ".join(sorted({e.kind for e in result.events})),
+        f"  retraining runs {len(result.runs)} "
+        + ", ".join(f"{r.run_id} ({r.status})" for r in result.runs),
+        f"  promotion       {result.promotion_commit or '-'} in {s.git_repo}",
+        f"  counts          sent {c.sent} = predictions logged {c.predictions_logged} = "
+        f"windowed by the monitor {c.rows_windowed}",
+    ]
+    if result.comparison is not None:
+        cmp = result.comparison
+        lines.append(
+            f"  post-drift      {cmp.rows} labelled rows ({cmp.positives} fraud): PR-AUC "
+            f"v1 {cmp.pr_auc.get('v1', float('nan')):.3f} vs v2 "
+            f"{cmp.pr_auc.get('v2', float('nan')):.3f}; recall at threshold "
+            f"v1 {cmp.recall.get('v1', float('nan')):.2f} vs v2 "
+            f"{cmp.recall.get('v2', float('nan')):.2f}"
+        )
+    lines.append(
+        "  onset → v2     "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in phases(result).items() if v is not None)
+    )
+    lines += [
+        f"  report          {result.report or '-'}",
+        f"  Ray dashboard   {s.dashboard_url}",
+        f"  Serve endpoint  {s.serve_url}/{result.config.model}/predict "
+        f"(model: {s.serve_url}/{result.config.model}/model)",
+        "  stop everything with: make down",
+    ]
+    return lines
+
+
+def _plots(result: DemoResult, out: Path) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    paths: dict[str, Path] = {}
+    frame = result.scores
+    onset = pd.Timestamp(result.virtual_onset) if result.virtual_onset else None
+    if frame is not None and len(frame) and onset is not None:
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        groups = {
+            "v1 before the onset": frame[
+                (frame["scored_at"] < onset) & (frame["model_version"] == result.v1)
+            ],
+            "v1 after the onset": frame[
+                (frame["scored_at"] >= onset) & (frame["model_version"] == result.v1)
+            ],
+            "v2": frame[frame["model_version"] == result.v2] if result.v2 else frame.iloc[:0],
+        }
+        for label, rows in groups.items():
+            if len(rows):
+                ax.hist(
+                    rows["score"],
+                    bins=40,
+                    range=(0, 1),
+                    histtype="step",
+                    density=True,
+                    log=True,
+                    label=f"{label} ({len(rows)})",
+                )
+        ax.set_xlabel("score (P(fraud))")
+        ax.set_ylabel("density (log)")
+        ax.set_title("score distribution before and after")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        paths["scores"] = out / "scores.png"
+        fig.savefig(paths["scores"], dpi=110)
+        plt.close(fig)
+    if result.comparison is not None and result.comparison.curves:
+        cmp = result.comparison
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for label, (recall, precision) in cmp.curves.items():
+            ax.plot(recall, precision, label=f"{label} PR-AUC {cmp.pr_auc[label]:.3f}")
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_title(f"post-drift labelled rows ({cmp.rows}, {cmp.positives} fraud)")
+        ax.legend()
+        fig.tight_layout()
+        paths["pr"] = out / "pr-v1-v2.png"
+        fig.savefig(paths["pr"], dpi=110)
+        plt.close(fig)
+    marks = [(label, result.marks[key]) for key, label in TIMELINE if key in result.marks]
+    if marks:
+        start = marks[0][1]
+        fig, ax = plt.subplots(figsize=(8, 0.4 * len(marks) + 1))
+        xs = [(t - start).total_seconds() for _, t in marks]
+        ax.barh(range(len(marks)), xs, color="tab:blue", alpha=0.35)
+        for i, x in enumerate(xs):
+            ax.text(x, i, f" {x:.0f} s", va="center", fontsize=8)
+        ax.set_yticks(range(len(marks)), [label for label, _ in marks], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("seconds since the traffic started")
+        ax.set_title("timeline")
+        fig.tight_layout()
+        paths["timeline"] = out / "timeline.png"
+        fig.savefig(paths["timeline"], dpi=110)
+        plt.close(fig)
+    return paths
+
+
+def write_report(result: DemoResult, out: Path) -> Path:
+    """``out/index.html`` with the plots beside it (and the monitor's drift report)."""
+    from driftloop.drift import AuditStore
+    from driftloop.drift import write_report as drift_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    images = _plots(result, out)
+    audit = AuditStore(result.settings.state_dir / "monitor", result.config.model)
+    drift_png: Path | None = None
+    if audit.records():
+        drift_png, _ = drift_report(audit, result.config.model, out)
+    rows: list[tuple[str, Any]] = [
+        (line[:16].strip(), line[16:].strip()) for line in summary_lines(result)[2:]
+    ]
+    table = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows if k
+    )
+    figures = [
+        ("drift statistic per column and window (red: drifted; vertical lines: events)", drift_png),
+        ("score distribution before and after", images.get("scores")),
+        ("v1 against v2 on post-drift labelled rows", images.get("pr")),
+        (
+            "timeline: onset, detection, trigger, training, promotion, serving",
+            images.get("timeline"),
+        ),
+    ]
+    body = "".join(
+        f"<h2>{html.escape(title)}</h2><img src='{path.name}' alt='{html.escape(title)}'>"
+        for title, path in figures
+        if path is not None
+    )
+    message = html.escape(result.promotion_message or "(no promotion)")
+    page = out / "index.html"
+    page.write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>driftloop demo</title>"
+        "<style>body{font-family:sans-serif;margin:1.5em;max-width:70em}th{text-align:left;"
+        "padding-right:1em;vertical-align:top}img{max-width:100%}pre{background:#f4f4f4;"
+        "padding:0.8em}</style></head><body><h1>driftloop demo</h1>"
+        f"<table>{table}</table>{body}"
+        f"<h2>the promotion commit (the record of why v2 serves)</h2><pre>{message}</pre>"
+        f"<p>drift evidence per event: <a href='drift-{result.config.model}.html'>"
+        "drift report</a></p></body></html>"
+    )
+    return page

@@ -1,0 +1,75 @@
+"""The loop's services as child processes with the demo's settings in their environment:
+stream, monitor, trigger and sync, each logging to a file of its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from driftloop.runs._jobs import settings_environment
+from driftloop.settings import Settings
+
+SERVICES = ("sync", "stream", "monitor", "trigger")
+DEFAULT_PORTS = {"stream": 9101, "monitor": 9102, "trigger": 9103, "sync": 9104}
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Services:
+    """Starts the services once and stops them on ``close``; the logs stay."""
+
+    settings: Settings
+    log_dir: Path
+    default_ports: bool = True
+    ports: dict[str, int] = field(default_factory=dict)
+    _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    def start(self, name: str) -> None:
+        port = DEFAULT_PORTS[name] if self.default_ports else free_port(self.settings.bind_host)
+        self.ports[name] = port
+        env = {
+            **os.environ,
+            **settings_environment(self.settings),
+            f"DRIFTLOOP_{name.upper()}_METRICS_PORT": str(port),
+        }
+        if name == "sync":
+            env["DRIFTLOOP_SYNC_INTERVAL_S"] = "2"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self._logs.append(log)
+        command = str(Path(sys.executable).parent / f"driftloop-{name}")
+        self._procs[name] = subprocess.Popen(
+            [command, "run"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def alive(self) -> dict[str, bool]:
+        return {name: proc.poll() is None for name, proc in self._procs.items()}
+
+    def metrics_url(self, name: str) -> str:
+        return f"http://{self.settings.bind_host}:{self.ports[name]}/metrics"
+
+    def close(self, timeout_s: float = 30) -> None:
+        for proc in self._procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self._procs.values():
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for log in self._logs:
+            log.close()

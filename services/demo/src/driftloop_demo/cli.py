@@ -1,0 +1,57 @@
+"""``driftloop-demo run``: the whole loop, with live progress, a summary and a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from driftloop.settings import get_settings
+from driftloop_demo._config import DemoConfig
+from driftloop_demo._loop import run_demo
+from driftloop_demo._report import summary_lines, write_report
+
+app = typer.Typer(
+    name="driftloop-demo",
+    help="The whole retraining loop on the local stack.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _group() -> None:
+    """The whole retraining loop on the local stack."""
+
+
+@app.command("run")
+def run(
+    scenario: Annotated[
+        str, typer.Option(help="a drift scenario of the simulator's scenarios.yaml")
+    ] = "concept-drift",
+    strength: Annotated[float, typer.Option(help="scales the scenario's effect")] = 1.0,
+    rate: Annotated[float, typer.Option(help="payments per second through the endpoint")] = 40.0,
+    onset: Annotated[float, typer.Option(help="seconds of traffic before the drift")] = 60.0,
+    timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 900.0,
+    out: Annotated[
+        Path | None, typer.Option(help="where the demo keeps its state (default <state>/demo)")
+    ] = None,
+) -> None:
+    """Run the loop and wait until it closes: drift → retraining → promotion → v2 serving."""
+    settings = get_settings()
+    config = DemoConfig(
+        scenario=scenario, strength=strength, rate=rate, onset_s=onset, timeout_s=timeout
+    )
+    root = (out or settings.state_dir / "demo").absolute()
+    result = run_demo(settings, config, root, echo=typer.echo)
+    result.report = write_report(result, root / "report")
+    for line in summary_lines(result):
+        typer.echo(line)
+    if result.v2 is None:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
