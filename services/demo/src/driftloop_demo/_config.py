@@ -9,13 +9,16 @@ class DemoConfig(BaseModel):
     """The loop's knobs. The defaults close the loop within ten minutes on two cores.
 
     ``scenario`` must hurt the serving model's real performance for the loop to prove
-    anything: the default, concept drift, turns every fraud into ``mimicry`` (fraud that
-    follows the cardholder's habits), which the first model never saw."""
+    anything: the default, ``crypto-cash-out``, moves most fraud to a merchant category and
+    channel the first model never saw, at home and at ordinary amounts — v1 misses it, a
+    model retrained on the new traffic can learn it. (``concept-drift`` hurts v1 as much,
+    but its ``mimicry`` fraud copies the cardholder's habits so closely that retraining on
+    minutes of it does not help: a loop that closes without a better model.)"""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = "fraud"
-    scenario: str = Field("concept-drift", description="a scenario of the simulator")
+    scenario: str = Field("crypto-cash-out", description="a scenario of the simulator")
     strength: float = Field(1.0, ge=0)
     seed: int = 7
     customers: int = Field(1000, ge=10)

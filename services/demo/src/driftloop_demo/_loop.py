@@ -235,6 +235,7 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
     stop = threading.Event()
     stream_thread: threading.Thread | None = None
     stats_box: list[Any] = []
+    interrupted = False
     try:
         services.start("sync")
         deadline = time.monotonic() + 300
@@ -327,13 +328,17 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
     except LoopNotClosed as exc:
         result.failure = str(exc)
         echo(f"[loop] NOT CLOSED: {exc}")
+    except BaseException:
+        interrupted = True  # Ctrl-C or SIGTERM: stop everything, count nothing
+        raise
     finally:
         stop.set()
         if stream_thread is not None:
             stream_thread.join(timeout=60)
         if watch is not None:
-            _settle(settings, services, result, stats_box, echo)
-            watch.poll()
+            if not interrupted:
+                _settle(settings, services, result, stats_box, echo)
+                watch.poll()
             watch.close()
         services.close()
     _evaluate(settings, config, result, echo)

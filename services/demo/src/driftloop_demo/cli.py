@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -21,6 +23,10 @@ app = typer.Typer(
 )
 
 
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 @app.callback()
 def _group() -> None:
     """The whole retraining loop on the local stack."""
@@ -30,7 +36,7 @@ def _group() -> None:
 def run(
     scenario: Annotated[
         str, typer.Option(help="a drift scenario of the simulator's scenarios.yaml")
-    ] = "concept-drift",
+    ] = "crypto-cash-out",
     strength: Annotated[float, typer.Option(help="scales the scenario's effect")] = 1.0,
     rate: Annotated[float, typer.Option(help="payments per second through the endpoint")] = 40.0,
     onset: Annotated[float, typer.Option(help="seconds of traffic before the drift")] = 60.0,
@@ -40,6 +46,7 @@ def run(
     ] = None,
 ) -> None:
     """Run the loop and wait until it closes: drift → retraining → promotion → v2 serving."""
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the services on `kill` as on Ctrl-C
     settings = get_settings()
     config = DemoConfig(
         scenario=scenario, strength=strength, rate=rate, onset_s=onset, timeout_s=timeout

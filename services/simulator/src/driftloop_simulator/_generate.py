@@ -204,7 +204,11 @@ def apply_scenario(
         scaled = np.clip(np.round(rows.amount * scenario.amount_factor, 2), 0.01, 999_999.0)
         return rows.with_columns(amount=np.where(hit, scaled, rows.amount))
     if isinstance(spec, NewCategory):
-        hit = after & ~rows.is_fraud & (rng.random(len(rows)) < scenario.new_category_share)
+        draw = rng.random(len(rows))
+        share = np.where(
+            rows.is_fraud, scenario.new_category_fraud_share, scenario.new_category_share
+        )
+        hit = after & (draw < share)
         if not hit.any():
             return rows
         idx = np.flatnonzero(hit)

@@ -39,7 +39,8 @@ class CovariateShift(_Strict):
 
 
 class NewCategory(_Strict):
-    """A share of legitimate payments move to a category and channel never seen before."""
+    """A share of legitimate payments — and, with ``fraud_share``, of fraud — move to a
+    category and channel never seen before."""
 
     kind: Literal["new_category"]
     description: str = ""
@@ -48,6 +49,7 @@ class NewCategory(_Strict):
     share: float = Field(gt=0, le=1)
     amount_median_eur: float = Field(gt=0)
     amount_sigma: float = Field(ge=0)
+    fraud_share: float = Field(0.0, ge=0, le=1, description="share of fraud that moves too")
 
 
 class ConceptDrift(_Strict):
@@ -135,6 +137,11 @@ class ActiveScenario:
         return (
             min(1.0, self.strength * self.spec.share) if isinstance(self.spec, NewCategory) else 0.0
         )
+
+    @property
+    def new_category_fraud_share(self) -> float:
+        spec = self.spec
+        return min(1.0, self.strength * spec.fraud_share) if isinstance(spec, NewCategory) else 0.0
 
     @property
     def mimicry_share(self) -> float:
