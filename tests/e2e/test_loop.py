@@ -11,11 +11,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from driftloop_demo import DemoConfig, DemoResult, run_demo
 
 from driftloop.kafka import connect_admin
 from driftloop.raycluster import dashboard_request
 from driftloop.settings import Settings
-from driftloop_demo import DemoConfig, DemoResult, run_demo
 
 pytestmark = pytest.mark.timeout(1500)
 

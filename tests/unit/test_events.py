@@ -56,6 +56,16 @@ def test_unknown_fields_and_naive_times_are_refused():
         Transaction.model_validate({**good, "event_time": "2026-03-01T12:00:00"})
 
 
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z",
+                                  "2200-01-01T00:00:00Z", "9999-12-31T23:59:59Z"])  # fmt: skip
+def test_times_no_consumer_can_represent_are_refused_naming_the_field(when):
+    good = sample_events()[0].model_dump(mode="json")
+    with pytest.raises(ValidationError, match="event_time") as refused:
+        Transaction.model_validate({**good, "event_time": when})
+    assert "must lie in [1970-01-01, 2200-01-01)" in str(refused.value)
+    assert Transaction.model_validate({**good, "event_time": "2199-12-31T23:59:59Z"})
+
+
 def test_transaction_ids_derive_from_the_natural_key():
     a = Transaction(
         transaction_id="t-9",

@@ -25,10 +25,19 @@ def stable_id(kind: str, *parts: object) -> str:
     return str(uuid.uuid5(_NAMESPACE, key))
 
 
+# Times every consumer can represent: pandas' nanosecond timestamps (features, training
+# windows, monitor frames) end in 1677 and 2262.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def _aware_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must carry a timezone (e.g. '2026-01-01T00:00:00Z')")
-    return value.astimezone(UTC)
+    value = value.astimezone(UTC)
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"must lie in [{EARLIEST:%Y-%m-%d}, {LATEST:%Y-%m-%d})")
+    return value
 
 
 def utcnow() -> datetime:

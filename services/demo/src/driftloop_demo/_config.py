@@ -23,12 +23,19 @@ class DemoConfig(BaseModel):
     seed: int = 7
     customers: int = Field(1000, ge=10)
     merchants: int = Field(150, ge=5)
-    fraud_rate: float = Field(0.03, gt=0, le=0.5, description="fraud rows per legitimate row")
+    fraud_rate: float = Field(0.04, gt=0, le=0.5, description="fraud rows per legitimate row")
     history_days: float = Field(
         10.0, gt=0, description="simulated history: longer than the 7-day feature windows"
     )
-    train_days: float = Field(
-        3.0, gt=0, description="the most recent days v1 trains on, and each retraining run"
+    train_days: float = Field(3.0, gt=0, description="the most recent days v1 trains on")
+    retrain_days: float = Field(
+        0.25,
+        gt=0,
+        description="the window a retraining run trains on (trigger.yaml). Rows are split by "
+        "time and the newest 30 % are validation and holdout, so the new regime must fill "
+        "most of the window for the train split to contain it: the monitor needs about an "
+        "event-time hour per thousand predictions, so six hours before the event are mostly "
+        "after the onset",
     )
     history_tx_per_day: float = Field(8000, gt=0)
     rate: float = Field(40.0, gt=0, description="transactions per second through the endpoint")

@@ -101,7 +101,7 @@ def deployment_repository(
     )
     _edit_yaml(
         apps / "trigger.yaml",
-        lambda d: {**d, "window": f"{config.train_days:g}d"},
+        lambda d: {**d, "window": f"{config.retrain_days * 24:g}h"},
         note.format(config.model, "trigger.yaml"),
     )
     _edit_yaml(
