@@ -198,6 +198,9 @@ def train_and_store(frame: pd.DataFrame, store: ModelStore, name: str = "fraud")
         "pr_auc": float(average_precision_score(y, scores)),
         "threshold": threshold,
         "recall_at_threshold": float(((scores >= threshold) & y).sum() / max(1, y.sum())),
+        # as driftloop.training records them: the monitor weighs the holdout's own error
+        "positives": float(y.sum()),
+        "rows": float(len(y)),
     }
     first, last = frame["event_timestamp"].min(), frame["event_timestamp"].max()
     lineage = Lineage(

@@ -6,9 +6,12 @@ the shipped policy on longer runs."""
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 
+from driftloop.drift import AuditStore
 from driftloop.models import ModelStore
 from tests.integration import monitor_support as ms
 
@@ -28,13 +31,14 @@ def harness(base_settings, tmp_path_factory):
     store = ModelStore(str(root / "models"))
     model = ms.train_and_store(base[base["event_timestamp"] < WORLD.day(9)], store)
     quiet = base[(base["event_timestamp"] >= WORLD.day(9)) & (base["event_timestamp"] < since)]
+    frames["quiet"] = base[base["event_timestamp"] >= WORLD.day(9)].reset_index(drop=True)
     return root, store, model, quiet, frames
 
 
 def _run(own_topics, harness, scenario: str, tmp_path, **policy):
     _, store, model, quiet, frames = harness
     settings = own_topics.model_copy(update={"model_store_uri": store.uri})
-    frame = pd.concat([quiet, frames[scenario]], ignore_index=True)
+    frame = frames["quiet"] if scenario == "quiet" else pd.concat([quiet, frames[scenario]])
     preds = ms.predictions(model, frame)
     ms.publish(settings, [*preds, *ms.labels(frame)])
     ms.policy_file(tmp_path / "monitor.yaml", **policy)
@@ -87,9 +91,53 @@ def test_concept_drift_shows_in_performance_from_labels(own_topics, harness, tmp
         < reference["recall_at_threshold"] / 2
     )
     assert min(e.metrics["roc_auc"] for e in degraded) < reference["roc_auc"] - 0.05
+    # each event's drop is significant, against the holdout's own error too
+    significance = [
+        min(e.metrics["p_roc_auc"], e.metrics["p_recall_at_threshold"]) for e in degraded
+    ]
+    assert max(significance) < 0.01, significance
     data = [e for e in events if e.kind == "data_drift"]
     delay = ms.delay_after_onset(preds, onset, degraded[0])
     print(
         f"\nconcept-drift: first performance event {delay} predictions after the onset; "
         f"data-drift events {len(data)}"
+    )
+
+
+# Evaluations of 1000 labels (about 20 frauds) every 1000 labels, one degraded evaluation
+# enough: a setting where a drop alone would fire on noise.
+SMALL_EVALUATIONS = {"labels": 1000, "step": 1000, "min_positives": 10, "consecutive_windows": 1}
+
+
+def test_a_quiet_stream_raises_no_performance_event_and_each_verdict_shows_its_test(
+    own_topics, harness, tmp_path
+):
+    preds, events = _run(
+        own_topics,
+        harness,
+        "quiet",
+        tmp_path,
+        window={"rows": 500, "min_rows": 200, "duration_s": None},
+        performance=SMALL_EVALUATIONS,
+    )
+    assert not [e for e in events if e.kind == "performance_degraded"], [
+        (e.window, e.metrics) for e in events
+    ]
+    judged = [
+        r
+        for r in AuditStore(tmp_path / "state" / "monitor", "fraud").records("performance")
+        if r.verdict in ("ok", "degraded")
+    ]
+    assert len(judged) >= 5, f"only {len(judged)} evaluations of {len(preds)} predictions"
+    for record in judged:
+        m = record.metrics
+        for metric in ("roc_auc", "recall_at_threshold"):
+            drop, se, p = m[f"drop_{metric}"], m[f"se_{metric}"], m[f"p_{metric}"]
+            assert drop == pytest.approx(m[f"reference_{metric}"] - m[metric])
+            one_sided = 0.5 * math.erfc(drop / se / math.sqrt(2))
+            assert one_sided <= p <= min(1.0, 2 * one_sided) + 1e-12  # Holm over two metrics
+    smallest = min(min(r.metrics["p_roc_auc"], r.metrics["p_recall_at_threshold"]) for r in judged)
+    largest = max(r.metrics["drop_recall_at_threshold"] for r in judged)
+    print(
+        f"\nquiet: {len(judged)} evaluations, recall drop up to {largest:.3f}, p >= {smallest:.3g}"
     )

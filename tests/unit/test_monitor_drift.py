@@ -14,9 +14,12 @@ from driftloop.drift import (
     Algorithm,
     DriftSpec,
     MonitorPolicy,
+    PerformanceSpec,
     adjust,
+    auc_variance,
     chi_square,
     compare,
+    compare_metrics,
     load_policy,
 )
 from driftloop.profiles import profile_frame
@@ -90,3 +93,102 @@ def test_hellinger_has_no_p_value_and_judges_by_distance():
     win, ref = _views(1.0)
     (test,) = compare({"x": ("hellinger", win.get_column("x"), ref.get_column("x"))}, DriftSpec())
     assert test.p_value is None and test.category == "DRIFT" and 0 < test.statistic <= 1
+
+
+# --- performance: a window's metrics against the reference's
+
+
+def _scored(
+    rng: np.random.Generator, n: int, rate: float, separation: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Binormal scores: positives ``separation`` standard deviations above negatives."""
+    y = rng.random(n) < rate
+    scores = rng.normal(0.0, 1.0, n) + separation * y
+    return y, scores
+
+
+def _metrics(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    from sklearn.metrics import roc_auc_score  # type: ignore[import-untyped]
+
+    positives = int(y.sum())
+    return {
+        "rows": float(len(y)),
+        "positives": float(positives),
+        "roc_auc": float(roc_auc_score(y, scores)),
+        "recall_at_threshold": float(((scores >= threshold) & y).sum() / positives),
+    }
+
+
+@pytest.mark.parametrize("shape", ["exponential", "binormal"])
+def test_hanley_mcneil_matches_the_spread_of_auc_and_errs_wide(shape):
+    """Exact for the negative-exponential scores it was derived on; on binormal scores of
+    the same AUC it overstates the spread (a conservative test), never understates it."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    y = np.zeros(2000, bool)
+    y[:40] = True
+    aucs = []
+    for _ in range(400):
+        if shape == "exponential":  # AUC = 24 / 25
+            scores = rng.exponential(np.where(y, 24.0, 1.0))
+        else:
+            scores = rng.normal(0.0, 1.0, 2000) + 2.5 * y
+        aucs.append(roc_auc_score(y, scores))
+    spread, predicted = float(np.std(aucs)), auc_variance(float(np.mean(aucs)), 40, 1960) ** 0.5
+    if shape == "exponential":
+        assert spread == pytest.approx(predicted, rel=0.15)
+    else:
+        assert spread < predicted < 2 * spread
+    assert auc_variance(0.96, 400, 19600) < auc_variance(0.96, 40, 1960) / 5
+
+
+def _reference(rng: np.random.Generator, threshold: float) -> dict[str, float]:
+    return _metrics(*_scored(rng, 4000, 0.02, 2.5), threshold)
+
+
+def test_an_unchanged_model_is_rarely_called_worse_by_drop_and_significance():
+    """Fresh holdouts and windows of one model: the drop alone is over ``max_drop`` often;
+    with the test (the holdout's own error counted) about ``alpha`` of the time."""
+    rng = np.random.default_rng(11)
+    spec = PerformanceSpec(max_drop={"roc_auc": 0.02, "recall_at_threshold": 0.05}, alpha=0.01)
+    naive = exact = tested = 0
+    for _ in range(300):
+        ref = _reference(rng, 1.5)
+        now = _metrics(*_scored(rng, 2000, 0.02, 2.5), 1.5)
+        tests = compare_metrics(now, ref, spec)
+        naive += any(t.drop > t.max_drop for t in tests)
+        tested += any(t.degraded for t in tests)
+        alone = {k: v for k, v in ref.items() if k not in ("positives", "rows")}
+        exact += any(t.degraded for t in compare_metrics(now, alone, spec))
+    assert naive > 45, naive
+    assert tested <= 6, tested
+    assert exact > tested  # a holdout is a sample too: taken as exact, it calls more
+
+
+def test_a_worse_model_is_called_worse_and_the_reference_error_counts():
+    rng = np.random.default_rng(12)
+    spec = PerformanceSpec(max_drop={"roc_auc": 0.02, "recall_at_threshold": 0.1}, alpha=0.01)
+    ref = _reference(rng, 1.5)
+    caught = 0
+    for _ in range(100):
+        now = _metrics(*_scored(rng, 2000, 0.02, 1.0), 1.5)
+        tests = {t.metric: t for t in compare_metrics(now, ref, spec)}
+        caught += tests["recall_at_threshold"].degraded and tests["roc_auc"].degraded
+    assert caught >= 95
+    now = _metrics(*_scored(rng, 2000, 0.02, 1.8), 1.5)
+    exact = {k: v for k, v in ref.items() if k not in ("positives", "rows")}
+    with_error = {t.metric: t for t in compare_metrics(now, ref, spec)}
+    without = {t.metric: t for t in compare_metrics(now, exact, spec)}
+    for metric, test in with_error.items():
+        assert test.drop == pytest.approx(without[metric].drop)
+        assert test.standard_error > without[metric].standard_error
+        assert test.p_value > without[metric].p_value
+    wider = spec.model_copy(update={"dispersion": {"recall_at_threshold": 4.0}})
+    inflated = {t.metric: t for t in compare_metrics(now, ref, wider)}
+    recall = with_error["recall_at_threshold"].standard_error
+    assert inflated["recall_at_threshold"].standard_error == pytest.approx(2 * recall)
+    assert inflated["roc_auc"].standard_error == with_error["roc_auc"].standard_error
+    with pytest.raises(ValidationError, match="dispersion below 1"):
+        PerformanceSpec(dispersion={"roc_auc": 0.5})
+    assert compare_metrics({**now, "positives": 0.0}, ref, spec) == []

@@ -4,7 +4,6 @@ drift event when the policy says so."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -13,9 +12,11 @@ from driftloop.drift import (
     Algorithm,
     ColumnRecord,
     ColumnTest,
+    MetricTest,
     MonitorPolicy,
     WindowRecord,
     compare,
+    compare_metrics,
 )
 from driftloop.drift import column_summary as summary
 from driftloop.events import ColumnDrift, DriftEvent, Window
@@ -158,22 +159,24 @@ def performance_metrics(rows: list[Joined]) -> dict[str, float]:
 def judge_performance(
     policy: MonitorPolicy, version: str, rows: list[Joined], ref: Reference | None, streak: int
 ) -> tuple[Judged, int]:
+    """An evaluation's verdict (see ``PerformanceSpec``) and the streak after it."""
     spec = policy.performance
     metrics = performance_metrics(rows)
-    drops: Mapping[str, float] = {}
+    tests: list[MetricTest] = []
     if metrics["positives"] < spec.min_positives:
         verdict = "too_few_positives"
     elif ref is None:
         verdict = "no_reference"
     else:
-        drops = {m: ref.metrics[m] - metrics[m] for m in spec.max_drop
-                 if m in ref.metrics and m in metrics}  # fmt: skip
-        worse = sum(drop > spec.max_drop[m] for m, drop in drops.items())  # type: ignore[index]
+        tests = compare_metrics(metrics, ref.metrics, spec)
+        worse = sum(t.degraded for t in tests)
         verdict = "degraded" if worse >= spec.min_degraded_metrics else "ok"
         streak = streak + 1 if verdict == "degraded" else 0
-    for name, drop in drops.items():
-        metrics[f"reference_{name}"] = metrics[name] + drop
-        metrics[f"drop_{name}"] = drop
+    for t in tests:
+        metrics[f"reference_{t.metric}"] = t.reference
+        metrics[f"drop_{t.metric}"] = t.drop
+        metrics[f"se_{t.metric}"] = t.standard_error
+        metrics[f"p_{t.metric}"] = t.p_adjusted
     times = [r[0] for r in rows]
     w = Window(start=datetime.fromtimestamp(min(times), UTC),
                end=datetime.fromtimestamp(max(times), UTC), row_count=len(rows))  # fmt: skip

@@ -7,7 +7,15 @@ importing this package imports none of them.
 """
 
 from driftloop.drift._audit import AuditStore, ColumnRecord, WindowRecord, column_summary
-from driftloop.drift._compare import ColumnTest, adjust, chi_square, compare
+from driftloop.drift._compare import (
+    ColumnTest,
+    MetricTest,
+    adjust,
+    auc_variance,
+    chi_square,
+    compare,
+    compare_metrics,
+)
 from driftloop.drift._policy import (
     Algorithm,
     ColumnRule,
@@ -26,14 +34,17 @@ __all__ = [
     "ColumnRule",
     "ColumnTest",
     "DriftSpec",
+    "MetricTest",
     "MonitorPolicy",
     "PerformanceSpec",
     "WindowRecord",
     "WindowSpec",
     "adjust",
+    "auc_variance",
     "chi_square",
     "column_summary",
     "compare",
+    "compare_metrics",
     "load_policy",
     "write_report",
 ]

@@ -8,6 +8,9 @@ count below one (any unseen or rare value), so a single odd row would read as dr
 expected counts stay fractional, cells expected below five are pooled, and reference
 shares are smoothed so an unseen category adds to the statistic instead of making it
 infinite.
+
+Performance: a metric of labelled predictions against the reference's (holdout) value,
+with a one-sided z-test from the standard errors of both (see :func:`compare_metrics`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from driftloop.drift._policy import Algorithm, DriftSpec
+from driftloop.drift._policy import Algorithm, DriftSpec, PerformanceSpec
 
 if TYPE_CHECKING:
     from whylogs.core.view.column_profile_view import ColumnProfileView
@@ -180,3 +183,103 @@ def _category(big: bool, p_adjusted: float | None, alpha: float) -> Category:
     if big or significant:
         return "POSSIBLE_DRIFT"
     return "NO_DRIFT"
+
+
+# --- performance: a window's metric against the reference's (holdout) value
+
+
+@dataclass(frozen=True)
+class MetricTest:
+    """One performance metric of an evaluation against the reference's.
+
+    ``drop`` is reference minus current; ``p_value`` is one-sided (current below the
+    reference) and ``p_adjusted`` corrected for the evaluation's metrics."""
+
+    metric: str
+    reference: float
+    current: float
+    drop: float
+    standard_error: float
+    p_value: float
+    p_adjusted: float
+    max_drop: float
+    alpha: float
+
+    @property
+    def degraded(self) -> bool:
+        """Worse by more than ``max_drop``, and significantly worse."""
+        return self.drop > self.max_drop and self.p_adjusted < self.alpha
+
+
+def auc_variance(auc: float, positives: float, negatives: float) -> float:
+    """Hanley & McNeil (1982): the variance of a ROC-AUC estimated on ``positives`` and
+    ``negatives`` independent rows."""
+    if positives <= 0 or negatives <= 0:
+        return math.inf
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    square = auc * auc
+    spread = auc * (1 - auc) + (positives - 1) * (q1 - square) + (negatives - 1) * (q2 - square)
+    return max(0.0, spread) / (positives * negatives)
+
+
+def _counts(metrics: Mapping[str, float]) -> tuple[float, float] | None:
+    """(positives, negatives) behind a set of metrics, when it says."""
+    positives, rows = metrics.get("positives"), metrics.get("rows")
+    if positives is None or rows is None or positives <= 0 or rows <= positives:
+        return None
+    return positives, rows - positives
+
+
+def _variance(
+    metric: str,
+    current: float,
+    reference: float,
+    now: tuple[float, float],
+    ref: tuple[float, float] | None,
+) -> float:
+    """Variance of reference minus current; the reference's own error counts when its
+    counts are known, else the reference is taken as exact."""
+    if metric == "recall_at_threshold":
+        # two proportions of positives, pooled under "no change"
+        if ref is None:
+            return reference * (1 - reference) / now[0]
+        pooled = (current * now[0] + reference * ref[0]) / (now[0] + ref[0])
+        return pooled * (1 - pooled) * (1 / now[0] + 1 / ref[0])
+    if metric == "roc_auc":
+        own = auc_variance(current, *now)
+        return own + (auc_variance(reference, *ref) if ref else 0.0)
+    # PR-AUC (average precision): the logit interval of Boyd et al. (2013), whose
+    # variance on the logit scale is 1 / (P * AP * (1 - AP)), back on the AP scale by the
+    # delta method: AP * (1 - AP) / P.
+    own = current * (1 - current) / now[0]
+    return own + (reference * (1 - reference) / ref[0] if ref else 0.0)
+
+
+def compare_metrics(
+    current: Mapping[str, float], reference: Mapping[str, float], spec: PerformanceSpec
+) -> list[MetricTest]:
+    """Each metric of ``spec.max_drop`` that both sides have: its drop, and a one-sided
+    z-test that the current value is below the reference's (variances inflated by
+    ``spec.dispersion``), corrected over the metrics tested."""
+    now = _counts(current)
+    if now is None:
+        return []
+    ref = _counts(reference)
+    names = [m for m in spec.max_drop if m in current and m in reference]
+    raw: list[tuple[str, float, float, float, float]] = []
+    for name in names:
+        value, expected = current[name], reference[name]
+        drop = expected - value
+        inflation = spec.dispersion.get(name, 1.0)
+        se = math.sqrt(inflation * _variance(name, value, expected, now, ref))
+        if se > 0 and math.isfinite(se):
+            p = 0.5 * math.erfc(drop / se / math.sqrt(2))
+        else:
+            p = 0.0 if drop > 0 and se == 0 else 1.0
+        raw.append((name, expected, value, se, p))
+    adjusted = adjust([r[4] for r in raw], spec.correction)
+    drops = {str(k): v for k, v in spec.max_drop.items()}
+    return [
+        MetricTest(name, expected, value, expected - value, se, p, p_adj, drops[name], spec.alpha)
+        for (name, expected, value, se, p), p_adj in zip(raw, adjusted, strict=True)
+    ]

@@ -86,7 +86,16 @@ class DriftSpec(BaseModel):
 
 
 class PerformanceSpec(BaseModel):
-    """Labels joined to predictions, and when worse metrics make an event."""
+    """Labels joined to predictions, and when worse metrics make an event.
+
+    Every ``step`` joined labels the last ``labels`` of a version are evaluated. A metric
+    of ``max_drop`` is degraded when it is below the reference's (holdout) value by more
+    than its ``max_drop`` *and* significantly so: a one-sided z-test at ``alpha``
+    (corrected over the metrics tested) whose standard error combines the evaluation's and,
+    when the reference records its ``positives`` and ``rows``, the holdout's (Hanley-McNeil
+    for ROC-AUC, binomial for recall, the logit interval for PR-AUC), with variances
+    multiplied by the metric's ``dispersion``. Labels of one fraud burst are not independent, so a
+    rolling window's metrics vary more than counts alone say."""
 
     model_config = _STRICT
 
@@ -100,8 +109,20 @@ class PerformanceSpec(BaseModel):
         default_factory=_default_drops,
         description="reference (holdout) minus current, per metric",
     )
+    alpha: float = Field(0.01, gt=0, lt=1, description="one-sided, over the metrics tested")
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
+    dispersion: dict[PerformanceMetric, float] = Field(
+        default_factory=dict, description="variance inflation per metric (default 1)"
+    )
     min_degraded_metrics: int = Field(1, ge=1)
     consecutive_windows: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _inflation_at_least_one(self) -> Self:
+        low = {m: v for m, v in self.dispersion.items() if v < 1}
+        if low:
+            raise ValueError(f"dispersion below 1 (variances are only ever inflated): {low}")
+        return self
 
     @property
     def every(self) -> int:
