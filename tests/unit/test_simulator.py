@@ -219,6 +219,24 @@ def test_new_category_produces_values_the_baseline_never_had(base: pd.DataFrame)
     )
 
 
+def test_a_new_category_can_take_fraud_with_it(base: pd.DataFrame):
+    df = _run("crypto-cash-out").transactions
+    after, before = _after(df), df[~df.index.isin(_after(df).index)]
+    crypto = after["merchant_category"] == "crypto"
+    fraud = after["is_fraud"].astype(bool)
+    assert not (before["merchant_category"] == "crypto").any()
+    assert (crypto[fraud]).mean() == 1.0  # fraud_share 1: every fraud after the onset
+    assert 0.02 < crypto[~fraud].mean() < 0.045  # share 0.03 of legitimate payments
+    assert (after.loc[crypto & fraud, "country"] == after.loc[crypto & fraud, "card_country"]).all()
+    assert (
+        _run("new-category")
+        .transactions.pipe(_after)
+        .query("is_fraud")["merchant_category"]
+        .ne("crypto")
+        .all()
+    )  # fraud_share 0 (the default): fraud stays where it was
+
+
 def test_label_shift_raises_the_fraud_rate(base: pd.DataFrame):
     shifted = _after(_run("label-shift").transactions)
     assert shifted["is_fraud"].mean() > 2.2 * _after(base)["is_fraud"].mean()

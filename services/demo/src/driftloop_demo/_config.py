@@ -9,7 +9,7 @@ class DemoConfig(BaseModel):
     """The loop's knobs. The defaults close the loop within ten minutes on two cores.
 
     ``scenario`` must hurt the serving model's real performance for the loop to prove
-    anything: the default, ``crypto-cash-out``, moves most fraud to a merchant category and
+    anything: the default, ``crypto-cash-out``, moves all fraud to a merchant category and
     channel the first model never saw, at home and at ordinary amounts — v1 misses it, a
     model retrained on the new traffic can learn it. (``concept-drift`` hurts v1 as much,
     but its ``mimicry`` fraud copies the cardholder's habits so closely that retraining on
@@ -23,19 +23,19 @@ class DemoConfig(BaseModel):
     seed: int = 7
     customers: int = Field(1000, ge=10)
     merchants: int = Field(150, ge=5)
-    fraud_rate: float = Field(0.04, gt=0, le=0.5, description="fraud rows per legitimate row")
+    fraud_rate: float = Field(0.05, gt=0, le=0.5, description="fraud rows per legitimate row")
     history_days: float = Field(
         10.0, gt=0, description="simulated history: longer than the 7-day feature windows"
     )
     train_days: float = Field(3.0, gt=0, description="the most recent days v1 trains on")
     retrain_days: float = Field(
-        0.25,
+        0.5,
         gt=0,
         description="the window a retraining run trains on (trigger.yaml). Rows are split by "
         "time and the newest 30 % are validation and holdout, so the new regime must fill "
         "most of the window for the train split to contain it: the monitor needs about an "
-        "event-time hour per thousand predictions, so six hours before the event are mostly "
-        "after the onset",
+        "event-time hour per thousand predictions, so the twelve hours before the event are "
+        "mostly after the onset, and the holdout still holds enough fraud for the gate",
     )
     history_tx_per_day: float = Field(8000, gt=0)
     rate: float = Field(40.0, gt=0, description="transactions per second through the endpoint")
