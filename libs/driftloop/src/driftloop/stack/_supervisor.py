@@ -70,7 +70,12 @@ class Supervisor:
     def program(self, name: str) -> ProgramState | None:
         if not self.running():
             return None
-        info = self._proxy().supervisor.getProcessInfo(name)
+        try:
+            info = self._proxy().supervisor.getProcessInfo(name)
+        except xmlrpc.client.Fault as fault:
+            if "BAD_NAME" in fault.faultString:
+                return None  # a supervisord started from an older config lacks the program
+            raise
         return ProgramState(name, info["statename"], info["pid"], info["description"])
 
     def programs(self) -> list[ProgramState]:
