@@ -122,7 +122,7 @@ class LocalStack:
         alert rules (deploy/local/prometheus/)."""
         s = self.settings
         if self._prometheus() is None:
-            echo("prometheus: not installed, not started (optional; see README)")
+            echo("prometheus: not installed (optional; see README)")
             return
         if not self.supervisor.running():
             return
