@@ -75,10 +75,10 @@ def rule_groups(docs: list[Document]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def promtool_check_config(promtool: str, path: Path, timeout_s: float = 60) -> str:
-    """``promtool check config`` on a Prometheus config (and the rule files it names)."""
+def _promtool(promtool: str, what: str, path: Path, timeout_s: float) -> str:
+    """``promtool check <what> <path>``: its output, or raises with it."""
     result = subprocess.run(
-        [promtool, "check", "config", str(path)],
+        [promtool, "check", what, str(path)],
         capture_output=True,
         text=True,
         timeout=timeout_s,
@@ -86,8 +86,13 @@ def promtool_check_config(promtool: str, path: Path, timeout_s: float = 60) -> s
     )
     output = (result.stdout + result.stderr).strip()
     if result.returncode != 0:
-        raise RuntimeError(output)
+        raise RuntimeError(f"promtool check {what} failed:\n{output}")
     return output
+
+
+def promtool_check_config(promtool: str, path: Path, timeout_s: float = 60) -> str:
+    """``promtool check config`` on a Prometheus config (and the rule files it names)."""
+    return _promtool(promtool, "config", path, timeout_s)
 
 
 def promtool_check_rules(promtool: str, rules: dict[str, Any], timeout_s: float = 60) -> str:
@@ -97,17 +102,7 @@ def promtool_check_rules(promtool: str, rules: dict[str, Any], timeout_s: float 
     with tempfile.TemporaryDirectory(prefix="driftloop-rules-") as directory:
         path = Path(directory) / "rules.yaml"
         path.write_text(yaml.safe_dump(rules, sort_keys=False))
-        result = subprocess.run(
-            [promtool, "check", "rules", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    output = (result.stdout + result.stderr).strip()
-    if result.returncode != 0:
-        raise RuntimeError(f"promtool check rules failed:\n{output}")
-    return output
+        return _promtool(promtool, "rules", path, timeout_s)
 
 
 def dashboards(root: Path) -> list[Path]:
