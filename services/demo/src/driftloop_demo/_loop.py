@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -284,9 +284,9 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
         stream_thread = threading.Thread(target=traffic, name="traffic", daemon=True)
         result.marks["traffic"] = _now()
         stream_thread.start()
-        onset = result.marks["traffic"] + _seconds(config.onset_s)
+        onset = result.marks["traffic"] + timedelta(seconds=config.onset_s)
         result.marks["onset"] = onset
-        result.virtual_onset = result.marks["traffic"] + _seconds(config.onset_s * warp)
+        result.virtual_onset = result.marks["traffic"] + timedelta(seconds=config.onset_s * warp)
         echo(
             f"[traffic] {config.rate:g} payments/s through the endpoint, event time running "
             f"{warp:.0f}x (a simulated hour every {3600 / warp:.0f} s); scenario "
@@ -345,12 +345,6 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
     result.marks["end"] = _now()
     echo(f"[done] {time.monotonic() - started:.0f} s in all")
     return result
-
-
-def _seconds(value: float) -> Any:
-    from datetime import timedelta
-
-    return timedelta(seconds=value)
 
 
 def _settle(
