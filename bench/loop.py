@@ -12,10 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from driftloop_demo import DemoConfig, phases, run_demo
+from driftloop_demo import DemoConfig, phases, run_demo, tear_down
 
 from bench._common import record
-from driftloop.raycluster import dashboard_request
 from driftloop.settings import Settings
 
 
@@ -26,7 +25,7 @@ def main() -> None:
     try:
         result = run_demo(base, config, root, echo=lambda line: None)
     finally:
-        dashboard_request(base, "PUT", "/api/serve/applications/", {"applications": []})
+        tear_down(base)
     out: dict[str, object] = {"scenario": config.scenario, "closed": result.v2 is not None}
     out.update({f"phase_{k.replace(' ', '_')}_s": v for k, v in phases(result).items()})
     out["runs"] = len(result.runs)

@@ -6,16 +6,13 @@ monitor, trigger and sync services as processes. Nothing is mocked."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from driftloop_demo import DemoConfig, DemoResult, run_demo
+from driftloop_demo import DemoConfig, DemoResult
 
-from driftloop.kafka import connect_admin
-from driftloop.raycluster import dashboard_request
-from driftloop.settings import Settings
+from tests.e2e.loop_support import demo_loop
 
 pytestmark = pytest.mark.timeout(1500)
 
@@ -28,17 +25,8 @@ CONFIG = DemoConfig(
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoResult]:
-    base = Settings(topic_prefix=f"e2e-{uuid.uuid4().hex[:6]}.")
-    root = tmp_path_factory.mktemp("loop") / "demo"
-    result = run_demo(base, CONFIG, root, echo=print)
-    yield result
-    # Serve: the sync service applied the demo's config; later tests deploy their own apps.
-    dashboard_request(base, "PUT", "/api/serve/applications/", {"applications": []})
-    admin = connect_admin(base)
-    try:
-        admin.delete_topics([t for t in admin.list_topics() if t.startswith(base.topic_prefix)])
-    finally:
-        admin.close()
+    with demo_loop(CONFIG, tmp_path_factory.mktemp("loop") / "demo", "e2e") as result:
+        yield result
 
 
 def test_the_loop_closes_by_itself(loop: DemoResult) -> None:
@@ -80,8 +68,12 @@ def test_v2_beats_v1_on_post_drift_labelled_data(loop: DemoResult) -> None:
 
 
 def test_counts_reconcile(loop: DemoResult) -> None:
-    counts = loop.counts
-    assert counts.sent > 0
-    assert counts.predicted_failed == 0
-    assert counts.sent == counts.predicted_ok == counts.predictions_logged == counts.rows_windowed
-    assert 0 < counts.rows_in_closed_windows <= counts.rows_windowed
+    c = loop.counts
+    assert c.sent > 0
+    assert c.predicted_failed == 0
+    # every payment: on the topic, checkpointed by the stream, one feature row offline
+    assert c.sent == c.transactions == c.stream_consumed == c.feature_rows
+    # every payment: answered, logged once, checkpointed and windowed by the monitor
+    assert c.sent == c.predicted_ok == c.predictions_logged == c.predictions_distinct
+    assert c.predictions_logged == c.monitor_consumed == c.rows_windowed
+    assert 0 < c.rows_in_closed_windows <= c.rows_windowed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -55,3 +56,44 @@ def test_search_distributions_are_strict():
         TuneSpec(space={"seed": Distribution(randint=(1, 9))})
     with pytest.raises(ValidationError, match="needs a search space"):
         TuneSpec(enabled=True)
+
+
+def _booster(weight: float, seed: int = 0) -> tuple[object, np.ndarray, np.ndarray]:
+    """A booster trained with positive-class ``weight`` on data with a 5 % fraud rate,
+    and its scores on fresh rows with their labels."""
+    import xgboost
+
+    rng = np.random.default_rng(seed)
+
+    def rows(n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.normal(size=(n, 3))
+        logit = -3.4 + 1.2 * x[:, 0]
+        return x, (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+
+    x, y = rows(20_000)
+    params = {"objective": "binary:logistic", "max_depth": 2, "eta": 0.3, "seed": seed,
+              "nthread": 1, "scale_pos_weight": weight}  # fmt: skip
+    booster = xgboost.train(params, xgboost.DMatrix(x, label=y), num_boost_round=40)
+    test_x, test_y = rows(20_000)
+    return booster, booster.predict(xgboost.DMatrix(test_x)), test_y
+
+
+def test_brier_judges_a_weighted_model_on_the_data_s_class_balance():
+    """A model trained with scale_pos_weight scores inflated odds; Brier of the raw scores
+    would fail it against an unweighted champion for its weighting alone."""
+    from sklearn.metrics import brier_score_loss  # type: ignore[import-untyped]
+
+    from driftloop.training._evaluate import metrics_at, positive_weight
+
+    plain, plain_scores, y = _booster(1.0)
+    weighted, weighted_scores, y_w = _booster(19.0)
+    assert positive_weight(plain) == 1.0 and positive_weight(weighted) == pytest.approx(19.0)
+    raw = brier_score_loss(y_w, weighted_scores)
+    corrected = metrics_at(y_w, weighted_scores, 0.5, positive_weight(weighted))["brier"]
+    reference = metrics_at(y, plain_scores, 0.5, positive_weight(plain))["brier"]
+    assert raw > reference + 0.05, "the weighted model's raw scores are far off calibration"
+    assert abs(corrected - reference) < 0.003, (corrected, reference)
+    # ranking metrics do not move with the correction
+    assert metrics_at(y_w, weighted_scores, 0.5, 19.0)["pr_auc"] == pytest.approx(
+        metrics_at(y_w, weighted_scores, 0.5)["pr_auc"]
+    )

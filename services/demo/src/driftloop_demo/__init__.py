@@ -5,7 +5,7 @@ touching anything — a drift event, one retraining run, a promotion commit, a s
 serving. Ends with a terminal summary and an HTML report."""
 
 from driftloop_demo._config import DemoConfig
-from driftloop_demo._loop import DemoResult, LoopNotClosed, run_demo
+from driftloop_demo._loop import DemoResult, LoopNotClosed, run_demo, tear_down
 from driftloop_demo._report import phases, summary_lines, write_report
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "phases",
     "run_demo",
     "summary_lines",
+    "tear_down",
     "write_report",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class DemoConfig(BaseModel):
@@ -60,6 +60,23 @@ class DemoConfig(BaseModel):
         realistic traffic pass in minutes."""
         legit_per_s = self.rate / (1.0 + self.fraud_rate)
         return max(1.0, legit_per_s * 86400 / self.history_tx_per_day)
+
+    replicas: int = Field(
+        1, ge=1, le=4, description="Serve replicas of the model (two survive a replica's death)"
+    )
+    faults: tuple[str, ...] = Field(
+        (), description="parts to SIGKILL once during the loop and bring back (see _faults)"
+    )
+
+    @field_validator("faults")
+    @classmethod
+    def _known_faults(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        from driftloop_demo._faults import FAULTS
+
+        unknown = sorted(set(names) - set(FAULTS))
+        if unknown:
+            raise ValueError(f"unknown fault(s) {unknown}; known: {', '.join(FAULTS)}")
+        return tuple(n for n in FAULTS if n in names)
 
     default_ports: bool = Field(
         True, description="services on their usual metrics ports (Prometheus scrapes them)"

@@ -3,11 +3,15 @@ back, v1 and v2 scored on the same post-drift rows, the counts reconciled."""
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TypeVar
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from driftloop.events import Event, Label, Prediction
 from driftloop.settings import Settings
@@ -122,3 +126,57 @@ def compare_models(
             curves[label] = (rec.tolist(), precision.tolist())
         recall[label] = float(((scores >= threshold) & y).sum() / max(1, int(y.sum())))
     return Comparison(since, len(rows), int(np.sum(y)), pr, roc, recall, curves)
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+@dataclass(frozen=True)
+class Position:
+    """How far a consumer has durably got: the offsets its checkpoint holds (summed over
+    partitions) and the rows its effects hold."""
+
+    consumed: int
+    rows: int
+    open_rows: int = 0
+
+
+def stream_position(settings: Settings) -> Position:
+    """The stream service: transactions checkpointed, feature rows in its offline files
+    (one per transaction in order, two for a late one)."""
+    from driftloop.features import list_batches
+
+    path = settings.state_dir / "stream" / "checkpoint.sqlite"
+    consumed = 0
+    if path.exists():
+        with closing(_read_only(path)) as db:
+            rows = db.execute(
+                "SELECT sum(next_offset) FROM offsets WHERE topic = ?",
+                (settings.topic("transactions"),),
+            ).fetchone()
+            consumed = int(rows[0] or 0)
+    directory = f"{settings.feature_data}/customer_aggregates"
+    files = [f"{directory}/{name}.parquet" for name in list_batches(directory)]
+    written = sum(pq.ParquetFile(f).metadata.num_rows for f in files if "/stream-" in f)
+    return Position(consumed, written)
+
+
+def monitor_position(settings: Settings, model: str) -> Position:
+    """The monitor: predictions checkpointed, rows in its closed windows (the audit
+    records) and rows in its open windows."""
+    from driftloop.drift import AuditStore
+
+    root = settings.state_dir / "monitor"
+    path = root / model / "checkpoint.sqlite"
+    consumed = open_rows = 0
+    if path.exists():
+        with closing(_read_only(path)) as db:
+            row = db.execute(
+                "SELECT sum(next_offset) FROM offsets WHERE topic = ?",
+                (settings.topic("predictions"),),
+            ).fetchone()
+            consumed = int(row[0] or 0)
+            open_rows = int(db.execute("SELECT count(*) FROM window_rows").fetchone()[0])
+    closed = sum(r.row_count for r in AuditStore(root, model).records("data"))
+    return Position(consumed, closed, open_rows)

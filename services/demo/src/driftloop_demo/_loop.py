@@ -26,9 +26,12 @@ from driftloop_demo._evidence import (
     Comparison,
     compare_models,
     end_offsets,
+    monitor_position,
     read_topic,
     scored_frame,
+    stream_position,
 )
+from driftloop_demo._faults import FaultPlan, FaultRecord, kill_replica, wait_for_replacement
 from driftloop_demo._services import Services
 from driftloop_demo._stage import (
     demo_settings,
@@ -46,12 +49,21 @@ class LoopNotClosed(RuntimeError):
 
 @dataclass
 class Counts:
+    """What each part says it did, from its own durable state (topics' end offsets,
+    checkpoints, files), not from counters a restart would reset."""
+
     sent: int = 0
     predicted_ok: int = 0
     predicted_failed: int = 0
-    predictions_logged: int = 0
+    predict_retried: int = 0
+    transactions: int = 0  # on the transactions topic
+    stream_consumed: int = 0  # in the stream service's checkpoint
+    feature_rows: int = 0  # in the stream service's offline files
+    predictions_logged: int = 0  # on the predictions topic
+    predictions_distinct: int = 0  # distinct transaction ids among them
     labels_sent: int = 0
-    rows_windowed: int = 0
+    monitor_consumed: int = 0  # in the monitor's checkpoint
+    rows_windowed: int = 0  # closed + open windows
     rows_in_closed_windows: int = 0
 
 
@@ -73,6 +85,7 @@ class DemoResult:
     scores: Any = None  # the scored frame (pandas), for the report
     report: Path | None = None
     failure: str | None = None
+    faults: list[FaultRecord] = field(default_factory=list)
 
     def seconds(self, start: str, end: str) -> float | None:
         if start in self.marks and end in self.marks:
@@ -82,6 +95,19 @@ class DemoResult:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def tear_down(base: Settings) -> None:
+    """Remove what a loop on ``base`` left on the shared stack: the Serve applications its
+    sync applied (Ray's REST API replaces them all) and its topics."""
+    from driftloop.raycluster import dashboard_request
+
+    dashboard_request(base, "PUT", "/api/serve/applications/", {"applications": []})
+    admin = connect_admin(base)
+    try:
+        admin.delete_topics([t for t in admin.list_topics() if t.startswith(base.topic_prefix)])
+    finally:
+        admin.close()
 
 
 def _drop_old_topics(base: Settings) -> None:
@@ -197,18 +223,6 @@ def _monitor_line(settings: Settings, model: str) -> str:
     return "; ".join(parts)
 
 
-def _scrape(url: str, metric: str) -> float | None:
-    try:
-        text = httpx.get(url, timeout=3).text
-    except httpx.HTTPError:
-        return None
-    total = None
-    for line in text.splitlines():
-        if line.startswith(metric) and not line.startswith("#"):
-            total = (total or 0.0) + float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print) -> DemoResult:
     """Run the loop under ``root`` (wiped first) on the stack ``base`` points to."""
     from driftloop_simulator import GeneratorConfig, StreamConfig, WorldConfig, choose_scenario
@@ -294,10 +308,14 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
             f"{onset:%H:%M:%S}"
         )
         watch = _Watch(settings, config, result)
+        plan = FaultPlan(config.faults, result.marks["traffic"], onset)
+        result.faults = plan.fired
         last_print, closed_at = 0.0, None
         limit = time.monotonic() + config.timeout_s
         while True:
             watch.poll()
+            for name in plan.due(result.marks, _now()):
+                _fire(name, plan, services, settings, config, echo)
             now = time.monotonic()
             if result.v2 and closed_at is None:
                 closed_at = now
@@ -347,6 +365,32 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
     return result
 
 
+def _fire(
+    name: str,
+    plan: FaultPlan,
+    services: Services,
+    settings: Settings,
+    config: DemoConfig,
+    echo: Echo,
+) -> None:
+    """SIGKILL ``name`` and bring it back: a service is started again at once (as its
+    supervisor would), a Serve replica is replaced by Serve itself."""
+    if name == "replica":
+        pid, before = kill_replica(settings, config.model)
+        fault = plan.record(name, pid)
+        echo(f"[fault] SIGKILL a Serve replica of {config.model} (pid {pid})")
+        actor = wait_for_replacement(settings, config.model, before)
+        fault.detail = f"replaced by actor {actor[:12]}"
+    else:
+        pid = services.kill(name)
+        fault = plan.record(name, pid)
+        echo(f"[fault] SIGKILL the {name} service (pid {pid})")
+        services.start(name)
+        fault.detail = "started again"
+    fault.back_at = _now()
+    echo(f"[fault] {name}: {fault.detail} after {fault.down_s:.1f} s")
+
+
 def _settle(
     settings: Settings, services: Services, result: DemoResult, stats_box: list[Any], echo: Echo
 ) -> None:
@@ -357,23 +401,30 @@ def _settle(
         stats = stats_box[0]
         counts.sent, counts.labels_sent = stats.sent, stats.labels_sent
         counts.predicted_ok, counts.predicted_failed = stats.predict_ok, stats.predict_failed
+        counts.predict_retried = stats.predict_retried
     deadline = time.monotonic() + 90
     while True:
+        counts.transactions = end_offsets(settings, "transactions")
         counts.predictions_logged = end_offsets(settings, "predictions")
-        windowed = _scrape(services.metrics_url("monitor"), "driftloop_monitor_predictions_total")
-        counts.rows_windowed = int(windowed or 0)
-        if counts.rows_windowed >= counts.predictions_logged or time.monotonic() > deadline:
+        stream = stream_position(settings)
+        monitor = monitor_position(settings, result.config.model)
+        caught_up = (
+            stream.consumed >= counts.transactions and monitor.consumed >= counts.predictions_logged
+        )
+        if caught_up or time.monotonic() > deadline:
             break
         time.sleep(1)
-    from driftloop.drift import AuditStore
-
-    records = AuditStore(settings.state_dir / "monitor", result.config.model).records("data")
-    counts.rows_in_closed_windows = sum(r.row_count for r in records)
+    counts.stream_consumed, counts.feature_rows = stream.consumed, stream.rows
+    counts.monitor_consumed = monitor.consumed
+    counts.rows_in_closed_windows = monitor.rows
+    counts.rows_windowed = monitor.rows + monitor.open_rows
     echo(
         f"[counts] sent {counts.sent}, answered {counts.predicted_ok} "
-        f"(failed {counts.predicted_failed}), predictions logged {counts.predictions_logged}, "
-        f"windowed by the monitor {counts.rows_windowed} "
-        f"({counts.rows_in_closed_windows} in closed windows)"
+        f"(failed {counts.predicted_failed}, {counts.predict_retried} retries); "
+        f"transactions on the topic {counts.transactions}, checkpointed by the stream "
+        f"{counts.stream_consumed}, feature rows {counts.feature_rows}; predictions logged "
+        f"{counts.predictions_logged}, checkpointed by the monitor {counts.monitor_consumed}, "
+        f"windowed {counts.rows_windowed} ({counts.rows_in_closed_windows} in closed windows)"
     )
 
 
@@ -384,6 +435,7 @@ def _evaluate(settings: Settings, config: DemoConfig, result: DemoResult, echo: 
     predictions = read_topic(settings, Prediction)
     labels = read_topic(settings, Label)
     frame = scored_frame(predictions, labels)
+    result.counts.predictions_distinct = len({p.transaction_id for p in predictions})
     result.scores = frame
     if not result.v2:
         return

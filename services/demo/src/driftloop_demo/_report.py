@@ -56,9 +56,17 @@ def summary_lines(result: DemoResult) -> list[str]:
         f"  retraining runs {len(result.runs)} "
         + ", ".join(f"{r.run_id} ({r.status})" for r in result.runs),
         f"  promotion       {result.promotion_commit or '-'} in {s.git_repo}",
-        f"  counts          sent {c.sent} = predictions logged {c.predictions_logged} = "
-        f"windowed by the monitor {c.rows_windowed}",
+        f"  counts          sent {c.sent}, answered {c.predicted_ok} (failed "
+        f"{c.predicted_failed}), feature rows {c.feature_rows}, predictions logged "
+        f"{c.predictions_logged} ({c.predictions_distinct} distinct), windowed by the "
+        f"monitor {c.rows_windowed}",
     ]
+    for fault in result.faults:
+        down = f"{fault.down_s:.1f} s" if fault.down_s is not None else "not back"
+        lines.append(
+            f"  SIGKILL         {fault.name} (pid {fault.pid}) at {fault.killed_at:%H:%M:%S}: "
+            f"{fault.detail or '-'}, {down}"
+        )
     if result.comparison is not None:
         cmp = result.comparison
         lines.append(

@@ -55,11 +55,15 @@ class Services:
             [command, "run"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
 
+    def kill(self, name: str) -> int:
+        """SIGKILL the service (no chance to flush or commit anything); return its pid."""
+        proc = self._procs[name]
+        proc.kill()
+        proc.wait()
+        return proc.pid
+
     def alive(self) -> dict[str, bool]:
         return {name: proc.poll() is None for name, proc in self._procs.items()}
-
-    def metrics_url(self, name: str) -> str:
-        return f"http://{self.settings.bind_host}:{self.ports[name]}/metrics"
 
     def close(self, timeout_s: float = 30) -> None:
         for proc in self._procs.values():

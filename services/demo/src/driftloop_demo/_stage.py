@@ -40,10 +40,12 @@ def demo_settings(base: Settings, root: Path, stamp: str) -> Settings:
     )
 
 
-def _serve_config(document: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def _serve_config(
+    document: dict[str, Any], settings: Settings, config: DemoConfig
+) -> dict[str, Any]:
     """The shipped serve.yaml pointed at the demo's state: the replica reads its features,
-    models and topics; one replica that reserves no CPU, so retraining on a two-core
-    Ray cluster is not starved by the endpoint."""
+    models and topics; a fixed number of replicas that reserve no CPU, so retraining on a
+    two-core Ray cluster is not starved by the endpoint."""
     for application in document.get("applications") or []:
         application.setdefault("args", {}).update(
             {
@@ -56,7 +58,7 @@ def _serve_config(document: dict[str, Any], settings: Settings) -> dict[str, Any
         )
         for deployment in application.get("deployments") or []:
             deployment.pop("autoscaling_config", None)
-            deployment["num_replicas"] = 1
+            deployment["num_replicas"] = config.replicas
             deployment["ray_actor_options"] = {"num_cpus": 0}
     return document
 
@@ -96,7 +98,7 @@ def deployment_repository(
     note = "# Adapted by the demo from the repository's deploy/apps/{}/{}\n"
     _edit_yaml(
         apps / "serve.yaml",
-        lambda d: _serve_config(d, settings),
+        lambda d: _serve_config(d, settings, config),
         note.format(config.model, "serve.yaml"),
     )
     _edit_yaml(

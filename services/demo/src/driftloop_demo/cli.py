@@ -11,6 +11,7 @@ import typer
 
 from driftloop.settings import get_settings
 from driftloop_demo._config import DemoConfig
+from driftloop_demo._faults import FAULTS
 from driftloop_demo._loop import run_demo
 from driftloop_demo._report import summary_lines, write_report
 
@@ -41,6 +42,14 @@ def run(
     rate: Annotated[float, typer.Option(help="payments per second through the endpoint")] = 40.0,
     onset: Annotated[float, typer.Option(help="seconds of traffic before the drift")] = 60.0,
     timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 900.0,
+    replicas: Annotated[int, typer.Option(help="Serve replicas of the model")] = 1,
+    kill: Annotated[
+        str,
+        typer.Option(
+            help="comma-separated parts to SIGKILL once mid-loop and bring back: "
+            "stream, replica, monitor, trigger, sync, or 'all'"
+        ),
+    ] = "",
     out: Annotated[
         Path | None, typer.Option(help="where the demo keeps its state (default <state>/demo)")
     ] = None,
@@ -48,8 +57,15 @@ def run(
     """Run the loop and wait until it closes: drift → retraining → promotion → v2 serving."""
     signal.signal(signal.SIGTERM, _interrupt)  # stop the services on `kill` as on Ctrl-C
     settings = get_settings()
+    faults = FAULTS if kill == "all" else tuple(n.strip() for n in kill.split(",") if n.strip())
     config = DemoConfig(
-        scenario=scenario, strength=strength, rate=rate, onset_s=onset, timeout_s=timeout
+        scenario=scenario,
+        strength=strength,
+        rate=rate,
+        onset_s=onset,
+        timeout_s=timeout,
+        replicas=replicas,
+        faults=faults,
     )
     root = (out or settings.state_dir / "demo").absolute()
     result = run_demo(settings, config, root, echo=typer.echo)

@@ -2,14 +2,17 @@
 
 Calls run on a few threads so a slow endpoint does not cap the stream at one round trip per
 payment, but items come back in the order they were submitted: each is released only after
-its own call has finished (answered, failed or timed out). A call refused before it was
-handled (no connection, or a 502/503/504 from an overloaded or restarting endpoint) is
-retried after a short back-off, up to ``retries`` times; a timeout is not, since the endpoint
-may have scored it. A failed call is counted, never raised.
+its own call has finished (answered, failed or timed out). A call refused (no connection,
+or a 502/503/504 from an overloaded or restarting endpoint) or cut off by a server error
+(a 500: Ray Serve's answer when the replica handling the call dies) is retried after a
+short back-off, up to ``retries`` times — scoring is idempotent, a retried call only logs
+its prediction twice under the same transaction id. A timeout is not retried: the
+caller's time budget is spent. A failed call is counted, never raised.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,7 +21,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 
 T = TypeVar("T")
-_RETRIED = frozenset({502, 503, 504})
+_RETRIED = frozenset({500, 502, 503, 504})
 
 
 class Predictor(Generic[T]):
@@ -38,10 +41,14 @@ class Predictor(Generic[T]):
         self._in_flight: deque[tuple[Future[bool], T]] = deque()
         self.ok = 0
         self.failed = 0
+        self.retried = 0  # calls sent again after a refusal
+        self._retried_lock = threading.Lock()
 
     def _post(self, payload: dict[str, Any]) -> bool:
         for attempt in range(self._retries + 1):
             if attempt:
+                with self._retried_lock:
+                    self.retried += 1
                 time.sleep(0.2 * 2**attempt)
             try:
                 response = self._client.post(self._url, json=payload)

@@ -72,6 +72,7 @@ class StreamStats:
     fraud_sent: int = 0
     predict_ok: int = 0
     predict_failed: int = 0
+    predict_retried: int = 0
     send_errors: int = 0
     send_seconds: float = 0.0
     """From the start until the last transaction was handed to the producer."""
@@ -250,6 +251,7 @@ def run_stream(
             if now - last_progress >= config.progress_every_s:
                 if predictor is not None:
                     stats.predict_ok, stats.predict_failed = predictor.ok, predictor.failed
+                    stats.predict_retried = predictor.retried
                 recent = (stats.sent - last_sent) / (now - last_progress)
                 echo(_progress(stats, recent, sender.pending))
                 last_progress, last_sent = now, stats.sent
@@ -274,6 +276,7 @@ def run_stream(
     finally:
         if predictor is not None:
             stats.predict_ok, stats.predict_failed = predictor.ok, predictor.failed
+            stats.predict_retried = predictor.retried
             predictor.close()
         producer.flush(timeout_s=settings.kafka_timeout_s * 3)
         producer.close(timeout_s=settings.kafka_timeout_s)

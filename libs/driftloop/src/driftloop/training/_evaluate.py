@@ -9,10 +9,34 @@ import numpy as np
 import pandas as pd
 
 
-def metrics_at(y: np.ndarray, scores: np.ndarray, target_precision: float) -> dict[str, float]:
+def positive_weight(booster: Any) -> float:
+    """The positive-class weight (``scale_pos_weight``) an XGBoost booster was trained
+    with, read from the booster itself (its saved configuration keeps it); 1 if none."""
+    import json
+
+    objective = json.loads(booster.save_config())["learner"]["objective"]
+    return float(objective.get("reg_loss_param", {}).get("scale_pos_weight", 1.0))
+
+
+def unweighted(scores: np.ndarray, weight: float) -> np.ndarray:
+    """Probabilities of a model trained with positive-class weight ``weight``, corrected
+    back to the data's class balance: weighting multiplies the odds a logistic loss
+    learns by ``weight``, so dividing the odds by it undoes that. Ranking is unchanged."""
+    if weight == 1.0:
+        return scores
+    corrected: np.ndarray = scores / (scores + weight * (1.0 - scores))
+    return corrected
+
+
+def metrics_at(
+    y: np.ndarray, scores: np.ndarray, target_precision: float, weight: float = 1.0
+) -> dict[str, float]:
     """ROC-AUC, PR-AUC (average precision), Brier score, and the operating point: the
     smallest threshold whose precision reaches ``target_precision``, with its recall.
 
+    Brier judges calibration, so it is of the scores corrected for the positive-class
+    ``weight`` the model was trained with (see :func:`unweighted`): a model trained on a
+    different class balance is not penalised for its weighting, only for being wrong.
     Where no threshold reaches the target, ``threshold`` is absent and recall is 0."""
     from sklearn.metrics import (  # type: ignore[import-untyped]
         average_precision_score,
@@ -24,7 +48,7 @@ def metrics_at(y: np.ndarray, scores: np.ndarray, target_precision: float) -> di
     out = {
         "roc_auc": float(roc_auc_score(y, scores)),
         "pr_auc": float(average_precision_score(y, scores)),
-        "brier": float(brier_score_loss(y, scores)),
+        "brier": float(brier_score_loss(y, unweighted(scores, weight))),
         "positives": float(y.sum()),
         "rows": float(len(y)),
     }
@@ -60,14 +84,17 @@ def baseline_scores(
     return scores
 
 
-def booster_scores(model_json: bytes, holdout: pd.DataFrame, names: list[str]) -> np.ndarray:
-    """The booster's scores on the holdout, from the bytes that are stored."""
+def booster_scores(
+    model_json: bytes, holdout: pd.DataFrame, names: list[str]
+) -> tuple[np.ndarray, float]:
+    """The booster's scores on the holdout, from the bytes that are stored, and its
+    positive-class weight."""
     import xgboost
 
     booster = xgboost.Booster(params={"nthread": 1}, model_file=bytearray(model_json))
     matrix = xgboost.DMatrix(holdout[names], feature_names=names, nthread=1)
     scores: np.ndarray = booster.predict(matrix)
-    return scores
+    return scores, positive_weight(booster)
 
 
 @dataclass(frozen=True)
@@ -93,8 +120,8 @@ def evaluate(
 ) -> Evaluation:
     """Score the holdout with the stored bytes and with a logistic-regression baseline."""
     y = holdout[label].to_numpy()
-    scores = booster_scores(model_json, holdout, names)
-    model = metrics_at(y, scores, target_precision)
+    scores, weight = booster_scores(model_json, holdout, names)
+    model = metrics_at(y, scores, target_precision, weight)
     base = metrics_at(y, baseline_scores(train, holdout, names, label, seed), target_precision)
     base["prior"] = float(y.mean())
     return Evaluation(model, base, scores)

@@ -20,7 +20,7 @@ from driftloop.models import (
 )
 from driftloop.settings import Settings
 from driftloop.training._dataset import LABEL, SPLITS, Dataset, build_dataset
-from driftloop.training._evaluate import evaluate, metrics_at
+from driftloop.training._evaluate import evaluate, metrics_at, positive_weight
 from driftloop.training._gate import judge
 from driftloop.training._lineage import feature_views_hash, git_state, package_versions
 from driftloop.training._progress import Progress, run_with_progress
@@ -144,7 +144,8 @@ def _champion_metrics(
     except (ModelStoreError, KeyError, ValueError) as exc:
         return None, str(exc)
     y = dataset.splits["holdout"][LABEL].to_numpy()
-    return metrics_at(y, scores, spec.metrics.target_precision), None
+    weight = positive_weight(loaded.booster)
+    return metrics_at(y, scores, spec.metrics.target_precision, weight), None
 
 
 def _say(progress: Progress | None, message: str) -> None:
