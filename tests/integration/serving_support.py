@@ -175,10 +175,14 @@ def deploy(
     args: Mapping[str, Any],
     config: Mapping[str, Any],
     env: Mapping[str, str] | None = None,
+    *,
+    num_replicas: int = 1,
+    **options: Any,
 ) -> None:
-    """Deploy (or update in place) application ``name`` at ``/<name>`` with one replica
-    that needs no CPU reservation (the cluster's CPUs belong to everyone's jobs); ``env``
-    is added to the replica's environment."""
+    """Deploy (or update in place) application ``name`` at ``/<name>`` with
+    ``num_replicas`` replicas that need no CPU reservation (the cluster's CPUs belong to
+    everyone's jobs); ``env`` is added to the replicas' environment and ``options`` (e.g.
+    ``max_ongoing_requests``, ``max_queued_requests``) to the deployment's."""
     from driftloop_serving import ServeArgs, build_app
     from ray import serve
     from ray.serve import Application
@@ -188,8 +192,8 @@ def deploy(
         actor["runtime_env"] = {"env_vars": dict(env)}
     app = build_app(ServeArgs.model_validate(dict(args)))
     deployment = app._bound_deployment.options(
-        user_config=dict(config), num_replicas=1, ray_actor_options=actor,
-        version=CODE_VERSION, _internal=True,
+        user_config=dict(config), num_replicas=num_replicas, ray_actor_options=actor,
+        version=CODE_VERSION, _internal=True, **options,
     )  # fmt: skip
     serve.run(Application(deployment), name=name, route_prefix=f"/{name}")
 
@@ -318,3 +322,156 @@ class Relay:
         self._server.close()
         for s in self._sockets:
             s.close()
+
+
+@dataclass(frozen=True)
+class Call:
+    """One logical request of :class:`RetryingLoad`: its first attempt and its last."""
+
+    at: float  # when the last attempt was answered (monotonic)
+    first_status: int  # 0: no HTTP answer (connection error, timeout)
+    status: int
+    attempts: int
+    seconds: float  # all attempts and backoffs together
+    request_id: str | None  # Serve's x-request-id of the last answer
+    error: str = ""
+
+
+class RetryingLoad:
+    """Threads sending /predict continuously, each call retried on a connection error or a
+    5xx with bounded exponential backoff (what a well-behaved client does); every call is
+    recorded with its first and final outcome. ``timeout_s`` bounds each attempt."""
+
+    def __init__(
+        self,
+        url: str,
+        threads: int = 4,
+        retries: int = 5,
+        backoff_s: float = 0.05,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self._url = url
+        self._retries = retries
+        self._backoff_s = backoff_s
+        self._timeout_s = timeout_s
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.calls: list[Call] = []
+        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
+
+    def _attempt(self, client: httpx.Client, i: int) -> tuple[int, str | None, str]:
+        try:
+            r = client.post(self._url, json=transaction(i))
+        except httpx.HTTPError as exc:
+            return 0, None, repr(exc)
+        return r.status_code, r.headers.get("x-request-id"), r.text[:200]
+
+    def _run(self, worker: int) -> None:
+        with httpx.Client(timeout=self._timeout_s) as client:
+            i = 0
+            while not self._stop.is_set():
+                i += 1
+                started = time.monotonic()
+                status, request_id, error = first = self._attempt(client, worker * 10**7 + i)
+                attempts = 1
+                while (status == 0 or status >= 500) and attempts <= self._retries:
+                    time.sleep(min(self._backoff_s * 2 ** (attempts - 1), 1.0))
+                    status, request_id, error = self._attempt(client, worker * 10**7 + i)
+                    attempts += 1
+                now = time.monotonic()
+                call = Call(now, first[0], status, attempts, now - started, request_id, error)
+                with self._lock:
+                    self.calls.append(call)
+
+    def succeeded(self) -> int:
+        with self._lock:
+            return sum(1 for c in self.calls if c.status == 200)
+
+    def wait_for(self, n: int, timeout_s: float = 120) -> None:
+        """Until ``n`` calls in all have succeeded."""
+        deadline = time.monotonic() + timeout_s
+        while self.succeeded() < n:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"fewer than {n} successful calls in {timeout_s} s")
+            time.sleep(0.05)
+
+    def __enter__(self) -> RetryingLoad:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=120)
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One request of an open-loop step: sent at its scheduled time, whatever came before."""
+
+    status: int  # 0: no answer within the deadline, or a connection error
+    sent_s: float  # when it was sent, from the step's start
+    seconds: float  # until its answer
+    body: str
+
+
+async def open_loop(
+    client: httpx.AsyncClient, path: str, rate: float, seconds: float, deadline_s: float
+) -> tuple[list[Shot], float]:
+    """Send ``rate`` requests per second to ``path`` for ``seconds`` without waiting for
+    answers (an open loop: a slow service does not slow the sender down), each given up
+    after ``deadline_s`` in all; the answers and the rate actually sent (the sender may
+    fall behind on a busy machine)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    async def shot(i: int) -> Shot:
+        sent = loop.time()
+        try:
+            async with asyncio.timeout(deadline_s):
+                r = await client.post(path, json=transaction(i))
+        except (httpx.HTTPError, TimeoutError) as exc:
+            return Shot(0, sent - start, loop.time() - sent, repr(exc))
+        return Shot(r.status_code, sent - start, loop.time() - sent, r.text[:200])
+
+    n = max(1, round(rate * seconds))
+    tasks = []
+    for i in range(n):
+        delay = start + i / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(shot(i)))
+    sent_rate = n / (loop.time() - start + 1 / rate)
+    return list(await asyncio.gather(*tasks)), sent_rate
+
+
+async def closed_loop(
+    client: httpx.AsyncClient, path: str, concurrency: int, seconds: float, deadline_s: float
+) -> tuple[list[Shot], float]:
+    """``concurrency`` senders, each sending its next request to ``path`` as soon as the
+    last one is answered, for ``seconds``; every request is given up after ``deadline_s``.
+    The answers and the rate sent."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    shots: list[Shot] = []
+
+    async def sender(worker: int) -> None:
+        i = 0
+        while loop.time() - start < seconds:
+            i += 1
+            sent = loop.time()
+            try:
+                async with asyncio.timeout(deadline_s):
+                    r = await client.post(path, json=transaction(worker * 10**7 + i))
+            except (httpx.HTTPError, TimeoutError) as exc:
+                shots.append(Shot(0, sent - start, loop.time() - sent, repr(exc)))
+                continue
+            shots.append(Shot(r.status_code, sent - start, loop.time() - sent, r.text[:200]))
+
+    await asyncio.gather(*(sender(w) for w in range(concurrency)))
+    return shots, len(shots) / (loop.time() - start)

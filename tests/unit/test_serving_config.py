@@ -11,7 +11,14 @@ from typing import Any, cast
 
 import pytest
 import yaml
-from driftloop_serving import ModelConfig, PredictionLog, ServeArgs, build_app, locate
+from driftloop_serving import (
+    FraudService,
+    ModelConfig,
+    PredictionLog,
+    ServeArgs,
+    build_app,
+    locate,
+)
 from pydantic import ValidationError
 
 from driftloop.events import Prediction
@@ -44,6 +51,10 @@ def test_serve_yaml_is_a_ray_serve_config_for_our_builder(raw):
     assert deployment.autoscaling_config is not None
     assert "num_replicas" not in raw["applications"][0]["deployments"][0]  # the autoscaler's
     assert deployment.max_ongoing_requests >= 1
+    # Overload is refused at once (503), never queued without bound; nothing waits forever.
+    assert deployment.max_queued_requests >= 1
+    assert config.http_options.request_timeout_s is not None
+    assert config.http_options.request_timeout_s > 0
     # Ray's schemas accept unknown keys (forward compatibility): a typo would be ignored.
     assert set(raw) <= set(ServeDeploySchema.model_fields)
     assert set(raw["applications"][0]) <= set(ServeApplicationSchema.model_fields)
@@ -51,6 +62,13 @@ def test_serve_yaml_is_a_ray_serve_config_for_our_builder(raw):
     args = ServeArgs.model_validate(app.args)
     assert args.api_key is None, "an API key never goes into git"
     assert ModelConfig.model_validate(deployment.user_config).empty  # nothing promoted yet
+
+
+def test_the_deployment_defaults_are_the_yaml_request_limits(raw):
+    """Deployed without serve.yaml (tests, `serve run`), the same limits apply."""
+    [deployment] = raw["applications"][0]["deployments"]
+    assert FraudService.max_ongoing_requests == deployment["max_ongoing_requests"]
+    assert FraudService.max_queued_requests == deployment["max_queued_requests"]
 
 
 def test_ray_builds_the_app_from_the_yaml_args_as_serve_args(raw):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from typing import Any
 
 from driftloop.ports import accepting
 from driftloop.raycluster import RayApiError, auth_token, dashboard_request, dashboard_version
@@ -41,6 +42,22 @@ def serve_running(settings: Settings) -> bool:
     return accepting(settings.bind_host, settings.serve_port)
 
 
+def _declared_http_options(settings: Settings) -> dict[str, Any]:
+    """``http_options`` the serve.yaml files in git declare (e.g. ``request_timeout_s``):
+    Serve reads them only when it starts, so they are given at start; host and port come
+    from the settings. Files that cannot be read are the sync service's to report."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for path in sorted((settings.deploy_dir / "apps").glob("*/serve.yaml")):
+        try:
+            document = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        options.update(document.get("http_options") or {})
+    return options
+
+
 def start_serve(settings: Settings, timeout_s: float = 120) -> None:
     """Start Serve with its HTTP proxy on the bind host, keeping any deployed applications.
 
@@ -57,10 +74,12 @@ def start_serve(settings: Settings, timeout_s: float = 120) -> None:
             for app in current["applications"].values()
             if app.get("deployed_app_config")
         ]
-    config = {
-        "http_options": {"host": settings.bind_host, "port": settings.serve_port},
-        "applications": applications,
+    http = {
+        **_declared_http_options(settings),
+        "host": settings.bind_host,
+        "port": settings.serve_port,
     }
+    config = {"http_options": http, "applications": applications}
     dashboard_request(settings, "PUT", "/api/serve/applications/", config, timeout_s=60)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
