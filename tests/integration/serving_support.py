@@ -11,11 +11,11 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import numpy as np
@@ -236,16 +236,44 @@ class Answer:
     error: str = ""
 
 
-class Load:
+class _Senders:
+    """Threads running ``_run(worker)`` from ``with`` to its end, and a wait on a count."""
+
+    def __init__(self, threads: int, join_s: float) -> None:
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._join_s = join_s
+        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
+
+    def _run(self, worker: int) -> None:
+        raise NotImplementedError
+
+    def _wait(self, count: Callable[[], int], n: int, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while count() < n:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"fewer than {n} {what} in {timeout_s} s")
+            time.sleep(0.05)
+
+    def __enter__(self) -> Self:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self._join_s)
+
+
+class Load(_Senders):
     """Threads sending /predict continuously until stopped; every answer is recorded."""
 
     def __init__(self, url: str, headers: Mapping[str, str] | None = None, threads: int = 2):
         self._url = url
         self._headers = dict(headers or {})
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
         self.answers: list[Answer] = []
-        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
+        super().__init__(threads, join_s=60)
 
     def _run(self, worker: int) -> None:
         with httpx.Client(headers=self._headers, timeout=30) as client:
@@ -266,21 +294,7 @@ class Load:
             return sum(1 for a in self.answers if a.version == version)
 
     def wait_for(self, version: str, n: int, timeout_s: float = 120) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self.count(version) < n:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"fewer than {n} answers from {version} in {timeout_s} s")
-            time.sleep(0.05)
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=60)
+        self._wait(lambda: self.count(version), n, timeout_s, f"answers from {version}")
 
 
 class Relay:
@@ -337,7 +351,7 @@ class Call:
     error: str = ""
 
 
-class RetryingLoad:
+class RetryingLoad(_Senders):
     """Threads sending /predict continuously, each call retried on a connection error or a
     5xx with bounded exponential backoff (what a well-behaved client does); every call is
     recorded with its first and final outcome. ``timeout_s`` bounds each attempt."""
@@ -354,10 +368,8 @@ class RetryingLoad:
         self._retries = retries
         self._backoff_s = backoff_s
         self._timeout_s = timeout_s
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
         self.calls: list[Call] = []
-        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
+        super().__init__(threads, join_s=120)
 
     def _attempt(self, client: httpx.Client, i: int) -> tuple[int, str | None, str]:
         try:
@@ -389,21 +401,7 @@ class RetryingLoad:
 
     def wait_for(self, n: int, timeout_s: float = 120) -> None:
         """Until ``n`` calls in all have succeeded."""
-        deadline = time.monotonic() + timeout_s
-        while self.succeeded() < n:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"fewer than {n} successful calls in {timeout_s} s")
-            time.sleep(0.05)
-
-    def __enter__(self) -> RetryingLoad:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=120)
+        self._wait(self.succeeded, n, timeout_s, "successful calls")
 
 
 @dataclass(frozen=True)

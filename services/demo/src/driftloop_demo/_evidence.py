@@ -132,6 +132,15 @@ def _read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
+def _checkpointed(path: Path, topic: str) -> int:
+    """The next offsets of ``topic`` a service's SQLite checkpoint holds, summed."""
+    with closing(_read_only(path)) as db:
+        row = db.execute(
+            "SELECT sum(next_offset) FROM offsets WHERE topic = ?", (topic,)
+        ).fetchone()
+        return int(row[0] or 0)
+
+
 @dataclass(frozen=True)
 class Position:
     """How far a consumer has durably got: the offsets its checkpoint holds (summed over
@@ -148,14 +157,7 @@ def stream_position(settings: Settings) -> Position:
     from driftloop.features import list_batches
 
     path = settings.state_dir / "stream" / "checkpoint.sqlite"
-    consumed = 0
-    if path.exists():
-        with closing(_read_only(path)) as db:
-            rows = db.execute(
-                "SELECT sum(next_offset) FROM offsets WHERE topic = ?",
-                (settings.topic("transactions"),),
-            ).fetchone()
-            consumed = int(rows[0] or 0)
+    consumed = _checkpointed(path, settings.topic("transactions")) if path.exists() else 0
     directory = f"{settings.feature_data}/customer_aggregates"
     files = [f"{directory}/{name}.parquet" for name in list_batches(directory)]
     written = sum(pq.ParquetFile(f).metadata.num_rows for f in files if "/stream-" in f)
@@ -171,12 +173,8 @@ def monitor_position(settings: Settings, model: str) -> Position:
     path = root / model / "checkpoint.sqlite"
     consumed = open_rows = 0
     if path.exists():
+        consumed = _checkpointed(path, settings.topic("predictions"))
         with closing(_read_only(path)) as db:
-            row = db.execute(
-                "SELECT sum(next_offset) FROM offsets WHERE topic = ?",
-                (settings.topic("predictions"),),
-            ).fetchone()
-            consumed = int(row[0] or 0)
             open_rows = int(db.execute("SELECT count(*) FROM window_rows").fetchone()[0])
     closed = sum(r.row_count for r in AuditStore(root, model).records("data"))
     return Position(consumed, closed, open_rows)
