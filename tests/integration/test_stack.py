@@ -85,6 +85,19 @@ def test_the_ray_dashboard_refuses_requests_without_the_token(base_settings):
         assert json.loads(ok.read())["ray_version"]
 
 
+def test_serve_runs_with_the_http_options_git_declares(base_settings):
+    """Serve reads http_options only when it starts: `up` gives it serve.yaml's (the
+    request timeout), with the settings' host and port."""
+    import yaml
+
+    from driftloop.raycluster import dashboard_request
+
+    declared = yaml.safe_load((base_settings.deploy_dir / "apps/fraud/serve.yaml").read_text())
+    live = dashboard_request(base_settings, "GET", "/api/serve/applications/")["http_options"]
+    assert live["request_timeout_s"] == declared["http_options"]["request_timeout_s"]
+    assert (live["host"], live["port"]) == (base_settings.bind_host, base_settings.serve_port)
+
+
 def test_metrics_are_served_on_the_bind_host(base_settings):
     server = serve_metrics(base_settings, 0)
     try:
