@@ -355,7 +355,7 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
             stream_thread.join(timeout=60)
         if watch is not None:
             if not interrupted:
-                _settle(settings, services, result, stats_box, echo)
+                _settle(settings, result, stats_box, echo)
                 watch.poll()
             watch.close()
         services.close()
@@ -376,10 +376,13 @@ def _fire(
     """SIGKILL ``name`` and bring it back: a service is started again at once (as its
     supervisor would), a Serve replica is replaced by Serve itself."""
     if name == "replica":
-        pid, before = kill_replica(settings, config.model)
-        fault = plan.record(name, pid)
-        echo(f"[fault] SIGKILL a Serve replica of {config.model} (pid {pid})")
-        actor = wait_for_replacement(settings, config.model, before)
+        try:
+            pid, before = kill_replica(settings, config.model)
+            fault = plan.record(name, pid)
+            echo(f"[fault] SIGKILL a Serve replica of {config.model} (pid {pid})")
+            actor = wait_for_replacement(settings, config.model, before)
+        except (RuntimeError, TimeoutError) as exc:
+            raise LoopNotClosed(f"replica fault: {exc}") from exc
         fault.detail = f"replaced by actor {actor[:12]}"
     else:
         pid = services.kill(name)
@@ -391,11 +394,9 @@ def _fire(
     echo(f"[fault] {name}: {fault.detail} after {fault.down_s:.1f} s")
 
 
-def _settle(
-    settings: Settings, services: Services, result: DemoResult, stats_box: list[Any], echo: Echo
-) -> None:
-    """After the traffic: wait until the monitor has windowed every logged prediction,
-    then count."""
+def _settle(settings: Settings, result: DemoResult, stats_box: list[Any], echo: Echo) -> None:
+    """After the traffic: wait (90 s at most) until the stream service has checkpointed
+    every transaction and the monitor every logged prediction, then count."""
     counts = result.counts
     if stats_box:
         stats = stats_box[0]
