@@ -48,20 +48,29 @@ def _consume(
 
 
 class _Scoring(BaseHTTPRequestHandler):
-    """Records every POSTed body; answers 500 to every fifth request."""
+    """Records every POSTed body; answers ``refusal`` to every fifth request (a 422 is the
+    caller's fault and is not retried), or, with ``first_try`` set, a 500 to the first
+    attempt of every fifth transaction (what Serve answers when the replica handling a
+    call dies; the client retries it)."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, as a real endpoint would
     wbufsize = 65536  # headers and body in one write: no Nagle/delayed-ACK stalls
 
     bodies: list[dict[str, Any]]
     lock: threading.Lock
+    first_try: bool
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with self.lock:
             self.bodies.append(body)
-            fail = len(self.bodies) % 5 == 0
-        status = 500 if fail else 200
+            if self.first_try:
+                ids = [b["transaction_id"] for b in self.bodies]
+                fresh = ids.count(body["transaction_id"]) == 1
+                fail = fresh and len(set(ids)) % 5 == 0
+            else:
+                fail = len(self.bodies) % 5 == 0
+        status = (500 if self.first_try else 422) if fail else 200
         payload = b'{"score": 0.1}'
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -73,10 +82,13 @@ class _Scoring(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def scoring_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+@pytest.fixture(params=[False], ids=["refusing"])
+def scoring_server(
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     bodies: list[dict[str, Any]] = []
-    handler = type("Handler", (_Scoring,), {"bodies": bodies, "lock": threading.Lock()})
+    attrs = {"bodies": bodies, "lock": threading.Lock(), "first_try": request.param}
+    handler = type("Handler", (_Scoring,), attrs)
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -119,6 +131,17 @@ def test_stream_publishes_scores_and_labels_after_the_delay(own_topics, scoring_
     # streamed customers are the backfill's customers (same seed, same world)
     world_customers = set(build_world(WorldConfig()).c_id.tolist())
     assert {t.customer_id for t in transactions} <= world_customers
+
+
+@pytest.mark.parametrize("scoring_server", [True], ids=["dying"], indirect=True)
+def test_a_500_is_retried_once_and_the_call_answered(own_topics, scoring_server):
+    url, bodies = scoring_server
+    config = StreamConfig(rate=100, count=100, label_delay_s=0, predict_url=url)
+    stats = run_stream(own_topics, config, echo=lambda _: None)
+    ids = [b["transaction_id"] for b in bodies]
+    assert stats.sent == len(set(ids)) == 100
+    assert stats.predict_retried == len(ids) - 100 == 20  # every fifth transaction, once
+    assert (stats.predict_ok, stats.predict_failed) == (100, 0)
 
 
 def test_an_unreachable_scoring_endpoint_is_counted_not_fatal(own_topics):
