@@ -15,7 +15,9 @@ sync_app = typer.Typer(help="The git → Ray Serve sync service.", no_args_is_he
 
 @sync_app.command("status")
 def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Git SHA vs the SHA Ray Serve runs, each application's health, the last error."""
+    """Git SHA vs the SHA Ray Serve runs, each application's health, the last error
+    (``retrying``: the environment's error, tried again next interval; otherwise the
+    commit ``failed_sha`` is not tried again until the branch moves)."""
     from driftloop.gitops import Git, GitError, read_state
     from driftloop.raycluster import RayApiError, dashboard_request
 
@@ -37,6 +39,8 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         "in_sync": bool(state and head and state.synced_sha == head),
         "applications": health,
         "last_error": state.last_error if state else "the sync service has not run",
+        "error_at": state.last_error_at.isoformat() if state and state.last_error_at else None,
+        "retrying": bool(state and state.last_error and state.last_error_transient),
         "failed_sha": state.failed_sha if state else None,
         "last_apply": state.last_apply.isoformat() if state and state.last_apply else None,
         "heals": state.heals if state else 0,

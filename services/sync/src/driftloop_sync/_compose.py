@@ -10,6 +10,7 @@ its digest differs from the one git declares.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from driftloop.deployments import STORE_SCHEME, ServeConfigError, compose_serve_configs
@@ -20,23 +21,52 @@ InvalidConfig = ServeConfigError
 compose = compose_serve_configs
 
 
-def check_models(composed: dict[str, Any], store: ModelStore) -> None:
-    """Every ``models:/`` reference exists, is complete and matches its declared digest."""
+@dataclass(frozen=True)
+class Declared:
+    """A model that an application's deployment declares in its ``user_config``."""
+
+    application: str
+    route_prefix: str
+    uri: str
+    digest: str | None
+
+    @property
+    def name_version(self) -> tuple[str, str]:
+        name, _, version = self.uri.removeprefix(STORE_SCHEME).partition("/")
+        return name, version
+
+
+def declared_models(composed: dict[str, Any]) -> list[Declared]:
+    """Every ``models:/`` reference in the composed config."""
+    found = []
     for application in composed["applications"]:
         for deployment in application.get("deployments") or []:
             config = deployment.get("user_config") or {}
             uri, digest = config.get("model_uri"), config.get("model_digest")
-            if not isinstance(uri, str) or not uri.startswith(STORE_SCHEME):
-                continue
-            name, _, version = uri.removeprefix(STORE_SCHEME).partition("/")
-            try:
-                found = store.get(name, version)
-            except ModelStoreError as exc:
-                raise InvalidConfig(f"{application['name']}: {uri}: {exc}") from None
-            if digest is None or found.sha256 != str(digest).removeprefix("sha256:"):
-                raise InvalidConfig(
-                    f"{application['name']}: {uri} has sha256 {found.sha256}, git declares {digest}"
-                )
+            if isinstance(uri, str) and uri.startswith(STORE_SCHEME):
+                route = str(application.get("route_prefix") or f"/{application['name']}")
+                found.append(Declared(application["name"], route, uri, digest and str(digest)))
+    return found
+
+
+def check_models(composed: dict[str, Any], store: ModelStore, *, rehash: bool = False) -> None:
+    """Every ``models:/`` reference exists, is complete and matches its declared digest.
+
+    With ``rehash`` every file of the version is read and hashed again (the model file
+    first), so a file corrupted in the store is refused here, before anything is applied,
+    rather than by the replicas' reconfigure — which keeps the old model and leaves the
+    application RUNNING, indistinguishable from success in Serve's status."""
+    for model in declared_models(composed):
+        name, version = model.name_version
+        try:
+            found = store.verify(name, version) if rehash else store.get(name, version)
+        except (ModelStoreError, ValueError) as exc:
+            raise InvalidConfig(f"{model.application}: {model.uri}: {exc}") from None
+        if model.digest is None or found.sha256 != model.digest.removeprefix("sha256:"):
+            raise InvalidConfig(
+                f"{model.application}: {model.uri} has sha256 {found.sha256}, "
+                f"git declares {model.digest}"
+            )
 
 
 def differs(desired: dict[str, Any], live: dict[str, Any]) -> bool:

@@ -10,6 +10,11 @@ class SyncMetrics:
         r = self.registry = registry or CollectorRegistry()
         self.applies = Counter("driftloop_sync_applies", "Configs applied to Ray Serve", registry=r)
         self.errors = Counter("driftloop_sync_errors", "Failed syncs (by commit)", registry=r)
+        self.transient_errors = Counter(
+            "driftloop_sync_transient_errors",
+            "Passes that failed for the environment (dashboard, git remote, store); retried",
+            registry=r,
+        )
         self.heals = Counter("driftloop_sync_heals", "Hand changes put back", registry=r)
         self.apply_seconds = Histogram(
             "driftloop_sync_apply_seconds", "PUT until every application RUNNING", registry=r,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from driftloop.gitops._git import Git, GitError
-from driftloop.gitops._record import commit_message
+from driftloop.gitops._record import commit_message, find_evidence
 from driftloop.gitops._serveconfig import declared, set_model
 from driftloop.settings import Settings
 
@@ -86,7 +86,12 @@ def promote(
     uri, digest = declared(current, model)
     if uri == f"models:/{model}/{version}" and digest == stored.sha256:
         return Promotion(model, version, branch, base, chosen, False, "already declared")
-    message = commit_message(stored, path, evaluation, trigger_event_id, reason, uri)
+    audit_root = (settings.state_dir / "monitor").absolute()  # the monitor's default
+    evidence = find_evidence(audit_root, model, trigger_event_id) if trigger_event_id else None
+    message = commit_message(
+        stored, path, evaluation, trigger_event_id, reason, uri,
+        evidence=evidence, audit_root=audit_root,
+    )  # fmt: skip
     content = set_model(current, model, version, stored.sha256)
     commit = _commit_on(git, settings, base, path, content, message)
     _set_branch(git, branch, commit)

@@ -1,13 +1,24 @@
 """The promotion commit's message: the "why this model" record a reviewer reads.
 
+When the promotion was triggered by a drift event, the message carries the event's
+evidence — kind, verdict, window, the drifted columns with their statistics and p-values
+— read from the monitor's window record (``<state_dir>/monitor/<model>/``), which holds
+everything the event carried and more. Only the event id travels through the retrain
+workflow's parameters, so where the promoting process cannot read the monitor's records
+(a workflow pod without the monitor's volume) the message says so and keeps the id.
+
 Its trailers (``Model:``, ``Version:``, ``Trigger-Event:`` …) are for machines: the sync
 service, the end-to-end test and ``git log --grep`` find promotions by them."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from driftloop.models import ModelVersion
+
+if TYPE_CHECKING:
+    from driftloop.drift import WindowRecord
 
 _SHOWN = ("pr_auc", "roc_auc", "recall_at_threshold", "brier", "threshold", "positives", "rows")
 
@@ -28,6 +39,70 @@ def _table(evaluation: dict[str, Any]) -> list[str]:
     return lines
 
 
+def find_evidence(audit_root: Path, model: str, event_id: str) -> WindowRecord | None:
+    """The monitor's record of the window that raised ``event_id``, if this process can
+    read the monitor's audit records (``<audit_root>/<model>/<version>/*.json``)."""
+    from driftloop.drift import WindowRecord
+
+    folder = audit_root / model
+    if not folder.is_dir():
+        return None
+    needle = event_id.encode()
+    for path in sorted(folder.glob("*/*.json")):
+        raw = path.read_bytes()
+        if needle not in raw:
+            continue
+        record = WindowRecord.model_validate_json(raw)
+        if record.event_id == event_id:
+            return record
+    return None
+
+
+_KIND = {"data": "data_drift", "performance": "performance_degraded"}
+_SEVERITY = {"DRIFT": 0, "POSSIBLE_DRIFT": 1, "NO_DRIFT": 2}
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _evidence(event_id: str, record: WindowRecord | None, audit_root: Path | None) -> list[str]:
+    if record is None:
+        where = f"under {audit_root}" if audit_root is not None else "(no audit root given)"
+        return [
+            f"Drift evidence: event {event_id}; its window record was not found {where}",
+            "    (the monitor keeps it there; a process that does not share the monitor's",
+            "    state directory sees only the event id — see `driftloop drift report`)",
+            "",
+        ]
+    drifted = [c for c in record.columns if c.category != "NO_DRIFT"]
+    lines = [
+        f"Drift evidence: event {event_id}",
+        f"    kind {_KIND[record.kind]}, verdict {record.verdict}"
+        + (f" ({record.streak} windows in a row)" if record.streak else "")
+        + f", on {record.model} {record.version}",
+        f"    window {record.start.isoformat()} .. {record.end.isoformat()} "
+        f"({record.row_count} rows)",
+    ]
+    if record.columns:
+        lines.append(f"    {len(drifted)} of {len(record.columns)} columns drifted:")
+        lines.append(
+            f"    {'column':<26}{'test':<12}{'statistic':>10}{'p':>10}{'p adj':>10}"
+            f"{'effect':>10}  category"
+        )
+        for c in sorted(drifted, key=lambda c: (_SEVERITY[c.category], c.column)):
+            lines.append(
+                f"    {c.column:<26}{c.algorithm:<12}{_fmt(c.statistic):>10}{_fmt(c.p_value):>10}"
+                f"{_fmt(c.p_adjusted):>10}{_fmt(c.effect):>10}  {c.category}"
+            )
+    if record.metrics:
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(record.metrics.items()))
+        lines.append(f"    metrics: {shown}")
+    if record.reference_profile:
+        lines.append(f"    reference: {record.reference_profile}")
+    return [*lines, ""]
+
+
 def commit_message(
     stored: ModelVersion,
     path: str,
@@ -35,6 +110,9 @@ def commit_message(
     trigger_event_id: str | None,
     reason: str,
     previous_uri: str | None,
+    *,
+    evidence: WindowRecord | None = None,
+    audit_root: Path | None = None,
 ) -> str:
     meta = stored.metadata
     window = meta.training_window
@@ -51,6 +129,8 @@ def commit_message(
         f"Lineage: {stored.metadata_uri}",
         "",
     ]
+    if trigger_event_id:
+        lines += _evidence(trigger_event_id, evidence, audit_root)
     if evaluation:
         champion = evaluation.get("champion_version") or "none"
         lines += [f"Holdout metrics (champion: {champion}):", *_table(evaluation), ""]

@@ -22,6 +22,10 @@ class SyncState(BaseModel):
     synced_sha: str | None = Field(None, description="the last sha applied and healthy")
     failed_sha: str | None = Field(None, description="a sha that failed; not retried")
     last_error: str | None = None
+    last_error_at: UtcDatetime | None = None
+    last_error_transient: bool = Field(
+        False, description="the last error was the environment's: retried next interval"
+    )
     last_check: UtcDatetime | None = None
     last_apply: UtcDatetime | None = None
     applications: dict[str, str] = Field(default_factory=dict, description="name -> status")

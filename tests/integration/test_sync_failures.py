@@ -1,0 +1,341 @@
+"""The sync service when things go wrong, on a real git repository and the real Ray Serve:
+an unreachable dashboard (the process keeps running and says why), a malformed
+serve.yaml, a model file corrupted in the store (refused before apply), a model the
+replicas refuse (caught after apply), each recorded while the old model keeps serving and
+shown by ``driftloop sync status``; a second model added without taking the first down;
+and the time from a commit to the new model answering with ``driftloop-sync run``.
+
+Run under ``flock /tmp/driftloop-serve.lock``: an apply replaces every Serve application.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from driftloop_sync import SyncService, SyncSettings
+
+from driftloop.gitops import Git, promote, read_state
+from driftloop.models import ModelStore
+from driftloop.raycluster import dashboard_request
+from tests.integration import serving_support as support
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SERVE_YAML = "deploy/apps/fraud/serve.yaml"
+
+
+def _git(repo: Path, *args: str) -> str:
+    return Git(repo).run(*args).strip()
+
+
+def _serve_yaml(settings: Any, name: str = "fraud") -> str:
+    """The committed serve.yaml pointed at this test's state, one replica needing no CPU,
+    as application ``name`` at ``/<name>``."""
+    document = yaml.safe_load((ROOT / SERVE_YAML).read_text())
+    application = document["applications"][0]
+    application["args"].update(support.serve_args(settings))
+    application["name"], application["route_prefix"] = name, f"/{name}"
+    deployment = application["deployments"][0]
+    deployment["ray_actor_options"] = {"num_cpus": 0}
+    deployment.pop("autoscaling_config")
+    deployment["num_replicas"] = 1
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def _env(settings: Any, **extra: str) -> dict[str, str]:
+    """The environment of a ``driftloop`` / ``driftloop-sync`` process on this test's state."""
+    return {
+        **os.environ,
+        "DRIFTLOOP_STATE_DIR": str(settings.state_dir),
+        "DRIFTLOOP_GIT_REPO": str(settings.git_repo),
+        "DRIFTLOOP_DEPLOY_DIR": str(settings.deploy_dir),
+        "DRIFTLOOP_MODEL_STORE_URI": settings.model_store,
+        "DRIFTLOOP_SYNC_METRICS_PORT": "0",
+        **extra,
+    }
+
+
+def _status(settings: Any, **extra: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [str(BIN / "driftloop"), "sync", "status", "--json"], env=_env(settings, **extra),
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    answer: dict[str, Any] = json.loads(done.stdout)
+    return answer
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def _model(settings: Any, app: str = "fraud") -> str | None:
+    answer = httpx.get(f"{settings.serve_url}/{app}/model", timeout=10)
+    return answer.json().get("model_version") if answer.status_code == 200 else None
+
+
+def _wait_model(settings: Any, version: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _model(settings) != version:
+        assert time.monotonic() < deadline, f"{version} not serving after {timeout_s} s"
+        time.sleep(0.1)
+
+
+def _declared_live(settings: Any, app: str = "fraud") -> str:
+    live = dashboard_request(settings, "GET", "/api/serve/applications/")
+    config = live["applications"][app]["deployed_app_config"]["deployments"][0]["user_config"]
+    return str(config["model_uri"])
+
+
+# -- no Serve needed --------------------------------------------------------------------------
+def test_an_unreachable_dashboard_is_recorded_and_the_service_keeps_running(tmp_path):
+    repo = tmp_path / "deploy-repo"
+    (repo / "deploy/apps/fraud").mkdir(parents=True)
+    shutil.copy(ROOT / SERVE_YAML, repo / SERVE_YAML)
+    _git(repo, "init", "--quiet", "--initial-branch", "main")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "--quiet", "-m", "deploy: fraud")
+    settings = SyncSettings(
+        state_dir=tmp_path / "state", git_repo=str(repo), deploy_dir=repo / "deploy",
+        model_store_uri=str(tmp_path / "models"),
+    )  # fmt: skip
+    closed = f"http://127.0.0.1:{_closed_port()}"
+    log = (tmp_path / "sync.log").open("w")
+    env = _env(settings, DRIFTLOOP_RAY_DASHBOARD_URL=closed, DRIFTLOOP_SYNC_INTERVAL_S="0.5")
+    process = subprocess.Popen(
+        [str(BIN / "driftloop-sync"), "run"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (tmp_path / "sync.log").read_text().count("cannot read Serve") < 3:
+            assert process.poll() is None, (tmp_path / "sync.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "sync.log").read_text()
+            time.sleep(0.2)
+        assert process.poll() is None  # still running after three failed passes
+        state = read_state(settings)
+        assert state is not None and state.git_sha == _git(repo, "rev-parse", "main")
+        assert state.synced_sha is None and state.failed_sha is None  # retried, not given up
+        assert state.last_error_transient and closed in (state.last_error or "")
+        assert "Connection refused" in (state.last_error or ""), state.last_error
+        status = _status(settings, DRIFTLOOP_RAY_DASHBOARD_URL=closed)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+    assert status["last_error"] == state.last_error and status["retrying"] is True
+    assert status["in_sync"] is False and status["synced_sha"] is None
+    assert status["git_sha"] == state.git_sha and "error" in status["applications"]
+    print(f"\nsync status with the dashboard unreachable: {json.dumps(status, indent=1)}")
+
+
+# -- on the real Serve ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def world(settings, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sync-failures")
+    state = support.feature_repo(settings, root, settings.topic_prefix)
+    spec = support.fraud_features(state)
+    versions = [support.put_model(state, spec, seed=s, threshold=0.5) for s in (31, 32, 33)]
+    repo = root / "deploy-repo"
+    (repo / "deploy/apps/fraud").mkdir(parents=True)
+    (repo / SERVE_YAML).write_text(_serve_yaml(state))
+    _git(repo, "init", "--quiet", "--initial-branch", "main")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "--quiet", "-m", "deploy: fraud, no model yet")
+    synced = SyncSettings(
+        **{**state.model_dump(exclude={"git_repo", "deploy_dir"}),
+           "git_repo": str(repo), "deploy_dir": repo / "deploy",
+           "sync_metrics_port": 0, "sync_ready_timeout_s": 120},
+    )  # fmt: skip
+    yield synced, spec, versions, repo, root
+    dashboard_request(synced, "PUT", "/api/serve/applications/", {"applications": []})
+
+
+def test_failed_commits_are_recorded_while_the_old_model_serves(world):
+    settings, _, (v1, v2, v3), repo, root = world
+    service = SyncService(settings)
+    good = promote(settings, "fraud", v1.version, reason="first model").commit
+    state = service.reconcile()
+    assert state.synced_sha == good and state.last_error is None, state.last_error
+    _wait_model(settings, v1.version)
+    status = _status(settings)
+    assert status["git_sha"] == status["synced_sha"] == good and status["in_sync"] is True
+    assert status["applications"] == {"fraud": "RUNNING"}
+    assert status["last_error"] is None and status["failed_sha"] is None
+    assert status["retrying"] is False
+
+    # A serve.yaml that is not YAML: recorded as failed, once; v1 serves on.
+    path = repo / SERVE_YAML
+    path.write_text(path.read_text() + "bad: [unclosed\n")
+    _git(repo, "commit", "--quiet", "-am", "a broken serve.yaml")
+    broken = _git(repo, "rev-parse", "main")
+    state = service.reconcile()
+    assert state.failed_sha == broken and "not valid YAML" in (state.last_error or "")
+    errors = service.metrics.errors._value.get()
+    service.reconcile()
+    assert service.metrics.errors._value.get() == errors  # not tried again
+    assert _model(settings) == v1.version
+    status = _status(settings)
+    assert status["git_sha"] == broken and status["synced_sha"] == good
+    assert status["in_sync"] is False and status["failed_sha"] == broken
+    assert "not valid YAML" in status["last_error"] and status["retrying"] is False
+    assert status["applications"] == {"fraud": "RUNNING"}
+    _git(repo, "revert", "--no-edit", broken)
+
+    # v2's model file damaged in the store (its metadata and the digest git declares are
+    # intact): refused before anything is applied, v1 keeps serving.
+    model_file = Path(settings.model_store) / "fraud" / v2.version / "model.json"
+    pristine = model_file.read_bytes()
+    model_file.write_bytes(pristine.replace(b"}", b" }", 1))
+    corrupt = promote(settings, "fraud", v2.version, reason="a damaged file").commit
+    state = service.reconcile()
+    assert state.failed_sha == corrupt and "sha256 mismatch" in (state.last_error or "")
+    assert _declared_live(settings) == f"models:/fraud/{v1.version}"  # nothing was applied
+    assert _model(settings) == v1.version
+    model_file.write_bytes(pristine)
+    _git(repo, "revert", "--no-edit", str(corrupt))
+
+    # v3 intact where the sync service looks but damaged where the replicas load it: Serve
+    # applies it and stays RUNNING, the replica refuses it, and the sync service, asking
+    # the application which version it serves, records the commit as failed.
+    sync_store = root / "sync-view-of-models"
+    shutil.copytree(settings.model_store, sync_store)
+    replicas_file = Path(settings.model_store) / "fraud" / v3.version / "model.json"
+    replicas_file.write_bytes(replicas_file.read_bytes().replace(b"}", b" }", 1))
+    refused = promote(settings, "fraud", v3.version, reason="refused by replicas").commit
+    elsewhere = SyncService(settings.model_copy(update={"model_store_uri": str(sync_store)}))
+    state = elsewhere.reconcile()
+    assert state.failed_sha == refused, state.last_error
+    assert "refused models:/fraud/" in (state.last_error or "") and "DigestMismatch" in (
+        state.last_error or ""
+    )
+    assert _model(settings) == v1.version
+    assert _status(settings)["applications"] == {"fraud": "RUNNING"}  # Serve saw no failure
+
+    # A good commit after all that applies.
+    _git(repo, "revert", "--no-edit", str(refused))
+    head = _git(repo, "rev-parse", "main")
+    state = service.reconcile()
+    assert state.synced_sha == head and state.last_error is None, state.last_error
+    assert _declared_live(settings) == f"models:/fraud/{v1.version}"
+    status = _status(settings)
+    assert status["in_sync"] is True and status["last_error"] is None
+    assert status["failed_sha"] is None
+
+
+def _put_named(settings: Any, spec: Any, name: str, seed: int, lineage: Any) -> Any:
+    """A version of model ``name`` (another model than fraud) in the test's store."""
+    return ModelStore(settings.model_store).put(
+        name, support.train_booster(spec, seed), filename="model.json", features=spec,
+        lineage=lineage,
+    )  # fmt: skip
+
+
+def test_adding_a_second_model_keeps_the_first_one_serving(world):
+    settings, spec, (v1, _, _), repo, _ = world
+    service = SyncService(settings)
+    promote(settings, "fraud", v1.version, reason="serve v1")  # a no-op if it serves already
+    assert service.reconcile().last_error is None
+    other = _put_named(settings, spec, "fraud2", seed=41, lineage=v1.metadata.lineage)
+    text = (
+        _serve_yaml(settings, "fraud2")
+        .replace("model_uri: null", f"model_uri: models:/fraud2/{other.version}")
+        .replace("model_digest: null", f"model_digest: {other.sha256}")
+    )
+    (repo / "deploy/apps/fraud2").mkdir()
+    (repo / "deploy/apps/fraud2/serve.yaml").write_text(text)
+    _git(repo, "add", "deploy/apps/fraud2/serve.yaml")
+    _git(repo, "commit", "--quiet", "-m", "deploy: a second model")
+    with support.Load(f"{settings.serve_url}/fraud/predict") as load:
+        load.wait_for(v1.version, 10)
+        state = service.reconcile()
+        assert state.last_error is None, state.last_error
+        load.wait_for(v1.version, load.count(v1.version) + 20)
+    assert [a for a in load.answers if a.status != 200] == []
+    assert {a.version for a in load.answers} == {v1.version}
+    assert state.applications == {"fraud": "RUNNING", "fraud2": "RUNNING"}
+    live = dashboard_request(settings, "GET", "/api/serve/applications/")["applications"]
+    assert {n: a["status"] for n, a in live.items()} == state.applications
+    assert _model(settings, "fraud2") == other.version
+    print(f"\nfirst app answered {len(load.answers)} times, all 200, while fraud2 was added")
+    _git(repo, "rm", "--quiet", "-r", "deploy/apps/fraud2")
+    _git(repo, "commit", "--quiet", "-m", "remove the second model")
+    assert service.reconcile().applications == {"fraud": "RUNNING"}
+
+
+def _wait_synced(settings: Any, sha: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 180
+    while (state := read_state(settings)) is None or state.synced_sha != sha:
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+
+
+def test_time_from_a_commit_to_the_new_model_answering(world, tmp_path):
+    """Measured with ``driftloop-sync run`` as a process at its shipped interval; printed,
+    not asserted. Per commit: the wait for the poll (commit until the pass that applies
+    it sends the PUT, including that pass's checks), the time from then until this test
+    saw the new version answer, and the apply as the service logs it (PUT until every
+    application RUNNING — polled each second — and answering with the version). Commits
+    land at different points of the interval (the pause after the previous swap varies)."""
+    settings, _, (v1, v2, _), repo, _ = world
+    interval = SyncSettings.model_fields["sync_interval_s"].default
+    log_path = tmp_path / "sync.log"
+    rows: list[tuple[float, float, float]] = []
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(BIN / "driftloop-sync"), "run"], env=_env(settings),
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            promote(settings, "fraud", v1.version, reason="start from v1")
+            _wait_synced(settings, _git(repo, "rev-parse", "main"), process, log_path)
+            _wait_model(settings, v1.version)
+            for pause, version in zip((0.5, 2.5, 5.0, 7.5, 9.5), (v2, v1, v2, v1, v2), strict=True):
+                time.sleep(pause)
+                committed = time.time()
+                done = promote(settings, "fraud", version.version, reason="measure")
+                assert done.commit is not None
+                _wait_model(settings, version.version, timeout_s=interval + 180)
+                answered = time.time()
+                _wait_synced(settings, done.commit, process, log_path)
+                state = read_state(settings)
+                assert state is not None and state.last_apply is not None
+                synced = rf"synced {done.commit[:12]} in ([0-9.]+) s"
+                found = re.search(synced, log_path.read_text())
+                assert found, log_path.read_text()
+                apply = float(found.group(1))
+                poll = state.last_apply.timestamp() - apply - committed
+                rows.append((answered - committed, poll, apply))
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+    print(f"\ncommit -> new model answering, driftloop-sync run at its {interval:g} s interval:")
+    for i, (total, poll, apply) in enumerate(rows, 1):
+        print(
+            f"  commit {i}: answering after {total:5.2f} s = poll wait {poll:5.2f} s + "
+            f"{total - poll:4.2f} s from the PUT; sync confirmed after {apply:.1f} s"
+        )
+    columns = {
+        "total": [r[0] for r in rows],
+        "poll wait": [r[1] for r in rows],
+        "PUT->answer": [r[0] - r[1] for r in rows],
+        "apply": [r[2] for r in rows],
+    }
+    for label, values in columns.items():
+        print(f"  {label:<12} median {statistics.median(values):5.2f} s, max {max(values):5.2f} s")
+    assert len(rows) == 5
