@@ -338,6 +338,78 @@ class Relay:
             s.close()
 
 
+class Socks5Proxy:
+    """A SOCKS5 proxy (no authentication, CONNECT only) on a loopback port. A Kafka client
+    given ``proxy_url`` reaches the bootstrap server *and* the brokers it advertises
+    through it, so closing the proxy cuts a connected client off the shared broker
+    without touching the broker; a new proxy on the same port brings it back."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"socks5://127.0.0.1:{port}"
+        self._server = socket.create_server(("127.0.0.1", port))
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    @staticmethod
+    def _read(sock: socket.socket, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed during the SOCKS handshake")
+            data += chunk
+        return data
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            _version, methods = self._read(client, 2)
+            self._read(client, methods)
+            client.sendall(b"\x05\x00")  # no authentication
+            _version, _command, _reserved, kind = self._read(client, 4)
+            if kind == 1:
+                host = socket.inet_ntop(socket.AF_INET, self._read(client, 4))
+            elif kind == 4:
+                host = socket.inet_ntop(socket.AF_INET6, self._read(client, 16))
+            else:
+                host = self._read(client, self._read(client, 1)[0]).decode()
+            port = int.from_bytes(self._read(client, 2), "big")
+            upstream = socket.create_connection((host, port), timeout=5)
+            upstream.settimeout(None)
+            client.sendall(b"\x05\x00\x00\x01" + bytes(4) + bytes(2))
+        except OSError:
+            client.close()
+            return
+        with self._lock:
+            if self._closed.is_set():
+                client.close()
+                upstream.close()
+                return
+            self._sockets += [client, upstream]
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=Relay._pump, args=(a, b), daemon=True).start()
+
+    def close(self) -> None:
+        """Refuse new connections and cut every open one."""
+        with self._lock:
+            self._closed.set()
+            self._server.close()
+            for s in self._sockets:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+
 @dataclass(frozen=True)
 class Call:
     """One logical request of :class:`RetryingLoad`: its first attempt and its last."""

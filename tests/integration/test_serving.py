@@ -81,6 +81,10 @@ def test_unknown_customer_and_merchant_are_scored_with_defaults_and_flagged(serv
         ({"country": "Germany"}, "country", "pattern"),
         ({"event_time": "2026-06-01T10:00:00"}, "event_time", "timezone"),
         ({"customer_id": 17}, "customer_id", "valid string"),
+        ({"amount": True}, "amount", "valid number"),
+        ({"amount": "42.5"}, "amount", "valid number"),
+        ({"merchant_id": 5.0}, "merchant_id", "valid string"),
+        ({"event_id": "not-its-id"}, "event_id", "does not match its transaction_id"),
     ],
 )
 def test_bad_fields_are_422_naming_the_field(served, change, field, message):
@@ -127,6 +131,11 @@ def test_batch_scores_in_order_up_to_the_limit(served):
     r = client.post("/predict/batch", json={"transactions": [{**bodies[0], "amount": -1}]})
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "transactions", 0, "amount"]
+    r = client.post(
+        "/predict/batch", json={"transactions": [bodies[0], {**bodies[1], "amount": "3"}]}
+    )
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "transactions", 1, "amount"]
 
 
 def test_api_key_is_required_on_scoring_routes_only(served):
@@ -216,23 +225,55 @@ def test_metrics_count_requests_errors_scores_and_the_model(served):
     assert "driftloop_serving_prediction_log_sent_total" in body
 
 
+def _exported(text: str, app: str, name: str) -> list[str]:
+    """The samples of ``name`` (with Ray's ``ray_`` prefix) that ``app``'s replicas exported."""
+    return [
+        line
+        for line in text.splitlines()
+        if line.startswith(f"ray_{name}{{") and f'application="{app}"' in line
+    ]
+
+
 def test_metrics_reach_rays_exporter(served):
     import ray
 
-    _, _, client = served
+    _, v1, client = served
     app = str(client.base_url).rstrip("/").rsplit("/", 1)[-1]
+    assert (
+        client.post("/predict", json=support.transaction(6, customer="nobody")).status_code == 200
+    )
+    assert (
+        client.post("/predict", json={**support.transaction(7), "amount": True}).status_code == 422
+    )
     [node] = [n for n in ray.nodes() if n["Alive"]]  # type: ignore[no-untyped-call]
     url = f"http://127.0.0.1:{node['MetricsExportPort']}/metrics"
+    wanted = {
+        "requests_total": 'route="/predict"',
+        "errors_total": 'status="422"',
+        "latency_seconds_bucket": 'route="/predict"',
+        "latency_seconds_count": 'route="/predict"',
+        "score_bucket": 'le="1.0"',
+        "model_info": f'version="{v1.version}"',
+        "missing_features_total": 'view="customer_aggregates"',
+        "batch_size_count": "",
+    }
+    found: dict[str, list[str]] = {}
     deadline = time.monotonic() + 60
-    lines: list[str] = []
-    while time.monotonic() < deadline and not lines:
+    while time.monotonic() < deadline:
         with urllib.request.urlopen(url, timeout=10) as response:
             text = response.read().decode()
-        lines = [
-            line
-            for line in text.splitlines()
-            if line.startswith("ray_driftloop_serving_requests_total") and app in line
-        ]
+        found = {
+            name: [
+                line for line in _exported(text, app, f"driftloop_serving_{name}") if tag in line
+            ]
+            for name, tag in wanted.items()
+        }
+        if all(found.values()):
+            break
         time.sleep(2)
-    assert lines, f"no ray_driftloop_serving_requests_total for {app} at {url}"
-    assert 'route="/predict"' in "".join(lines)
+    missing = sorted(name for name, lines in found.items() if not lines)
+    assert not missing, f"not at Ray's exporter {url} for {app}: {missing}"
+    [info] = found["model_info"]
+    assert 'model="fraud"' in info and float(info.rsplit(" ", 1)[1]) == 1.0
+    assert any('route="/predict"' in line for line in found["errors_total"])
+    assert all(float(line.rsplit(" ", 1)[1]) >= 1 for line in found["missing_features_total"])

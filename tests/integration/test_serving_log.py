@@ -1,11 +1,13 @@
-"""The prediction log in-process against the real broker: it never blocks its caller,
-counts what it drops while Kafka is unreachable, and delivers by itself once Kafka is."""
+"""The prediction log against the real broker, in-process and in a Serve replica: it never
+blocks its caller, counts what it drops while Kafka is unreachable (never reached, or
+lost mid-life), and delivers by itself once Kafka is reachable again."""
 
 from __future__ import annotations
 
 import time
 import uuid
 
+import httpx
 from driftloop_serving import PredictionLog
 
 from driftloop.events import Prediction
@@ -25,14 +27,22 @@ def _events(n: int, tag: str) -> list[Prediction]:
     ]  # fmt: skip
 
 
-def _read(settings, want: int, timeout_s: float = 60) -> list[Prediction]:
+def _read(
+    settings, want: int, timeout_s: float = 60, among: set[str] | None = None
+) -> list[Prediction]:
+    """The topic's predictions (those whose request id is ``among``, if given), read until
+    ``want`` of them came, then one more poll (to catch any extra)."""
     got: list[Prediction] = []
     reader = EventConsumer(settings, Prediction, group_id=f"log-test-{uuid.uuid4().hex[:6]}")
     deadline = time.monotonic() + timeout_s
+
+    def keep(batch) -> None:
+        got.extend(r.event for r in batch if among is None or r.event.request_id in among)
+
     try:
         while len(got) < want and time.monotonic() < deadline:
-            reader.poll_batch(lambda batch: got.extend(r.event for r in batch), timeout_s=1)
-        reader.poll_batch(lambda batch: got.extend(r.event for r in batch), timeout_s=1)
+            reader.poll_batch(keep, timeout_s=1)
+        reader.poll_batch(keep, timeout_s=1)
     finally:
         reader.close()
     return got
@@ -89,3 +99,133 @@ def test_logging_resumes_by_itself_when_kafka_becomes_reachable(own_topics):
         [f"early-{i}" for i in range(30)] + [f"late-{i}" for i in range(20)]
     )
     assert got[0].features == {"amount_to_mean_7d": 1.5, "merchant_category": None}
+
+
+def _until(condition, timeout_s: float, offer=None) -> float:
+    """Seconds until ``condition()``; ``offer()`` meanwhile every 0.1 s (a request stream)."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"not within {timeout_s} s")
+        if offer is not None:
+            offer()
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def test_logging_recovers_when_kafka_goes_away_mid_life(own_topics):
+    """Connected and delivering; then every connection to Kafka is cut (a SOCKS proxy in
+    front of the real broker closes); then Kafka is reachable again. Nothing restarts."""
+    port = support.closed_port()
+    proxy = support.Socks5Proxy(port)
+    drops: list[tuple[str, int]] = []
+    log = PredictionLog(
+        own_topics, capacity=1000, retry_s=0.2, linger_ms=5, delivery_timeout_ms=3_000,
+        proxy_url=proxy.url, on_drop=lambda reason, n: drops.append((reason, n)),
+    )  # fmt: skip
+    offered: list[str] = []
+    slowest = 0.0
+
+    def offer() -> None:
+        nonlocal slowest
+        [event] = _events(1, f"stream{len(offered)}")
+        started = time.perf_counter()
+        log.offer([event])
+        slowest = max(slowest, time.perf_counter() - started)
+        offered.append(event.request_id)
+
+    log.start()
+    try:
+        assert log.offer(_events(20, "before")) == 0
+        _until(lambda: log.sent == 20, 30)
+        assert log.connected and log.dropped == {}
+
+        proxy.close()
+        cut = len(offered)
+        noticed = _until(lambda: not log.connected, 30, offer)
+        _until(lambda: log.dropped.get("delivery_failed", 0) >= 20, 30, offer)
+        assert not log.connected and log.sent == 20
+        during = len(offered) - cut
+
+        proxy = support.Socks5Proxy(port)
+        recovered = _until(lambda: log.connected, 30, offer)
+        _until(lambda: log.sent + sum(log.dropped.values()) == 20 + len(offered), 30)
+        dropped = log.dropped["delivery_failed"]
+        assert log.offer(_events(20, "after")) == 0
+        _until(lambda: log.sent + dropped == 20 + len(offered) + 20, 30)
+        assert log.dropped == {"delivery_failed": dropped} and log.connected
+    finally:
+        log.close(timeout_s=5)
+        proxy.close()
+    print(
+        f"outage noticed after {noticed:.1f} s; {during} offered while cut off, {dropped} "
+        f"dropped in all; logging back {recovered:.1f} s after Kafka; slowest offer "
+        f"{slowest * 1000:.2f} ms"
+    )
+    assert slowest < 0.05, f"an offer took {slowest:.3f} s while Kafka was away"
+    assert sum(n for _, n in drops) == dropped  # what the service counts in its metric
+    got = {e.request_id for e in _read(own_topics, 20 + len(offered) - dropped + 20)}
+    assert {f"before-{i}" for i in range(20)} | {f"after-{i}" for i in range(20)} <= got
+    assert len(got & set(offered)) == len(offered) - dropped
+
+
+def test_a_replica_keeps_answering_while_kafka_is_away_and_logs_again_after(settings, tmp_path):
+    repo = support.feature_repo(settings, tmp_path, settings.topic_prefix)
+    model = support.put_model(repo, support.fraud_features(repo), seed=3, threshold=0.5)
+    support.connect_ray(repo)
+    from ray import serve
+
+    port = support.closed_port()
+    proxy = support.Socks5Proxy(port)
+    name = support.app_name()
+    args = support.serve_args(repo, log_proxy_url=proxy.url, log_delivery_timeout_ms=6_000)
+    dropped = "driftloop_serving_prediction_log_dropped_total"
+    dropped_sample = f'{dropped}{{reason="delivery_failed"}}'
+    slowest = 0.0
+    try:
+        support.deploy(name, args, support.user_config(model))
+        url = f"{repo.serve_url}/{name}"
+        with httpx.Client(base_url=url, timeout=30) as client:
+
+            def predict(request_id: str | None = None) -> None:
+                nonlocal slowest
+                headers = {"X-Request-ID": request_id} if request_id else {}
+                started = time.monotonic()
+                r = client.post("/predict", json=support.transaction(0), headers=headers)
+                slowest = max(slowest, time.monotonic() - started)
+                assert r.status_code == 200, r.text
+
+            def connected() -> bool:
+                return bool(client.get("/healthz").json()["prediction_log_connected"])
+
+            def logged() -> float:
+                return support.metric(url, "driftloop_serving_prediction_log_sent_total")
+
+            for _ in range(5):
+                predict()
+            _until(lambda: logged() >= 5 and connected(), 60)
+
+            proxy.close()
+            noticed = _until(lambda: not connected(), 60, predict)
+            assert support.metric(url, dropped_sample) > 0
+            outage_slowest, slowest = slowest, 0.0
+
+            proxy = support.Socks5Proxy(port)
+            recovered = _until(connected, 60, predict)
+            ids = [f"back-{uuid.uuid4().hex[:8]}-{i}" for i in range(5)]
+            for request_id in ids:
+                predict(request_id)
+            drops = support.metric(url, dropped_sample)
+            health = client.get("/healthz").json()
+    finally:
+        serve.delete(name)
+        proxy.close()
+    print(
+        f"replica: outage in /healthz after {noticed:.1f} s, {drops:.0f} predictions dropped, "
+        f"connected again {recovered:.1f} s after Kafka; slowest answer while cut off "
+        f"{outage_slowest * 1000:.0f} ms"
+    )
+    assert outage_slowest < 1.0, f"an answer took {outage_slowest:.2f} s while Kafka was away"
+    assert health["ready"] and health["prediction_log_connected"]
+    got = [e.request_id for e in _read(repo, len(ids), among=set(ids))]
+    assert sorted(got) == sorted(ids)

@@ -152,3 +152,17 @@ def test_prediction_log_offer_never_blocks_and_counts_what_it_drops():
     assert drops == [("queue_full", 7), ("queue_full", 1)]
     assert log.queued == 3 and not log.connected
     log.close()
+
+
+def test_prediction_log_timeouts_and_proxy_are_checked():
+    with pytest.raises(ValidationError, match="log_proxy_url"):
+        ServeArgs.model_validate({"log_proxy_url": "http://proxy:3128"})
+    with pytest.raises(ValidationError, match="log_delivery_timeout_ms"):
+        ServeArgs.model_validate({"log_delivery_timeout_ms": 5_000})  # below linger's bound
+    args = ServeArgs.model_validate(
+        {"log_proxy_url": "socks5://127.0.0.1:1080", "log_delivery_timeout_ms": 6_000}
+    )
+    assert args.log_proxy_url == "socks5://127.0.0.1:1080"
+    settings = Settings(kafka_bootstrap_servers="127.0.0.1:1")
+    with pytest.raises(ValueError, match="delivery_timeout_ms"):
+        PredictionLog(settings, linger_ms=500, delivery_timeout_ms=1_400)

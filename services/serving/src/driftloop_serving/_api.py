@@ -1,16 +1,27 @@
 """The HTTP contract: what the scoring routes take and answer (also the OpenAPI schema).
 
-A scoring request is a :class:`driftloop.events.Transaction`, which forbids unknown
-fields, so an unknown, missing or mistyped field is a 422 that names it.
+A scoring request is a :class:`driftloop.events.Transaction`, read as pydantic's strict
+JSON mode reads it: an unknown, missing or mistyped field (``true`` or ``"42.5"`` for a
+number, ``17`` for a string) is a 422 whose ``loc`` names it. The contract itself stays
+lax for the services that read it from Kafka; only the HTTP bodies are strict.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Self
+from typing import Annotated, Any, Self
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from driftloop.events import Transaction
 from driftloop_serving._scoring import ActiveModel, Scored
@@ -19,7 +30,9 @@ from driftloop_serving._slot import Refusal
 DESCRIPTION = """Scores card transactions for fraud with the model named in the deployment's
 configuration, from online features (Feast) and the transaction itself.
 
-* A transaction with an unknown, missing or mistyped field is a **422** naming the field.
+* A transaction with an unknown, missing or mistyped field is a **422** naming the field
+  (JSON types are strict: `true` or `"42.5"` is not a number, `17` is not a string), as
+  is an `event_id` that is not the transaction's (omit it: it is derived).
 * An unknown customer or merchant is scored, never refused: features the store does not
   have are missing values for the model (new customer: `amount_to_mean_7d` = 1,
   `seconds_since_last_txn` = 30 days, as in training) and the answer flags it
@@ -29,6 +42,41 @@ configuration, from online features (Feast) and the transaction itself.
 * When the deployment has an API key, `/predict`, `/predict/batch` and `/model` need it in
   the `X-API-Key` header (**401** otherwise); `/healthz` and `/metrics` stay open.
 """
+
+
+def _strict_transaction(value: Any, _lax: ValidatorFunctionWrapHandler) -> Transaction:
+    """``value`` (FastAPI's parse of the body) validated as strict JSON.
+
+    Strict Python mode would refuse ISO datetime strings, so the parsed JSON goes back to
+    JSON (a few microseconds). The ``event_id`` is checked apart from the rest: the
+    contract refuses a mismatch for the whole object, the answer names the field.
+    """
+    if isinstance(value, Transaction):
+        return value
+    if not isinstance(value, dict) or "event_id" not in value:
+        return Transaction.model_validate_json(json.dumps(value), strict=True)
+    claimed = value["event_id"]
+    rest = {k: v for k, v in value.items() if k != "event_id"}
+    txn = Transaction.model_validate_json(json.dumps(rest), strict=True)
+    if not isinstance(claimed, str):
+        raise _invalid("string_type", claimed)
+    if claimed not in ("", txn.event_id):
+        wrong = PydanticCustomError(
+            "event_id_mismatch",
+            "event_id does not match its transaction_id (expected {expected}, or omit it)",
+            {"expected": txn.event_id},
+        )
+        raise _invalid(wrong, claimed)
+    return txn
+
+
+def _invalid(error: str | PydanticCustomError, value: object) -> ValidationError:
+    detail = InitErrorDetails(type=error, loc=("event_id",), input=value)
+    return ValidationError.from_exception_data("Transaction", [detail])
+
+
+RequestTransaction = Annotated[Transaction, WrapValidator(_strict_transaction)]
+"""A transaction in a request body (strict; its OpenAPI schema is ``Transaction``'s)."""
 
 
 class _Answer(BaseModel):
@@ -75,9 +123,9 @@ class PredictResponse(Score):
 
 
 class BatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    transactions: list[Transaction] = Field(
+    transactions: list[RequestTransaction] = Field(
         min_length=1, description="at most the deployment's max_request_items, distinct ids"
     )
 

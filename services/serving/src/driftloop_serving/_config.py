@@ -43,6 +43,18 @@ class ServeArgs(BaseModel):
         10_000, ge=1, description="predictions waiting for Kafka before new ones are dropped"
     )
     log_linger_ms: int = Field(20, ge=0, le=5_000, description="producer batching delay")
+    log_delivery_timeout_ms: int = Field(
+        30_000,
+        ge=6_000,
+        le=600_000,
+        description="how long a prediction may wait for Kafka before it is dropped; also "
+        "how long a lost broker takes to show in /healthz",
+    )
+    log_proxy_url: str | None = Field(
+        None,
+        pattern=r"^socks5h?://",
+        description="a SOCKS5 proxy the prediction log reaches Kafka through",
+    )
     api_key: SecretStr | None = Field(
         None,
         description="X-API-Key required on scoring routes; prefer DRIFTLOOP_SERVE_API_KEY in "

@@ -30,6 +30,7 @@ from driftloop_serving._api import (
     ModelInfo,
     PredictResponse,
     Refused,
+    RequestTransaction,
     Score,
 )
 from driftloop_serving._scoring import ActiveModel, Scored
@@ -70,13 +71,16 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        status = str(response.status_code)
-        metrics.requests.inc(route=route, status=status)
-        if response.status_code >= 400:
-            metrics.errors.inc(route=route, status=status)
-        metrics.latency.observe(time.perf_counter() - started, route=route)
+        status = 500  # unless the route answers: a route that raises is a 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+        finally:  # re-raised: Starlette answers 500 and the traceback reaches the log
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            metrics.requests.inc(route=route, status=str(status))
+            if status >= 400:
+                metrics.errors.inc(route=route, status=str(status))
+            metrics.latency.observe(time.perf_counter() - started, route=route)
         return response
 
     async def scored(
@@ -97,7 +101,7 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
         dependencies=[Security(require_key)],
     )
     async def predict(
-        transaction: Transaction,
+        transaction: RequestTransaction,
         x_request_id: Annotated[str | None, Header()] = None,
     ) -> PredictResponse:
         """Score one transaction."""

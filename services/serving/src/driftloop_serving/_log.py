@@ -8,6 +8,13 @@ thread keeps trying to connect and events wait in the queue; when the queue is f
 events are dropped and counted (``queue_full``), as are events the producer gave up on
 (``delivery_failed``, after its delivery timeout). Once Kafka answers again, logging
 resumes by itself: the producer reconnects, or the thread connects one.
+
+``connected`` is what ``/healthz`` reports: a producer exists and its latest delivery
+did not fail. A broker lost mid-life therefore shows one delivery timeout after it went
+away (30 s by default), and shows again as connected at the first delivery after it came
+back. kafka-python reconnects a producer by itself (measured: logging resumed within a
+second of the broker becoming reachable, tests/integration/test_serving_log.py), so the
+producer is never rebuilt.
 """
 
 from __future__ import annotations
@@ -42,7 +49,14 @@ class PredictionLog:
         retry_s: float = 1.0,
         on_drop: Drop | None = None,
         on_sent: Callable[[int], None] | None = None,
+        delivery_timeout_ms: int = 30_000,
+        proxy_url: str | None = None,
     ) -> None:
+        """``delivery_timeout_ms`` bounds how long a prediction may wait for Kafka before it
+        is dropped (at least ``linger_ms`` + 1 s); ``proxy_url`` (``socks5://host:port``)
+        is a proxy the producer reaches every broker through."""
+        if delivery_timeout_ms < linger_ms + 1_000:
+            raise ValueError("delivery_timeout_ms must be at least linger_ms + 1000")
         self._settings = settings
         self._topic = settings.topic(Prediction.topic)
         self._queue: queue.Queue[Prediction] = queue.Queue(maxsize=capacity)
@@ -51,10 +65,13 @@ class PredictionLog:
         self._retry_s = retry_s
         self._on_drop = on_drop
         self._on_sent = on_sent
+        self._delivery_timeout_ms = delivery_timeout_ms
+        self._proxy_url = proxy_url
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._producer: KafkaProducer | None = None
         self._counts_lock = threading.Lock()
+        self._failing = False  # the latest delivery failed
         self.sent = 0
         self.dropped: dict[str, int] = {}
 
@@ -64,7 +81,7 @@ class PredictionLog:
 
     @property
     def connected(self) -> bool:
-        return self._producer is not None
+        return self._producer is not None and not self._failing
 
     @property
     def queued(self) -> int:
@@ -121,12 +138,18 @@ class PredictionLog:
             self._send(self._producer, self._take(block=False))
 
     def _connect(self) -> KafkaProducer:
+        # kafka-python requires delivery >= linger + request timeout
+        request_timeout_ms = min(10_000, (self._delivery_timeout_ms - self._linger_ms) // 2)
         return connect_producer(
             self._settings,
             linger_ms=self._linger_ms,
             max_block_ms=5_000,
-            request_timeout_ms=10_000,
-            delivery_timeout_ms=30_000,
+            # its default backs off up to 30 s between attempts: after a long outage,
+            # logging would resume up to 30 s after Kafka did
+            reconnect_backoff_max_ms=1_000,
+            request_timeout_ms=request_timeout_ms,
+            delivery_timeout_ms=self._delivery_timeout_ms,
+            proxy_url=self._proxy_url,
         )
 
     def _take(self, block: bool = True) -> list[Prediction]:
@@ -150,8 +173,7 @@ class PredictionLog:
                     self._topic, value=event.to_bytes(), key=event.partition_key().encode()
                 )
             except Exception as exc:  # metadata or buffer wait ran out: Kafka is away
-                log.debug("prediction not sent: %r", exc)
-                self._drop("delivery_failed", 1)
+                self._failed(exc)
                 continue
             future.add_callback(self._delivered)
             future.add_errback(self._failed)
@@ -159,11 +181,17 @@ class PredictionLog:
     def _delivered(self, _metadata: Any) -> None:
         with self._counts_lock:
             self.sent += 1
+            recovered, self._failing = self._failing, False
+        if recovered:
+            log.info("prediction log: Kafka acknowledges again; topic %s", self._topic)
         if self._on_sent is not None:
             self._on_sent(1)
 
     def _failed(self, exc: BaseException) -> None:
-        log.debug("prediction delivery failed: %r", exc)
+        with self._counts_lock:
+            failing, self._failing = self._failing, True
+        if not failing:
+            log.warning("prediction log: delivery failed (%r); dropping until Kafka is back", exc)
         self._drop("delivery_failed", 1)
 
     def _drop(self, reason: str, count: int) -> None:

@@ -65,6 +65,8 @@ class FraudServiceImpl:
             self.settings,
             capacity=args.log_queue_size,
             linger_ms=args.log_linger_ms,
+            delivery_timeout_ms=args.log_delivery_timeout_ms,
+            proxy_url=args.log_proxy_url,
             on_drop=lambda reason, n: self.metrics.log_dropped.inc(n, reason=reason),
             on_sent=lambda n: self.metrics.log_sent.inc(n),
         )
