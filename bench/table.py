@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import RESULTS
 
-SHOWN = ("ratio_", "phase_", "_ratio_", "post_drift_")
+SHOWN = ("ratio_", "phase_", "_ratio_", "post_drift_", "_overhead_")
 
 
 def rows(data: dict[str, dict[str, object]]) -> list[tuple[str, str, str, str]]:
@@ -21,7 +21,8 @@ def rows(data: dict[str, dict[str, object]]) -> list[tuple[str, str, str, str]]:
         for key, value in sorted(result.items()):
             if not any(marker in key for marker in SHOWN) or not isinstance(value, int | float):
                 continue
-            unit = "s" if key.startswith("phase_") else ("" if "auc" in key else "x")
+            seconds = key.startswith("phase_") or "_overhead_" in key
+            unit = "s" if seconds else ("" if "auc" in key else "x")
             out.append((bench, key, f"{value:.3g}{unit}", when))
     return out
 

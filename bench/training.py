@@ -5,7 +5,10 @@ The rows are synthetic (scikit-learn's make_classification, 3 % positives, the f
 model's 18 inputs) so that 1 M rows need no hour-long backfill; the trainer code path is
 driftloop's own (`_fit`: Ray Data in, the per-rank split, sparse reports, the final
 checkpoint). Early stopping is off so every run boosts the same number of rounds.
-The fixed overhead is Ray Train's wall time on 1 000 rows for the same number of rounds.
+The fixed overhead is Ray Train's wall time on 1 000 rows for the same number of rounds,
+less plain XGBoost's: the first such run of the process (cold: Ray Train's imports and
+worker start) and a second one (warm). Workers: 1 worker with 1 CPU, 2 workers with 1 CPU
+each, and 1 worker with 2 CPUs (XGBoost's nthread 2, ``cpus_per_worker`` in the spec).
 
     python bench/training.py [--rows 100000,1000000] [--rounds 100]
 """
@@ -88,14 +91,12 @@ def main() -> None:
     result: dict[str, object] = {"rounds": args.rounds, "features": FEATURES}
 
     tiny = synthetic(1_000, seed=1)
-    started = time.perf_counter()
-    _fit(spec, tiny, xgboost_params(spec, tiny, False), settings, 1, False)
-    overhead = (
-        time.perf_counter()
-        - started
-        - plain(tiny, xgboost_params(spec, tiny, False), args.rounds, 1)
-    )
-    result["ray_train_fixed_overhead_s"] = overhead
+    tiny_params = xgboost_params(spec, tiny, False)
+    tiny_plain = plain(tiny, tiny_params, args.rounds, 1)
+    for run in ("cold", "warm"):
+        started = time.perf_counter()
+        _fit(spec, tiny, tiny_params, settings, 1, False)
+        result[f"ray_train_fixed_overhead_{run}_s"] = time.perf_counter() - started - tiny_plain
 
     for rows in (int(r) for r in args.rows.split(",")):
         dataset = synthetic(rows, seed=2)
@@ -104,12 +105,14 @@ def main() -> None:
         base = plain(dataset, params, args.rounds, 1)
         result[f"{key}_plain_1thread_s"] = base
         result[f"{key}_plain_2threads_s"] = plain(dataset, params, args.rounds, 2)
-        for workers in (1, 2):
+        two_threads = xgboost_params(spec, dataset, False, nthread=2)
+        for name, workers, used in (("1w", 1, params), ("2w", 2, params),
+                                    ("1w_2cpu", 1, two_threads)):  # fmt: skip
             started = time.perf_counter()
-            _fit(spec, dataset, params, settings, workers, False)
+            _fit(spec, dataset, used, settings, workers, False)
             took = time.perf_counter() - started
-            result[f"{key}_ray_{workers}w_s"] = took
-            result[f"{key}_ratio_ray_{workers}w_over_plain"] = took / base
+            result[f"{key}_ray_{name}_s"] = took
+            result[f"{key}_ratio_ray_{name}_over_plain"] = took / base
         print(f"{key}: done", flush=True)
     record("training", result)
 

@@ -87,3 +87,29 @@ def test_training_rows_are_point_in_time_correct_and_none_is_dropped(repo):
     assert carol["seconds_since_last_txn"] == 30 * 86400.0
     assert list(out["merchant_fraud_rate_30d"].fillna(-1)) == [0.01, 0.05, 0.05, 0.01, -1]
     assert list(out["hour_of_day"]) == [12, 12, 12, 12, 12]  # from the transaction time
+
+
+@pytest.mark.parametrize("repo", ["local"], indirect=True)
+def test_asking_feast_in_chunks_changes_nothing(repo):
+    """The join is asked in chunks of event-time ordered rows (bounded memory in the file
+    store); one row at a time, including a customer and a merchant with no history (their
+    chunks come back all null), the result is the one query's, column types included."""
+    labelled = pd.DataFrame({
+        "transaction_id": [f"t{i}" for i in range(6)],
+        "customer_id": ["bob", "alice", "carol", "alice", "bob", "alice"],
+        "merchant_id": ["m1", "m2", "m9", "m1", "m2", "m2"],
+        "event_timestamp": [T0 + timedelta(minutes=m) for m in (5, 0, 3, 40, 1, 0)],
+        "amount": [10.0, 20.0, 30.0, 40.0, 50.0, 60.0],
+        "country": ["DE"] * 6,
+        "card_country": ["DE", "DE", "FR", "DE", "DE", "DE"],
+        "is_fraud": [0, 1, 0, 0, 1, 0],
+    })  # fmt: skip
+    store = open_store(repo)
+    service = store.get_feature_service("fraud_v1")
+    whole = point_in_time(store, training_entities(labelled), service)
+    assert whole["txn_count_7d"].notna().sum() == 5  # carol has none
+    for rows in (1, 2):
+        chunked = point_in_time(store, training_entities(labelled), service, chunk_rows=rows)
+        pd.testing.assert_frame_equal(chunked, whole)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        point_in_time(store, training_entities(labelled), service, chunk_rows=0)

@@ -163,7 +163,7 @@ def test_a_weaker_challenger_fails_the_gate_against_the_champion(repo, spec, tra
 
 def test_a_second_model_needs_only_its_spec_and_feast_definitions(repo):
     """fraud-lite: its own feature service, trainer and a Ray Tune search — no code."""
-    lite = load_model_spec(ROOT / "tests" / "data" / "fraud-lite.model.yaml")
+    lite = load_model_spec(ROOT / "deploy" / "apps" / "fraud-lite" / "model.yaml")
     lines: list[str] = []
     result = train_model(lite, WINDOW, repo, progress=lines.append)
     stored = ModelStore(repo.model_store).get("fraud-lite", result.version)

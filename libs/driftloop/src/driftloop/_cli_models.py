@@ -25,11 +25,25 @@ def parse_span(text: str) -> timedelta:
         raise typer.BadParameter(str(exc)) from None
 
 
+def _window_end(end: str | None) -> datetime:
+    """``--end`` as an aware UTC time: naive means UTC, an offset is honoured."""
+    if end is None:
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(end)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--end: {exc}") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
 def train(
     model: Annotated[str, typer.Option(help="the model: deploy/apps/<model>/model.yaml")] = "fraud",
     window: Annotated[str, typer.Option(help="how much labelled history, e.g. 7d")] = "7d",
     end: Annotated[str | None, typer.Option(help="window end (ISO, UTC); default now")] = None,
     workers: Annotated[int | None, typer.Option(help="Ray Train workers")] = None,
+    cpus_per_worker: Annotated[
+        int | None, typer.Option(min=1, help="CPUs per worker (XGBoost nthread)")
+    ] = None,
     gpu: Annotated[str, typer.Option(help="auto|on|off")] = "auto",
     tune: Annotated[
         bool | None, typer.Option("--tune/--no-tune", help="Ray Tune search first")
@@ -48,7 +62,7 @@ def train(
         raise typer.BadParameter("--gpu must be auto, on or off")
     settings = get_settings()
     spec = load_model_spec(spec_path or settings.deploy_dir / "apps" / model / "model.yaml")
-    finish = datetime.fromisoformat(end).replace(tzinfo=UTC) if end else datetime.now(UTC)
+    finish = _window_end(end)
     span = TrainingWindow(start=finish - parse_span(window), end=finish)
     store = ModelStore.from_settings(settings)
     if champion == "latest":
@@ -58,7 +72,7 @@ def train(
         period = f"{span.start:%Y-%m-%d %H:%M} .. {span.end:%Y-%m-%d %H:%M}"
         typer.echo(f"training {spec.name} on {period} (Ray dashboard: {settings.dashboard_url})")
     result = train_model(
-        spec, span, settings, num_workers=workers,
+        spec, span, settings, num_workers=workers, cpus_per_worker=cpus_per_worker,
         use_gpu=None if gpu == "auto" else gpu == "on", tune=tune, champion=champion,
         store=store, progress=None if as_json else lambda line: typer.echo(f"  {line}"),
     )  # fmt: skip
@@ -117,11 +131,36 @@ def show(
     typer.echo(json.dumps(model_card(found), indent=None if as_json else 2, default=str))
 
 
-_OUTPUT = (
-    "score: P(fraud) in [0, 1] from the XGBoost model; decision: score >= threshold "
-    "(decline or review); threshold: the lowest holdout score reaching the target "
-    "precision at training"
-)
+def _output(meta: Any) -> dict[str, Any]:
+    """What the score, the threshold and the decision mean, from the stored parameters."""
+    import numpy as np
+
+    from driftloop.training import unweighted
+
+    recorded = meta.params.get("xgboost")
+    weight = float(recorded.get("scale_pos_weight", 1.0)) if isinstance(recorded, dict) else 1.0
+    threshold = meta.metrics.get("threshold")
+    chosen_on = meta.params.get("threshold_chosen_on", "holdout")
+    out: dict[str, Any] = {
+        "score": "P(fraud) in [0, 1] from the XGBoost model",
+        "decision": "score >= threshold: decline or review",
+        "threshold": threshold,
+        "threshold_chosen": (
+            f"the lowest {chosen_on} score whose precision reaches target_precision; "
+            "precision_at_threshold and recall_at_threshold are measured on the holdout"
+        ),
+        "target_precision": meta.params.get("target_precision"),
+        "positive_class_weight": weight,
+    }
+    if weight != 1.0:
+        out["score"] = (
+            f"the XGBoost model's logistic output, trained with positive-class weight "
+            f"{weight:.1f} (scale_pos_weight): it ranks payments by fraud risk but overstates "
+            f"it; P(fraud) = s / (s + {weight:.1f} * (1 - s))"
+        )
+        if threshold is not None:
+            out["threshold_as_probability"] = float(unweighted(np.array([threshold]), weight)[0])
+    return out
 
 
 def model_card(found: Any) -> dict[str, Any]:
@@ -142,14 +181,16 @@ def model_card(found: Any) -> dict[str, Any]:
         "model": meta.model_name, "version": meta.version, "sha256": meta.sha256,
         "created_at": meta.created_at.isoformat(), "model_file": found.model_uri,
         "format": "XGBoost native " + found.model_file.rsplit(".", 1)[-1].upper(),
-        "requires": {k: v for k, v in meta.packages.items() if k in {"python", "xgboost"}},
+        # To score it: the booster, and driftloop's encoding of the categorical features.
+        "requires": {
+            k: v for k, v in meta.packages.items() if k in {"python", "xgboost", "driftloop"}
+        },
         "trained_with": meta.packages,
         "git": {"sha": meta.git_sha, "dirty": meta.git_dirty},
         "feature_service": meta.feature_service, "feature_views_hash": meta.feature_views_hash,
         "features": [{"name": f.name, "type": f.type} for f in features.features],
         "preprocessing": features.preprocessing,
-        "output": {"meaning": _OUTPUT, "threshold": metrics.get("threshold"),
-                   "target_precision": meta.params.get("target_precision")},
+        "output": _output(meta),
         "request_schema": meta.request_schema,
         "training_window": meta.training_window.model_dump(mode="json"),
         "rows": meta.rows.model_dump(), "data_hash": meta.data_hash, "seed": meta.seed,

@@ -6,6 +6,7 @@ neither Ray Train, XGBoost nor scikit-learn; :func:`train_model` does, when call
 """
 
 from driftloop.training._dataset import Dataset, build_dataset
+from driftloop.training._evaluate import metrics_at, threshold_for, unweighted
 from driftloop.training._gate import judge
 from driftloop.training._persist import load_dataset, read_bytes, save_dataset, write_bytes
 from driftloop.training._spec import (
@@ -48,11 +49,14 @@ __all__ = [
     "judge",
     "load_dataset",
     "load_model_spec",
+    "metrics_at",
     "read_bytes",
     "register",
     "save_dataset",
+    "threshold_for",
     "train_loop_per_worker",
     "train_model",
+    "unweighted",
     "write_bytes",
     "xgboost_params",
 ]

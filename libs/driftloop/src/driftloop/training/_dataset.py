@@ -20,7 +20,7 @@ from driftloop.settings import Settings
 from driftloop.training._spec import ModelSpec
 
 if TYPE_CHECKING:
-    from feast import FeatureService
+    from feast import FeatureService, FeatureStore
 
 TS = "event_timestamp"
 LABEL = "label"
@@ -111,6 +111,19 @@ def frame_hash(splits: dict[str, pd.DataFrame]) -> str:
     return digest.hexdigest()
 
 
+def _check_entity(spec: ModelSpec, store: FeatureStore, service: FeatureService) -> None:
+    """The spec's entity must key one of the service's feature views."""
+    from driftloop.features import split_service
+
+    stored, _ = split_service(store, service)
+    keyed = sorted({entity for view, _ in stored for entity in view.entities})
+    if spec.entity not in keyed:
+        raise ValueError(
+            f"{spec.name}: entity {spec.entity!r} keys none of {service.name}'s feature views "
+            f"(their entities: {', '.join(keyed) or 'none'})"
+        )
+
+
 def build_dataset(spec: ModelSpec, settings: Settings, window: TrainingWindow) -> Dataset:
     """The encoded, split training set of the window."""
     from driftloop.features import open_store, point_in_time, training_entities
@@ -120,6 +133,7 @@ def build_dataset(spec: ModelSpec, settings: Settings, window: TrainingWindow) -
         raise ValueError(f"no labelled transactions in {window.start} .. {window.end}")
     store = open_store(settings)
     service = store.get_feature_service(spec.feature_service)
+    _check_entity(spec, store, service)
     features = model_features(spec, service)
     # History columns named like a feature (merchant_category) would collide in the join.
     served = {f.name for p in service.feature_view_projections for f in p.features}

@@ -28,20 +28,40 @@ def unweighted(scores: np.ndarray, weight: float) -> np.ndarray:
     return corrected
 
 
+def threshold_for(y: np.ndarray, scores: np.ndarray, target_precision: float) -> float | None:
+    """The smallest threshold whose precision on ``(y, scores)`` reaches the target, or
+    None where none does."""
+    from sklearn.metrics import precision_recall_curve  # type: ignore[import-untyped]
+
+    precision, _, thresholds = precision_recall_curve(y, scores)
+    # precision[i] belongs to thresholds[i]; the last precision has no threshold.
+    reaching = np.flatnonzero(precision[:-1] >= target_precision)
+    return float(thresholds[int(reaching[0])]) if reaching.size else None  # ascending
+
+
 def metrics_at(
-    y: np.ndarray, scores: np.ndarray, target_precision: float, weight: float = 1.0
+    y: np.ndarray,
+    scores: np.ndarray,
+    target_precision: float,
+    weight: float = 1.0,
+    *,
+    chosen_on: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """ROC-AUC, PR-AUC (average precision), Brier score, and the operating point: the
-    smallest threshold whose precision reaches ``target_precision``, with its recall.
+    smallest threshold whose precision reaches ``target_precision``, with the precision
+    and recall it gives on ``(y, scores)``.
+
+    ``chosen_on``: the ``(labels, scores)`` the threshold is chosen on — the validation
+    rows, so that the holdout judges the threshold instead of choosing it (chosen on the
+    holdout itself, precision at it is the target by construction and recall flatters).
+    Where no threshold reaches the target there, ``threshold`` is absent and recall is 0.
 
     Brier judges calibration, so it is of the scores corrected for the positive-class
     ``weight`` the model was trained with (see :func:`unweighted`): a model trained on a
-    different class balance is not penalised for its weighting, only for being wrong.
-    Where no threshold reaches the target, ``threshold`` is absent and recall is 0."""
-    from sklearn.metrics import (  # type: ignore[import-untyped]
+    different class balance is not penalised for its weighting, only for being wrong."""
+    from sklearn.metrics import (
         average_precision_score,
         brier_score_loss,
-        precision_recall_curve,
         roc_auc_score,
     )
 
@@ -52,23 +72,24 @@ def metrics_at(
         "positives": float(y.sum()),
         "rows": float(len(y)),
     }
-    precision, recall, thresholds = precision_recall_curve(y, scores)
-    # precision[i], recall[i] belong to thresholds[i]; the last pair has no threshold.
-    reaching = np.flatnonzero(precision[:-1] >= target_precision)
-    if reaching.size:
-        i = int(reaching[0])  # thresholds ascend: the first is the smallest
-        out["threshold"] = float(thresholds[i])
-        out["precision_at_threshold"] = float(precision[i])
-        out["recall_at_threshold"] = float(recall[i])
-    else:
+    y_choose, scores_choose = chosen_on if chosen_on is not None else (y, scores)
+    threshold = threshold_for(y_choose, scores_choose, target_precision)
+    if threshold is None:
         out["recall_at_threshold"] = 0.0
+        return out
+    flagged = scores >= threshold
+    caught = int((flagged & (y == 1)).sum())
+    out["threshold"] = threshold
+    out["precision_at_threshold"] = caught / int(flagged.sum()) if flagged.any() else 0.0
+    out["recall_at_threshold"] = caught / int(y.sum()) if y.any() else 0.0
     return out
 
 
 def baseline_scores(
-    train: pd.DataFrame, holdout: pd.DataFrame, names: list[str], label: str, seed: int
-) -> np.ndarray:
-    """A logistic regression on the same features (medians for missing values, scaled)."""
+    train: pd.DataFrame, frames: list[pd.DataFrame], names: list[str], label: str, seed: int
+) -> list[np.ndarray]:
+    """A logistic regression on the same features (medians for missing values, scaled),
+    fitted on ``train``; its scores on each of ``frames``."""
     from sklearn.impute import SimpleImputer  # type: ignore[import-untyped]
     from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
     from sklearn.pipeline import make_pipeline  # type: ignore[import-untyped]
@@ -80,8 +101,7 @@ def baseline_scores(
         LogisticRegression(max_iter=2000, random_state=seed),
     )
     model.fit(train[names].to_numpy(np.float64), train[label].to_numpy())
-    scores: np.ndarray = model.predict_proba(holdout[names].to_numpy(np.float64))[:, 1]
-    return scores
+    return [model.predict_proba(frame[names].to_numpy(np.float64))[:, 1] for frame in frames]
 
 
 def booster_scores(
@@ -111,6 +131,7 @@ class Evaluation:
 def evaluate(
     model_json: bytes,
     train: pd.DataFrame,
+    validation: pd.DataFrame,
     holdout: pd.DataFrame,
     names: list[str],
     label: str,
@@ -118,10 +139,13 @@ def evaluate(
     target_precision: float,
     seed: int,
 ) -> Evaluation:
-    """Score the holdout with the stored bytes and with a logistic-regression baseline."""
-    y = holdout[label].to_numpy()
+    """Score the holdout with the stored bytes and with a logistic-regression baseline;
+    each one's threshold is chosen on the validation rows."""
+    y, y_val = holdout[label].to_numpy(), validation[label].to_numpy()
     scores, weight = booster_scores(model_json, holdout, names)
-    model = metrics_at(y, scores, target_precision, weight)
-    base = metrics_at(y, baseline_scores(train, holdout, names, label, seed), target_precision)
+    val_scores, _ = booster_scores(model_json, validation, names)
+    model = metrics_at(y, scores, target_precision, weight, chosen_on=(y_val, val_scores))
+    base_val, base_hold = baseline_scores(train, [validation, holdout], names, label, seed)
+    base = metrics_at(y, base_hold, target_precision, chosen_on=(y_val, base_val))
     base["prior"] = float(y.mean())
     return Evaluation(model, base, scores)

@@ -51,6 +51,9 @@ class TrainerSpec(BaseModel):
     model_config = _STRICT
 
     num_workers: int = Field(2, ge=1)
+    cpus_per_worker: int = Field(
+        1, ge=1, description="CPUs each Ray Train worker and Tune trial reserves (XGBoost nthread)"
+    )
     use_gpu: Literal["auto", "on", "off"] = "auto"
     params: dict[str, JsonValue] = Field(default_factory=_default_params)
     num_boost_round: int = Field(300, ge=1)

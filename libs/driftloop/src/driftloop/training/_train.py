@@ -80,9 +80,7 @@ def xgboost_params(
         "device": "cuda" if use_gpu else "cpu",
         "scale_pos_weight": (len(train) - positives) / max(positives, 1),
     }
-    if use_gpu:
-        params["deterministic_histogram"] = True
-    return params
+    return params  # GPU hist is deterministic by default since XGBoost 2
 
 
 def _fit(
@@ -141,11 +139,14 @@ def _champion_metrics(
     try:
         loaded = LoadedModel.load(store.get(spec.name, champion))
         scores = loaded.predict(dataset.raw["holdout"])
+        val_scores = loaded.predict(dataset.raw["validation"])
     except (ModelStoreError, KeyError, ValueError) as exc:
         return None, str(exc)
     y = dataset.splits["holdout"][LABEL].to_numpy()
+    y_val = dataset.splits["validation"][LABEL].to_numpy()
     weight = positive_weight(loaded.booster)
-    return metrics_at(y, scores, spec.metrics.target_precision, weight), None
+    chosen_on = (y_val, val_scores)
+    return metrics_at(y, scores, spec.metrics.target_precision, weight, chosen_on=chosen_on), None
 
 
 def _say(progress: Progress | None, message: str) -> None:
@@ -183,20 +184,23 @@ def fit(
     settings: Settings,
     *,
     num_workers: int | None = None,
+    cpus_per_worker: int | None = None,
     use_gpu: bool | None = None,
     tune: bool | None = None,
     progress: Progress | None = None,
 ) -> Fitted:
-    """Train the booster with Ray Train (after the spec's Ray Tune search, if enabled)."""
+    """Train the booster with Ray Train (after the spec's Ray Tune search, if enabled).
+    Workers, CPUs per worker and GPU use come from the arguments, else from the spec."""
     _connect(settings)
     workers = num_workers or spec.trainer.num_workers
     gpu = _gpu(spec.trainer.use_gpu, use_gpu)
-    params = xgboost_params(spec, dataset, gpu)
+    params = xgboost_params(spec, dataset, gpu, cpus_per_worker or spec.trainer.cpus_per_worker)
     search: dict[str, JsonValue] | None = None
     if spec.tune.enabled if tune is None else tune:
         found = tune_params(spec, dataset, params, settings, gpu, progress)
         params, search = found.params, found.summary
-    _say(progress, f"training on {workers} worker(s), {'GPU' if gpu else 'CPU'}")
+    device = "GPU" if gpu else "CPU"
+    _say(progress, f"training on {workers} worker(s) x {params['nthread']} CPU(s), {device}")
     started = time.monotonic()
     model_json = _fit(spec, dataset, params, settings, workers, gpu, progress)
     return Fitted(model_json, params, search, workers, gpu, time.monotonic() - started)
@@ -211,7 +215,8 @@ def assess(
 ) -> Assessment:
     """Score the holdout: the booster, the baseline, the champion; then the gate."""
     evaluation = evaluate(
-        model_json, dataset.splits["train"], dataset.splits["holdout"], dataset.names, LABEL,
+        model_json, dataset.splits["train"], dataset.splits["validation"],
+        dataset.splits["holdout"], dataset.names, LABEL,
         target_precision=spec.metrics.target_precision, seed=spec.trainer.seed,
     )  # fmt: skip
     champion_metrics, champion_error = (
@@ -251,6 +256,7 @@ def register(
         "use_gpu": fitted.use_gpu,
         "split": spec.split.model_dump(),
         "target_precision": spec.metrics.target_precision,
+        "threshold_chosen_on": "validation",
         "exclude_features": list(spec.exclude_features),
         "tune": fitted.search,
     }
@@ -294,6 +300,7 @@ def train_model(
     settings: Settings,
     *,
     num_workers: int | None = None,
+    cpus_per_worker: int | None = None,
     use_gpu: bool | None = None,
     trigger_event_id: str | None = None,
     champion: str | None = None,
@@ -318,8 +325,8 @@ def train_model(
     rows = _rows(dataset)
     _say(progress, f"rows: {dataset.labelled_rows:,} labelled -> {rows.model_dump()}")
     fitted = fit(
-        spec, dataset, settings, num_workers=num_workers, use_gpu=use_gpu, tune=tune,
-        progress=progress,
+        spec, dataset, settings, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
+        use_gpu=use_gpu, tune=tune, progress=progress,
     )  # fmt: skip
     assessment = assess(spec, dataset, fitted.model_json, models, champion)
     _say(progress, f"gate: {'passed' if assessment.gate.passed else 'failed'}")

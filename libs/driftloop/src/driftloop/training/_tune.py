@@ -94,7 +94,8 @@ def tune_params(
         "num_boost_round": spec.trainer.num_boost_round,
         "early_stopping_rounds": spec.trainer.early_stopping_rounds,
     }
-    resources: dict[str, float] = {"CPU": 1.0, **({"GPU": 1.0} if use_gpu else {})}
+    cpus = float(params.get("nthread", 1))
+    resources: dict[str, float] = {"CPU": cpus, **({"GPU": 1.0} if use_gpu else {})}
     trainable = tune.with_resources(tune.with_parameters(_trial, data=data), resources)
     tuner = tune.Tuner(
         trainable,
