@@ -16,7 +16,7 @@ import pytest
 
 from driftloop.events import DeadLetter, DriftEvent, WorkflowEvent
 from driftloop.kafka import EventProducer
-from driftloop.runs import run_id_for_event
+from driftloop.runs import MAX_DRIVERS, run_id_for_event
 from driftloop.settings import Settings
 from tests.integration.trigger_support import (
     decisions,
@@ -212,3 +212,47 @@ def test_sigkill_between_deciding_and_submitting_still_gives_one_run(own_topics,
         assert all(d["published"] == 1 for d in final)
     finally:
         wait_runs_finished(tmp_path)
+
+
+def test_a_driver_that_keeps_dying_is_restarted_then_failed_while_the_trigger_runs(
+    own_topics, tmp_path: Path
+):
+    """The trigger submits a run; then every driver dies at start (the deploy directory's
+    template broke after the trigger loaded it). Without a restart of the trigger, its
+    periodic recovery starts new drivers until MAX_DRIVERS died, then fails the run — so
+    it stops counting as the model's active run."""
+    settings = own_topics
+    deploy = deploy_dir(tmp_path, {"fraud": 2})
+    env = environment(settings, tmp_path, deploy, trigger_recover_s="1")
+    log = tmp_path / "trigger.log"
+    proc = start(env, log, idle_s=300)
+    try:
+        deadline = time.monotonic() + 60
+        while "reading " not in log.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < deadline, tail(log)
+            time.sleep(0.2)
+        template = deploy / "k8s" / "base" / "workflows" / "retrain-template.yaml"
+        template.write_text(template.read_text().replace("dag:", "steps:", 1))
+        event = drift_event("fraud", 0)
+        with EventProducer(settings) as producer:
+            producer.send(event)
+            producer.flush()
+        run_id = run_id_for_event(event.event_id)
+        seen: set[str] = set()
+        deadline = time.monotonic() + 180
+        while True:
+            records = runs(tmp_path)
+            seen |= {r.status for r in records}
+            if records and records[0].finished:
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, (records, tail(log))
+            time.sleep(0.5)
+        [record] = records
+        assert record.run_id == run_id
+        assert record.status == "failed" and "3 drivers died" in record.message, record
+        assert len(record.drivers) == MAX_DRIVERS
+        assert "running" not in seen  # no driver got as far as running it
+        assert "runs started, resumed or failed for want of a driver" in tail(log)
+    finally:
+        proc.terminate()
+        finish(proc, log)

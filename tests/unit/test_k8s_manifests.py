@@ -318,16 +318,3 @@ def test_dashboards_parse_and_are_shipped(tmp_path):
     empty_query = tmp_path / "empty.json"
     empty_query.write_text('{"uid": "x", "title": "x", "panels": [{"id": 1, "targets": [{}]}]}')
     assert "without a query" in dashboard_problems(empty_query)[0]
-
-
-def test_the_drift_event_source_reads_the_topic_the_monitor_writes():
-    [source] = _of_kind("EventSource")
-    topics = {t["spec"]["topicName"] for t in _of_kind("KafkaTopic")}
-    assert {k["topic"] for k in source["spec"]["kafka"].values()} <= topics
-
-
-def test_the_sensor_submits_runs_into_its_own_namespace():
-    [sensor] = _of_kind("Sensor")
-    for trigger in sensor["spec"]["triggers"]:
-        workflow = yaml.safe_load(trigger["template"]["argoWorkflow"]["source"]["inline"])
-        assert "namespace" not in workflow["metadata"]

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
+from driftloop_trigger import load_policy
+from driftloop_workflows.events import COMPONENT, load_rules, retrain_sensor
 from driftloop_workflows.render import OUT, render
 from hera.events import models as events
 from hera.workflows import models as workflows
@@ -20,13 +22,22 @@ from driftloop.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 RENDERED = ROOT / OUT
+EVENTS = ROOT / COMPONENT
+APPS = ROOT / "deploy" / "apps"
 
 
 def test_committed_manifests_are_fresh():
     assert render(ROOT, check=True) == []
 
 
-@pytest.mark.parametrize("path", sorted(RENDERED.glob("*.yaml")), ids=lambda p: p.name)
+ROUND_TRIP = [
+    *sorted(RENDERED.glob("*.yaml")),
+    EVENTS / "drift-eventsource.yaml",
+    EVENTS / "retrain-sensor.yaml",
+]
+
+
+@pytest.mark.parametrize("path", ROUND_TRIP, ids=lambda p: p.name)
 def test_each_manifest_round_trips_through_heras_models(path):
     document = yaml.safe_load(path.read_text())
     kind = document["kind"]
@@ -128,3 +139,118 @@ def test_the_argo_backend_sends_a_template_ref_under_a_deterministic_name():
     assert workflow["spec"]["workflowTemplateRef"] == {"name": "driftloop-retrain"}
     sent = {p["name"]: p["value"] for p in workflow["spec"]["arguments"]["parameters"]}
     assert sent == parameters
+
+
+# -- Argo Events: opt-in, instead of the trigger ---------------------------------------------
+def _kustomization(directory: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    return loaded
+
+
+def _sensor() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((EVENTS / "retrain-sensor.yaml").read_text())
+    return loaded
+
+
+def test_argo_events_is_an_opt_in_component_that_replaces_the_trigger():
+    base = _kustomization(ROOT / "deploy" / "k8s" / "base")
+    kinds = {
+        document.get("kind")
+        for r in base["resources"]
+        for document in yaml.safe_load_all((ROOT / "deploy" / "k8s" / "base" / r).read_text())
+        if document
+    }
+    assert "Deployment" in kinds
+    assert not kinds & {"Sensor", "EventSource", "EventBus"}  # the trigger submits by default
+    component = _kustomization(EVENTS)
+    assert component["kind"] == "Component"
+    assert {"drift-eventsource.yaml", "retrain-sensor.yaml"} <= set(component["resources"])
+    for overlay in (ROOT / "deploy" / "k8s" / "overlays").glob("*/kustomization.yaml"):
+        assert not yaml.safe_load(overlay.read_text()).get("components"), overlay
+    [deleted] = [p["patch"] for p in component["patches"] if "patch" in p]
+    assert yaml.safe_load(deleted) == {
+        "$patch": "delete",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "driftloop-trigger"},
+    }
+
+
+def test_the_sensor_reads_the_monitors_topic_and_submits_into_its_own_namespace():
+    source = yaml.safe_load((EVENTS / "drift-eventsource.yaml").read_text())
+    assert {k["topic"] for k in source["spec"]["kafka"].values()} == {
+        Settings().topic("drift-events")
+    }
+    for trigger in _sensor()["spec"]["triggers"]:
+        assert trigger["atLeastOnce"] is True
+        workflow = yaml.safe_load(trigger["template"]["argoWorkflow"]["source"]["inline"])
+        assert "namespace" not in workflow["metadata"]
+
+
+def test_the_sensor_reads_every_trigger_policy_as_the_trigger_does():
+    rules = load_rules(APPS)
+    assert rules
+    for rule in rules:
+        policy = load_policy(APPS / rule.model / "trigger.yaml")
+        assert (rule.enabled, rule.data_drift, rule.min_drifted_columns) == (
+            policy.enabled,
+            policy.data_drift.enabled,
+            policy.data_drift.min_drifted_columns,
+        )
+        assert (rule.performance, rule.min_drop, rule.min_degraded_metrics) == (
+            policy.performance.enabled,
+            policy.performance.min_drop,
+            policy.performance.min_degraded_metrics,
+        )
+        assert (rule.window, rule.window_end) == (policy.window, policy.window_end)
+
+
+def test_the_sensor_filters_by_each_policys_severity():
+    [dependency] = _sensor()["spec"]["dependencies"]
+    filters = dependency["filters"]
+    assert filters["exprLogicalOperator"] == "or"
+    exprs = [e["expr"] for e in filters["exprs"]]
+    for rule in load_rules(APPS):
+        drift = f'model == "{rule.model}" && kind == "data_drift"'
+        assert f"{drift} && drifted >= {rule.min_drifted_columns}" in exprs
+    paths = {f["path"] for e in filters["exprs"] for f in e["fields"]}
+    assert "body.metrics.drifted_columns" in paths  # what the monitor publishes
+
+
+def _exprs(apps: Path) -> list[str]:
+    sensor = retrain_sensor(load_rules(apps)).dict(exclude_none=True, by_alias=True)
+    [dependency] = sensor["spec"]["dependencies"]
+    return [e["expr"] for e in dependency["filters"]["exprs"]]
+
+
+def test_the_sensor_filters_express_floors_and_disabled_policies(tmp_path):
+    [never] = _exprs(tmp_path)  # no policy: no run
+    assert "no trigger.yaml" in never
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "trigger.yaml").write_text(
+        "model: m\ndata_drift: {enabled: false}\n"
+        "performance: {min_drop: {roc_auc: 0.05, recall: 0.2}, min_degraded_metrics: 1}\n"
+    )
+    assert _exprs(tmp_path) == [
+        'model == "m" && kind == "performance_degraded" && drop0 >= 0.2',
+        'model == "m" && kind == "performance_degraded" && drop0 >= 0.05',
+    ]
+
+
+def test_the_sensor_names_runs_per_window_and_passes_the_window():
+    [trigger] = _sensor()["spec"]["triggers"]
+    parameters = trigger["template"]["argoWorkflow"]["parameters"]
+    by_dest = {p["dest"]: p["src"]["dataTemplate"] for p in parameters}
+    name = by_dest["metadata.name"]
+    for key in ("model_name", "model_version", "window.start", "window.end", "sha256sum"):
+        assert key in name
+    assert "event_id" not in name  # a burst of events about one window: one name
+    workflow = yaml.safe_load(trigger["template"]["argoWorkflow"]["source"]["inline"])
+    names = [p["name"] for p in workflow["spec"]["arguments"]["parameters"]]
+    assert names == ["model", "reason", "trigger-event-id", "window", "window-end"]
+    sent = {names[int(d.split(".")[3])]: t for d, t in by_dest.items() if d != "metadata.name"}
+    for rule in load_rules(APPS):
+        assert f'eq .Input.body.model_name "{rule.model}" }}}}{rule.window}' in sent["window"]
+        if rule.window_end == "event":
+            assert "{{ .Input.body.window.end }}" in sent["window-end"]
+    assert sent["trigger-event-id"] == "{{ .Input.body.event_id }}"

@@ -3,23 +3,33 @@
     python -m driftloop_workflows.render [--check] [--root DIR]
 
 ``--check`` writes nothing and exits 1 naming every file that is missing or stale.
+WorkflowTemplate and CronWorkflows go to ``base/workflows``; the Argo Events EventSource
+and Sensor to the opt-in component ``components/argo-events`` (see ``events.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from driftloop_workflows.events import API_VERSION, drift_event_source, retrain_sensor
+from driftloop_workflows.events import (
+    API_VERSION,
+    COMPONENT,
+    drift_event_source,
+    load_rules,
+    retrain_sensor,
+)
 from driftloop_workflows.rayservice import PATCH, serve_config_patch
 from driftloop_workflows.retrain import retrain_template
 from driftloop_workflows.schedule import load_schedule, retrain_cron
 
 OUT = Path("deploy/k8s/base/workflows")
+EVENTS = os.path.relpath(COMPONENT, OUT) + "/"  # the Argo Events component, from OUT
 HEADER = "# Rendered by `make render` from workflows/; do not edit by hand.\n"
 RULES = Path("deploy/k8s/base/monitoring/rules.yaml")
 LOCAL_RULES = "../../../local/prometheus/alerts.yml"  # deploy/local/prometheus, from OUT
@@ -47,9 +57,11 @@ def manifests(root: Path) -> dict[str, str]:
     """File name → content of every rendered manifest."""
     out = {
         "retrain-template.yaml": retrain_template().to_yaml(),
-        "drift-eventsource.yaml": _events_manifest("EventSource", drift_event_source()),
-        "retrain-sensor.yaml": _events_manifest("Sensor", retrain_sensor()),
     }
+    # Argo Events: an opt-in component, for clusters that run it instead of the trigger.
+    rules = load_rules(root / "deploy" / "apps")
+    out[EVENTS + "drift-eventsource.yaml"] = _events_manifest("EventSource", drift_event_source())
+    out[EVENTS + "retrain-sensor.yaml"] = _events_manifest("Sensor", retrain_sensor(rules))
     for schedule in sorted((root / "deploy" / "apps").glob("*/retrain.yaml")):
         model = schedule.parent.name
         out[f"retrain-cron-{model}.yaml"] = retrain_cron(model, load_schedule(schedule)).to_yaml()

@@ -59,13 +59,24 @@ def runs(
     model: Annotated[str | None, typer.Option(help="only this model's runs")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """List runs and their steps (runs whose driver died are resumed or failed first)."""
+    """List runs and their steps (runs without a live driver are started, resumed or failed
+    first; with Ray unreachable they are listed as recorded)."""
     if ctx.invoked_subcommand is not None:
         return
+    from driftloop.raycluster import RayApiError
     from driftloop.runs import LocalExecutor, RunStore
 
     settings = get_settings()
-    LocalExecutor(settings).recover()
+    try:
+        LocalExecutor(settings).recover()
+    except (OSError, RayApiError) as exc:  # listing goes on; the runs are shown as recorded
+        what = "refused the request" if isinstance(exc, RayApiError) else "is not reachable"
+        typer.secho(
+            f"warning: Ray at {settings.dashboard_url} {what} ({exc}); runs without a live"
+            " driver are listed as recorded, not resumed",
+            err=True,
+            fg="yellow",
+        )
     records = RunStore(settings.runs).all(model)
     if as_json:
         typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))

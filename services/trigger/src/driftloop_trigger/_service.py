@@ -8,8 +8,13 @@ reason) — and only then let the consumer commit offsets to Kafka.
 
 A crash after recording and before submitting leaves a decision without a submission;
 the next start submits it under the same run id, and a backend that had it already
-answers ``created=False``. Workflow events are published at least once, under ids
-derived from (run id, phase), so a repeat is a duplicate consumers recognise.
+answers ``created=False`` (the local executor then starts the run's driver if it never
+started). Every ``trigger_recover_s`` (and at start) the local executor's runs without a
+live driver are started, resumed or failed, so a run never stays active — blocking every
+later event of its model — because a driver died while the trigger ran.
+
+Workflow events are published at least once, under ids derived from (run id, phase), so a
+repeat is a duplicate consumers recognise.
 """
 
 from __future__ import annotations
@@ -79,14 +84,7 @@ class TriggerService:
     def start(self) -> None:
         """Resume what a previous process left: runs whose driver died, decisions not yet
         submitted or published; then read on from the recorded offsets."""
-        if isinstance(self.backend, LocalExecutor):
-            try:
-                resumed = self.backend.recover()
-            except Exception as exc:  # Ray is away: deciding goes on, submissions retry
-                log.warning("could not check for runs whose driver died: %s", exc)
-            else:
-                if resumed:
-                    log.info("runs resumed or failed after their driver died: %s", resumed)
+        self.recover()
         pending = self.store.pending()
         if pending:
             log.info("submitting %d run(s) decided before a restart", len(pending))
@@ -94,6 +92,19 @@ class TriggerService:
         offsets = self.store.offsets(self.topic)
         self.consumer.assign_from(offsets)
         log.info("reading %s from %s", self.topic, offsets or "the beginning")
+
+    def recover(self) -> None:
+        """Start, resume or fail the local executor's runs that have no live driver."""
+        if not isinstance(self.backend, LocalExecutor):
+            return  # Argo's controller owns its workflows
+        try:
+            touched = self.backend.recover()
+        except Exception as exc:  # Ray is away: deciding goes on, the next pass retries
+            log.warning("could not check for runs without a live driver: %s", exc)
+            return
+        if touched:
+            log.info("runs started, resumed or failed for want of a driver: %s", touched)
+            self._snapshot = {}
 
     # -- deciding ---------------------------------------------------------------------------
     def handle(self, batch: Batch[DriftEvent]) -> None:
@@ -226,6 +237,7 @@ class TriggerService:
             self.start()
             idle_since = time.monotonic()
             next_lag = next_outbox = 0.0
+            next_recover = time.monotonic() + self.settings.trigger_recover_s
             while not stop.is_set():
                 result = self.consumer.poll_batch(self.handle, timeout_s=0.5)
                 now = time.monotonic()
@@ -236,6 +248,9 @@ class TriggerService:
                 if not result.received and now >= next_outbox:  # retries, late publishes
                     self.work_outbox()
                     next_outbox = now + 1
+                if now >= next_recover:  # drivers that died while this process runs
+                    self.recover()
+                    next_recover = time.monotonic() + self.settings.trigger_recover_s
                 if result.received or now >= next_lag:
                     self.metrics.lag.set(self.consumer.lag())
                     next_lag = now + 5

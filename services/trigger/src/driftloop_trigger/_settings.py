@@ -21,6 +21,12 @@ class TriggerSettings(Settings):
     trigger_retry_max_s: float = Field(
         60.0, gt=0, description="longest wait between attempts of a failed submission"
     )
+    trigger_recover_s: float = Field(
+        30.0,
+        gt=0,
+        description="how often runs of the local executor without a live driver are started,"
+        " resumed or failed (also once at start)",
+    )
     # A fault hook for tests of crash safety: SIGKILL the process itself at that point of
     # the first submission (after its decision is recorded). Never set it in production.
     trigger_kill_at: KillPoint | None = None

@@ -66,6 +66,42 @@ def kustomize_build(kustomize: str, directory: Path, timeout_s: float = 120) -> 
     return [d for d in yaml.safe_load_all(result.stdout) if d is not None]
 
 
+def components(root: Path) -> list[Path]:
+    """Every opt-in kustomize component (a directory under ``components/``)."""
+    found = (root / DEPLOY_K8S / "components").glob("*/kustomization.yaml")
+    return sorted(p.parent for p in found)
+
+
+def kustomize_build_with(
+    kustomize: str, overlay: Path, component: Path, timeout_s: float = 120
+) -> list[Document]:
+    """``kustomize build`` of an overlay as if it listed ``component`` (in its namespace)."""
+    import yaml
+
+    namespace = yaml.safe_load((overlay / "kustomization.yaml").read_text()).get("namespace")
+    with tempfile.TemporaryDirectory(prefix="driftloop-kustomize-") as directory:
+        body: Document = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": [os.path.relpath(overlay.absolute(), directory)],
+            "components": [os.path.relpath(component.absolute(), directory)],
+        }
+        if namespace:
+            body["namespace"] = namespace
+        (Path(directory) / "kustomization.yaml").write_text(yaml.safe_dump(body))
+        return kustomize_build(kustomize, Path(directory), timeout_s)
+
+
+def submitters(docs: list[Document]) -> list[str]:
+    """What in a build turns drift events into runs: the trigger, an Argo Events Sensor."""
+    return [
+        f"{d['kind']} {d['metadata']['name']}"
+        for d in docs
+        if d.get("kind") == "Sensor"
+        or (d.get("kind") == "Deployment" and d["metadata"]["name"] == "driftloop-trigger")
+    ]
+
+
 def rule_groups(docs: list[Document]) -> dict[str, dict[str, Any]]:
     """``<PrometheusRule name>`` → its rules in Prometheus's own file format."""
     found: dict[str, dict[str, Any]] = {}

@@ -1,5 +1,6 @@
-"""``make check-k8s``: every overlay builds, every alert rule loads, every dashboard parses,
-and the local Prometheus config with its rules checks.
+"""``make check-k8s``: every overlay builds (alone and with each opt-in component, and
+with exactly one path from drift events to runs), every alert rule loads, every dashboard
+parses, and the local Prometheus config with its rules checks.
 
     python -m driftloop_workflows.k8s.check [--root DIR] [--kustomize BIN] [--promtool BIN]
 
@@ -14,13 +15,17 @@ import sys
 from pathlib import Path
 
 from driftloop_workflows.k8s._manifests import (
+    Document,
+    components,
     dashboard_problems,
     dashboards,
     kustomize_build,
+    kustomize_build_with,
     overlays,
     promtool_check_config,
     promtool_check_rules,
     rule_groups,
+    submitters,
     tools,
 )
 
@@ -38,6 +43,16 @@ def check(root: Path, kustomize: str, promtool: str) -> list[str]:
             problems.append(str(exc))
             continue
         print(f"kustomize build {overlay.relative_to(root)}: {len(docs)} objects")
+        problems.extend(_one_submitter(overlay.relative_to(root), docs))
+        for component in components(root):
+            where = f"{overlay.relative_to(root)} + {component.relative_to(root)}"
+            try:
+                with_component = kustomize_build_with(kustomize, overlay, component)
+            except RuntimeError as exc:
+                problems.append(str(exc))
+                continue
+            print(f"kustomize build {where}: {len(with_component)} objects")
+            problems.extend(_one_submitter(where, with_component))
         groups = rule_groups(docs)
         if not groups:
             problems.append(f"{overlay.relative_to(root)}: no PrometheusRule")
@@ -66,6 +81,14 @@ def check(root: Path, kustomize: str, promtool: str) -> list[str]:
         if not found_problems:
             print(f"dashboard {board.relative_to(root)}: valid JSON")
     return problems
+
+
+def _one_submitter(where: object, docs: list[Document]) -> list[str]:
+    """Runs from drift events have one source: the trigger, or (opt-in) a Sensor."""
+    found = submitters(docs)
+    if len(found) == 1:
+        return []
+    return [f"{where}: drift events would become runs through {found or 'nothing'}"]
 
 
 def main() -> None:

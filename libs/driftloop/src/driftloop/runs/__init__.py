@@ -12,7 +12,7 @@ import uuid
 
 from driftloop.events import utcnow
 from driftloop.runs._argo import ArgoBackend
-from driftloop.runs._executor import LocalExecutor, Submission, template_path
+from driftloop.runs._executor import MAX_DRIVERS, LocalExecutor, Submission, template_path
 from driftloop.runs._jobs import RayJobs, settings_environment
 from driftloop.runs._state import AlreadySubmitted, RunRecord, RunStore, StepState
 from driftloop.runs._template import UnsupportedFeature, WorkflowTemplate, load_template
@@ -24,9 +24,10 @@ def backend(settings: Settings) -> LocalExecutor | ArgoBackend:
 
 
 def run_id_for_event(event_id: str) -> str:
-    """The run an event starts: the same id for every delivery of that event — and the
-    same name the Argo Events Sensor gives it (``retrain-<event_id>``) when the id is a
-    valid Kubernetes name, as driftloop's UUID event ids are; other ids are hashed."""
+    """The run an event starts: the same id for every delivery of that event
+    (``retrain-<event_id>`` when the id is a valid Kubernetes name, as driftloop's UUID
+    event ids are; other ids are hashed). The opt-in Argo Events Sensor, which replaces the
+    trigger, names runs per (model, version, window) instead (driftloop_workflows.events)."""
     if re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,52}[a-z0-9])?", event_id):
         return f"retrain-{event_id}"
     return f"retrain-{hashlib.sha256(event_id.encode()).hexdigest()[:20]}"
@@ -37,6 +38,7 @@ def manual_run_id(model: str) -> str:
 
 
 __all__ = [
+    "MAX_DRIVERS",
     "AlreadySubmitted",
     "ArgoBackend",
     "LocalExecutor",

@@ -6,7 +6,9 @@ each task becomes a Ray Job running the template's own command — ``python -m
 hera.workflows.runner -e module:function inputs.json`` — whose stdout is the task's
 ``outputs.result``. Every transition is saved before the next begins, so a driver that
 dies is resumed by :meth:`recover` (finished tasks are not repeated, a task's running
-job is waited for, not restarted) or, after three drivers, marked failed.
+job is waited for, not restarted) or, after three drivers, marked failed. A run whose
+driver never started (the process died, or Ray was away, right after the run was
+recorded) is started by :meth:`recover` or by submitting its id again.
 """
 
 from __future__ import annotations
@@ -80,42 +82,61 @@ class LocalExecutor:
         try:
             self.store.create(record)
         except AlreadySubmitted:
+            # Submitted before — but perhaps never started: the process died, or Ray was
+            # away, between recording the run and starting its driver.
+            self.revive(self.store.get(run_id))
             return Submission(run_id, False, self.name)
-        self._start_driver(record)
         self._publish(record, None, "submitted", f"reason: {values.get('reason', '')}")
+        self._start_driver(record)  # Ray away: raises; a resubmission or recover() starts it
         return Submission(run_id, True, self.name)
 
-    def _start_driver(self, record: RunRecord) -> None:
-        driver = f"{record.run_id}-{record.nonce}-driver-{len(record.drivers) + 1}"
-        record.drivers.append(driver)
-        self.store.save(record)
+    def _start_driver(self, record: RunRecord, *, new: bool = True) -> None:
+        """Start a new driver (``new``), or submit the latest one again: one whose job Ray
+        never got. Driver ids are deterministic, so two processes doing this at once start
+        one job (the other gets :class:`JobExists`)."""
+        if new or not record.drivers:
+            number = len(record.drivers) + 1
+            record.drivers.append(f"{record.run_id}-{record.nonce}-driver-{number}")
+            self.store.save(record)
         entrypoint = shlex.join(
             [sys.executable, "-m", "driftloop", "runs", "execute", record.run_id]
         )
         with contextlib.suppress(JobExists):  # a previous attempt got that far
-            self.jobs.submit(driver, entrypoint, settings_environment(self.settings))
+            self.jobs.submit(record.drivers[-1], entrypoint, settings_environment(self.settings))
 
     # -- recovering -----------------------------------------------------------------------
     def recover(self) -> list[str]:
-        """Resume or fail every unfinished run whose driver is gone; the ids touched."""
-        touched = []
-        for record in self.store.all():
-            if record.finished or not record.drivers:
-                continue
-            if self.jobs.status(record.drivers[-1]) in RUNNING:
-                continue
-            fresh = self.store.get(record.run_id)  # the driver may have just finished it
-            if fresh.finished:
-                continue
-            if len(fresh.drivers) >= MAX_DRIVERS:
-                fresh.status, fresh.message = "failed", f"{MAX_DRIVERS} drivers died; giving up"
-                self.store.save(fresh)
-                self._publish(fresh, None, "failed", fresh.message)
-            else:
-                log.warning("run %s lost its driver %s; resuming", fresh.run_id, fresh.drivers[-1])
-                self._start_driver(fresh)
-            touched.append(fresh.run_id)
-        return touched
+        """Start, resume or fail every unfinished run without a live driver; the ids touched.
+
+        Raises what Ray raises when it cannot be reached (nothing is changed then)."""
+        return [record.run_id for record in self.store.all() if self.revive(record)]
+
+    def revive(self, record: RunRecord) -> bool:
+        """Give an unfinished run whose driver is not running what it needs; True if it did.
+
+        No driver yet, or one Ray does not know (never submitted, or forgotten by a
+        restarted cluster): that driver is submitted (again) — it never ran, so it does not
+        count. A driver that ended without finishing the run: a new one resumes it, unless
+        :data:`MAX_DRIVERS` died already — then the run is failed."""
+        if record.finished:
+            return False
+        status = self.jobs.status(record.drivers[-1]) if record.drivers else None
+        if status in RUNNING:
+            return False
+        fresh = self.store.get(record.run_id)  # the driver may have just finished it
+        if fresh.finished or fresh.drivers != record.drivers:
+            return False  # finished, or another process revived it meanwhile
+        if status is None:
+            log.warning("run %s has no started driver; starting it", fresh.run_id)
+            self._start_driver(fresh, new=False)
+        elif len(fresh.drivers) >= MAX_DRIVERS:
+            fresh.status, fresh.message = "failed", f"{MAX_DRIVERS} drivers died; giving up"
+            self.store.save(fresh)
+            self._publish(fresh, None, "failed", fresh.message)
+        else:
+            log.warning("run %s lost its driver %s; resuming", fresh.run_id, fresh.drivers[-1])
+            self._start_driver(fresh)
+        return True
 
     # -- executing (inside the driver job) -----------------------------------------------
     def execute(self, run_id: str) -> RunRecord:
@@ -149,8 +170,9 @@ class LocalExecutor:
                 _release(mutex, run_id)
 
     def _run_task(self, record: RunRecord, task: Task, state: StepState) -> bool:
-        template = self.template.template(task.template)
-        limit = int(template.retryStrategy.limit) if template.retryStrategy else 0
+        retry = self.template.template(task.template).retryStrategy
+        limit = int(retry.limit) if retry else 0
+        policy = (retry.retryPolicy if retry else None) or "OnFailure"  # Argo's default
         while True:
             if state.status == "running" and state.job:
                 # Resumed: the attempt's job may still run, have finished, or (if the driver
@@ -180,7 +202,7 @@ class LocalExecutor:
             state.status, state.finished_at = "failed", utcnow()
             self.store.save(record)
             self._publish(record, task.name, "failed", state.error)
-            if state.attempts > limit:
+            if state.attempts > limit or not _retried(policy, outcome):
                 return False
             state.job = None  # retry with a new attempt
 
@@ -265,6 +287,16 @@ class LocalExecutor:
                 producer.flush()
         except Exception as exc:
             log.warning("workflow event not published (%s %s): %s", record.run_id, phase, exc)
+
+
+def _retried(policy: str, outcome: str | None) -> bool:
+    """Whether Argo's ``retryPolicy`` retries an attempt that ended so: a step whose process
+    exited non-zero (Ray's FAILED) is a *failure*; one stopped, lost or without a result is
+    an *error*."""
+    if policy == "Always":
+        return True
+    failure = outcome == "FAILED"
+    return failure if policy == "OnFailure" else not failure
 
 
 def _acquire(lock: Path, run_id: str, store: RunStore) -> bool:

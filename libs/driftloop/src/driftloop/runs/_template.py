@@ -1,9 +1,14 @@
 """The subset of Argo's WorkflowTemplate the local executor runs, read strictly.
 
-Exactly what ``workflows/`` renders is accepted: a DAG of script tasks with ``depends``
-(task names joined by ``&&``), parameters, ``outputs.result``, ``retryStrategy.limit`` and
-a mutex. Any other field is refused with its path — running a template "mostly" is
-how a local run silently differs from the cluster's.
+Exactly what ``workflows/`` renders is accepted: a DAG of Hera runner scripts
+(``python -m hera.workflows.runner -e module:function`` with source
+``{{inputs.parameters}}``) with ``depends`` (task names joined by ``&&``), parameters,
+``outputs.result``, a ``retryStrategy`` with a whole-number ``limit`` and a policy of
+Always, OnFailure or OnError, and a mutex. Templates may refer to ``{{workflow.name}}``,
+``{{workflow.parameters.<declared>}}`` and ``{{tasks.<an upstream task>.outputs.result}}``
+only. Anything else — another field, an ``{{=expression}}``, an unknown task — is refused
+at load time, naming it: running a template "mostly" is how a local run silently differs
+from the cluster's.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class UnsupportedFeature(ValueError):
@@ -34,7 +39,20 @@ class Parameters(_Strict):
 
 class Retry(_Strict):
     limit: int | str = 0
+    # Unset: Argo's default, OnFailure. OnTransientError is not implemented.
     retryPolicy: Literal["Always", "OnError", "OnFailure"] | None = None  # noqa: N815
+
+    @field_validator("limit")
+    @classmethod
+    def _whole_number(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value >= 0:
+            return value
+        if isinstance(value, str) and value.strip().isdigit():
+            return value
+        raise ValueError(
+            f"retryStrategy.limit {value!r}: only a whole number runs locally (no templated"
+            " or computed limit)"
+        )
 
 
 class Script(_Strict):
@@ -106,6 +124,7 @@ class WorkflowTemplate(_Strict):
             step = self.template(task.template)
             if step.script is None:
                 raise UnsupportedFeature(f"task {task.name}: only script templates run locally")
+            _check_runner(step.name, step.script)
             for dependency in depends_on(task):
                 if dependency not in tasks:
                     raise UnsupportedFeature(f"task {task.name} depends on unknown {dependency}")
@@ -122,6 +141,86 @@ class WorkflowTemplate(_Strict):
 
     def defaults(self) -> dict[str, str | None]:
         return {p.name: p.value for p in self.spec.arguments.parameters}
+
+    def check_references(self) -> None:
+        """Refuse every ``{{...}}`` the local executor could not resolve."""
+        ordered = self.dag()
+        tasks = {task.name: task for task in ordered}
+        declared = set(self.defaults())
+
+        def check(text: str | None, where: str, upstream: set[str]) -> None:
+            for expression in _EXPR.findall(text or ""):
+                problem = _unsupported(expression, declared, set(tasks), upstream)
+                if problem:
+                    raise UnsupportedFeature(f"{where}: {{{{{expression}}}}}: {problem}")
+
+        for task in ordered:
+            upstream = _ancestors(task.name, tasks)
+            for parameter in task.arguments.parameters:
+                check(parameter.value, f"task {task.name} argument {parameter.name}", upstream)
+            for parameter in self.template(task.template).inputs.parameters:
+                where = f"template {task.template} input {parameter.name}"
+                check(parameter.value, where, upstream)
+        for parameter in self.spec.arguments.parameters:
+            check(parameter.value, f"workflow parameter {parameter.name}", set())
+        if self.spec.synchronization is not None:
+            check(self.spec.synchronization.mutex.name, "the mutex name", set())
+
+
+_EXPR = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+_TASK_RESULT = re.compile(r"tasks\.([A-Za-z0-9_-]+)\.outputs\.result")
+RUNNER_COMMAND = ["python"]
+RUNNER_MODULE = ["-m", "hera.workflows.runner", "-e"]
+RUNNER_SOURCE = "{{inputs.parameters}}"
+
+
+def _check_runner(name: str, script: Script) -> None:
+    """Only Hera runner scripts run locally: a step is a function, not inline source."""
+    if script.source.strip() != RUNNER_SOURCE:
+        raise UnsupportedFeature(
+            f"template {name}: script source must be {RUNNER_SOURCE!r} (a Hera runner"
+            " script); inline script source does not run locally"
+        )
+    entry = script.args[len(RUNNER_MODULE) :]
+    if (
+        script.command != RUNNER_COMMAND
+        or script.args[: len(RUNNER_MODULE)] != RUNNER_MODULE
+        or len(entry) != 1
+        or not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", entry[0])
+    ):
+        raise UnsupportedFeature(
+            f"template {name}: only `python -m hera.workflows.runner -e module:function` runs"
+            f" locally, not {' '.join([*script.command, *script.args])!r}"
+        )
+
+
+def _unsupported(expression: str, declared: set[str], tasks: set[str], upstream: set[str]) -> str:
+    """Why the local executor cannot resolve ``{{expression}}`` ("" if it can)."""
+    if expression.startswith("="):
+        return "expression templates ({{=...}}) are not supported locally"
+    if expression == "workflow.name":
+        return ""
+    if expression.startswith("workflow.parameters."):
+        name = expression.removeprefix("workflow.parameters.")
+        return "" if name in declared else f"the workflow declares no parameter {name!r}"
+    found = _TASK_RESULT.fullmatch(expression)
+    if found:
+        task = found.group(1)
+        if task not in tasks:
+            return f"there is no task {task!r}"
+        return "" if task in upstream else f"task {task!r} is not upstream of this task"
+    return "only workflow.name, workflow.parameters.* and tasks.*.outputs.result run locally"
+
+
+def _ancestors(name: str, tasks: dict[str, Task]) -> set[str]:
+    out: set[str] = set()
+    todo = list(depends_on(tasks[name]))
+    while todo:
+        current = todo.pop()
+        if current not in out:
+            out.add(current)
+            todo.extend(depends_on(tasks[current]))
+    return out
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -154,5 +253,5 @@ def load_template(path: Path) -> WorkflowTemplate:
         raise UnsupportedFeature(
             f"{path}: not runnable by the local executor: {problems}"
         ) from None
-    template.dag()
+    template.check_references()
     return template
