@@ -135,6 +135,20 @@ class AuditStore:
             (r for r in out if kind is None or r.kind == kind), key=lambda r: (r.end, r.version)
         )
 
+    def find(self, event_id: str) -> WindowRecord | None:
+        """The record of the window that raised ``event_id`` (only files that mention the id
+        are parsed), or None."""
+        if not self.dir.is_dir():
+            return None
+        needle = event_id.encode()
+        for path in sorted(self.dir.glob("*/*.json")):
+            raw = path.read_bytes()
+            if needle in raw:
+                record = WindowRecord.model_validate_json(raw)
+                if record.event_id == event_id:
+                    return record
+        return None
+
     def profile_path(self, record: WindowRecord) -> Path:
         return self.dir / record.version / f"{record.stem}.whylogs"
 

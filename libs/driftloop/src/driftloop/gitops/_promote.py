@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from driftloop.gitops._git import Git, GitError
-from driftloop.gitops._record import commit_message, find_evidence
+from driftloop.gitops._record import commit_message
 from driftloop.gitops._serveconfig import declared, set_model
 from driftloop.settings import Settings
 
@@ -70,6 +70,7 @@ def promote(
     policy: str | None = None,
 ) -> Promotion:
     """Make git declare ``model``'s ``version``; see the module docstring."""
+    from driftloop.drift import AuditStore
     from driftloop.models import ModelStore
 
     repo = Path(settings.git_repo).expanduser().absolute()
@@ -87,7 +88,7 @@ def promote(
     if uri == f"models:/{model}/{version}" and digest == stored.sha256:
         return Promotion(model, version, branch, base, chosen, False, "already declared")
     audit_root = (settings.state_dir / "monitor").absolute()  # the monitor's default
-    evidence = find_evidence(audit_root, model, trigger_event_id) if trigger_event_id else None
+    evidence = AuditStore(audit_root, model).find(trigger_event_id) if trigger_event_id else None
     message = commit_message(
         stored, path, evaluation, trigger_event_id, reason, uri,
         evidence=evidence, audit_root=audit_root,

@@ -39,25 +39,6 @@ def _table(evaluation: dict[str, Any]) -> list[str]:
     return lines
 
 
-def find_evidence(audit_root: Path, model: str, event_id: str) -> WindowRecord | None:
-    """The monitor's record of the window that raised ``event_id``, if this process can
-    read the monitor's audit records (``<audit_root>/<model>/<version>/*.json``)."""
-    from driftloop.drift import WindowRecord
-
-    folder = audit_root / model
-    if not folder.is_dir():
-        return None
-    needle = event_id.encode()
-    for path in sorted(folder.glob("*/*.json")):
-        raw = path.read_bytes()
-        if needle not in raw:
-            continue
-        record = WindowRecord.model_validate_json(raw)
-        if record.event_id == event_id:
-            return record
-    return None
-
-
 _KIND = {"data": "data_drift", "performance": "performance_degraded"}
 _SEVERITY = {"DRIFT": 0, "POSSIBLE_DRIFT": 1, "NO_DRIFT": 2}
 
