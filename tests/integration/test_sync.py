@@ -5,70 +5,23 @@ serves, rollback by revert, scaling by a commit under load."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-import httpx
 import pytest
 import yaml
-from driftloop_sync import SyncService, SyncSettings
+from driftloop_sync import SyncService
 
-from driftloop.gitops import Git, promote
+from driftloop.gitops import promote
 from driftloop.raycluster import dashboard_request
 from tests.integration import serving_support as support
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _git(repo: Path, *args: str) -> str:
-    return Git(repo).run(*args).strip()
-
-
-def _serve_yaml(settings) -> str:
-    """The committed serve.yaml, with args pointing the app at this test's own state and a
-    replica that reserves no CPU (the test shares two cores with everything else)."""
-    document = yaml.safe_load((ROOT / "deploy/apps/fraud/serve.yaml").read_text())
-    application = document["applications"][0]
-    application["args"].update(support.serve_args(settings))
-    deployment = application["deployments"][0]
-    deployment["ray_actor_options"] = {"num_cpus": 0}
-    deployment.pop("autoscaling_config")
-    deployment["num_replicas"] = 1
-    return yaml.safe_dump(document, sort_keys=False)
+from tests.integration import sync_support as sync
 
 
 @pytest.fixture(scope="module")
 def world(settings, tmp_path_factory):
     root = tmp_path_factory.mktemp("sync")
-    state = support.feature_repo(settings, root, settings.topic_prefix)
-    spec = support.fraud_features(state)
-    versions = [support.put_model(state, spec, seed=s, threshold=0.5) for s in (11, 12)]
-    repo = root / "deploy-repo"
-    (repo / "deploy/apps/fraud").mkdir(parents=True)
-    (repo / "deploy/apps/fraud/serve.yaml").write_text(_serve_yaml(state))
-    _git(repo, "init", "--quiet", "--initial-branch", "main")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "--quiet", "-m", "deploy: fraud, no model yet")
-    synced = SyncSettings(
-        **{**state.model_dump(exclude={"git_repo", "deploy_dir"}),
-           "git_repo": str(repo), "deploy_dir": repo / "deploy",
-           "sync_metrics_port": 0, "sync_ready_timeout_s": 120},
-    )  # fmt: skip
+    synced, _, versions, repo = sync.sync_world(settings, root, (11, 12))
     yield synced, versions, repo
     dashboard_request(synced, "PUT", "/api/serve/applications/", {"applications": []})
-
-
-def _model(settings) -> str | None:
-    answer = httpx.get(f"{settings.serve_url}/fraud/model", timeout=10)
-    return answer.json().get("model_version") if answer.status_code == 200 else None
-
-
-def _wait_model(settings, version: str, timeout_s: float = 60) -> float:
-    started = time.monotonic()
-    while _model(settings) != version:
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"{version} not serving after {timeout_s} s")
-        time.sleep(0.2)
-    return time.monotonic() - started
 
 
 def test_git_is_the_record_of_what_serves(world):
@@ -77,11 +30,11 @@ def test_git_is_the_record_of_what_serves(world):
 
     # Promotion 1 (merge policy): a commit on main; one reconcile later v1 answers.
     done = promote(settings, "fraud", v1.version, reason="first model")
-    assert done.changed and _git(repo, "rev-parse", "main") == done.commit
+    assert done.changed and sync.git(repo, "rev-parse", "main") == done.commit
     started = time.monotonic()
     state = service.reconcile()
     assert state.synced_sha == done.commit and state.last_error is None, state
-    _wait_model(settings, v1.version)
+    sync.wait_model(settings, v1.version)
     first_s = time.monotonic() - started
 
     # Promotion 2 under load: zero failed requests while v2 replaces v1 in place.
@@ -112,22 +65,22 @@ def test_git_is_the_record_of_what_serves(world):
     # the same commit is not retried.
     path = repo / "deploy/apps/fraud/serve.yaml"
     path.write_text(path.read_text().replace(v2.sha256, "0" * 64))
-    _git(repo, "commit", "--quiet", "-am", "a wrong digest")
-    bad = _git(repo, "rev-parse", "main")
+    sync.git(repo, "commit", "--quiet", "-am", "a wrong digest")
+    bad = sync.git(repo, "rev-parse", "main")
     state = service.reconcile()
     assert state.failed_sha == bad and "git declares" in (state.last_error or "")
-    assert state.synced_sha == second.commit and _model(settings) == v2.version
+    assert state.synced_sha == second.commit and sync.served_model(settings) == v2.version
     errors = service.metrics.errors._value.get()
     service.reconcile()
     assert service.metrics.errors._value.get() == errors  # recorded once, not retried
 
     # Rollback is a revert: undo the bad commit and the second promotion; v1 serves again.
-    _git(repo, "revert", "--no-edit", bad)
+    sync.git(repo, "revert", "--no-edit", bad)
     assert second.commit is not None
-    _git(repo, "revert", "--no-edit", second.commit)
+    sync.git(repo, "revert", "--no-edit", second.commit)
     state = service.reconcile()
-    assert state.last_error is None and state.synced_sha == _git(repo, "rev-parse", "main")
-    _wait_model(settings, v1.version)
+    assert state.last_error is None and state.synced_sha == sync.git(repo, "rev-parse", "main")
+    sync.wait_model(settings, v1.version)
 
 
 def test_scaling_is_a_commit_applied_under_load(world):
@@ -141,7 +94,7 @@ def test_scaling_is_a_commit_applied_under_load(world):
     with support.Load(f"{settings.serve_url}/fraud/predict") as load:
         load.wait_for(v1.version, 10)
         path.write_text(path.read_text().replace("num_replicas: 1", "num_replicas: 2"))
-        _git(repo, "commit", "--quiet", "-am", "scale fraud to 2 replicas")
+        sync.git(repo, "commit", "--quiet", "-am", "scale fraud to 2 replicas")
         state = service.reconcile()
         assert state.last_error is None, state.last_error
         load.wait_for(v1.version, load.count(v1.version) + 20)

@@ -22,37 +22,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import yaml
 from driftloop_sync import SyncService, SyncSettings
 
-from driftloop.gitops import Git, promote, read_state
+from driftloop.gitops import promote, read_state
 from driftloop.models import ModelStore
 from driftloop.raycluster import dashboard_request
 from tests.integration import serving_support as support
+from tests.integration import sync_support as sync
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-SERVE_YAML = "deploy/apps/fraud/serve.yaml"
-
-
-def _git(repo: Path, *args: str) -> str:
-    return Git(repo).run(*args).strip()
-
-
-def _serve_yaml(settings: Any, name: str = "fraud") -> str:
-    """The committed serve.yaml pointed at this test's state, one replica needing no CPU,
-    as application ``name`` at ``/<name>``."""
-    document = yaml.safe_load((ROOT / SERVE_YAML).read_text())
-    application = document["applications"][0]
-    application["args"].update(support.serve_args(settings))
-    application["name"], application["route_prefix"] = name, f"/{name}"
-    deployment = application["deployments"][0]
-    deployment["ray_actor_options"] = {"num_cpus": 0}
-    deployment.pop("autoscaling_config")
-    deployment["num_replicas"] = 1
-    return yaml.safe_dump(document, sort_keys=False)
 
 
 def _env(settings: Any, **extra: str) -> dict[str, str]:
@@ -84,18 +64,6 @@ def _closed_port() -> int:
     return port
 
 
-def _model(settings: Any, app: str = "fraud") -> str | None:
-    answer = httpx.get(f"{settings.serve_url}/{app}/model", timeout=10)
-    return answer.json().get("model_version") if answer.status_code == 200 else None
-
-
-def _wait_model(settings: Any, version: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while _model(settings) != version:
-        assert time.monotonic() < deadline, f"{version} not serving after {timeout_s} s"
-        time.sleep(0.1)
-
-
 def _declared_live(settings: Any, app: str = "fraud") -> str:
     live = dashboard_request(settings, "GET", "/api/serve/applications/")
     config = live["applications"][app]["deployed_app_config"]["deployments"][0]["user_config"]
@@ -106,10 +74,10 @@ def _declared_live(settings: Any, app: str = "fraud") -> str:
 def test_an_unreachable_dashboard_is_recorded_and_the_service_keeps_running(tmp_path):
     repo = tmp_path / "deploy-repo"
     (repo / "deploy/apps/fraud").mkdir(parents=True)
-    shutil.copy(ROOT / SERVE_YAML, repo / SERVE_YAML)
-    _git(repo, "init", "--quiet", "--initial-branch", "main")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "--quiet", "-m", "deploy: fraud")
+    shutil.copy(ROOT / sync.SERVE_YAML, repo / sync.SERVE_YAML)
+    sync.git(repo, "init", "--quiet", "--initial-branch", "main")
+    sync.git(repo, "add", ".")
+    sync.git(repo, "commit", "--quiet", "-m", "deploy: fraud")
     settings = SyncSettings(
         state_dir=tmp_path / "state", git_repo=str(repo), deploy_dir=repo / "deploy",
         model_store_uri=str(tmp_path / "models"),
@@ -128,7 +96,7 @@ def test_an_unreachable_dashboard_is_recorded_and_the_service_keeps_running(tmp_
             time.sleep(0.2)
         assert process.poll() is None  # still running after three failed passes
         state = read_state(settings)
-        assert state is not None and state.git_sha == _git(repo, "rev-parse", "main")
+        assert state is not None and state.git_sha == sync.git(repo, "rev-parse", "main")
         assert state.synced_sha is None and state.failed_sha is None  # retried, not given up
         assert state.last_error_transient and closed in (state.last_error or "")
         assert "Connection refused" in (state.last_error or ""), state.last_error
@@ -147,20 +115,7 @@ def test_an_unreachable_dashboard_is_recorded_and_the_service_keeps_running(tmp_
 @pytest.fixture(scope="module")
 def world(settings, tmp_path_factory):
     root = tmp_path_factory.mktemp("sync-failures")
-    state = support.feature_repo(settings, root, settings.topic_prefix)
-    spec = support.fraud_features(state)
-    versions = [support.put_model(state, spec, seed=s, threshold=0.5) for s in (31, 32, 33)]
-    repo = root / "deploy-repo"
-    (repo / "deploy/apps/fraud").mkdir(parents=True)
-    (repo / SERVE_YAML).write_text(_serve_yaml(state))
-    _git(repo, "init", "--quiet", "--initial-branch", "main")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "--quiet", "-m", "deploy: fraud, no model yet")
-    synced = SyncSettings(
-        **{**state.model_dump(exclude={"git_repo", "deploy_dir"}),
-           "git_repo": str(repo), "deploy_dir": repo / "deploy",
-           "sync_metrics_port": 0, "sync_ready_timeout_s": 120},
-    )  # fmt: skip
+    synced, spec, versions, repo = sync.sync_world(settings, root, (31, 32, 33))
     yield synced, spec, versions, repo, root
     dashboard_request(synced, "PUT", "/api/serve/applications/", {"applications": []})
 
@@ -171,7 +126,7 @@ def test_failed_commits_are_recorded_while_the_old_model_serves(world):
     good = promote(settings, "fraud", v1.version, reason="first model").commit
     state = service.reconcile()
     assert state.synced_sha == good and state.last_error is None, state.last_error
-    _wait_model(settings, v1.version)
+    sync.wait_model(settings, v1.version)
     status = _status(settings)
     assert status["git_sha"] == status["synced_sha"] == good and status["in_sync"] is True
     assert status["applications"] == {"fraud": "RUNNING"}
@@ -179,22 +134,22 @@ def test_failed_commits_are_recorded_while_the_old_model_serves(world):
     assert status["retrying"] is False
 
     # A serve.yaml that is not YAML: recorded as failed, once; v1 serves on.
-    path = repo / SERVE_YAML
+    path = repo / sync.SERVE_YAML
     path.write_text(path.read_text() + "bad: [unclosed\n")
-    _git(repo, "commit", "--quiet", "-am", "a broken serve.yaml")
-    broken = _git(repo, "rev-parse", "main")
+    sync.git(repo, "commit", "--quiet", "-am", "a broken serve.yaml")
+    broken = sync.git(repo, "rev-parse", "main")
     state = service.reconcile()
     assert state.failed_sha == broken and "not valid YAML" in (state.last_error or "")
     errors = service.metrics.errors._value.get()
     service.reconcile()
     assert service.metrics.errors._value.get() == errors  # not tried again
-    assert _model(settings) == v1.version
+    assert sync.served_model(settings) == v1.version
     status = _status(settings)
     assert status["git_sha"] == broken and status["synced_sha"] == good
     assert status["in_sync"] is False and status["failed_sha"] == broken
     assert "not valid YAML" in status["last_error"] and status["retrying"] is False
     assert status["applications"] == {"fraud": "RUNNING"}
-    _git(repo, "revert", "--no-edit", broken)
+    sync.git(repo, "revert", "--no-edit", broken)
 
     # v2's model file damaged in the store (its metadata and the digest git declares are
     # intact): refused before anything is applied, v1 keeps serving.
@@ -205,9 +160,9 @@ def test_failed_commits_are_recorded_while_the_old_model_serves(world):
     state = service.reconcile()
     assert state.failed_sha == corrupt and "sha256 mismatch" in (state.last_error or "")
     assert _declared_live(settings) == f"models:/fraud/{v1.version}"  # nothing was applied
-    assert _model(settings) == v1.version
+    assert sync.served_model(settings) == v1.version
     model_file.write_bytes(pristine)
-    _git(repo, "revert", "--no-edit", str(corrupt))
+    sync.git(repo, "revert", "--no-edit", str(corrupt))
 
     # v3 intact where the sync service looks but damaged where the replicas load it: Serve
     # applies it and stays RUNNING, the replica refuses it, and the sync service, asking
@@ -223,12 +178,12 @@ def test_failed_commits_are_recorded_while_the_old_model_serves(world):
     assert "refused models:/fraud/" in (state.last_error or "") and "DigestMismatch" in (
         state.last_error or ""
     )
-    assert _model(settings) == v1.version
+    assert sync.served_model(settings) == v1.version
     assert _status(settings)["applications"] == {"fraud": "RUNNING"}  # Serve saw no failure
 
     # A good commit after all that applies.
-    _git(repo, "revert", "--no-edit", str(refused))
-    head = _git(repo, "rev-parse", "main")
+    sync.git(repo, "revert", "--no-edit", str(refused))
+    head = sync.git(repo, "rev-parse", "main")
     state = service.reconcile()
     assert state.synced_sha == head and state.last_error is None, state.last_error
     assert _declared_live(settings) == f"models:/fraud/{v1.version}"
@@ -252,14 +207,14 @@ def test_adding_a_second_model_keeps_the_first_one_serving(world):
     assert service.reconcile().last_error is None
     other = _put_named(settings, spec, "fraud2", seed=41, lineage=v1.metadata.lineage)
     text = (
-        _serve_yaml(settings, "fraud2")
+        sync.serve_yaml(settings, "fraud2")
         .replace("model_uri: null", f"model_uri: models:/fraud2/{other.version}")
         .replace("model_digest: null", f"model_digest: {other.sha256}")
     )
     (repo / "deploy/apps/fraud2").mkdir()
     (repo / "deploy/apps/fraud2/serve.yaml").write_text(text)
-    _git(repo, "add", "deploy/apps/fraud2/serve.yaml")
-    _git(repo, "commit", "--quiet", "-m", "deploy: a second model")
+    sync.git(repo, "add", "deploy/apps/fraud2/serve.yaml")
+    sync.git(repo, "commit", "--quiet", "-m", "deploy: a second model")
     with support.Load(f"{settings.serve_url}/fraud/predict") as load:
         load.wait_for(v1.version, 10)
         state = service.reconcile()
@@ -270,10 +225,10 @@ def test_adding_a_second_model_keeps_the_first_one_serving(world):
     assert state.applications == {"fraud": "RUNNING", "fraud2": "RUNNING"}
     live = dashboard_request(settings, "GET", "/api/serve/applications/")["applications"]
     assert {n: a["status"] for n, a in live.items()} == state.applications
-    assert _model(settings, "fraud2") == other.version
+    assert sync.served_model(settings, "fraud2") == other.version
     print(f"\nfirst app answered {len(load.answers)} times, all 200, while fraud2 was added")
-    _git(repo, "rm", "--quiet", "-r", "deploy/apps/fraud2")
-    _git(repo, "commit", "--quiet", "-m", "remove the second model")
+    sync.git(repo, "rm", "--quiet", "-r", "deploy/apps/fraud2")
+    sync.git(repo, "commit", "--quiet", "-m", "remove the second model")
     assert service.reconcile().applications == {"fraud": "RUNNING"}
 
 
@@ -303,14 +258,14 @@ def test_time_from_a_commit_to_the_new_model_answering(world, tmp_path):
         )  # fmt: skip
         try:
             promote(settings, "fraud", v1.version, reason="start from v1")
-            _wait_synced(settings, _git(repo, "rev-parse", "main"), process, log_path)
-            _wait_model(settings, v1.version)
+            _wait_synced(settings, sync.git(repo, "rev-parse", "main"), process, log_path)
+            sync.wait_model(settings, v1.version)
             for pause, version in zip((0.5, 2.5, 5.0, 7.5, 9.5), (v2, v1, v2, v1, v2), strict=True):
                 time.sleep(pause)
                 committed = time.time()
                 done = promote(settings, "fraud", version.version, reason="measure")
                 assert done.commit is not None
-                _wait_model(settings, version.version, timeout_s=interval + 180)
+                sync.wait_model(settings, version.version, timeout_s=interval + 180)
                 answered = time.time()
                 _wait_synced(settings, done.commit, process, log_path)
                 state = read_state(settings)

@@ -1,0 +1,74 @@
+"""A deploy repository with one fraud app on the real Ray Serve, for the sync tests."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from driftloop_sync import SyncSettings
+
+from driftloop.gitops import Git
+from tests.integration import serving_support as support
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVE_YAML = "deploy/apps/fraud/serve.yaml"
+
+
+def git(repo: Path, *args: str) -> str:
+    return Git(repo).run(*args).strip()
+
+
+def serve_yaml(settings: Any, name: str = "fraud") -> str:
+    """The committed serve.yaml pointed at this test's state, one replica needing no CPU
+    (the tests share two cores with everything else), as application ``name`` at
+    ``/<name>``."""
+    document = yaml.safe_load((ROOT / SERVE_YAML).read_text())
+    application = document["applications"][0]
+    application["args"].update(support.serve_args(settings))
+    application["name"], application["route_prefix"] = name, f"/{name}"
+    deployment = application["deployments"][0]
+    deployment["ray_actor_options"] = {"num_cpus": 0}
+    deployment.pop("autoscaling_config")
+    deployment["num_replicas"] = 1
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def sync_world(
+    settings: Any, root: Path, seeds: tuple[int, ...]
+) -> tuple[SyncSettings, Any, list[Any], Path]:
+    """A feature repo and a model per seed under ``root``, a deploy repository whose main
+    declares the fraud app with no model yet, and sync settings watching it: (settings,
+    feature spec, stored versions, repository)."""
+    state = support.feature_repo(settings, root, settings.topic_prefix)
+    spec = support.fraud_features(state)
+    versions = [support.put_model(state, spec, seed=s, threshold=0.5) for s in seeds]
+    repo = root / "deploy-repo"
+    (repo / "deploy/apps/fraud").mkdir(parents=True)
+    (repo / SERVE_YAML).write_text(serve_yaml(state))
+    git(repo, "init", "--quiet", "--initial-branch", "main")
+    git(repo, "add", ".")
+    git(repo, "commit", "--quiet", "-m", "deploy: fraud, no model yet")
+    synced = SyncSettings(
+        **{**state.model_dump(exclude={"git_repo", "deploy_dir"}),
+           "git_repo": str(repo), "deploy_dir": repo / "deploy",
+           "sync_metrics_port": 0, "sync_ready_timeout_s": 120},
+    )  # fmt: skip
+    return synced, spec, versions, repo
+
+
+def served_model(settings: Any, app: str = "fraud") -> str | None:
+    answer = httpx.get(f"{settings.serve_url}/{app}/model", timeout=10)
+    version = answer.json().get("model_version") if answer.status_code == 200 else None
+    return str(version) if version is not None else None
+
+
+def wait_model(settings: Any, version: str, timeout_s: float = 60) -> float:
+    """Seconds until ``version`` answers on /fraud/model."""
+    started = time.monotonic()
+    while served_model(settings) != version:
+        assert time.monotonic() - started < timeout_s, f"{version} not serving after {timeout_s} s"
+        time.sleep(0.1)
+    return time.monotonic() - started
