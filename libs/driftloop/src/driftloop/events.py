@@ -181,11 +181,28 @@ class ColumnDrift(BaseModel):
     category: Literal["NO_DRIFT", "POSSIBLE_DRIFT", "DRIFT"]
 
 
+class Evidence(BaseModel):
+    """Labelled traffic the monitor had joined after the change point when it published:
+    what a retraining run could learn the new regime from, and be judged on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    since: UtcDatetime = Field(description="the change point the counts start at")
+    labelled_rows: int = Field(ge=0)
+    positives: int = Field(ge=0)
+
+
 class DriftEvent(Event):
-    """A window of a model's traffic judged different from its reference (or worse)."""
+    """A window of a model's traffic judged different from its reference (or worse).
+
+    Schema version 2 adds ``change_point`` and ``evidence`` (both optional): version-1
+    records still validate, and a version-1 reader that ignores unknown fields sees the
+    same event. The id still derives from the model and window alone, so a replay of an
+    event whose evidence grew meanwhile is the same event."""
 
     topic: ClassVar[str] = "drift-events"
 
+    schema_version: Literal[1, 2] = 2  # type: ignore[assignment]
     kind: Literal["data_drift", "performance_degraded"] = "data_drift"
     model_name: Id
     model_version: Id
@@ -193,6 +210,12 @@ class DriftEvent(Event):
     reference_profile: str = Field(min_length=1, description="URI of the reference profile")
     columns: list[ColumnDrift] = Field(default_factory=list)
     metrics: dict[str, float] = Field(default_factory=dict)
+    change_point: UtcDatetime | None = Field(
+        None, description="the monitor's estimate of when the change began (event time)"
+    )
+    evidence: Evidence | None = Field(
+        None, description="labelled rows and positives joined after the change point"
+    )
 
     def natural_key(self) -> tuple[object, ...]:
         return (self.kind, self.model_name, self.model_version, self.window.start, self.window.end)
@@ -210,7 +233,11 @@ class WorkflowEvent(Event):
     workflow: Id
     model_name: Id
     step: Id | None = None
-    phase: Literal["submitted", "running", "succeeded", "failed", "skipped", "promoted"]
+    phase: Literal[
+        "waiting", "submitted", "running", "succeeded", "failed", "skipped", "promoted"
+    ]
+    """``waiting``: the trigger holds a severe event until enough labelled traffic after
+    the change point exists (the message gives the counts)."""
     trigger_event_id: str | None = None
     message: str = ""
 
