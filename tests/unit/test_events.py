@@ -23,8 +23,41 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 def test_every_contract_round_trips_through_json(event):
     again = type(event).model_validate_json(event.to_bytes())
     assert again == event
-    assert again.schema_version == 1
+    assert again.schema_version == (2 if isinstance(event, DriftEvent) else 1)
     assert again.event_id and again.event_time.tzinfo is not None
+
+
+def test_a_version_1_drift_event_still_reads_and_keeps_its_id():
+    """Schema version 2 of drift events adds the change point and the evidence after it;
+    a record written by a version-1 monitor reads as before, with neither."""
+    current = next(e for e in sample_events() if isinstance(e, DriftEvent))
+    old = current.model_dump(mode="json", exclude={"change_point", "evidence"})
+    old["schema_version"] = 1
+    read = DriftEvent.model_validate_json(json.dumps(old))
+    assert read.schema_version == 1 and read.change_point is None and read.evidence is None
+    assert read.event_id == current.event_id
+    with pytest.raises(ValidationError, match="schema_version"):
+        DriftEvent.model_validate({**old, "schema_version": 3})
+
+
+def test_evidence_travels_with_the_event_and_does_not_change_its_id():
+    current = next(e for e in sample_events() if isinstance(e, DriftEvent))
+    since = current.window.start
+    grown = DriftEvent.model_validate(
+        {**current.model_dump(), "change_point": since,
+         "evidence": {"since": since, "labelled_rows": 2400, "positives": 61}}
+    )  # fmt: skip
+    again = DriftEvent.model_validate_json(grown.to_bytes())
+    assert again.evidence is not None and again.evidence.labelled_rows == 2400
+    assert again.change_point == since
+    assert again.event_id == current.event_id
+    with pytest.raises(ValidationError, match="positives"):
+        DriftEvent.model_validate(
+            {
+                **grown.model_dump(),
+                "evidence": {"since": since, "labelled_rows": 1, "positives": -1},
+            }
+        )
 
 
 def test_samples_cover_every_contract():
