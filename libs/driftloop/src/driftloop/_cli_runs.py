@@ -60,11 +60,12 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List runs and their steps (runs without a live driver are started, resumed or failed
-    first; with Ray unreachable they are listed as recorded)."""
+    first; with Ray unreachable they are listed as recorded), then models whose next run
+    waits for labelled evidence (``status: waiting`` in --json)."""
     if ctx.invoked_subcommand is not None:
         return
     from driftloop.raycluster import RayApiError
-    from driftloop.runs import LocalExecutor, RunStore
+    from driftloop.runs import LocalExecutor, RunStore, WaitingStore
 
     settings = get_settings()
     try:
@@ -78,8 +79,11 @@ def runs(
             fg="yellow",
         )
     records = RunStore(settings.runs).all(model)
+    waiting = WaitingStore(settings.runs).all(model)
     if as_json:
-        typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        listed = [r.model_dump(mode="json") for r in records]
+        listed += [w.model_dump(mode="json") for w in waiting]
+        typer.echo(json.dumps(listed, indent=2))
         return
     for r in records:
         typer.echo(f"{r.run_id}  {r.model}  {r.status:<9} {r.created_at:%Y-%m-%d %H:%M:%S}  "
@@ -89,6 +93,8 @@ def runs(
             if step.started_at and step.finished_at:
                 took = f"{(step.finished_at - step.started_at).total_seconds():.1f} s"
             typer.echo(f"    {step.name:<14} {step.status:<9} attempts {step.attempts}  {took}")
+    for w in waiting:
+        typer.echo(w.line())
 
 
 @runs_app.command("execute", hidden=True)

@@ -1,4 +1,5 @@
-"""The decision for one drift event: submit a retraining run, or skip it and say why.
+"""The decision for one drift event: submit a retraining run, hold it until enough
+labelled evidence of the new regime exists, or skip it and say why.
 
 A pure function of the event, the model's policy, what is known of the model's runs and
 the time, so every rule is tested without Kafka, Ray or a clock.
@@ -6,18 +7,21 @@ the time, so every rule is tested without Kafka, Ray or a clock.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, get_args
 
 from driftloop.events import DriftEvent
 from driftloop.runs import RunRecord
-from driftloop_trigger._policy import TriggerPolicy
+from driftloop_trigger._policy import EvidenceRule, TriggerPolicy
 
-Outcome = Literal["submit", "skip"]
+Outcome = Literal["submit", "wait", "skip"]
 Reason = Literal[
     "severe",  # submitted
+    "max_wait",  # submitted after waiting for evidence that did not come
+    "waiting_for_evidence",  # held
     "no_policy",
     "policy_error",
     "disabled",
@@ -44,17 +48,50 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class RunOutcome:
+    """How a finished run ended, as far as its run record shows: the version it promoted,
+    or why it promoted none (failed, or its challenger was refused). Both None: unknown."""
+
+    promoted: str | None = None
+    unpromoted: str | None = None
+
+
+@dataclass(frozen=True)
 class ModelHistory:
     """What the policy needs to know of a model's runs when an event arrives.
 
     ``active``: runs not finished, including ones decided and not yet submitted.
     ``submitted``: (run id, when) of runs started recently, at least over the last day
     and the cooldown. ``window_run``: a run already asked for by an event of the same
-    model version and window (another kind, or the same window seen before)."""
+    model version and window (another kind, or the same window seen before).
+    ``outcomes``: finished runs by id (a backend without run records: none).
+    ``waiting_since``: when the model's first event still held for evidence was held."""
 
     active: Sequence[str] = ()
     submitted: Sequence[tuple[str, datetime]] = field(default_factory=tuple)
     window_run: str | None = None
+    outcomes: Mapping[str, RunOutcome] = field(default_factory=dict)
+    waiting_since: datetime | None = None
+
+
+def run_outcome(record: RunRecord) -> RunOutcome | None:
+    """A finished run's outcome from its record (None while it runs)."""
+    if not record.finished:
+        return None
+    if record.status == "failed":
+        failed = [s for s in record.steps.values() if s.status == "failed"]
+        where = f" in {failed[0].name}" if failed else ""
+        return RunOutcome(unpromoted=f"failed{where}")
+    state = record.steps.get("promote")
+    try:
+        result = json.loads(state.result) if state is not None and state.result else None
+    except json.JSONDecodeError:
+        result = None
+    if not isinstance(result, dict) or "promoted" not in result:
+        return RunOutcome()
+    if result["promoted"]:
+        return RunOutcome(promoted=str(result.get("version", "")) or None)
+    return RunOutcome(unpromoted=f"not promoted: {result.get('why', 'nothing changed')}")
 
 
 def merge_history(
@@ -63,18 +100,22 @@ def merge_history(
     window_run: str | None,
     runs: Sequence[RunRecord] | None,
     since: datetime,
+    waiting_since: datetime | None = None,
 ) -> ModelHistory:
     """The trigger's own record of a model's runs, joined with the run records of a backend
     that shows them (the local executor's; None for Argo): a run started by hand or on a
     schedule is active, and counts against the cooldown and budget, all the same."""
     active = dict.fromkeys(pending)
     started = dict(submitted)
+    outcomes = {}
     for run in runs or ():
         if not run.finished:
             active.setdefault(run.run_id)
+        elif (outcome := run_outcome(run)) is not None:
+            outcomes[run.run_id] = outcome
         if run.created_at >= since:
             started[run.run_id] = min(started.get(run.run_id, run.created_at), run.created_at)
-    return ModelHistory(tuple(active), tuple(started.items()), window_run)
+    return ModelHistory(tuple(active), tuple(started.items()), window_run, outcomes, waiting_since)
 
 
 def severity(event: DriftEvent, policy: TriggerPolicy) -> tuple[bool, str]:
@@ -112,8 +153,9 @@ def severity(event: DriftEvent, policy: TriggerPolicy) -> tuple[bool, str]:
 def decide(
     event: DriftEvent, policy: TriggerPolicy | None, history: ModelHistory, now: datetime
 ) -> Decision:
-    """Submit or skip, checked in this order: policy, kind, severity, window, active run,
-    cooldown, daily budget."""
+    """Submit, wait or skip, checked in this order: policy, kind, severity, window, active
+    run, cooldown (waived after a run that did not promote, or for a promoted version
+    still degraded), daily budget, evidence (wait, up to ``max_wait``)."""
     if policy is None:
         return Decision("skip", "no_policy", f"no trigger.yaml for model {event.model_name}")
     if not policy.enabled:
@@ -133,13 +175,16 @@ def decide(
     if history.submitted:
         last_run, last = max(history.submitted, key=lambda s: s[1])
         if now < last + policy.cooldown:
-            until = last + policy.cooldown
-            return Decision(
-                "skip",
-                "cooldown",
-                f"run {last_run} was submitted at {last:%Y-%m-%d %H:%M:%S};"
-                f" cooling down until {until:%Y-%m-%d %H:%M:%S}",
-            )
+            waiver = _follow_up(event, last_run, history.outcomes.get(last_run))
+            if waiver is None:
+                until = last + policy.cooldown
+                return Decision(
+                    "skip",
+                    "cooldown",
+                    f"run {last_run} was submitted at {last:%Y-%m-%d %H:%M:%S};"
+                    f" cooling down until {until:%Y-%m-%d %H:%M:%S}",
+                )
+            why += f"; cooldown waived: {waiver}"
     recent = [s for s in history.submitted if s[1] > now - DAY]
     if len(recent) >= policy.daily_budget:
         return Decision(
@@ -148,4 +193,57 @@ def decide(
             f"{len(recent)} run(s) submitted in the last 24 h; the daily"
             f" budget is {policy.daily_budget}",
         )
-    return Decision("submit", "severe", why)
+    return _with_evidence(event, policy.evidence, history.waiting_since, now, why)
+
+
+def _follow_up(event: DriftEvent, last_run: str, outcome: RunOutcome | None) -> str | None:
+    """Why the cooldown after ``last_run`` does not hold this event back, if it does not."""
+    if outcome is None:
+        return None
+    if outcome.unpromoted is not None:
+        return f"run {last_run} finished without promoting ({outcome.unpromoted})"
+    if event.kind == "performance_degraded" and outcome.promoted == event.model_version:
+        return f"version {event.model_version}, promoted by run {last_run}, is still degraded"
+    return None
+
+
+def _with_evidence(
+    event: DriftEvent, rule: EvidenceRule, waiting_since: datetime | None, now: datetime, why: str
+) -> Decision:
+    if not rule.holds:
+        return Decision("submit", "severe", why)
+    found = event.evidence
+    if found is None:
+        return Decision(
+            "submit",
+            "severe",
+            f"{why}; the event carries no evidence (schema v{event.schema_version}):"
+            " submitted without waiting for it",
+        )
+    counts = (
+        f"{found.labelled_rows}/{rule.min_labelled_rows} labelled rows,"
+        f" {found.positives}/{rule.min_positives} positives since {found.since:%Y-%m-%d %H:%M:%S}"
+    )
+    if found.labelled_rows >= rule.min_labelled_rows and found.positives >= rule.min_positives:
+        return Decision("submit", "severe", f"{why}; evidence {counts}")
+    since = waiting_since or now
+    until = since + rule.max_wait
+    if now >= until:
+        return Decision(
+            "submit",
+            "max_wait",
+            f"waited {_span(now - since)} since {since:%Y-%m-%d %H:%M:%S};"
+            f" evidence {found.labelled_rows} rows, {found.positives} positives < minimum"
+            f" {rule.min_labelled_rows} rows, {rule.min_positives} positives; {why}",
+        )
+    return Decision(
+        "wait",
+        "waiting_for_evidence",
+        f"{counts}; waiting since {since:%Y-%m-%d %H:%M:%S},"
+        f" max wait until {until:%Y-%m-%d %H:%M:%S}; {why}",
+    )
+
+
+def _span(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m"

@@ -17,6 +17,7 @@ class TriggerMetrics:
     submit_errors: Counter
     published: Counter
     pending: Gauge
+    waiting: Gauge
     policy_errors: Gauge
     lag: Gauge
 
@@ -60,6 +61,12 @@ class TriggerMetrics:
             pending=Gauge(
                 "driftloop_trigger_pending_submissions",
                 "Runs decided but not yet accepted by the backend",
+                registry=r,
+            ),
+            waiting=Gauge(
+                "driftloop_trigger_waiting",
+                "1 while a model's severe event is held for labelled evidence",
+                ["model"],
                 registry=r,
             ),
             policy_errors=Gauge(

@@ -81,6 +81,25 @@ class PerformanceRule(BaseModel):
         return self
 
 
+class EvidenceRule(BaseModel):
+    """How much labelled traffic after the change point a run needs before it starts.
+
+    A severe event carries the monitor's counts (``DriftEvent.evidence``); one below
+    either minimum is held, and a later event of the same change whose counts suffice
+    starts the run. Past ``max_wait`` after the first held event the run starts anyway,
+    for the latest held event. Zero minimums (the default) never hold an event."""
+
+    model_config = _STRICT
+
+    min_labelled_rows: int = Field(0, ge=0, description="labelled rows after the change point")
+    min_positives: int = Field(0, ge=0, description="positive labels among them")
+    max_wait: Span = Field(timedelta(hours=6), description="after the first held event")
+
+    @property
+    def holds(self) -> bool:
+        return self.min_labelled_rows > 0 or self.min_positives > 0
+
+
 class TriggerPolicy(BaseModel):
     """One model's trigger policy. At most one retraining run of a model is active at a
     time; that is not configurable (the workflow template's mutex says the same)."""
@@ -91,6 +110,7 @@ class TriggerPolicy(BaseModel):
     enabled: bool = True
     data_drift: DataDriftRule = Field(default_factory=DataDriftRule)
     performance: PerformanceRule = Field(default_factory=PerformanceRule)
+    evidence: EvidenceRule = Field(default_factory=EvidenceRule)
     cooldown: Span = Field(timedelta(hours=6), description="after a run was submitted")
     daily_budget: int = Field(3, ge=0, description="runs submitted per rolling 24 hours")
     window: Annotated[str, AfterValidator(_valid_span)] = Field(

@@ -1,10 +1,11 @@
 """drift-events → decisions → at most one retraining run per model at a time.
 
-Each micro-batch: decide every new event (policy, dedupe, active run, cooldown, budget)
-and record the decisions with the offsets past the batch in one SQLite transaction; then
-work the outbox — submit each decided run under ``run_id_for_event(event_id)`` and
-publish a ``workflow-events`` record per decision (``submitted`` or ``skipped`` with the
-reason) — and only then let the consumer commit offsets to Kafka.
+Each micro-batch: decide every new event (policy, dedupe, active run, cooldown, budget,
+evidence) and record the decisions with the offsets past the batch in one SQLite
+transaction; then work the outbox — submit each decided run under
+``run_id_for_event(event_id)`` and publish a ``workflow-events`` record per decision
+(``submitted``, ``waiting`` or ``skipped`` with the reason) — and only then let the
+consumer commit offsets to Kafka.
 
 A crash after recording and before submitting leaves a decision without a submission;
 the next start submits it under the same run id, and a backend that had it already
@@ -12,6 +13,12 @@ answers ``created=False`` (the local executor then starts the run's driver if it
 started). Every ``trigger_recover_s`` (and at start) the local executor's runs without a
 live driver are started, resumed or failed, so a run never stays active — blocking every
 later event of its model — because a driver died while the trigger ran.
+
+A severe event with too little labelled evidence after the change point is held (a
+``waiting`` workflow event under the run id it would start); the model's waiting record
+lives in the decision store and is mirrored, for ``driftloop runs``, in a
+:class:`~driftloop.runs.WaitingStore` file. The periodic pass also decides each held
+model's latest event again, so ``max_wait`` submits a run even when no event arrives.
 
 Workflow events are published at least once, under ids derived from (run id, phase), so a
 repeat is a duplicate consumers recognise.
@@ -32,12 +39,20 @@ from typing import Literal
 from driftloop.events import DriftEvent, WorkflowEvent, utcnow
 from driftloop.kafka import Batch, EventConsumer, EventProducer
 from driftloop.metrics import serve_metrics
-from driftloop.runs import LocalExecutor, RunRecord, RunStore, backend, run_id_for_event
+from driftloop.runs import (
+    LocalExecutor,
+    RunRecord,
+    RunStore,
+    Waiting,
+    WaitingStore,
+    backend,
+    run_id_for_event,
+)
 from driftloop_trigger._decide import Decision, ModelHistory, decide, merge_history
 from driftloop_trigger._metrics import TriggerMetrics
 from driftloop_trigger._policy import Policies, PolicyError, TriggerPolicy
 from driftloop_trigger._settings import TriggerSettings
-from driftloop_trigger._store import DecisionStore, Recorded, horizon
+from driftloop_trigger._store import DecisionStore, Held, Recorded, horizon
 
 WORKFLOW = "driftloop-retrain"
 log = logging.getLogger(__name__)
@@ -47,6 +62,7 @@ def parameters_for(event: DriftEvent, policy: TriggerPolicy) -> dict[str, str]:
     """The retraining workflow's parameters for a run an event asked for."""
     end = event.window.end.isoformat() if policy.window_end == "event" else ""
     return {
+        "change-point": event.change_point.isoformat() if event.change_point else "",
         "model": event.model_name,
         "reason": event.kind,
         "trigger-event-id": event.event_id,
@@ -68,6 +84,7 @@ class TriggerService:
         # cooldown and budget. Argo's are not; its template's per-model mutex queues them.
         self.runs = RunStore(settings.runs) if isinstance(self.backend, LocalExecutor) else None
         self.store = DecisionStore(settings.db_path)
+        self.waiting = WaitingStore(settings.runs)
         self.producer = EventProducer(settings)
         self.consumer = EventConsumer(
             settings,
@@ -79,12 +96,14 @@ class TriggerService:
         )
         self.topic = self.consumer.topic
         self._retry_at: dict[str, float] = {}
+        self._waiting_models: set[str] = set()
         self._snapshot: dict[str, list[RunRecord]] = {}
 
     def start(self) -> None:
         """Resume what a previous process left: runs whose driver died, decisions not yet
         submitted or published; then read on from the recorded offsets."""
         self.recover()
+        self.release()
         pending = self.store.pending()
         if pending:
             log.info("submitting %d run(s) decided before a restart", len(pending))
@@ -127,7 +146,70 @@ class TriggerService:
                 event.event_id,
                 decision.message,
             )
+        self._mirror_waiting()
         self.work_outbox()
+
+    def release(self) -> None:
+        """Decide every held model's latest event again: past ``max_wait`` it is submitted
+        (or skipped, if a run, the cooldown or the budget now stands in the way)."""
+        now = self.clock()
+        self._snapshot = {}
+        for held in self.store.held():
+            resolved = self.store.resolve(held.model, lambda db, e: self._decide(db, e, now), now)
+            if resolved is not None and resolved[1].outcome != "wait":
+                event, decision = resolved
+                self.metrics.decisions.labels(
+                    event.model_name, decision.outcome, decision.reason
+                ).inc()
+                log.info(
+                    "%s %s %s (%s), held since %s: %s",
+                    decision.outcome,
+                    event.model_name,
+                    event.kind,
+                    event.event_id,
+                    f"{held.since:%Y-%m-%d %H:%M:%S}",
+                    decision.message,
+                )
+        self._mirror_waiting()
+
+    def _mirror_waiting(self) -> None:
+        """Rewrite the waiting records ``driftloop runs`` shows from the decision store."""
+        try:
+            held = self.store.held()
+            self.waiting.keep_only({h.model for h in held})
+            for h in held:
+                record = self._waiting_record(h)
+                if record is not None:
+                    self.waiting.put(record)
+            models = {h.model for h in held}
+            for model in set(self._waiting_models) - models:
+                self.metrics.waiting.labels(model).set(0)
+            for model in models:
+                self.metrics.waiting.labels(model).set(1)
+            self._waiting_models = models
+        except OSError as exc:  # the runs directory is away: the next pass writes them
+            log.warning("waiting records not written: %s", exc)
+
+    def _waiting_record(self, held: Held) -> Waiting | None:
+        try:
+            policy = self.policies.get(held.model)
+        except PolicyError:
+            return None
+        found = held.event.evidence
+        if policy is None or found is None:
+            return None
+        return Waiting(
+            model=held.model,
+            run_id=held.run_id,
+            trigger_event_id=held.event.event_id,
+            since=held.since,
+            until=held.since + policy.evidence.max_wait,
+            change_point=held.event.change_point or found.since,
+            labelled_rows=found.labelled_rows,
+            positives=found.positives,
+            min_labelled_rows=policy.evidence.min_labelled_rows,
+            min_positives=policy.evidence.min_positives,
+        )
 
     def _decide(
         self, db: sqlite3.Connection, event: DriftEvent, now: datetime
@@ -149,12 +231,13 @@ class TriggerService:
 
     def _history(self, db: sqlite3.Connection, event: DriftEvent, since: datetime) -> ModelHistory:
         pending, submitted, window_run = self.store.history(db, event, since)
+        waiting_since = self.store.waiting_since(db, event.model_name)
         runs = None
         if self.runs is not None:
             if event.model_name not in self._snapshot:  # read once per batch and model
                 self._snapshot[event.model_name] = self.runs.all(event.model_name)
             runs = self._snapshot[event.model_name]
-        return merge_history(pending, submitted, window_run, runs, since)
+        return merge_history(pending, submitted, window_run, runs, since, waiting_since)
 
     # -- the outbox -------------------------------------------------------------------------
     def work_outbox(self) -> None:
@@ -211,6 +294,7 @@ class TriggerService:
     def _workflow_event(entry: Recorded) -> WorkflowEvent:
         # A submitted event says what the local executor's own does (same id, same text),
         # so the two are one event to a consumer that deduplicates by id.
+        # A waiting event's message gives the counts and the minimums (the decision detail).
         message = f"reason: {entry.kind}" if entry.outcome == "submit" else entry.message
         return WorkflowEvent(
             run_id=entry.run_id,
@@ -250,6 +334,7 @@ class TriggerService:
                     next_outbox = now + 1
                 if now >= next_recover:  # drivers that died while this process runs
                     self.recover()
+                    self.release()  # held events past max_wait, with or without new events
                     next_recover = time.monotonic() + self.settings.trigger_recover_s
                 if result.received or now >= next_lag:
                     self.metrics.lag.set(self.consumer.lag())
@@ -268,5 +353,7 @@ class TriggerService:
         self.store.close()
 
 
-def _phase(entry: Recorded) -> Literal["submitted", "skipped"]:
-    return "submitted" if entry.outcome == "submit" else "skipped"
+def _phase(entry: Recorded) -> Literal["submitted", "waiting", "skipped"]:
+    if entry.outcome == "submit":
+        return "submitted"
+    return "waiting" if entry.outcome == "wait" else "skipped"

@@ -5,6 +5,12 @@ A batch of events is decided in one transaction that also claims each event id (
 decision and the position past its event commit together, before Kafka's offset commit.
 A ``submit`` decision is an outbox entry until the backend accepted it; submitting it
 again after a crash is harmless because its run id derives from the event id.
+
+A ``wait`` decision holds a severe event until enough labelled evidence exists: the model
+is recorded as waiting (since the first held event, with the latest one) in the same
+transaction, so a restart goes on waiting. The wait ends when a run of the model is
+decided, or when :meth:`DecisionStore.resolve` turns the latest held event's decision
+into a submission (``max_wait``) or a skip.
 """
 
 from __future__ import annotations
@@ -46,6 +52,14 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE INDEX IF NOT EXISTS decisions_model ON decisions (model, outcome, decided_at);
 CREATE INDEX IF NOT EXISTS decisions_window
     ON decisions (model, model_version, window_start, window_end);
+CREATE TABLE IF NOT EXISTS waiting (
+    model TEXT PRIMARY KEY,
+    since REAL NOT NULL,
+    event_id TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS offsets (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
     PRIMARY KEY (topic, partition)
@@ -72,6 +86,16 @@ class Recorded:
     @property
     def message(self) -> str:
         return f"{self.reason}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Held:
+    """A model waiting for evidence: since its first held event, holding the latest."""
+
+    model: str
+    since: datetime
+    event: DriftEvent
+    run_id: str
 
 
 Decider = Callable[[sqlite3.Connection, DriftEvent], tuple[Decision, str, dict[str, str]]]
@@ -153,6 +177,17 @@ class DecisionStore:
                         json.dumps(parameters) if decision.outcome == "submit" else None,
                     ),
                 )
+                if decision.outcome == "wait":
+                    db.execute(
+                        "INSERT INTO waiting (model, since, event_id, run_id, event, updated_at)"
+                        " VALUES (?,?,?,?,?,?) ON CONFLICT (model) DO UPDATE SET"
+                        " event_id = excluded.event_id, run_id = excluded.run_id,"
+                        " event = excluded.event, updated_at = excluded.updated_at",
+                        (event.model_name, _ts(now), event.event_id, run_id,
+                         event.model_dump_json(), _ts(now)),
+                    )  # fmt: skip
+                elif decision.outcome == "submit":
+                    db.execute("DELETE FROM waiting WHERE model = ?", (event.model_name,))
                 decided.append((event, decision))
             db.executemany(
                 "INSERT INTO offsets (topic, partition, next_offset) VALUES (?,?,?)"
@@ -197,6 +232,59 @@ class DecisionStore:
         ).fetchone()
         return pending, submitted, (str(row[0]) if row else None)
 
+    @staticmethod
+    def waiting_since(db: sqlite3.Connection, model: str) -> datetime | None:
+        """When the model's first event still held for evidence was held, if one is."""
+        row = db.execute("SELECT since FROM waiting WHERE model = ?", (model,)).fetchone()
+        return None if row is None else datetime.fromtimestamp(float(row[0]), UTC)
+
+    # -- waiting for evidence ---------------------------------------------------------------
+    def held(self) -> list[Held]:
+        """Every model waiting for evidence, by name."""
+        rows = self._db.execute(
+            "SELECT model, since, event, run_id FROM waiting ORDER BY model"
+        ).fetchall()
+        return [
+            Held(
+                str(model),
+                datetime.fromtimestamp(float(since), UTC),
+                DriftEvent.model_validate_json(str(event)),
+                str(run_id),
+            )
+            for model, since, event, run_id in rows
+        ]
+
+    def resolve(
+        self, model: str, decider: Decider, now: datetime
+    ) -> tuple[DriftEvent, Decision] | None:
+        """Decide the model's latest held event again (the periodic pass: ``max_wait`` may
+        have passed with no event arriving). A submission or a skip replaces the held
+        decision — announced anew, under its run id — and ends the wait; a wait changes
+        nothing. None if the model is not waiting."""
+        with self.ledger.transaction(self._db) as db:
+            row = db.execute("SELECT event FROM waiting WHERE model = ?", (model,)).fetchone()
+            if row is None:
+                return None
+            event = DriftEvent.model_validate_json(str(row[0]))
+            decision, run_id, parameters = decider(db, event)
+            if decision.outcome == "wait":
+                return event, decision
+            db.execute(
+                "UPDATE decisions SET decided_at = ?, outcome = ?, reason = ?, detail = ?,"
+                " run_id = ?, parameters = ?, published = 0 WHERE event_id = ?",
+                (
+                    _ts(now),
+                    decision.outcome,
+                    decision.reason,
+                    decision.detail,
+                    run_id,
+                    json.dumps(parameters) if decision.outcome == "submit" else None,
+                    event.event_id,
+                ),
+            )
+            db.execute("DELETE FROM waiting WHERE model = ?", (model,))
+        return event, decision
+
     # -- the outbox -------------------------------------------------------------------------
     def pending(self) -> list[Recorded]:
         """Submit decisions the backend has not accepted yet, oldest first."""
@@ -220,9 +308,9 @@ class DecisionStore:
 
     def unpublished(self) -> list[Recorded]:
         """Decisions whose workflow event is not acknowledged yet (a submit only once it
-        was submitted), oldest first."""
+        was submitted; a skip or a wait at once), oldest first."""
         rows = self._db.execute(
-            _SELECT + " WHERE published = 0 AND (outcome = 'skip' OR submitted_at IS NOT NULL)"
+            _SELECT + " WHERE published = 0 AND (outcome != 'submit' OR submitted_at IS NOT NULL)"
             " ORDER BY seq"
         )
         return [_row(r) for r in rows]

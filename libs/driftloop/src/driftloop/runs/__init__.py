@@ -2,6 +2,7 @@
 
 ``backend(settings)`` picks by settings: ``DRIFTLOOP_ARGO_SERVER`` set → Argo, else local.
 ``run_id_for_event`` and ``manual_run_id`` give runs their (idempotency) names.
+``WaitingStore`` holds the trigger's word that a model's run waits for evidence.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from driftloop.runs._executor import MAX_DRIVERS, LocalExecutor, Submission, tem
 from driftloop.runs._jobs import RayJobs, settings_environment
 from driftloop.runs._state import AlreadySubmitted, RunRecord, RunStore, StepState
 from driftloop.runs._template import UnsupportedFeature, WorkflowTemplate, load_template
+from driftloop.runs._waiting import Waiting, WaitingStore
 from driftloop.settings import Settings
 
 
@@ -48,6 +50,8 @@ __all__ = [
     "StepState",
     "Submission",
     "UnsupportedFeature",
+    "Waiting",
+    "WaitingStore",
     "WorkflowTemplate",
     "backend",
     "load_template",
