@@ -97,3 +97,75 @@ def test_brier_judges_a_weighted_model_on_the_data_s_class_balance():
     assert metrics_at(y_w, weighted_scores, 0.5, 19.0)["pr_auc"] == pytest.approx(
         metrics_at(y_w, weighted_scores, 0.5)["pr_auc"]
     )
+
+
+# With a change point: judged on the post-change holdout rows.
+POST_SPEC = SPEC.model_copy(update={"min_post_change_positives": 15})
+CHAMPION = {"pr_auc": 0.78, "brier": 0.020, "recall_at_threshold": 0.70}
+HEALED = {"pr_auc": 0.70, "brier": 0.030, "positives": 25.0, "rows": 400.0,
+          "recall_at_threshold": 0.60}  # fmt: skip
+STALE = {"pr_auc": 0.30, "brier": 0.040, "positives": 25.0, "rows": 400.0,
+         "recall_at_threshold": 0.20}  # fmt: skip
+
+
+def _failed(verdict) -> list[str]:
+    return [r for r in verdict.reasons if r.startswith("FAIL")]
+
+
+def test_without_a_change_point_the_gate_is_unchanged():
+    for champion in (None, {"pr_auc": 0.75, "brier": 0.02}, {"pr_auc": 0.85, "brier": 0.02}):
+        assert judge(POST_SPEC, GOOD, BASELINE, champion, "sha256-aaaa") == judge(
+            SPEC, GOOD, BASELINE, champion, "sha256-aaaa", post_change=None
+        )
+        assert not any("post-change" in r for r in judge(SPEC, GOOD, BASELINE, champion).reasons)
+
+
+def test_a_post_change_holdout_with_too_few_positives_is_refused():
+    small = {**HEALED, "positives": 9.0, "rows": 120.0}
+    verdict = judge(POST_SPEC, GOOD, BASELINE, CHAMPION, "sha256-aaaa",
+                    post_change=small, champion_post_change=STALE)  # fmt: skip
+    assert not verdict.passed
+    [refusal] = _failed(verdict)
+    assert "too small to judge" in refusal and "9 positives in 120 rows < 15" in refusal
+    # no positive at all: only counts are measured, and still a refusal, not an error
+    empty = judge(POST_SPEC, GOOD, BASELINE, None,
+                  post_change={"positives": 0.0, "rows": 40.0})  # fmt: skip
+    assert not empty.passed and "too small to judge" in _failed(empty)[0]
+
+
+def test_a_challenger_that_wins_after_the_change_passes_though_it_trails_overall():
+    # whole holdout: 0.80 vs 0.81, within the 0.02 tolerance; post-change: 0.70 vs 0.30
+    verdict = judge(POST_SPEC, GOOD, BASELINE, {**CHAMPION, "pr_auc": 0.81}, "sha256-aaaa",
+                    post_change=HEALED, champion_post_change=STALE)  # fmt: skip
+    assert verdict.passed, verdict.reasons
+    post = [r for r in verdict.reasons if "post-change PR-AUC" in r]
+    assert post == ["pass: post-change PR-AUC 0.7000 - champion sha256-aaaa 0.3000 = +0.4000 "
+                    ">= +0.0000"]  # fmt: skip
+    # beyond the tolerance overall it fails, whatever it does after the change
+    far = judge(POST_SPEC, GOOD, BASELINE, {**CHAMPION, "pr_auc": 0.83}, "sha256-aaaa",
+                post_change=HEALED, champion_post_change=STALE)  # fmt: skip
+    assert [r for r in _failed(far)] == [
+        "FAIL: PR-AUC 0.8000 - champion sha256-aaaa 0.8300 = -0.0300 >= -0.0200"
+    ]
+
+
+def test_a_challenger_that_loses_after_the_change_fails_even_if_it_wins_overall():
+    verdict = judge(POST_SPEC, GOOD, BASELINE, {**CHAMPION, "pr_auc": 0.60}, "sha256-aaaa",
+                    post_change=STALE, champion_post_change=HEALED)  # fmt: skip
+    assert not verdict.passed
+    failed = _failed(verdict)
+    assert len(failed) == 2
+    assert "post-change PR-AUC 0.3000" in failed[0] and "0.7000" in failed[0]
+    assert "post-change recall at threshold 0.2000" in failed[1] and "0.6000" in failed[1]
+
+
+def test_post_change_recall_may_trail_the_champion_only_within_the_tolerance():
+    def verdict(recall: float):
+        ours = {**HEALED, "recall_at_threshold": recall}
+        theirs = {**STALE, "recall_at_threshold": 0.5}
+        return judge(POST_SPEC, GOOD, BASELINE, CHAMPION, "sha256-aaaa",
+                     post_change=ours, champion_post_change=theirs)  # fmt: skip
+
+    assert verdict(0.42).passed  # -0.08, within 0.1
+    assert not verdict(0.36).passed  # -0.14
+    assert "recall at threshold 0.3600" in _failed(verdict(0.36))[0]

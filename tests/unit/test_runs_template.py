@@ -156,3 +156,15 @@ def test_retry_policies_retry_what_argo_retries(policy, outcome, retried):
     from driftloop.runs._executor import _retried
 
     assert _retried(policy, outcome) is retried
+
+
+def test_the_local_executor_takes_a_change_point_and_defaults_it_to_none(tmp_path):
+    from driftloop.runs import LocalExecutor
+    from driftloop.settings import Settings
+
+    executor = LocalExecutor(Settings(state_dir=tmp_path), TEMPLATE)
+    given = {"model": "fraud", "change-point": "2026-06-01T10:00:00+00:00"}
+    assert executor.parameters(given)["change-point"] == "2026-06-01T10:00:00+00:00"
+    assert executor.parameters({"model": "fraud"})["change-point"] == ""
+    with pytest.raises(ValueError, match="unknown workflow parameters: change_point"):
+        executor.parameters({"model": "fraud", "change_point": "2026-06-01T10:00:00+00:00"})

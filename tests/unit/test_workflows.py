@@ -55,9 +55,13 @@ def test_the_retrain_template_is_the_dag_the_issue_asks_for():
     assert [t.name for t in template.dag()] == [
         "build-dataset", "train", "evaluate", "register", "promote",
     ]  # fmt: skip
-    assert set(template.defaults()) == {
-        "model", "reason", "trigger-event-id", "window", "window-end",
+    assert template.defaults() == {
+        "model": None, "reason": "manual", "trigger-event-id": "", "window": "7d",
+        "window-end": "", "change-point": "",
     }  # fmt: skip
+    [built] = [t for t in template.dag() if t.name == "build-dataset"]
+    given = {p.name: p.value for p in built.arguments.parameters}
+    assert given["change_point"] == "{{workflow.parameters.change-point}}"
     assert template.spec.synchronization is not None
     assert "workflow.parameters.model" in template.spec.synchronization.mutex.name
     retried = {t.name for t in template.spec.templates if t.retryStrategy}
@@ -247,10 +251,12 @@ def test_the_sensor_names_runs_per_window_and_passes_the_window():
     assert "event_id" not in name  # a burst of events about one window: one name
     workflow = yaml.safe_load(trigger["template"]["argoWorkflow"]["source"]["inline"])
     names = [p["name"] for p in workflow["spec"]["arguments"]["parameters"]]
-    assert names == ["model", "reason", "trigger-event-id", "window", "window-end"]
+    assert names == ["model", "reason", "trigger-event-id", "window", "window-end", "change-point"]
     sent = {names[int(d.split(".")[3])]: t for d, t in by_dest.items() if d != "metadata.name"}
     for rule in load_rules(APPS):
         assert f'eq .Input.body.model_name "{rule.model}" }}}}{rule.window}' in sent["window"]
         if rule.window_end == "event":
             assert "{{ .Input.body.window.end }}" in sent["window-end"]
     assert sent["trigger-event-id"] == "{{ .Input.body.event_id }}"
+    # the monitor's change point, or "" for an event without one (never "<no value>")
+    assert sent["change-point"] == "{{ with .Input.body.change_point }}{{ . }}{{ end }}"

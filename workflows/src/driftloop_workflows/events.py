@@ -164,7 +164,7 @@ RUN_NAME = (
 
 
 def retrain_sensor(rules: list[ModelRule], namespace: str = "driftloop") -> m.Sensor:
-    names = list(PARAMETERS)  # model, reason, trigger-event-id, window, window-end
+    names = list(PARAMETERS)  # model, reason, trigger-event-id, window, window-end, change-point
     workflow = {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Workflow",
@@ -187,6 +187,8 @@ def retrain_sensor(rules: list[ModelRule], namespace: str = "driftloop") -> m.Se
             {r.model: window_end if r.window_end == "event" else "" for r in rules},
             window_end,
         ),
+        # The monitor's change point (a drift event of schema version 1 has none: "").
+        "change-point": "{{ with .Input.body.change_point }}{{ . }}{{ end }}",
     }
     dests = {"metadata.name": "metadata.name"} | {
         n: f"spec.arguments.parameters.{i}.value" for i, n in enumerate(names)

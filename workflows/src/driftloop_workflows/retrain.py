@@ -18,8 +18,11 @@ PARAMETERS = {
     "trigger-event-id": "",
     "window": "7d",
     "window-end": "",
+    "change-point": "",
 }
-"""The template's parameters and their defaults (None: required)."""
+"""The template's parameters and their defaults (None: required). ``change-point``: when
+the drift being healed began (ISO datetime with offset, "" for none); build-dataset then
+splits within regimes and the gate judges on the rows after it."""
 
 
 def _p(name: str) -> str:
@@ -45,7 +48,8 @@ def retrain_template(namespace: str = "driftloop") -> WorkflowTemplate:
         built = steps.build_dataset(
             name="build-dataset",
             arguments={"model": _p("model"), "window": _p("window"),
-                       "window_end": _p("window-end"), "run_id": "{{workflow.name}}"},
+                       "window_end": _p("window-end"), "run_id": "{{workflow.name}}",
+                       "change_point": _p("change-point")},
         )  # fmt: skip
         trained = steps.train(
             arguments={"model": _p("model"), "dataset": built.result,

@@ -23,11 +23,13 @@ def _logging() -> None:
 
 
 @script(constructor="runner", image=IMAGE, retry_strategy=TRANSIENT)
-def build_dataset(model: str, window: str, window_end: str, run_id: str) -> dict[str, Any]:
+def build_dataset(
+    model: str, window: str, window_end: str, run_id: str, change_point: str
+) -> dict[str, Any]:
     from driftloop.retrain import build_dataset_step
 
     _logging()
-    return build_dataset_step(model, window, window_end, run_id)
+    return build_dataset_step(model, window, window_end, run_id, change_point)
 
 
 @script(constructor="runner", image=IMAGE, retry_strategy=TRANSIENT)

@@ -36,16 +36,27 @@ def _window(window: dict[str, str]) -> TrainingWindow:
     return TrainingWindow.model_validate(window)
 
 
+def _instant(value: str) -> datetime | None:
+    """An ISO datetime (with an offset, or UTC when it has none); None for ""."""
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+
 @result_only_stdout
-def build_dataset_step(model: str, window: str, window_end: str, run_id: str) -> dict[str, Any]:
-    """Point-in-time training set of the window (``window_end`` empty: now), saved."""
+def build_dataset_step(
+    model: str, window: str, window_end: str, run_id: str, change_point: str = ""
+) -> dict[str, Any]:
+    """Point-in-time training set of the window (``window_end`` empty: now), saved; with a
+    ``change_point`` (ISO datetime, "" for none) split within regimes."""
     from driftloop.spans import parse_span
     from driftloop.training import build_dataset, save_dataset
 
     settings = get_settings()
-    end = datetime.fromisoformat(window_end).astimezone(UTC) if window_end else datetime.now(UTC)
+    end = _instant(window_end) or datetime.now(UTC)
     span = TrainingWindow(start=end - parse_span(window), end=end)
-    dataset = build_dataset(_spec(settings, model), settings, span)
+    dataset = build_dataset(_spec(settings, model), settings, span, _instant(change_point))
     uri = f"{work_uri(settings, run_id)}/dataset"
     save_dataset(dataset, uri)
     rows = {name: len(part) for name, part in dataset.splits.items()}
@@ -56,6 +67,7 @@ def build_dataset_step(model: str, window: str, window_end: str, run_id: str) ->
         "rows": rows,
         "labelled_rows": dataset.labelled_rows,
         "data_hash": dataset.data_hash,
+        "regimes": dataset.regimes(),
     }
 
 
@@ -108,6 +120,7 @@ def evaluate_step(model: str, dataset: str, candidate: str) -> dict[str, Any]:
         "champion_version": champion,
         "gate": assessment.gate.model_dump(),
         "scores": scores,
+        "post_change": assessment.post_change,
     }
 
 
@@ -131,6 +144,7 @@ def register_step(
         metrics=judged["metrics"], baseline=judged["baseline"], champion=judged["champion"],
         gate=GateResult.model_validate(judged["gate"]),
         scores=json.loads(read_bytes(judged["scores"])),
+        post_change=judged.get("post_change"),
     )  # fmt: skip
     stored = register(
         _spec(settings, model), load_dataset(built["dataset"]), fitted, assessment,

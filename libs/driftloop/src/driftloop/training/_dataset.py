@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from pydantic import JsonValue
 
 from driftloop.models import (
     Feature,
@@ -25,8 +27,12 @@ if TYPE_CHECKING:
 TS = "event_timestamp"
 LABEL = "label"
 ROW = "row"
-"""Column names of the frames handed to the workers (besides the features)."""
+POST = "post_change"
+"""Column names of the frames handed to the workers (besides the features); ``POST``
+(1 for a row at or after the change point) only when the dataset has a change point."""
 SPLITS = ("train", "validation", "holdout")
+TIME_SPLIT, WITHIN_REGIMES = "time", "within-regimes"
+"""How the rows were split: by event time alone, or by time within each regime."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,29 @@ class Dataset:
     """The same rows before encoding (model features only): what serving logs."""
     labelled_rows: int = 0
     """Labelled transactions in the window (before any row was dropped)."""
+    change_point: datetime | None = None
+    """When the regime the dataset was built for began; the splits then carry ``POST``."""
+    strategy: str = TIME_SPLIT
+
+    def post_change(self, split: str) -> np.ndarray | None:
+        """Which rows of ``split`` are at or after the change point (None: no change point)."""
+        part = self.splits[split]
+        return part[POST].to_numpy() == 1 if POST in part.columns else None
+
+    def regimes(self) -> dict[str, JsonValue]:
+        """The lineage of the split: strategy, change point, post-change rows and positives
+        per split."""
+        summary: dict[str, JsonValue] = {
+            "strategy": self.strategy,
+            "change_point": self.change_point.isoformat() if self.change_point else None,
+        }
+        for name in SPLITS:
+            post = self.post_change(name)
+            if post is not None:
+                y = self.splits[name][LABEL].to_numpy()
+                summary[name] = {"post_change_rows": int(post.sum()),
+                                 "post_change_positives": int(y[post].sum())}  # fmt: skip
+        return summary
 
     @property
     def names(self) -> list[str]:
@@ -102,6 +131,27 @@ def split_by_time(frame: pd.DataFrame, spec: ModelSpec) -> dict[str, pd.DataFram
     return {name: part.reset_index(drop=True) for name, part in parts.items()}
 
 
+def split_within_regimes(
+    frame: pd.DataFrame, spec: ModelSpec, change_point: datetime | None
+) -> tuple[dict[str, pd.DataFrame], str]:
+    """The split, and which strategy made it.
+
+    Without a change point: :func:`split_by_time`, unchanged. With one, each row is
+    flagged ``POST`` (at or after it or not); when both regimes have rows, each is split
+    by time with the spec's fractions and the two are concatenated per split (before,
+    then after: time order kept), so the new regime is in train, validation and holdout
+    alike instead of mostly in the latest slices."""
+    if change_point is None:
+        return split_by_time(frame, spec), TIME_SPLIT
+    post = (frame[TS] >= pd.Timestamp(change_point)).to_numpy()
+    flagged = frame.assign(**{POST: post.astype(np.int8)})
+    if post.all() or not post.any():
+        return split_by_time(flagged, spec), TIME_SPLIT
+    before, after = split_by_time(flagged[~post], spec), split_by_time(flagged[post], spec)
+    parts = {name: pd.concat([before[name], after[name]], ignore_index=True) for name in SPLITS}
+    return parts, WITHIN_REGIMES
+
+
 def frame_hash(splits: dict[str, pd.DataFrame]) -> str:
     digest = hashlib.sha256()
     for name in SPLITS:
@@ -124,8 +174,14 @@ def _check_entity(spec: ModelSpec, store: FeatureStore, service: FeatureService)
         )
 
 
-def build_dataset(spec: ModelSpec, settings: Settings, window: TrainingWindow) -> Dataset:
-    """The encoded, split training set of the window."""
+def build_dataset(
+    spec: ModelSpec,
+    settings: Settings,
+    window: TrainingWindow,
+    change_point: datetime | None = None,
+) -> Dataset:
+    """The encoded, split training set of the window; with a ``change_point``, split
+    within regimes (see :func:`split_within_regimes`)."""
     from driftloop.features import open_store, point_in_time, training_entities
 
     labelled = read_labelled(spec, settings, window)
@@ -141,7 +197,7 @@ def build_dataset(spec: ModelSpec, settings: Settings, window: TrainingWindow) -
     joined = point_in_time(store, entities, service)
     joined[TS] = labelled[TS].to_numpy()  # split on the transaction's own time
     joined[LABEL] = labelled[spec.label].astype("int32").to_numpy()
-    raw = split_by_time(joined, spec)
+    raw, strategy = split_within_regimes(joined, spec, change_point)
     vocab = {
         f.name: sorted({str(v) for v in raw["train"][f.name].dropna()})
         for f in features
@@ -153,10 +209,15 @@ def build_dataset(spec: ModelSpec, settings: Settings, window: TrainingWindow) -
         encoded = encode_features(part, feature_spec)
         encoded.insert(0, ROW, np.arange(len(part), dtype=np.int64))
         encoded[LABEL] = part[LABEL].to_numpy()
+        if POST in part.columns:
+            encoded[POST] = part[POST].to_numpy()
         splits[name] = encoded
     for name in SPLITS:
         if splits[name][LABEL].nunique() < 2:
             raise ValueError(f"the {name} split needs both classes; widen the window")
     names = [f.name for f in features]
     unencoded = {name: part[names].reset_index(drop=True) for name, part in raw.items()}
-    return Dataset(features, vocab, splits, frame_hash(splits), unencoded, len(labelled))
+    return Dataset(
+        features, vocab, splits, frame_hash(splits), unencoded, len(labelled),
+        change_point if POST in splits["train"].columns else None, strategy,
+    )  # fmt: skip

@@ -85,6 +85,25 @@ def metrics_at(
     return out
 
 
+def metrics_on(
+    rows: np.ndarray,
+    y: np.ndarray,
+    scores: np.ndarray,
+    target_precision: float,
+    weight: float = 1.0,
+    *,
+    chosen_on: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, float]:
+    """:func:`metrics_at` on the ``rows`` (a boolean mask) of ``(y, scores)``, with the
+    threshold still chosen on ``chosen_on``; only the counts where those rows lack a class
+    (no ranking metric is defined on them)."""
+    y_rows, scores_rows = y[rows], scores[rows]
+    positives = float(y_rows.sum())
+    if positives == 0 or positives == len(y_rows):
+        return {"positives": positives, "rows": float(len(y_rows))}
+    return metrics_at(y_rows, scores_rows, target_precision, weight, chosen_on=chosen_on)
+
+
 def baseline_scores(
     train: pd.DataFrame, frames: list[pd.DataFrame], names: list[str], label: str, seed: int
 ) -> list[np.ndarray]:
@@ -121,11 +140,15 @@ def booster_scores(
 class Evaluation:
     """Holdout metrics of the model and of the baseline, and the model's holdout scores.
 
-    The baseline's metrics also carry ``prior`` (the fraud rate: a constant score's PR-AUC)."""
+    The baseline's metrics also carry ``prior`` (the fraud rate: a constant score's PR-AUC).
+    ``post_change``, ``baseline_post_change``: the same on the holdout rows after the
+    change point, when the dataset has one."""
 
     metrics: dict[str, float]
     baseline: dict[str, float]
     scores: np.ndarray
+    post_change: dict[str, float] | None = None
+    baseline_post_change: dict[str, float] | None = None
 
 
 def evaluate(
@@ -138,9 +161,11 @@ def evaluate(
     *,
     target_precision: float,
     seed: int,
+    post_change: np.ndarray | None = None,
 ) -> Evaluation:
     """Score the holdout with the stored bytes and with a logistic-regression baseline;
-    each one's threshold is chosen on the validation rows."""
+    each one's threshold is chosen on the validation rows. ``post_change``: which holdout
+    rows are after the change point, to be judged on their own as well."""
     y, y_val = holdout[label].to_numpy(), validation[label].to_numpy()
     scores, weight = booster_scores(model_json, holdout, names)
     val_scores, _ = booster_scores(model_json, validation, names)
@@ -148,4 +173,11 @@ def evaluate(
     base_val, base_hold = baseline_scores(train, [validation, holdout], names, label, seed)
     base = metrics_at(y, base_hold, target_precision, chosen_on=(y_val, base_val))
     base["prior"] = float(y.mean())
-    return Evaluation(model, base, scores)
+    if post_change is None:
+        return Evaluation(model, base, scores)
+    post = metrics_on(
+        post_change, y, scores, target_precision, weight, chosen_on=(y_val, val_scores)
+    )
+    base_post = metrics_on(post_change, y, base_hold, target_precision, chosen_on=(y_val, base_val))
+    base_post["prior"] = float(y[post_change].mean()) if post_change.any() else 0.0
+    return Evaluation(model, base, scores, post, base_post)

@@ -7,11 +7,12 @@ Layout: ``dataset.json`` (features, vocabularies, hash, counts) and, per split,
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pandas as pd
 
 from driftloop.models import Feature
-from driftloop.training._dataset import SPLITS, Dataset, frame_hash
+from driftloop.training._dataset import SPLITS, TIME_SPLIT, Dataset, frame_hash
 
 
 def _fs(uri: str) -> tuple[object, str]:
@@ -53,6 +54,8 @@ def save_dataset(dataset: Dataset, uri: str) -> None:
         "vocabularies": dataset.vocabularies,
         "data_hash": dataset.data_hash,
         "labelled_rows": dataset.labelled_rows,
+        "change_point": dataset.change_point.isoformat() if dataset.change_point else None,
+        "strategy": dataset.strategy,
     }
     # Written last: a dataset without its header is incomplete and never read.
     write_bytes(f"{root}/dataset.json", json.dumps(header, indent=2).encode())
@@ -75,4 +78,6 @@ def load_dataset(uri: str) -> Dataset:
         data_hash=header["data_hash"],
         raw=raw,
         labelled_rows=int(header["labelled_rows"]),
+        change_point=datetime.fromisoformat(cp) if (cp := header.get("change_point")) else None,
+        strategy=header.get("strategy", TIME_SPLIT),
     )

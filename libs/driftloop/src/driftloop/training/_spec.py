@@ -132,6 +132,18 @@ class GateSpec(BaseModel):
     min_pr_auc_over_baseline: float = Field(0.05, description="model minus baseline PR-AUC")
     max_brier_increase: float = Field(0.01, ge=0)
     min_holdout_positives: int = Field(10, ge=1)
+    min_post_change_positives: int = Field(
+        15, ge=1, description="with a change point: fewer post-change holdout positives refuse"
+    )
+    max_post_change_recall_drop: float = Field(
+        0.1, ge=0, description="challenger below champion recall at the threshold, post-change"
+    )
+    max_pr_auc_loss_with_change: float = Field(
+        0.02,
+        ge=0,
+        description="with a change point: champion minus challenger PR-AUC, whole "
+        "holdout (most of it the old regime, which the champion was trained for)",
+    )
 
 
 class ModelSpec(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from driftloop.models import (
 )
 from driftloop.settings import Settings
 from driftloop.training._dataset import LABEL, SPLITS, Dataset, build_dataset
-from driftloop.training._evaluate import evaluate, metrics_at, positive_weight
+from driftloop.training._evaluate import evaluate, metrics_at, metrics_on, positive_weight
 from driftloop.training._gate import judge
 from driftloop.training._lineage import feature_views_hash, git_state, package_versions
 from driftloop.training._progress import Progress, run_with_progress
@@ -132,8 +133,9 @@ def _fit(
 
 def _champion_metrics(
     store: ModelStore, spec: ModelSpec, champion: str, dataset: Dataset
-) -> tuple[dict[str, float] | None, str | None]:
-    """The champion's metrics on this run's holdout, or why it could not be scored."""
+) -> tuple[dict[str, float] | None, dict[str, float] | None, str | None]:
+    """The champion's metrics on this run's holdout and on its post-change rows (None
+    without a change point), or why it could not be scored."""
     from driftloop.models import LoadedModel, ModelStoreError
 
     try:
@@ -141,12 +143,17 @@ def _champion_metrics(
         scores = loaded.predict(dataset.raw["holdout"])
         val_scores = loaded.predict(dataset.raw["validation"])
     except (ModelStoreError, KeyError, ValueError) as exc:
-        return None, str(exc)
+        return None, None, str(exc)
     y = dataset.splits["holdout"][LABEL].to_numpy()
     y_val = dataset.splits["validation"][LABEL].to_numpy()
     weight = positive_weight(loaded.booster)
     chosen_on = (y_val, val_scores)
-    return metrics_at(y, scores, spec.metrics.target_precision, weight, chosen_on=chosen_on), None
+    target = spec.metrics.target_precision
+    whole = metrics_at(y, scores, target, weight, chosen_on=chosen_on)
+    post = dataset.post_change("holdout")
+    if post is None:
+        return whole, None, None
+    return whole, metrics_on(post, y, scores, target, weight, chosen_on=chosen_on), None
 
 
 def _say(progress: Progress | None, message: str) -> None:
@@ -169,13 +176,16 @@ class Fitted:
 @dataclass(frozen=True)
 class Assessment:
     """The holdout verdict on a booster: its metrics, the baseline's, the champion's on
-    the same rows (if one was named), the gate, and its holdout scores."""
+    the same rows (if one was named), the gate, and its holdout scores; with a change
+    point, the three metrics again on the post-change holdout rows."""
 
     metrics: dict[str, float]
     baseline: dict[str, float]
     champion: dict[str, float] | None
     gate: GateResult
     scores: list[float]
+    post_change: dict[str, dict[str, float] | None] | None = None
+    """``challenger``, ``baseline``, ``champion`` on the post-change holdout rows."""
 
 
 def fit(
@@ -218,17 +228,25 @@ def assess(
         model_json, dataset.splits["train"], dataset.splits["validation"],
         dataset.splits["holdout"], dataset.names, LABEL,
         target_precision=spec.metrics.target_precision, seed=spec.trainer.seed,
+        post_change=dataset.post_change("holdout"),
     )  # fmt: skip
-    champion_metrics, champion_error = (
-        _champion_metrics(store, spec, champion, dataset) if champion else (None, None)
+    champion_metrics, champion_post, champion_error = (
+        _champion_metrics(store, spec, champion, dataset) if champion else (None, None, None)
     )
     verdict = judge(
         spec.gate, evaluation.metrics, evaluation.baseline, champion_metrics, champion,
-        champion_error,
+        champion_error, post_change=evaluation.post_change, champion_post_change=champion_post,
     )  # fmt: skip
+    post_change = None
+    if evaluation.post_change is not None:
+        post_change = {
+            "challenger": evaluation.post_change,
+            "baseline": evaluation.baseline_post_change,
+            "champion": champion_post,
+        }
     return Assessment(
         evaluation.metrics, evaluation.baseline, champion_metrics, verdict,
-        evaluation.scores.tolist(),
+        evaluation.scores.tolist(), post_change,
     )  # fmt: skip
 
 
@@ -245,8 +263,6 @@ def register(
     extra: dict[str, JsonValue] | None = None,
 ) -> ModelVersion:
     """Store the booster with its features, lineage, verdict and reference profiles."""
-    from driftloop.profiles import reference_profiles
-
     sha, dirty = git_state(settings)
     recorded: dict[str, JsonValue] = {
         "xgboost": fitted.params,
@@ -259,10 +275,17 @@ def register(
         "threshold_chosen_on": "validation",
         "exclude_features": list(spec.exclude_features),
         "tune": fitted.search,
+        "split_strategy": dataset.strategy,
+        "change_point": dataset.change_point.isoformat() if dataset.change_point else None,
+        "sample_weights": "none",
     }
     metrics = {**assessment.metrics}
     metrics |= {f"baseline_{k}": v for k, v in assessment.baseline.items()}
     metrics |= {f"champion_{k}": v for k, v in (assessment.champion or {}).items()}
+    for who, measured in (assessment.post_change or {}).items():
+        prefix = "" if who == "challenger" else f"{who}_"
+        metrics |= {f"{prefix}post_change_{k}": v for k, v in (measured or {}).items()}
+    references, reference_rows = _references(dataset, assessment.scores)
     lineage = Lineage(
         git_sha=sha,
         git_dirty=dirty,
@@ -281,13 +304,39 @@ def register(
         extra={
             "labelled_rows": dataset.labelled_rows,
             "train_seconds": round(fitted.train_s, 3),
+            "regimes": {**dataset.regimes(), "reference_rows": reference_rows},
             **(extra or {}),
         },
     )
     return store.put(
         spec.name, fitted.model_json, filename=MODEL_FILE, features=dataset.feature_spec(),
-        lineage=lineage, references=reference_profiles(dataset.raw["train"], assessment.scores),
+        lineage=lineage, references=references,
     )  # fmt: skip
+
+
+MIN_POST_CHANGE_REFERENCE_ROWS = 500
+"""Post-change training rows needed for the reference profiles to be of them alone."""
+
+
+def _references(dataset: Dataset, scores: list[float]) -> tuple[dict[str, bytes], str]:
+    """The version's whylogs reference profiles, and which rows they are of.
+
+    With a change point and at least :data:`MIN_POST_CHANGE_REFERENCE_ROWS` post-change
+    training rows: those rows' features and the post-change holdout scores, so the
+    monitor compares the promoted version's traffic with the regime it was trained for
+    (not with the mix, which would keep raising the change it healed). Otherwise all
+    training rows and all holdout scores."""
+    from driftloop.profiles import reference_profiles
+
+    train, holdout = dataset.post_change("train"), dataset.post_change("holdout")
+    if (
+        train is not None and holdout is not None and holdout.any()
+        and int(train.sum()) >= MIN_POST_CHANGE_REFERENCE_ROWS
+    ):  # fmt: skip
+        features = dataset.raw["train"][train].reset_index(drop=True)
+        kept = [score for score, post in zip(scores, holdout, strict=True) if post]
+        return reference_profiles(features, kept), "post-change"
+    return reference_profiles(dataset.raw["train"], scores), "all"
 
 
 def _rows(dataset: Dataset) -> RowCounts:
@@ -307,6 +356,7 @@ def train_model(
     tune: bool | None = None,
     store: ModelStore | None = None,
     progress: Progress | None = None,
+    change_point: datetime | None = None,
 ) -> TrainResult:
     """Train ``spec``'s model on the labelled transactions of ``window`` with Ray Train,
     evaluate it on the most recent slice against a logistic-regression baseline and, when
@@ -317,11 +367,13 @@ def train_model(
 
     ``tune``: run the spec's Ray Tune search first (default: ``spec.tune.enabled``).
     ``progress``: called with one line per phase and per reported boosting round.
+    ``change_point``: when the regime the run is for began (split within regimes, judged
+    on the rows after it; see :func:`build_dataset` and :func:`judge`).
     Connects to the Ray cluster of ``settings`` unless this process already is connected
     (and stays connected). Same window, seed, worker count and code: same model digest."""
     started = time.monotonic()
     models = store or ModelStore.from_settings(settings)
-    dataset = build_dataset(spec, settings, window)
+    dataset = build_dataset(spec, settings, window, change_point)
     rows = _rows(dataset)
     _say(progress, f"rows: {dataset.labelled_rows:,} labelled -> {rows.model_dump()}")
     fitted = fit(
