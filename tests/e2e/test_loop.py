@@ -1,37 +1,68 @@
-"""The whole loop on the real stack, as `make demo` runs it but shorter: nobody touches
-anything between the drift's onset and v2 serving.
+"""The whole loop on the real stack, as `make demo` runs it but shorter, with every part
+SIGKILLed once in the middle of it — the stream service, a Serve replica, the monitor, the
+trigger and the sync service, each at the moment it holds the most in flight. Nobody
+touches anything between the drift's onset and v2 serving; afterwards the model that
+serves must be good again, every count reconciles, and the report is written.
+
+One loop run serves every test of this module (it is the suite's most expensive world).
 
 Real parts: Kafka, Ray (Train, Jobs, Serve), Feast on sqlite/parquet, git, and the stream,
-monitor, trigger and sync services as processes. Nothing is mocked."""
+monitor, trigger and sync services as processes; the kills are real SIGKILLs of real
+processes. Nothing is mocked."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from driftloop_demo import DemoConfig, DemoResult
+from driftloop_demo._evidence import PR_AUC_SHARE, RECALL_SHARE, read_topic
+from driftloop_demo._faults import FAULTS, replicas
+from driftloop_demo._report import summary_lines, write_report
 
+from driftloop.events import WorkflowEvent
+from driftloop.gitops import read_state
 from tests.e2e.loop_support import demo_loop
 
-pytestmark = pytest.mark.timeout(1500)
+pytestmark = pytest.mark.timeout(1200)
 
 CONFIG = DemoConfig(
     default_ports=False,  # metrics on free ports: the test may share the machine
     after_v2_s=20,
-    timeout_s=1000,
+    timeout_s=900,
+    replicas=2,  # what survives a replica's death: the other one answers the retries
+    faults=FAULTS,
+    seed=7,
 )
+LOST_LOGS_BOUND = 64
+"""Predictions a SIGKILLed replica may have answered but not yet handed to Kafka: its
+log queue lingers 20 ms (serve.yaml), and at most max_ongoing_requests (64) are in it."""
+MARGIN = 1.0
+"""Healing is asserted at the goals themselves (bench/heal.py measures them over seeds)."""
 
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoResult]:
     with demo_loop(CONFIG, tmp_path_factory.mktemp("loop") / "demo", "e2e") as result:
+        report = [f"{f.name}: pid {f.pid}, {f.detail}, back in {f.down_s} s" for f in result.faults]
+        print("\n" + "\n".join(report + summary_lines(result)))
         yield result
 
 
-def test_the_loop_closes_by_itself(loop: DemoResult) -> None:
+# -- the loop closes, by itself, once -----------------------------------------------------
+
+
+def test_the_loop_closes_by_itself_with_exactly_one_run(loop: DemoResult) -> None:
     assert loop.failure is None, loop.failure
     assert loop.v2 is not None and loop.v2 != loop.v1
+    assert len(loop.runs) == 1, [r.run_id for r in loop.runs]
+    assert loop.runs[0].status == "succeeded", loop.runs[0].message
+    published = read_topic(loop.settings, WorkflowEvent)
+    submitted = {e.run_id for e in published if e.phase == "submitted"}
+    promoted = {e.run_id for e in published if e.phase == "promoted"}
+    assert submitted == promoted == {loop.runs[0].run_id}, Counter(e.phase for e in published)
 
 
 def test_drift_is_detected_after_the_onset_and_not_before(loop: DemoResult) -> None:
@@ -41,39 +72,119 @@ def test_drift_is_detected_after_the_onset_and_not_before(loop: DemoResult) -> N
     assert not early, [(e.kind, e.window) for e in early]
 
 
-def test_exactly_one_retraining_run_and_its_commit_names_the_event(loop: DemoResult) -> None:
-    assert len(loop.runs) == 1, [r.run_id for r in loop.runs]
+def test_drift_events_carry_a_change_point_after_the_onset_and_growing_evidence(
+    loop: DemoResult,
+) -> None:
+    assert loop.virtual_onset is not None
+    about_v1 = [e for e in loop.events if e.model_version == loop.v1]
+    assert about_v1 and all(e.change_point is not None for e in about_v1)
+    first = min(e.change_point for e in about_v1 if e.change_point is not None)
+    # the estimate is the start of the first drifted window: never long before the onset
+    # (a window is about 1000 payments, under three event-time hours here)
+    assert (loop.virtual_onset - first).total_seconds() < 3 * 3600, (first, loop.virtual_onset)
+    counts = [e.evidence.labelled_rows for e in about_v1 if e.evidence is not None]
+    assert counts and max(counts) >= CONFIG.evidence_rows
+
+
+def test_the_run_waited_for_evidence_and_says_so(loop: DemoResult) -> None:
+    """The trigger held the first severe events until enough labelled traffic after the
+    change point existed, and published that it was waiting."""
     run = loop.runs[0]
-    assert run.status == "succeeded", run.message
     event_id = run.parameters["trigger-event-id"]
+    event = next(e for e in loop.events if e.event_id == event_id)
+    assert event.evidence is not None
+    assert event.evidence.labelled_rows >= CONFIG.evidence_rows
+    assert event.evidence.positives >= CONFIG.evidence_positives
+    assert run.parameters["change-point"], run.parameters
+    published = read_topic(loop.settings, WorkflowEvent)
+    waiting = [e for e in published if e.phase == "waiting"]
+    assert waiting, Counter(e.phase for e in published)
+    assert "labelled rows" in waiting[0].message
+
+
+def test_the_promotion_commit_names_the_event_and_v2_serves_from_it(loop: DemoResult) -> None:
+    event_id = loop.runs[0].parameters["trigger-event-id"]
     assert event_id in {e.event_id for e in loop.events}
     assert loop.promotion_commit is not None
     assert f"triggered by event {event_id}" in loop.promotion_message
     assert loop.v2 is not None and loop.v2 in loop.promotion_message
-
-
-def test_v2_is_what_serves(loop: DemoResult) -> None:
     answer = httpx.get(f"{loop.settings.serve_url}/{loop.config.model}/model", timeout=10)
-    assert answer.status_code == 200
-    assert answer.json()["model_version"] == loop.v2
+    assert answer.status_code == 200 and answer.json()["model_version"] == loop.v2
+    state = read_state(loop.settings)
+    assert state is not None and state.synced_sha == loop.promotion_commit
 
 
-def test_v2_beats_v1_on_post_drift_labelled_data(loop: DemoResult) -> None:
-    comparison = loop.comparison
-    assert comparison is not None
+# -- the model that serves after the drift is good again -----------------------------------
+
+
+def test_v2_heals_what_the_drift_took(loop: DemoResult) -> None:
+    comparison, healing = loop.comparison, loop.healing
+    assert comparison is not None and healing is not None
     assert comparison.positives >= 20, comparison
-    print(f"\npost-drift rows {comparison.rows} ({comparison.positives} fraud): "
-          f"PR-AUC v1 {comparison.pr_auc['v1']:.3f}, v2 {comparison.pr_auc['v2']:.3f}")  # fmt: skip
+    print(f"\npost-drift rows {comparison.rows} ({comparison.positives} fraud): {healing.line()}")
     assert comparison.pr_auc["v2"] > comparison.pr_auc["v1"]
+    assert healing.pr_auc_share >= PR_AUC_SHARE * MARGIN, healing.line()
+    assert healing.recall_share >= RECALL_SHARE * MARGIN, healing.line()
+    assert healing.healed
 
 
-def test_counts_reconcile(loop: DemoResult) -> None:
+def test_v2_was_trained_on_the_new_regime_and_judged_on_it(loop: DemoResult) -> None:
+    from driftloop.models import ModelStore
+
+    assert loop.v2 is not None
+    stored = ModelStore.from_settings(loop.settings).get(loop.config.model, loop.v2)
+    gate = stored.metadata.gate
+    assert gate is not None and gate.passed
+    assert any("post-change" in reason for reason in gate.reasons), gate.reasons
+
+
+# -- every part was killed once and the counts still reconcile ------------------------------
+
+
+def test_every_part_was_killed_once_and_came_back(loop: DemoResult) -> None:
+    assert [f.name for f in loop.faults] == list(FAULTS)
+    assert all(f.back_at is not None for f in loop.faults), loop.faults
+    marks = loop.marks
+    by_name = {f.name: f for f in loop.faults}
+    assert by_name["monitor"].killed_at > marks["onset"]
+    assert by_name["trigger"].killed_at >= marks["detected"]
+    assert by_name["sync"].killed_at >= marks["promoted"]
+    killed = by_name["replica"]
+    live = replicas(loop.settings, loop.config.model)
+    assert live and killed.pid not in {int(a["pid"]) for a in live}
+
+
+def test_counts_reconcile_after_the_kills(loop: DemoResult) -> None:
     c = loop.counts
     assert c.sent > 0
-    assert c.predicted_failed == 0
-    # every payment: on the topic, checkpointed by the stream, one feature row offline
+    # The payment system's client retries a refused call; with that, every call answered.
+    assert c.predicted_failed == 0 and c.predicted_ok == c.sent
+    # Stream service killed mid-batch: every payment checkpointed once, one feature row each.
     assert c.sent == c.transactions == c.stream_consumed == c.feature_rows
-    # every payment: answered, logged once, checkpointed and windowed by the monitor
-    assert c.sent == c.predicted_ok == c.predictions_logged == c.predictions_distinct
+    # Replica killed under traffic: a retried call may be logged twice (same transaction id,
+    # the monitor's label join ignores the copy); logs still in the dead replica's queue are
+    # lost — the prediction log is non-blocking by design, so at most one queue's worth.
+    # (Without a replica's death every answered call is logged exactly once:
+    # tests/integration/test_serving.py::test_every_prediction_reaches_the_predictions_topic.)
+    assert c.predictions_distinct <= c.predicted_ok
+    assert c.predicted_ok - c.predictions_distinct <= LOST_LOGS_BOUND
+    # Monitor killed with an open window: every logged prediction checkpointed and windowed.
     assert c.predictions_logged == c.monitor_consumed == c.rows_windowed
     assert 0 < c.rows_in_closed_windows <= c.rows_windowed
+
+
+# -- what a person reads afterwards ---------------------------------------------------------
+
+
+def test_the_summary_and_the_report_say_what_happened(loop: DemoResult, tmp_path) -> None:
+    lines = summary_lines(loop)
+    assert "the loop closed and healed" in lines[1], lines[1]
+    text = "\n".join(lines)
+    assert loop.v1 in text and loop.v2 is not None and loop.v2 in text
+    assert "healing" in text and "SIGKILL" in text and "onset → v2" in text
+    page = write_report(loop, tmp_path / "report")
+    html = page.read_text()
+    assert loop.v2 in html
+    pngs = sorted(p.name for p in page.parent.glob("*.png"))
+    assert len(pngs) >= 3, pngs
+    assert all((page.parent / name).stat().st_size > 1000 for name in pngs)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import importlib
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from driftloop.cli import app
@@ -58,19 +55,11 @@ def test_every_workspace_member_is_a_package_with_its_own_pyproject():
     )
 
 
-@pytest.mark.parametrize("module", MODULES)
-def test_imports_have_no_side_effects(module, tmp_path):
-    code = f"import {module}, os; print(sorted(os.listdir('.')))"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    assert out.stdout.strip() == "[]", f"importing {module} created {out.stdout}"
-    importlib.import_module(module)
+def test_every_package_imports():
+    """Each module imports in-process; that importing one *does* nothing (no file, no
+    directory) is checked in a fresh interpreter by tests/integration/test_imports.py."""
+    for module in MODULES:
+        importlib.import_module(module)
 
 
 # The demo is the one package that composes the others: it drives the simulator and runs
