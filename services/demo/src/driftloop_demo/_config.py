@@ -31,11 +31,24 @@ class DemoConfig(BaseModel):
     retrain_days: float = Field(
         0.5,
         gt=0,
-        description="the window a retraining run trains on (trigger.yaml). Rows are split by "
-        "time and the newest 30 % are validation and holdout, so the new regime must fill "
-        "most of the window for the train split to contain it: the monitor needs about an "
-        "event-time hour per thousand predictions, so the twelve hours before the event are "
-        "mostly after the onset, and the holdout still holds enough fraud for the gate",
+        description="the window a retraining run trains on (trigger.yaml): twelve event-time "
+        "hours are about 100 s of traffic, so a run started once the evidence below is in "
+        "holds both regimes; the dataset step splits each regime by time on its own",
+    )
+    evidence_rows: int = Field(
+        2400,
+        ge=0,
+        description="labelled predictions after the change point before a run starts "
+        "(trigger.yaml evidence): about a minute of traffic",
+    )
+    evidence_positives: int = Field(
+        100,
+        ge=0,
+        description="fraud labels among them: 15 % of them are the post-change holdout the "
+        "gate judges on, which needs 15 positives",
+    )
+    evidence_max_wait_m: int = Field(
+        4, ge=1, description="minutes (wall) after which a held run starts anyway"
     )
     history_tx_per_day: float = Field(8000, gt=0)
     rate: float = Field(40.0, gt=0, description="transactions per second through the endpoint")

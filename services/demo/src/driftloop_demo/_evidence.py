@@ -128,6 +128,63 @@ def compare_models(
     return Comparison(since, len(rows), int(np.sum(y)), pr, roc, recall, curves)
 
 
+PR_AUC_SHARE = 0.85
+"""Healed: v2's post-drift PR-AUC reaches this share of v1's PR-AUC before the drift..."""
+RECALL_SHARE = 0.8
+"""...and v2's post-drift recall at its threshold this share of v1's before the drift."""
+
+
+@dataclass(frozen=True)
+class Healing:
+    """Whether the model serving after the drift is good again: v1 before the drift (its
+    own holdout) against v2 after it (labelled post-drift rows v2 was not trained on)."""
+
+    v1_pr_auc: float
+    v1_recall: float
+    v2_pr_auc: float
+    v2_recall: float
+    windows_after_v2: int  # the monitor's data windows of v2
+    events_after_v2: int  # drift events about v2
+
+    @property
+    def pr_auc_share(self) -> float:
+        return self.v2_pr_auc / self.v1_pr_auc if self.v1_pr_auc > 0 else float("nan")
+
+    @property
+    def recall_share(self) -> float:
+        return self.v2_recall / self.v1_recall if self.v1_recall > 0 else float("nan")
+
+    @property
+    def healed(self) -> bool:
+        return self.pr_auc_share >= PR_AUC_SHARE and self.recall_share >= RECALL_SHARE
+
+    def line(self) -> str:
+        verdict = "healed" if self.healed else "NOT healed"
+        return (
+            f"{verdict}: PR-AUC v1 before {self.v1_pr_auc:.3f} → v2 after "
+            f"{self.v2_pr_auc:.3f} ({self.pr_auc_share:.0%}, goal {PR_AUC_SHARE:.0%}); recall "
+            f"{self.v1_recall:.2f} → {self.v2_recall:.2f} ({self.recall_share:.0%}, goal "
+            f"{RECALL_SHARE:.0%}); {self.events_after_v2} drift event(s) in "
+            f"{self.windows_after_v2} window(s) of v2"
+        )
+
+
+def healing(
+    v1_metrics: dict[str, float],
+    comparison: Comparison,
+    windows_after_v2: int,
+    events_after_v2: int,
+) -> Healing:
+    return Healing(
+        v1_pr_auc=v1_metrics.get("pr_auc", float("nan")),
+        v1_recall=v1_metrics.get("recall_at_threshold", float("nan")),
+        v2_pr_auc=comparison.pr_auc.get("v2", float("nan")),
+        v2_recall=comparison.recall.get("v2", float("nan")),
+        windows_after_v2=windows_after_v2,
+        events_after_v2=events_after_v2,
+    )
+
+
 def _read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 

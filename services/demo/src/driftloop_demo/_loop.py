@@ -24,8 +24,10 @@ from driftloop.settings import Settings
 from driftloop_demo._config import DemoConfig
 from driftloop_demo._evidence import (
     Comparison,
+    Healing,
     compare_models,
     end_offsets,
+    healing,
     monitor_position,
     read_topic,
     scored_frame,
@@ -82,6 +84,8 @@ class DemoResult:
     promotion_message: str = ""
     counts: Counts = field(default_factory=Counts)
     comparison: Comparison | None = None
+    healing: Healing | None = None
+    v1_metrics: dict[str, float] = field(default_factory=dict)  # v1's holdout, pre-drift
     scores: Any = None  # the scored frame (pandas), for the report
     report: Path | None = None
     failure: str | None = None
@@ -244,6 +248,7 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
     result.marks["history"] = history.end
     v1 = first_model(settings, config, history, lambda line: echo(f"[v1] {line}"))
     result.v1 = v1.version
+    result.v1_metrics = dict(v1.metrics)
     services = Services(settings, root / "logs", default_ports=config.default_ports)
     watch: _Watch | None = None
     stop = threading.Event()
@@ -453,3 +458,10 @@ def _evaluate(settings: Settings, config: DemoConfig, result: DemoResult, echo: 
         f"{c.pr_auc.get('v2', float('nan')):.3f}; recall v1 {c.recall['v1']:.2f} → "
         f"v2 {c.recall['v2']:.2f}"
     )
+    from driftloop.drift import AuditStore
+
+    records = AuditStore(settings.state_dir / "monitor", config.model).records()
+    windows = sum(1 for r in records if r.kind == "data" and r.version == result.v2)
+    events = sum(1 for e in result.events if e.model_version == result.v2)
+    result.healing = healing(result.v1_metrics, c, windows, events)
+    echo(f"[heal] {result.healing.line()}")

@@ -43,11 +43,19 @@ def phases(result: DemoResult) -> dict[str, float | None]:
     return out
 
 
+def _headline(result: DemoResult) -> str:
+    if not result.v2:
+        return f"NOT closed: {result.failure}"
+    if result.healing is None:
+        return "the loop closed (healing not judged: no labelled post-drift rows)"
+    return "the loop closed and healed" if result.healing.healed else "the loop closed, NOT healed"
+
+
 def summary_lines(result: DemoResult) -> list[str]:
     s, c = result.settings, result.counts
     lines = [
         "",
-        "driftloop demo — " + ("the loop closed" if result.v2 else f"NOT closed: {result.failure}"),
+        "driftloop demo — " + _headline(result),
         f"  scenario        {result.config.scenario} (strength {result.config.strength:g})",
         f"  v1              {result.v1}",
         f"  v2              {result.v2 or '-'}",
@@ -76,6 +84,8 @@ def summary_lines(result: DemoResult) -> list[str]:
             f"v1 {cmp.recall.get('v1', float('nan')):.2f} vs v2 "
             f"{cmp.recall.get('v2', float('nan')):.2f}"
         )
+    if result.healing is not None:
+        lines.append(f"  healing         {result.healing.line()}")
     lines.append(
         "  onset → v2     "
         + ", ".join(f"{k} {v:.0f} s" for k, v in phases(result).items() if v is not None)

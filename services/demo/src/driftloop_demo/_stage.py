@@ -81,6 +81,18 @@ def _monitor_policy(document: dict[str, Any], config: DemoConfig) -> dict[str, A
     return document
 
 
+def _trigger_policy(document: dict[str, Any], config: DemoConfig) -> dict[str, Any]:
+    """The shipped trigger policy with the window and the evidence sized for minutes of
+    traffic (the cooldown, budget and follow-up rules as shipped)."""
+    document["window"] = f"{config.retrain_days * 24:g}h"
+    document["evidence"] = {
+        "min_labelled_rows": config.evidence_rows,
+        "min_positives": config.evidence_positives,
+        "max_wait": f"{config.evidence_max_wait_m}m",
+    }
+    return document
+
+
 def _edit_yaml(path: Path, edit: Callable[[dict[str, Any]], dict[str, Any]], header: str) -> None:
     document = yaml.safe_load(path.read_text()) or {}
     path.write_text(header + yaml.safe_dump(edit(document), sort_keys=False))
@@ -103,7 +115,7 @@ def deployment_repository(
     )
     _edit_yaml(
         apps / "trigger.yaml",
-        lambda d: {**d, "window": f"{config.retrain_days * 24:g}h"},
+        lambda d: _trigger_policy(d, config),
         note.format(config.model, "trigger.yaml"),
     )
     _edit_yaml(
