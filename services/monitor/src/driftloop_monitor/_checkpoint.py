@@ -1,9 +1,11 @@
 """The monitor's state in one SQLite file, changed once per micro-batch in one transaction.
 
-It holds the rows of open windows, the join of predictions and labels, streaks, the
-consumed offsets, and an outbox of drift events: an event enters the outbox in the same
-transaction that closes its window, so a crash either replays the window (same rows,
-same id) or finds the event waiting to be published.
+It holds the rows of open windows, the join of predictions and labels, labelled counts
+per minute of prediction time, streaks and when they began, the consumed offsets, and an
+outbox of drift events: an event enters the outbox in the same transaction that closes
+its window, so a crash either replays the window (same rows, same id) or finds the event
+waiting to be published. A label's join and its count commit with the label's offset, so
+a replayed batch counts nothing twice.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ CREATE TABLE IF NOT EXISTS window_rows (
     event_time REAL NOT NULL, score REAL NOT NULL, features TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS streaks (
     version TEXT NOT NULL, kind TEXT NOT NULL, streak INTEGER NOT NULL,
-    since_eval INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (version, kind));
+    since_eval INTEGER NOT NULL DEFAULT 0, started REAL, PRIMARY KEY (version, kind));
 CREATE TABLE IF NOT EXISTS awaiting (
     transaction_id TEXT PRIMARY KEY, version TEXT NOT NULL, event_time REAL NOT NULL,
     score REAL NOT NULL, decision INTEGER NOT NULL);
@@ -38,6 +40,8 @@ CREATE TABLE IF NOT EXISTS joined (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, version TEXT NOT NULL, event_time REAL NOT NULL,
     score REAL NOT NULL, decision INTEGER NOT NULL, is_fraud INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS joined_version ON joined (version, seq);
+CREATE TABLE IF NOT EXISTS labelled (
+    bucket INTEGER PRIMARY KEY, rows INTEGER NOT NULL, positives INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, payload BLOB NOT NULL,
     published INTEGER NOT NULL DEFAULT 0, partition INTEGER, offset INTEGER);
@@ -54,6 +58,9 @@ class Checkpoint:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(streaks)")}
+        if "started" not in columns:  # a checkpoint written before streaks kept their start
+            self.db.execute("ALTER TABLE streaks ADD COLUMN started REAL")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -108,6 +115,28 @@ class Checkpoint:
             " since_eval = excluded.since_eval",
             (version, kind, streak, since_eval),
         )
+
+    def streak_started(self, version: str, kind: str) -> float | None:
+        """Event time at which the current streak of ``kind`` began, if one runs."""
+        row = self.db.execute(
+            "SELECT started FROM streaks WHERE version = ? AND kind = ? AND streak > 0",
+            (version, kind),
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def set_streak_started(self, version: str, kind: str, started: float | None) -> None:
+        self.db.execute(
+            "INSERT INTO streaks (version, kind, streak, started) VALUES (?,?,0,?) ON CONFLICT"
+            " (version, kind) DO UPDATE SET started = excluded.started",
+            (version, kind, started),
+        )
+
+    def change_point(self, version: str) -> float | None:
+        """The earliest start among the version's running streaks (data and performance)."""
+        (started,) = self.db.execute(
+            "SELECT min(started) FROM streaks WHERE version = ? AND streak > 0", (version,)
+        ).fetchone()
+        return None if started is None else float(started)
 
     # --- open windows
 

@@ -5,16 +5,23 @@ comes first waits in ``orphans``. Both are bounded: a prediction leaves once lab
 than its time plus the horizon arrive (it will not be joined any more), an orphan once
 predictions that much newer arrive, and neither table grows past ``max_awaiting`` (the
 oldest go first). Joined rows are kept per version only as far back as one evaluation.
+
+Every join also counts, in the same transaction, one labelled row (and whether it was
+fraud) in the minute of its prediction's event time: the evidence a drift event reports
+after its change point. Minutes are kept as far back as the horizon.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from driftloop.drift import PerformanceSpec
 from driftloop_monitor._checkpoint import Checkpoint, Joined
 
 DAY = 86_400.0
+BUCKET_S = 60.0
+"""Evidence is counted per minute of prediction event time."""
 
 
 @dataclass
@@ -77,7 +84,22 @@ class LabelJoin:
             " VALUES (?,?,?,?,?)",
             (version, t, score, decision, is_fraud),
         )
+        self._db.execute(
+            "INSERT INTO labelled (bucket, rows, positives) VALUES (?,1,?) ON CONFLICT (bucket)"
+            " DO UPDATE SET rows = rows + 1, positives = positives + excluded.positives",
+            (math.floor(t / BUCKET_S), is_fraud),
+        )
         self.counts.joined += 1
+
+    def evidence(self, since: float) -> tuple[int, int]:
+        """Labelled rows and positives whose prediction time is in ``since``'s minute or
+        later (minutes older than the horizon are let go, see ``prune``)."""
+        rows, positives = self._db.execute(
+            "SELECT coalesce(sum(rows), 0), coalesce(sum(positives), 0) FROM labelled"
+            " WHERE bucket >= ?",
+            (math.floor(since / BUCKET_S),),
+        ).fetchone()
+        return int(rows), int(positives)
 
     def prune(self, newest_prediction: float, newest_label: float) -> None:
         """Let go of what can no longer join, and of the oldest beyond the caps."""
@@ -87,6 +109,10 @@ class LabelJoin:
         self._db.execute("DELETE FROM orphans WHERE event_time < ?",
                          (newest_prediction - self._horizon,))  # fmt: skip
         self.counts.expired += max(0, expired)
+        newest = max(newest_prediction, newest_label)
+        if math.isfinite(newest):
+            self._db.execute("DELETE FROM labelled WHERE bucket < ?",
+                             (math.floor((newest - self._horizon) / BUCKET_S),))  # fmt: skip
         for table in ("awaiting", "orphans"):
             (count,) = self._db.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
             excess = int(count) - self._spec.max_awaiting

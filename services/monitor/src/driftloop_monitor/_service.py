@@ -1,7 +1,8 @@
 """predictions (+ labels) → windows profiled with whylogs → drift and performance events.
 
-Each micro-batch runs in one checkpoint transaction: rows join their windows, closed
-windows are judged and their records written, events enter the outbox, offsets advance.
+Each micro-batch runs in one checkpoint transaction: rows join their windows, labels join
+predictions (and are counted as evidence), closed windows are judged and their records
+written with the change point, events enter the outbox, offsets advance.
 Only after the commit are the outbox's events published (see ``_outbox``), so a crash
 anywhere replays the batch or finds its events waiting, and no event is published twice.
 """
@@ -18,6 +19,7 @@ from driftloop.events import Event, Label, Prediction
 from driftloop.kafka import Batch, EventConsumer, EventProducer, connect_consumer
 from driftloop.metrics import serve_metrics
 from driftloop.models import ModelStore
+from driftloop_monitor._changepoint import ChangePoints, evaluation_start
 from driftloop_monitor._checkpoint import Checkpoint
 from driftloop_monitor._join import LabelJoin
 from driftloop_monitor._judge import Judged, judge_drift, judge_performance
@@ -47,6 +49,9 @@ class MonitorService:
         self.outbox = Outbox(settings, self.checkpoint, self.producer)
         self.windows = Windows(self.policy.window, self.checkpoint)
         self.join = LabelJoin(self.checkpoint, self.policy.performance)
+        self.changes = ChangePoints(
+            self.checkpoint, self.join if self.policy.performance.enabled else None
+        )
         self.label_watermark = self.checkpoint.get("label_watermark", 0.0)
         self.predictions = self._consumer(Prediction)
         self.labels = self._consumer(Label) if self.policy.performance.enabled else None
@@ -131,10 +136,11 @@ class MonitorService:
         self._after_commit(judged)
 
     def _close(self, window: ClosedWindow) -> Judged:
-        streak, _ = self.checkpoint.streak(window.version, "data")
+        before, _ = self.checkpoint.streak(window.version, "data")
         ref = self.references.get(window.version)
-        judged, streak = judge_drift(self.policy, window, ref, streak)
+        judged, streak = judge_drift(self.policy, window, ref, before)
         self.checkpoint.set_streak(window.version, "data", streak)
+        judged = self.changes.follow("data", before, window.start.timestamp(), judged)
         self._record(judged)
         return judged
 
@@ -142,10 +148,12 @@ class MonitorService:
         rows = self.join.due(version)
         if rows is None:
             return []
-        streak, since = self.checkpoint.streak(version, "performance")
+        before, since = self.checkpoint.streak(version, "performance")
         ref = self.references.get(version)
-        judged, streak = judge_performance(self.policy, version, rows, ref, streak)
+        judged, streak = judge_performance(self.policy, version, rows, ref, before)
         self.checkpoint.set_streak(version, "performance", streak, since)
+        start = evaluation_start([r[0] for r in rows])
+        judged = self.changes.follow("performance", before, start, judged)
         self._record(judged)
         return [judged]
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from driftloop.events import UtcDatetime
+from driftloop.events import Evidence, UtcDatetime
 
 if TYPE_CHECKING:
     from whylogs.core import DatasetProfileView
@@ -65,6 +65,12 @@ class WindowRecord(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     quality: dict[str, dict[str, int]] = Field(
         default_factory=dict, description="per column: missing, nan, inf, invalid, unseen"
+    )
+    change_point: UtcDatetime | None = Field(
+        None, description="when the version's running streaks began (event time), if any"
+    )
+    evidence: Evidence | None = Field(
+        None, description="on a record that raised an event: the labelled rows it reported"
     )
 
     @property
