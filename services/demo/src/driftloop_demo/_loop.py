@@ -290,7 +290,8 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
             predict_url=f"{settings.serve_url}/{config.model}/predict",
             predict_timeout_s=10.0,
             progress_every_s=config.progress_every_s,
-            run_id=stamp[-8:],
+            run_id=stamp[-8:],  # transaction ids stay unique across runs...
+            draw_key=f"demo-{config.seed}",  # ...while the traffic repeats with the seed
             time_warp=warp,
         )
         lines: list[str] = [""]

@@ -43,6 +43,9 @@ def run(
     onset: Annotated[float, typer.Option(help="seconds of traffic before the drift")] = 60.0,
     timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 900.0,
     replicas: Annotated[int, typer.Option(help="Serve replicas of the model")] = 1,
+    seed: Annotated[
+        int, typer.Option(help="the simulated world and its traffic: same seed, same run")
+    ] = 7,
     kill: Annotated[
         str,
         typer.Option(
@@ -65,6 +68,7 @@ def run(
         onset_s=onset,
         timeout_s=timeout,
         replicas=replicas,
+        seed=seed,
         faults=faults,
     )
     root = (out or settings.state_dir / "demo").absolute()

@@ -62,6 +62,12 @@ class StreamConfig(BaseModel):
     run_id: str = Field(
         "", pattern=r"^[A-Za-z0-9.\-]{0,32}$", description="id part; default from start time"
     )
+    draw_key: str = Field(
+        "",
+        max_length=64,
+        description="what the traffic's random draws are keyed by (default: the run id): "
+        "the same world seed and key give the same payments in the same order",
+    )
 
 
 @dataclass
@@ -198,7 +204,7 @@ def run_stream(
     origin_ns, origin = time.time_ns(), time.monotonic()
     run_id = config.run_id or np.base_repr(origin_ns // 1_000_000, 36).lower()
     active = scenario.starting_at(origin_ns) if scenario else None
-    timeline = _timeline(world, config, _run_key(run_id), origin_ns, active)
+    timeline = _timeline(world, config, _run_key(config.draw_key or run_id), origin_ns, active)
     stats = StreamStats()
     producer = EventProducer(settings)
     sender = _Sender(producer, config.label_delay_s, stats)
