@@ -44,3 +44,9 @@ def settings(base_settings: Settings) -> Iterator[Settings]:
 def own_topics(base_settings: Settings) -> Iterator[Settings]:
     """Topics for one test alone, for tests that count everything on a topic."""
     yield from _isolated(base_settings)
+
+
+# Worlds built once per session and shared by the tests of several modules; a test that
+# changes one puts it back.
+from tests.integration.history_worlds import *  # noqa: E402, F403
+from tests.integration.serving_worlds import *  # noqa: E402, F403
