@@ -233,9 +233,7 @@ class WorkflowEvent(Event):
     workflow: Id
     model_name: Id
     step: Id | None = None
-    phase: Literal[
-        "waiting", "submitted", "running", "succeeded", "failed", "skipped", "promoted"
-    ]
+    phase: Literal["waiting", "submitted", "running", "succeeded", "failed", "skipped", "promoted"]
     """``waiting``: the trigger holds a severe event until enough labelled traffic after
     the change point exists (the message gives the counts)."""
     trigger_event_id: str | None = None
