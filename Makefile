@@ -84,21 +84,21 @@ format: install ## apply ruff's fixes and formatting
 	.venv/bin/ruff check --fix .
 	.venv/bin/ruff format .
 
-test-unit: install ## unit tests: no network, no services
-	$(PYTEST) -m unit
+test-unit: install ## unit tests: no socket, no process, no services (under a minute)
+	$(PYTEST) tests/unit --durations=10
 
 # Starts the stack unless it already runs, runs every tier, and stops only what it started.
 test: install ## every test tier against the real local stack (started and stopped here)
 	@if $(DL) status >/dev/null 2>&1; then started=0; else started=1; $(DL) up || { $(DL) down; exit 1; }; fi; \
-	$(PYTEST) tests; rc=$$?; \
+	$(PYTEST) tests --durations=25; rc=$$?; \
 	if [ $$started = 1 ]; then $(DL) down; fi; \
 	if [ $$rc = 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 
 test-integration: up ## integration tests against the running stack
-	$(PYTEST) -m integration
+	$(PYTEST) tests/integration --durations=25
 
-test-e2e: up ## the whole loop against the running stack
-	$(PYTEST) -m e2e
+test-e2e: up ## the whole loop (and the notebook) against the running stack
+	$(PYTEST) tests/e2e --durations=10
 
 ci: lint test ## what CI runs: lint, then every test tier
 
