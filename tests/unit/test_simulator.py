@@ -267,6 +267,8 @@ def test_strength_zero_changes_nothing(base: pd.DataFrame):
 def test_shipped_scenario_file_defines_the_documented_scenarios():
     names = set(load_scenarios().scenarios)
     assert {"covariate-shift", "new-category", "concept-drift", "label-shift"} <= names
+    # the learnable ones bench/heal.py runs
+    assert {"crypto-cash-out", "gift-card-fraud", "online-takeover"} <= names
 
 
 def test_unknown_key_in_scenario_file_is_an_error_naming_it(tmp_path: Path):

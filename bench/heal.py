@@ -1,0 +1,122 @@
+"""Does the loop heal? The demo's loop (the code `make demo` runs) for several seeds on each
+learnable scenario, one table row per run:
+
+- v1 before the drift: PR-AUC and recall at its threshold on its own holdout;
+- v1 and v2 after the drift, on the same labelled post-drift rows (v2 not trained on them);
+- onset → v2 serving, by phase;
+- drift events before the onset (false starts) and about v2 in the windows after it serves.
+
+Goals (issue "Retraining that heals"): v2 post-drift PR-AUC ≥ 0.85 x v1 pre-drift PR-AUC
+and recall ≥ 0.8 x v1's in at least 4 of 5 seeds per scenario; 0 events before the onset;
+≤ 1 event in the 20 windows after v2 serves; onset → v2 ≤ 8 min.
+
+Each run takes 10-20 minutes on two cores (the 20 windows after v2 are about 8 of them):
+`--seeds 1 --windows-after 4` is a quick look. Needs the stack (`make up`).
+
+    .venv/bin/python bench/heal.py --scenarios crypto-cash-out,gift-card-fraud --seeds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from driftloop_demo import DemoConfig, DemoResult, phases, run_demo, tear_down
+from driftloop_demo._evidence import PR_AUC_SHARE, RECALL_SHARE
+
+from bench._common import RESULTS, record
+from driftloop.settings import Settings
+
+LEARNABLE = ("crypto-cash-out", "gift-card-fraud", "online-takeover")
+"""Scenarios in which v1 loses recall and a model retrained on the new traffic can regain
+it (services/simulator/scenarios.yaml)."""
+
+
+def row(scenario: str, seed: int, result: DemoResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"scenario": scenario, "seed": seed, "closed": result.v2 is not None}
+    out["v1_pre_pr_auc"] = result.v1_metrics.get("pr_auc")
+    out["v1_pre_recall"] = result.v1_metrics.get("recall_at_threshold")
+    if result.comparison is not None:
+        c = result.comparison
+        out |= {"post_rows": c.rows, "post_positives": c.positives}
+        out |= {"v1_post_pr_auc": c.pr_auc.get("v1"), "v2_post_pr_auc": c.pr_auc.get("v2")}
+        out |= {"v1_post_recall": c.recall.get("v1"), "v2_post_recall": c.recall.get("v2")}
+    if result.healing is not None:
+        h = result.healing
+        out |= {"pr_auc_share": h.pr_auc_share, "recall_share": h.recall_share}
+        out |= {"healed": h.healed, "windows_after_v2": h.windows_after_v2}
+        out["events_after_v2"] = h.events_after_v2
+    onset = result.virtual_onset
+    out["events_before_onset"] = (
+        sum(1 for e in result.events if onset is not None and e.window.end < onset)
+        if onset is not None
+        else None
+    )
+    out["runs"] = len(result.runs)
+    out |= {f"{k.replace(' ', '_')}_s": v for k, v in phases(result).items()}
+    out["failure"] = result.failure
+    return out
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.0f}"
+    return "-" if value is None else str(value)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    columns = [
+        "scenario", "seed", "v1_pre_pr_auc", "v1_pre_recall", "v1_post_pr_auc",
+        "v2_post_pr_auc", "v1_post_recall", "v2_post_recall", "healed",
+        "events_before_onset", "events_after_v2", "windows_after_v2", "onset_→_v2_serving_s",
+    ]  # fmt: skip
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenarios", default=",".join(LEARNABLE))
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 1..N per scenario")
+    parser.add_argument("--windows-after", type=int, default=20, help="monitor windows of v2")
+    args = parser.parse_args()
+    rows = []
+    for scenario in args.scenarios.split(","):
+        for seed in range(1, args.seeds + 1):
+            base = Settings(topic_prefix=f"bench-heal-{uuid.uuid4().hex[:6]}.")
+            root = Path(tempfile.mkdtemp(prefix="bench-heal-")) / "demo"
+            config = DemoConfig(default_ports=False, scenario=scenario, seed=seed)
+            after = args.windows_after * config.window_rows / config.rate
+            config = config.model_copy(update={"after_v2_s": after, "timeout_s": 900 + after})
+            try:
+                result = run_demo(base, config, root, echo=lambda line: None)
+            finally:
+                tear_down(base)
+            rows.append(row(scenario, seed, result))
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
+    print("\n" + table(rows))
+    goals: dict[str, Any] = {}
+    for scenario in args.scenarios.split(","):
+        mine = [r for r in rows if r["scenario"] == scenario]
+        goals[f"{scenario}_healed"] = f"{sum(bool(r.get('healed')) for r in mine)}/{len(mine)}"
+    record(
+        "heal",
+        {
+            **goals,
+            "goal": f"PR-AUC share >= {PR_AUC_SHARE}, recall share >= {RECALL_SHARE}",
+            "rows": json.dumps(rows, default=str),
+        },
+    )
+    print(f"rows in {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
