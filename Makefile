@@ -12,7 +12,7 @@ PYTEST     := .venv/bin/pytest
 
 .PHONY: help install up down status topics schemas lint format test test-unit \
         test-integration test-e2e ci demo clean backfill features-plan features-apply \
-        features-materialize features stream bench render check-render
+        features-materialize features stream bench bench-heal render check-render
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -69,9 +69,13 @@ check-render: install ## fail when a rendered manifest under deploy/k8s is stale
 	$(PY) -m driftloop_workflows.render --check
 
 bench: install ## run every benchmark under bench/ (needs `make up`); results in bench/results/latest.json
-	@for b in $(filter-out bench/table.py,$(wildcard bench/[a-z]*.py)); do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in $(filter-out bench/table.py bench/heal.py,$(wildcard bench/[a-z]*.py)); do echo "== $$b"; $(PY) $$b || exit 1; done
 	@$(PY) bench/table.py
 	@echo "results: bench/results/latest.json"
+
+HEAL_ARGS ?=
+bench-heal: install ## does the loop heal? 5 seeds x 3 scenarios (hours; HEAL_ARGS="--seeds 1" for a look)
+	$(PY) bench/heal.py $(HEAL_ARGS)
 
 lint: install ## ruff, mypy, fresh rendered manifests, kustomize build and promtool on deploy/k8s
 	.venv/bin/ruff check .
