@@ -300,3 +300,23 @@ def test_counts_stay_exact_when_a_batch_is_replayed_after_a_crash(tmp_path):
     join = LabelJoin(Checkpoint(path), SPEC)
     for since in [-1.0, 0.7 * DAY, 2.2 * DAY]:
         assert join.evidence(since) == _brute(joined, since)
+
+
+def test_a_stream_off_its_reference_from_the_start_dates_the_change_where_it_worsened(tmp_path):
+    """A stream a little off its reference from the first window on (a window sees part of
+    a day, the reference whole days) drifts from its first window; the change that comes
+    later is dated where the version's own series worsened, not to the first window."""
+    from driftloop_monitor._changepoint import split_point
+
+    monitor = _Monitor(tmp_path / "c.sqlite", _reference())
+    starts = [T0 + 3600.0 * k for k in range(7)]
+    shifts = [0.4, 0.4, 0.4, 2.0, 2.0, 2.0, 2.0]
+    pairs = enumerate(zip(starts, shifts, strict=True))
+    judged = [monitor.close(_window(t, x, seed=k)) for k, (t, x) in pairs]
+    assert all(j.record.verdict == "drift" for j in judged)
+    assert judged[1].event is not None and judged[1].event.change_point == _utc(starts[0])
+    assert judged[-1].event is not None and judged[-1].event.change_point == _utc(starts[3])
+    # the split needs a clearly worse later level: a flat or improving series has none
+    assert split_point([(0.0, 0.3), (1.0, 0.31), (2.0, 0.29), (3.0, 0.3)], worse=1) is None
+    assert split_point([(0.0, 0.9), (1.0, 0.9), (2.0, 0.2), (3.0, 0.2)], worse=1) is None
+    assert split_point([(0.0, 0.9), (1.0, 0.9), (2.0, 0.2), (3.0, 0.2)], worse=-1) == 2.0

@@ -1,10 +1,19 @@
 """When the change behind a version's drift began, and the labelled evidence after it.
 
-A version's change point is the earliest start among its running streaks: the start of
-the first drifted window of its data streak, and of the first degraded evaluation of its
-performance streak. A streak's start is kept in its ``streaks`` row, written in the
-transaction that saves the streak, and let go when the streak resets; a window that is
-not judged (too small, no reference) leaves both as they are.
+A version's change point is the earliest estimate among its running streaks. For each,
+the estimate is where the version's own series of judged windows changed: the split of the
+series (each window's statistic: the summed effect of the drifted columns for data, PR-AUC
+for performance) that best separates an earlier level from a later one (the CUSUM
+statistic |mean before - mean after| * sqrt(k (n - k) / n)). A streak's own start is not
+enough: a stream that differs a little from the reference from its first window on (a
+window sees part of a day, the reference whole days) starts a streak at once, and the
+change that follows hours later would be dated to the first window. The series starts at
+the last window before the streak (its baseline), or at the version's first window; with
+fewer than three windows in it, or no split where the later level is clearly worse, the
+estimate is the streak's first window. A streak's
+start is kept in its ``streaks`` row, written in the transaction that saves the streak,
+and let go when the streak resets; a window that is not judged (too small, no reference)
+leaves both as they are.
 
 An evaluation's rows are the last ones labelled, in join order, and a chargeback can join
 weeks after its prediction: the evaluation's oldest prediction says little about when the
@@ -31,6 +40,10 @@ from driftloop_monitor._judge import Judged
 
 StreakKind = Literal["data", "performance"]
 LATE_SHARE = 0.05
+MIN_GAP = 0.5
+"""A split counts when the later level is worse than the earlier by half the larger one."""
+WORSE: dict[str, int] = {"data": 1, "performance": -1}
+"""More drifted effect is worse; a lower PR-AUC is."""
 
 
 def streak_began(before: int, after: int, began: float | None, start: float) -> float | None:
@@ -42,6 +55,53 @@ def streak_began(before: int, after: int, began: float | None, start: float) -> 
     if before <= 0 or began is None:
         return start
     return began
+
+
+def split_point(series: Sequence[tuple[float, float]], worse: int) -> float | None:
+    """The start of the first window after the best split of ``series`` ((start, value),
+    oldest first): the k maximising |mean(v[:k]) - mean(v[k:])| * sqrt(k (n - k) / n),
+    where the later level is worse (``worse`` = +1: higher is worse, -1: lower is) by at
+    least ``MIN_GAP`` of the larger level. None for fewer than three windows or no such
+    split."""
+    n = len(series)
+    if n < 3:
+        return None
+    values = [v for _, v in series]
+    total, head, best, found = sum(values), 0.0, 0.0, None
+    for k in range(1, n):
+        head += values[k - 1]
+        before, after = head / k, (total - head) / (n - k)
+        gap = (after - before) * worse
+        if gap < MIN_GAP * max(abs(before), abs(after), 1e-12):
+            continue
+        score = gap * math.sqrt(k * (n - k) / n)
+        if score > best:
+            best, found = score, series[k][0]
+    return found
+
+
+def since_baseline(
+    series: Sequence[tuple[float, float]], began: float | None
+) -> list[tuple[float, float]]:
+    """The part of ``series`` a running streak is estimated on: from the last window
+    before the streak began (its baseline) on, or all of it when the streak has run since
+    the version's first window."""
+    if began is None:
+        return list(series)
+    earlier = [t for t, _ in series if t < began]
+    first = max(earlier) if earlier else float("-inf")
+    return [(t, v) for t, v in series if t >= first]
+
+
+def statistic(kind: StreakKind, judged: Judged) -> float | None:
+    """The number a judged window adds to its version's series, None if it has none."""
+    metrics = judged.record.metrics
+    if kind == "data":
+        if not judged.tests:
+            return None
+        return float(sum(t.effect for t in judged.tests if t.drifted))
+    value = metrics.get("pr_auc", metrics.get("recall_at_threshold"))
+    return None if value is None or judged.record.verdict not in ("ok", "degraded") else value
 
 
 def evaluation_start(times: Sequence[float]) -> float:
@@ -72,7 +132,10 @@ class ChangePoints:
         kept = self._checkpoint.streak_started(record.version, kind)
         began = streak_began(before, record.streak, kept, start)
         self._checkpoint.set_streak_started(record.version, kind, began)
-        t = self._checkpoint.change_point(record.version)
+        value = statistic(kind, judged)
+        if value is not None:
+            self._checkpoint.add_to_series(record.version, kind, start, value)
+        t = self.estimate(record.version)
         if t is None:
             return judged
         change = _utc(t)
@@ -88,3 +151,16 @@ class ChangePoints:
             {**record.model_dump(), "change_point": change, "evidence": evidence}
         )
         return dataclasses.replace(judged, record=record, event=event)
+
+    def estimate(self, version: str) -> float | None:
+        """The version's change point: the earliest estimate among its running streaks
+        (each the split of its series, else the streak's first window), None if none
+        runs."""
+        found = []
+        for kind, began in self._checkpoint.running(version).items():
+            series = since_baseline(self._checkpoint.series(version, kind), began)
+            split = split_point(series, WORSE.get(kind, 1))
+            estimate = split if split is not None else began
+            if estimate is not None:
+                found.append(estimate)
+        return min(found) if found else None

@@ -40,12 +40,18 @@ CREATE TABLE IF NOT EXISTS joined (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, version TEXT NOT NULL, event_time REAL NOT NULL,
     score REAL NOT NULL, decision INTEGER NOT NULL, is_fraud INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS joined_version ON joined (version, seq);
+CREATE TABLE IF NOT EXISTS series (
+    version TEXT NOT NULL, kind TEXT NOT NULL, start REAL NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (version, kind, start));
 CREATE TABLE IF NOT EXISTS labelled (
     bucket INTEGER PRIMARY KEY, rows INTEGER NOT NULL, positives INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, payload BLOB NOT NULL,
     published INTEGER NOT NULL DEFAULT 0, partition INTEGER, offset INTEGER);
 """
+
+SERIES_MAX = 500
+"""Judged windows per version and kind whose statistic the change point is estimated on."""
 
 Joined = tuple[float, float, int, int]
 """event_time, score, decision, is_fraud"""
@@ -130,6 +136,36 @@ class Checkpoint:
             " (version, kind) DO UPDATE SET started = excluded.started",
             (version, kind, started),
         )
+
+    def add_to_series(self, version: str, kind: str, start: float, value: float) -> None:
+        """One judged window's statistic (a replayed window overwrites its own point);
+        the newest ``SERIES_MAX`` per version and kind are kept."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO series (version, kind, start, value) VALUES (?,?,?,?)",
+            (version, kind, start, value),
+        )
+        self.db.execute(
+            "DELETE FROM series WHERE version = ? AND kind = ? AND start < (SELECT min(start)"
+            " FROM (SELECT start FROM series WHERE version = ? AND kind = ?"
+            " ORDER BY start DESC LIMIT ?))",
+            (version, kind, version, kind, SERIES_MAX),
+        )
+
+    def series(self, version: str, kind: str) -> list[tuple[float, float]]:
+        """(window start, statistic) of the version's judged windows of ``kind``, oldest
+        first."""
+        rows = self.db.execute(
+            "SELECT start, value FROM series WHERE version = ? AND kind = ? ORDER BY start",
+            (version, kind),
+        )
+        return [(float(t), float(v)) for t, v in rows]
+
+    def running(self, version: str) -> dict[str, float | None]:
+        """The version's running streaks: kind → when it began (as kept)."""
+        rows = self.db.execute(
+            "SELECT kind, started FROM streaks WHERE version = ? AND streak > 0", (version,)
+        )
+        return {str(k): (None if t is None else float(t)) for k, t in rows}
 
     def change_point(self, version: str) -> float | None:
         """The earliest start among the version's running streaks (data and performance)."""
