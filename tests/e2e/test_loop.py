@@ -48,6 +48,11 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoResult]:
     with demo_loop(CONFIG, tmp_path_factory.mktemp("loop") / "demo", "e2e") as result:
         report = [f"{f.name}: pid {f.pid}, {f.detail}, back in {f.down_s} s" for f in result.faults]
         print("\n" + "\n".join(report + summary_lines(result)))
+        if result.scores is not None and len(result.scores):
+            # every logged prediction with its served features and label, for a post-mortem
+            result.scores.astype({"scored_at": "datetime64[ns, UTC]"}).to_parquet(
+                result.root / "scores.parquet"
+            )
         yield result
 
 
