@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -10,11 +13,14 @@ import httpx
 import yaml
 from driftloop_sync import SyncSettings
 
-from driftloop.gitops import Git
+from driftloop.gitops import Git, read_state
+from driftloop.raycluster import dashboard_request
 from tests.integration import serving_support as support
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVE_YAML = "deploy/apps/fraud/serve.yaml"
+APPLICATIONS = "/api/serve/applications/"
+BIN = Path(sys.executable).parent
 
 
 def git(repo: Path, *args: str) -> str:
@@ -72,3 +78,55 @@ def wait_model(settings: Any, version: str, timeout_s: float = 60) -> float:
         assert time.monotonic() - started < timeout_s, f"{version} not serving after {timeout_s} s"
         time.sleep(0.1)
     return time.monotonic() - started
+
+
+def remove_apps(settings: Any, *names: str) -> None:
+    """Delete Serve applications ``names`` — the ones a test's sync service deployed — and
+    no other.
+
+    Ray's REST API has no per-application delete: a PUT replaces every application deployed
+    through it (declaratively) and leaves those deployed with ``serve.run`` alone. So the
+    other declarative applications are put back with their own live configs (unchanged,
+    nothing restarts) and only ``names`` go. The sync service itself owns every declarative
+    application while it runs (each apply is such a PUT), which is why its tests run under
+    the stack lock."""
+    live = dashboard_request(settings, "GET", APPLICATIONS) or {}
+    keep = [
+        app["deployed_app_config"]
+        for name, app in (live.get("applications") or {}).items()
+        if name not in names
+        and app.get("source") == "declarative"
+        and app.get("deployed_app_config")
+    ]
+    dashboard_request(settings, "PUT", APPLICATIONS, {"applications": keep}, timeout_s=60)
+    deadline = time.monotonic() + 60
+    while set(names) & set(
+        (dashboard_request(settings, "GET", APPLICATIONS) or {}).get("applications") or {}
+    ):
+        assert time.monotonic() < deadline, f"{names} still deployed after 60 s"
+        time.sleep(0.5)
+
+
+def process_env(settings: Any, **extra: str) -> dict[str, str]:
+    """The environment of a ``driftloop`` / ``driftloop-sync`` process on ``settings``'
+    state, repository and model store."""
+    return {
+        **os.environ,
+        "DRIFTLOOP_STATE_DIR": str(settings.state_dir),
+        "DRIFTLOOP_GIT_REPO": str(settings.git_repo),
+        "DRIFTLOOP_DEPLOY_DIR": str(settings.deploy_dir),
+        "DRIFTLOOP_MODEL_STORE_URI": settings.model_store,
+        "DRIFTLOOP_SYNC_METRICS_PORT": "0",
+        **extra,
+    }
+
+
+def wait_synced(
+    settings: Any, sha: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 180
+) -> None:
+    """Until the state file of a running ``driftloop-sync run`` says ``sha`` is synced."""
+    deadline = time.monotonic() + timeout_s
+    while (state := read_state(settings)) is None or state.synced_sha != sha:
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)

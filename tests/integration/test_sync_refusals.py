@@ -16,6 +16,9 @@ from driftloop_sync import SyncService, SyncSettings
 from driftloop.gitops import Git, read_state, set_model
 from driftloop.models import Feature, FeatureSpec, Lineage, ModelStore, RowCounts, TrainingWindow
 
+# about 3x what it needs: git and a model store on disk, well under a second a test
+pytestmark = pytest.mark.timeout(15)
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVE_YAML = "deploy/apps/fraud/serve.yaml"
 CLOSED_PORT = "http://127.0.0.1:9"  # nothing listens there
