@@ -23,6 +23,9 @@ from driftloop.features import CUSTOMER_FEATURES, apply_repo, open_store, point_
 from driftloop.kafka import EventConsumer, EventProducer
 from driftloop.settings import Settings
 
+# about 3x what it needs: the uninterrupted run (~25 s) and a kill and restart (~35 s)
+pytestmark = pytest.mark.timeout(180)
+
 ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2026, 6, 1, tzinfo=UTC)
 CUSTOMERS = 40
@@ -150,21 +153,60 @@ def _labelled(settings: Settings) -> pd.DataFrame:
     return frame.sort_values("transaction_id").reset_index(drop=True)
 
 
+def _scrape(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            return str(answer.read().decode())
+    except OSError:  # not listening yet, or no longer
+        return ""
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(published, base_settings, tmp_path_factory):
+    """One run over the whole stream until idle — the service in this process, so its
+    metrics can be read while it runs (the restart test runs ``driftloop-stream`` as a
+    process): (settings, events, the last /metrics body read)."""
+    import threading
+
+    from driftloop_stream import StreamService, StreamSettings
+
     settings, events = published
     repo, env = _repo(base_settings, tmp_path_factory.mktemp("run-a"), settings.topic_prefix)
-    env["DRIFTLOOP_STREAM_GROUP"] = "stream-a"
-    proc = _start(env)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err.decode()[-3000:]
-    return repo, events
+    port = int(env["DRIFTLOOP_STREAM_METRICS_PORT"])
+    service = StreamService(
+        StreamSettings(
+            **repo.model_dump(), stream_group="stream-a", stream_metrics_port=port,
+            stream_lateness_s=300, stream_batch_max=200, stream_linger_s=0.2,
+        )
+    )  # fmt: skip
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            service.run(threading.Event(), exit_when_idle_s=4)
+        except BaseException as exc:  # reported by the fixture below
+            failed.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    body = ""
+    try:
+        deadline = time.monotonic() + 300
+        while runner.is_alive() and time.monotonic() < deadline:
+            body = _scrape(port) or body
+            time.sleep(0.2)
+        body = _scrape(port) or body
+    finally:
+        runner.join(timeout=60)
+        service.close()
+    assert not runner.is_alive() and not failed, failed
+    return repo, events, body
 
 
 def test_restart_after_sigkill_gives_the_same_features(published, uninterrupted, base_settings,
                                                        tmp_path):  # fmt: skip
     settings, events = published
-    repo_a, _ = uninterrupted
+    repo_a, _, _ = uninterrupted
     repo_b, env = _repo(base_settings, tmp_path / "run-b", settings.topic_prefix)
     env["DRIFTLOOP_STREAM_GROUP"] = "stream-b"
     checkpoint = repo_b.state_dir / "stream" / "checkpoint.sqlite"
@@ -198,7 +240,7 @@ def test_restart_after_sigkill_gives_the_same_features(published, uninterrupted,
 
 
 def test_labels_join_their_transactions_into_the_history_training_reads(uninterrupted):
-    repo, events = uninterrupted
+    repo, events, _ = uninterrupted
     labelled = _labelled(repo)
     expected = {label.transaction_id: label for label in _labels(events)}
     assert labelled["transaction_id"].is_unique
@@ -215,7 +257,7 @@ def test_labels_join_their_transactions_into_the_history_training_reads(uninterr
 
 
 def test_online_features_equal_offline_point_in_time(uninterrupted):
-    repo, events = uninterrupted
+    repo, events, _ = uninterrupted
     customers = sorted({e.customer_id for e in events})[:15]
     online = _online(repo, customers)
     store = open_store(repo)
@@ -251,42 +293,8 @@ def test_bad_and_too_late_records_go_to_the_dlq(published, uninterrupted):
     assert reasons == ["invalid record", "invalid record", "late event"]
 
 
-def test_metrics_expose_rate_push_latency_and_lag(published, base_settings, tmp_path):
-    import threading
-
-    from driftloop_stream import StreamService, StreamSettings
-
-    settings, _ = published
-    repo, env = _repo(base_settings, tmp_path / "run-m", settings.topic_prefix)
-    port = int(env["DRIFTLOOP_STREAM_METRICS_PORT"])
-    stream_settings = StreamSettings(
-        **repo.model_dump(),
-        stream_group="stream-m",
-        stream_metrics_port=port,
-        stream_batch_max=200,
-        stream_linger_s=0.2,
-    )
-    service = StreamService(stream_settings)
-    stop = threading.Event()
-    runner = threading.Thread(target=service.run, args=(stop,))
-    runner.start()
-    try:
-        deadline = time.monotonic() + 120
-        body = ""
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                    body = r.read().decode()
-            except OSError:  # not listening yet
-                time.sleep(0.5)
-                continue
-            if f"driftloop_stream_events_total {float(N)}" in body:
-                break
-            time.sleep(0.5)
-    finally:
-        stop.set()
-        runner.join(timeout=60)
-        service.close()
+def test_metrics_expose_rate_push_latency_and_lag(uninterrupted):
+    _, _, body = uninterrupted
     assert f"driftloop_stream_events_total {float(N)}" in body
     assert 'driftloop_stream_push_seconds_count{store="online"}' in body
     assert 'driftloop_stream_push_seconds_count{store="offline"}' in body
