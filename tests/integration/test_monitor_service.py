@@ -37,6 +37,9 @@ from driftloop.profiles import reference_profiles
 from tests.integration import monitor_support as ms
 from tests.integration.conftest import _isolated
 
+# about 3x what it needs: the module's runs (~15 s) and a kill and restart (~18 s)
+pytestmark = pytest.mark.timeout(100)
+
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 N = 6000  # one prediction per second: ten 600 s windows, drift from the sixth on
 SPEC = FeatureSpec(

@@ -8,7 +8,6 @@ feature read per batch, whatever its size, and the same scores as one at a time.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
@@ -16,12 +15,10 @@ import pytest
 from driftloop_serving import ActiveModel, ModelSlot, score_batch
 
 from driftloop.events import Transaction
-from driftloop.features import OnlineFeatureReader, OnlineFeatures, open_store
-from driftloop.features._history import SCHEMAS, empty_sources
-from driftloop.features._offline import list_batches, write_batch
-from driftloop.features._store import feast_environment, repo_dir
+from driftloop.features import OnlineFeatureReader, OnlineFeatures
 from driftloop.settings import Settings
 from tests.integration import serving_support as support
+from tests.integration.monitor_support import apply_in_process
 
 
 class CountingReader(OnlineFeatureReader):
@@ -36,40 +33,14 @@ class CountingReader(OnlineFeatureReader):
         return super().read(rows)
 
 
-def _apply_in_process(settings: Settings) -> str:
-    """``apply_repo`` with Feast's apply run in this process, not by the ``feast`` CLI (a
-    module fixture runs before the unit tier's guard, but the tier starts no process): the
-    same empty batch sources, the repository's definitions read by path with the same
-    environment, applied to the same registry."""
-    from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView
-    from feast.data_source import DataSource
-    from feast.feast_object import FeastObject
-
-    for name, frame in empty_sources().items():
-        directory = f"{settings.feature_data}/{name}"
-        if not list_batches(directory):
-            write_batch(frame, directory, "empty", SCHEMAS[name])
-    spec = importlib.util.spec_from_file_location(
-        "_unit_feast_definitions", repo_dir(settings) / "definitions.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    with pytest.MonkeyPatch.context() as patch:
-        for variable, value in feast_environment(settings).items():
-            patch.setenv(variable, value)
-        spec.loader.exec_module(module)
-    kinds = (Entity, DataSource, FeatureView, OnDemandFeatureView, FeatureService)
-    objects: list[FeastObject] = [v for v in vars(module).values() if isinstance(v, kinds)]
-    open_store(settings).apply(objects)
-    return f"applied {len(objects)} objects"
-
-
 @pytest.fixture(scope="module")
 def active(tmp_path_factory: pytest.TempPathFactory) -> ActiveModel:
     root: Path = tmp_path_factory.mktemp("scoring")
     base = Settings(kafka_bootstrap_servers="127.0.0.1:1")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(support, "apply_repo", _apply_in_process)
+        # Feast's apply in this process: the unit tier starts no process (and a module
+        # fixture runs before its guard is in place)
+        patch.setattr(support, "apply_repo", apply_in_process)
         repo = support.feature_repo(base, root, "unit.")
     version = support.put_model(repo, support.fraud_features(repo), seed=5, threshold=0.5)
     slot = ModelSlot(repo)
