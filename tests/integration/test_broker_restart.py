@@ -14,6 +14,9 @@ from driftloop.events import Transaction
 from driftloop.kafka import EventConsumer, EventProducer, Received
 from driftloop.stack import LocalStack
 
+# about 3x what it needs: ten seconds of traffic around a broker restart (~16 s)
+pytestmark = pytest.mark.timeout(60)
+
 N = 600
 RATE = 60  # events per second: ten seconds of traffic
 

@@ -9,8 +9,13 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
+
 from driftloop.events import Transaction
 from driftloop.kafka import EventProducer
+
+# about 3x what it needs: two consumer processes over 300 events (~16 s)
+pytestmark = pytest.mark.timeout(60)
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 300

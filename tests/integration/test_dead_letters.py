@@ -7,9 +7,13 @@ import time
 import uuid
 from collections.abc import Sequence
 
+import pytest
+
 from driftloop.events import DeadLetter, Transaction
 from driftloop.kafka import EventConsumer, EventProducer, Received
 from tests.samples import sample_events
+
+pytestmark = pytest.mark.timeout(20)  # about 3x what it needs: a consumer over a few records (~4 s)
 
 
 def test_malformed_records_land_in_the_dlq_and_the_consumer_keeps_going(settings):

@@ -7,9 +7,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
 from driftloop.events import CONTRACTS, Event
 from driftloop.kafka import EventConsumer, EventProducer, Received
 from tests.samples import sample_events
+
+pytestmark = pytest.mark.timeout(20)  # about 3x what it needs: every contract through Kafka (~2 s)
 
 
 def _drain(

@@ -24,6 +24,9 @@ from driftloop.events import Label, Transaction
 from driftloop.kafka import EventConsumer, Received
 from driftloop.settings import Settings
 
+# about 3x what it needs: the longest waits out an unreachable endpoint (~20 s)
+pytestmark = pytest.mark.timeout(60)
+
 
 def _consume(
     settings: Settings, contract: type[Any], want: int, timeout_s: float = 60
@@ -151,9 +154,13 @@ def test_an_unreachable_scoring_endpoint_is_counted_not_fatal(own_topics):
         label_delay_s=0,
         predict_url="http://127.0.0.1:9/fraud/predict",
         predict_timeout_s=0.5,
+        # each call backs off 1.2 s over its two retries: 16 in flight, not 4, so the run
+        # takes about 5 s rather than 20
+        predict_concurrency=16,
     )
     stats = run_stream(own_topics, config, echo=lambda _: None)
     assert (stats.sent, stats.predict_failed, stats.predict_ok) == (60, 60, 0)
+    assert stats.predict_retried == 60 * config.predict_retries  # retried, then counted
     assert len(_consume(own_topics, Transaction, 60)) == 60
 
 

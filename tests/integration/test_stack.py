@@ -24,6 +24,9 @@ from driftloop.raycluster import auth_token
 from driftloop.settings import Settings
 from driftloop.stack import LocalStack
 
+# about 3x what it needs: a few `driftloop` CLI runs (~3 s) a test
+pytestmark = pytest.mark.timeout(30)
+
 ROOT = Path(__file__).resolve().parents[2]
 DL = [sys.executable, "-m", "driftloop"]
 
