@@ -35,11 +35,14 @@ def _guarded_socket(self: socket.socket, *args: Any, **kwargs: Any) -> None:
     _socket_init(self, *args, **kwargs)
 
 
-@pytest.fixture(autouse=True)
-def _no_sockets_or_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # socket.socket covers every client and server built on it (http, Kafka); socketpair
-    # stays allowed: an asyncio event loop wakes itself through one, in-process.
-    monkeypatch.setattr(socket.socket, "__init__", _guarded_socket)
-    monkeypatch.setattr(socket, "create_connection", _refuse("socket.create_connection"))
-    monkeypatch.setattr(subprocess.Popen, "__init__", _refuse("subprocess.Popen"))
-    yield
+@pytest.fixture(autouse=True, scope="package")
+def _no_sockets_or_processes() -> Iterator[None]:
+    """For the whole unit package, module-scoped fixtures included (a package fixture is
+    set up before them); undone when the package ends, before any other tier runs."""
+    with pytest.MonkeyPatch.context() as patch:
+        # socket.socket covers every client and server built on it (http, Kafka);
+        # socketpair stays allowed: an asyncio event loop wakes itself through one.
+        patch.setattr(socket.socket, "__init__", _guarded_socket)
+        patch.setattr(socket, "create_connection", _refuse("socket.create_connection"))
+        patch.setattr(subprocess.Popen, "__init__", _refuse("subprocess.Popen"))
+        yield
