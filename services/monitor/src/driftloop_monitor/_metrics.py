@@ -24,6 +24,8 @@ class MonitorMetrics:
     rows_per_second: Gauge
     open_rows: Gauge
     awaiting_labels: Gauge
+    skew_share: Gauge
+    skew_mean_diff: Gauge
 
     @classmethod
     def create(cls) -> MonitorMetrics:
@@ -60,4 +62,12 @@ class MonitorMetrics:
                             registry=r),
             awaiting_labels=Gauge("driftloop_monitor_awaiting_labels",
                                   "Predictions waiting for their label", registry=r),
+            skew_share=Gauge("driftloop_monitor_skew_share",
+                             "Share of sampled rows whose served feature differs from the "
+                             "offline point-in-time value (last checked window)",
+                             ["model", "version", "column"], registry=r),
+            skew_mean_diff=Gauge("driftloop_monitor_skew_mean_diff",
+                                 "Mean served minus mean offline value of a feature "
+                                 "(last checked window)", ["model", "version", "column"],
+                                 registry=r),
         )  # fmt: skip

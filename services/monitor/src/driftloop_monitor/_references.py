@@ -27,6 +27,7 @@ class Reference:
     metrics: dict[str, float]
     uri: str
     metadata_uri: str
+    feature_service: str | None = None
 
 
 class References:
@@ -66,4 +67,10 @@ class References:
             metrics=dict(stored.metadata.metrics),
             uri=stored.reference_uri(REFERENCE_FEATURES),
             metadata_uri=stored.metadata_uri,
+            feature_service=stored.metadata.feature_service,
         )
+
+    def feature_service(self, version: str) -> str | None:
+        """The Feast feature service ``version`` was trained on (None: unknown yet)."""
+        ref = self.get(version)
+        return ref.feature_service if ref is not None else None

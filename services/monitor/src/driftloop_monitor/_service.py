@@ -14,8 +14,8 @@ import threading
 import time
 from typing import TypeVar
 
-from driftloop.drift import AuditStore, load_policy
-from driftloop.events import Event, Label, Prediction
+from driftloop.drift import AuditStore, WindowRecord, load_policy
+from driftloop.events import Event, Label, Prediction, Transaction
 from driftloop.kafka import Batch, EventConsumer, EventProducer, connect_consumer
 from driftloop.metrics import serve_metrics
 from driftloop.models import ModelStore
@@ -27,6 +27,7 @@ from driftloop_monitor._metrics import MonitorMetrics
 from driftloop_monitor._outbox import Outbox
 from driftloop_monitor._references import References
 from driftloop_monitor._settings import MonitorSettings
+from driftloop_monitor._skew import SkewCheck
 from driftloop_monitor._windows import ClosedWindow, Windows
 
 E = TypeVar("E", bound=Event)
@@ -55,6 +56,14 @@ class MonitorService:
         self.label_watermark = self.checkpoint.get("label_watermark", 0.0)
         self.predictions = self._consumer(Prediction)
         self.labels = self._consumer(Label) if self.policy.performance.enabled else None
+        self.skew: SkewCheck | None = None
+        self.transactions: EventConsumer[Transaction] | None = None
+        if self.policy.skew.enabled:
+            self.skew = SkewCheck(
+                self.policy.skew, self.policy.window.rows, self.checkpoint, self.audit,
+                settings, self.references.feature_service,
+            )  # fmt: skip
+            self.transactions = self._consumer(Transaction)
         self._restore()
 
     def _consumer(self, contract: type[E]) -> EventConsumer[E]:
@@ -81,6 +90,8 @@ class MonitorService:
         self.predictions.assign_from(self.checkpoint.offsets(self.predictions.topic))
         if self.labels is not None:
             self.labels.assign_from(self.checkpoint.offsets(self.labels.topic))
+        if self.transactions is not None:
+            self.transactions.assign_from(self.checkpoint.offsets(self.transactions.topic))
         self.outbox.recover()
         self.outbox.flush()
         self.metrics.open_rows.set(self.windows.rows)
@@ -105,6 +116,8 @@ class MonitorService:
                 )
                 if window is not None:
                     closed.append(window)
+                if self.skew is not None:
+                    self.skew.prediction(p.transaction_id, p.model_version, t, p.features)
                 if self.labels is not None:
                     joined = self.join.prediction(p.transaction_id, p.model_version, t, p.score,
                                                   p.decision)  # fmt: skip
@@ -117,6 +130,15 @@ class MonitorService:
         self.metrics.skipped.labels("other_model").inc(other)
         self.metrics.predictions.inc(len(batch) - other)
         self._after_commit(judged)
+
+    def handle_transactions(self, batch: Batch[Transaction]) -> None:
+        """Keep the sampled transactions the skew check will ask Feast about."""
+        assert self.skew is not None and self.transactions is not None
+        with self.checkpoint.transaction():
+            for received in batch:
+                self.skew.transaction(received.event)
+            self.skew.prune()
+            self.checkpoint.save_offsets(self.transactions.topic, batch.next_offsets)
 
     def handle_labels(self, batch: Batch[Label]) -> None:
         assert self.labels is not None
@@ -142,6 +164,8 @@ class MonitorService:
         self.checkpoint.set_streak(window.version, "data", streak)
         judged = self.changes.follow("data", before, window.start.timestamp(), judged)
         self._record(judged)
+        if self.skew is not None:
+            self.skew.closed(judged.record)
         return judged
 
     def _evaluate(self, version: str) -> list[Judged]:
@@ -205,6 +229,12 @@ class MonitorService:
                 counted += got
                 if self.labels is not None:
                     got += self.labels.poll_batch(self.handle_labels, timeout_s=0.05).received
+                if self.transactions is not None:
+                    got += self.transactions.poll_batch(
+                        self.handle_transactions, timeout_s=0.05
+                    ).received
+                if self.skew is not None:
+                    self._skewed(self.skew.run_due())
                 now = time.monotonic()
                 if got:
                     idle_since = now
@@ -215,6 +245,16 @@ class MonitorService:
                     counted, last_rate, next_lag = 0, now, now + 5
         finally:
             server.shutdown()
+
+    def _skewed(self, records: list[WindowRecord]) -> None:
+        for record in records:
+            if record.skew is None:
+                continue
+            for column in record.skew.columns:
+                labels = (self.model, record.version, column.column)
+                self.metrics.skew_share.labels(*labels).set(column.differing)
+                if column.mean_diff is not None:
+                    self.metrics.skew_mean_diff.labels(*labels).set(column.mean_diff)
 
     def _gauges(self, rate: float) -> None:
         m = self.metrics
@@ -228,5 +268,7 @@ class MonitorService:
         self.predictions.close()
         if self.labels is not None:
             self.labels.close()
+        if self.transactions is not None:
+            self.transactions.close()
         self.producer.close()
         self.checkpoint.db.close()

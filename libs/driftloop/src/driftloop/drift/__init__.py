@@ -22,10 +22,12 @@ from driftloop.drift._policy import (
     DriftSpec,
     MonitorPolicy,
     PerformanceSpec,
+    SkewSpec,
     WindowSpec,
     load_policy,
 )
 from driftloop.drift._report import write_report
+from driftloop.drift._skew import SkewColumn, SkewRecord, compare_column, compare_skew
 
 __all__ = [
     "Algorithm",
@@ -37,6 +39,9 @@ __all__ = [
     "MetricTest",
     "MonitorPolicy",
     "PerformanceSpec",
+    "SkewColumn",
+    "SkewRecord",
+    "SkewSpec",
     "WindowRecord",
     "WindowSpec",
     "adjust",
@@ -44,7 +49,9 @@ __all__ = [
     "chi_square",
     "column_summary",
     "compare",
+    "compare_column",
     "compare_metrics",
+    "compare_skew",
     "load_policy",
     "write_report",
 ]

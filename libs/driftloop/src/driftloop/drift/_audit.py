@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from driftloop.drift._skew import SkewRecord
 from driftloop.events import Evidence, UtcDatetime
 
 if TYPE_CHECKING:
@@ -71,6 +72,9 @@ class WindowRecord(BaseModel):
     )
     evidence: Evidence | None = Field(
         None, description="on a record that raised an event: the labelled rows it reported"
+    )
+    skew: SkewRecord | None = Field(
+        None, description="training-serving skew of a sample of the window (policy: skew)"
     )
 
     @property

@@ -129,6 +129,39 @@ class PerformanceSpec(BaseModel):
         return self.step or self.labels
 
 
+class SkewSpec(BaseModel):
+    """Training-serving skew: per window, a sample of the predictions' served features
+    against the offline point-in-time features of the same transactions (see
+    ``driftloop.drift._skew``).
+
+    Rows are sampled by a hash of the transaction id (``sample`` / the window's ``rows``
+    of them, the same rows on a replay); their transactions are read from the
+    ``transactions`` topic. A closed window's sample is compared ``settle_s`` wall seconds
+    later, once the stream service has written the transactions before it to the offline
+    store; the window's record is then rewritten with the figures."""
+
+    model_config = _STRICT
+
+    enabled: bool = False
+    sample: int = Field(150, ge=1, le=5000, description="rows compared per window (about)")
+    tolerance: float = Field(
+        1e-6, ge=0, description="relative (to max(1, |offline|)) difference that counts"
+    )
+    max_share: float = Field(
+        0.05, ge=0, le=1, description="a feature whose rows differ more often is skewed"
+    )
+    settle_s: float = Field(
+        20.0, ge=0, description="wall seconds between a window's close and its comparison"
+    )
+    exclude: list[str] = Field(default_factory=list)
+    join: Literal["as-of", "feast"] = Field(
+        "as-of",
+        description="as-of: the sampled entities' rows read from the batch sources and joined "
+        "as Feast joins them (0.2 s a window); feast: Feast's own point-in-time join, "
+        "training's very path (12 s a query on the demo's file store, whatever the rows)",
+    )
+
+
 class MonitorPolicy(BaseModel):
     model_config = _STRICT
 
@@ -136,6 +169,7 @@ class MonitorPolicy(BaseModel):
     window: WindowSpec = Field(default_factory=WindowSpec)
     drift: DriftSpec = Field(default_factory=DriftSpec)
     performance: PerformanceSpec = Field(default_factory=PerformanceSpec)
+    skew: SkewSpec = Field(default_factory=SkewSpec)
 
 
 def load_policy(path: str | Path) -> MonitorPolicy:

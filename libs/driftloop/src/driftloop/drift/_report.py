@@ -92,6 +92,8 @@ def _evidence(record: WindowRecord, store: AuditStore) -> str:
               c.min_effect, c.category, _summary(c.window), _summary(c.reference)]
              for c in shown],
         ))  # fmt: skip
+    if record.skew is not None:
+        parts.append(_skew(record))
     if record.metrics:
         parts.append(_table(["metric", "value"], sorted(record.metrics.items())))
     bad = {col: q for col, q in record.quality.items() if any(q.values())}
@@ -101,6 +103,44 @@ def _evidence(record: WindowRecord, store: AuditStore) -> str:
         parts.append(_table(["column", *kinds], [[c, *(q.get(k, 0) for k in kinds)]
                                                   for c, q in sorted(bad.items())]))  # fmt: skip
     return "\n".join(parts)
+
+
+def _skew(record: WindowRecord) -> str:
+    """A window's skew figures: served features against offline point-in-time ones."""
+    skew = record.skew
+    if skew is None:
+        return ""
+    head = (
+        f"<p>training-serving skew of {record.version}, window ending "
+        f"{record.end:%Y-%m-%d %H:%M:%S}: {skew.compared} of {skew.sampled} sampled rows "
+        f"compared, tolerance {skew.tolerance:g}, skewed above {skew.max_share:.0%} of rows "
+        f"differing: {html.escape(', '.join(skew.skewed) or 'none')}"
+        + (f" ({html.escape(skew.error)})" if skew.error else "")
+        + "</p>"
+    )
+    shown = sorted(skew.columns, key=lambda c: (not c.skewed, -c.differing, c.column))
+    return head + _table(
+        ["feature", "rows", "served mean", "offline mean", "served - offline",
+         "share differing", "served missing", "offline missing", "skewed"],
+        [[c.column, c.rows, c.served_mean, c.offline_mean, c.mean_diff, c.differing,
+          c.served_missing, c.offline_missing, "SKEW" if c.skewed else ""]
+         for c in shown],
+    )  # fmt: skip
+
+
+def skew_section(records: Sequence[WindowRecord]) -> str:
+    """Every window's skew check in a line, then the figures of the windows with a skewed
+    feature (or, when none is, of the latest window checked)."""
+    checked = [r for r in records if r.skew is not None]
+    if not checked:
+        return "<p>no skew checks (monitor.yaml: skew.enabled)</p>"
+    lines = _table(
+        ["window end", "version", "compared", "skewed features"],
+        [[f"{r.end:%Y-%m-%d %H:%M:%S}", r.version, r.skew.compared if r.skew else 0,
+          ", ".join(r.skew.skewed) if r.skew else ""] for r in checked],
+    )  # fmt: skip
+    detail = [r for r in checked if r.skew is not None and r.skew.skewed] or checked[-1:]
+    return lines + "\n".join(_skew(r) for r in detail)
 
 
 def _summary(summary: dict[str, float | str | None]) -> str:
@@ -118,9 +158,11 @@ def write_report(store: AuditStore, model: str, out_dir: Path) -> tuple[Path, Pa
     image = base64.b64encode(png.read_bytes()).decode()
     events = [r for r in records if r.event_id]
     overview = _table(
-        ["window end", "kind", "version", "rows", "verdict", "drifted columns", "event"],
+        ["window end", "kind", "version", "rows", "verdict", "drifted columns",
+         "skewed features", "event"],
         [[f"{r.end:%Y-%m-%d %H:%M:%S}", r.kind, r.version, r.row_count, r.verdict,
-          ", ".join(c.column for c in r.columns if c.category == "DRIFT"), r.event_id]
+          ", ".join(c.column for c in r.columns if c.category == "DRIFT"),
+          ", ".join(r.skew.skewed) if r.skew else "", r.event_id]
          for r in records],
     )  # fmt: skip
     body = "\n".join(_evidence(r, store) for r in events) or "<p>no events</p>"
@@ -132,7 +174,9 @@ def write_report(store: AuditStore, model: str, out_dir: Path) -> tuple[Path, Pa
         f"</head><body><h1>drift report: {html.escape(model)}</h1>"
         f"<p>{len(records)} windows, {len(events)} events</p>"
         f"<img alt='drift per column over time' src='data:image/png;base64,{image}'>"
-        f"<h2>events and their evidence</h2>{body}<h2>all windows</h2>{overview}"
+        f"<h2>events and their evidence</h2>{body}"
+        f"<h2>training-serving skew</h2>{skew_section(records)}"
+        f"<h2>all windows</h2>{overview}"
         "</body></html>"
     )
     return png, page
