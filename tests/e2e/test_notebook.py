@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,8 @@ from driftloop.kafka import connect_admin
 from driftloop.models import ModelStore
 from driftloop.settings import Settings
 
-pytestmark = pytest.mark.timeout(900)
+# The notebook builds its world and trains two models: about 160 s.
+pytestmark = pytest.mark.timeout(480)
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "docs" / "notebooks" / "train-a-candidate.ipynb"
@@ -67,11 +67,10 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         "DRIFTLOOP_NOTEBOOK_WORKSPACE": str(base / "workspace"),
         "DRIFTLOOP_NOTEBOOK_SUMMARY": str(summary),
     }
-    started = time.monotonic()
     try:
         client.execute(env=env)
     finally:
-        print(f"\nnotebook ran {time.monotonic() - started:.0f} s; cells and outputs: {base}")
+        print(f"\nthe executed notebook (cells and outputs): {base}")
         nbformat.write(notebook, base / "executed.ipynb")  # type: ignore[no-untyped-call]
     result: dict[str, Any] = json.loads(summary.read_text())
     yield result

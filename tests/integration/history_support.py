@@ -1,4 +1,5 @@
-"""Eight simulated days of labelled history and their Feast features, for tests that train."""
+"""Eight simulated days of labelled history and their Feast features, for tests that train
+(the session's shared one is :func:`tests.integration.history_worlds.history`)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,13 @@ from typing import Any
 import pandas as pd
 
 from driftloop.features import SCHEMAS, apply_repo, customer_aggregates, merchant_stats, write_batch
+from driftloop.models import TrainingWindow
 from driftloop.settings import Settings
 
+ROOT = Path(__file__).resolve().parents[2]
 END = datetime(2026, 6, 1, tzinfo=UTC)
+# Labels arrive about three days late: of 8 days, about 5 are labelled by the window end.
+WINDOW = TrainingWindow(start=datetime(2026, 5, 24, tzinfo=UTC), end=END)
 
 
 def simulated_history(base: Settings, tmp: Path, **update: Any) -> Settings:

@@ -18,6 +18,8 @@ from driftloop.features import (
 )
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+# A test takes at most about 30 s (the local-ray store, with its repo applied).
+pytestmark = pytest.mark.timeout(90)
 
 
 def _agg(customer: str, at: datetime, count7: int, mean7: float) -> dict[str, object]:
@@ -30,8 +32,10 @@ def _agg(customer: str, at: datetime, count7: int, mean7: float) -> dict[str, ob
     }  # fmt: skip
 
 
-@pytest.fixture(params=["local", "local-ray"])
-def repo(request, tmp_path, base_settings):
+@pytest.fixture(scope="module", params=["local", "local-ray"])
+def repo(request, tmp_path_factory, base_settings):
+    """A tiny feature repo per offline store, built once: the tests only read it."""
+    tmp_path = tmp_path_factory.mktemp(f"point-in-time-{request.param}")
     settings = base_settings.model_copy(
         update={
             "state_dir": tmp_path / "state",

@@ -17,9 +17,11 @@ from driftloop.gitops import Git
 from driftloop.models import ModelStore
 from driftloop.raycluster import dashboard_request
 from driftloop.runs import LocalExecutor, RunStore, run_id_for_event
-from tests.integration.history_support import END, simulated_history
+from tests.integration.history_support import END, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
+# The run (about 95 s): five steps, each a Ray Job, a driver killed and resumed; plus
+# the shared history (about 15 s) when this module is the first to need it.
+pytestmark = pytest.mark.timeout(330)
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -27,8 +29,9 @@ def _git(repo: Path, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def gitops(tmp_path_factory, base_settings):
-    """A deploy repository of its own (main holds deploy/), simulated history and features."""
+def gitops(tmp_path_factory, history):
+    """The shared simulated history and features, with a deploy repository of its own
+    (main holds deploy/), and runs and models under its own directory."""
     tmp = tmp_path_factory.mktemp("retrain")
     repo = tmp / "deploy-repo"
     (repo / "deploy" / "apps").mkdir(parents=True)
@@ -41,9 +44,12 @@ def gitops(tmp_path_factory, base_settings):
     _git(repo, "init", "--quiet", "--initial-branch", "main")
     _git(repo, "add", ".")
     _git(repo, "commit", "--quiet", "-m", "deploy: fraud")
-    return simulated_history(
-        base_settings, tmp, deploy_dir=repo / "deploy", git_repo=str(repo),
-        feature_repo=ROOT / "features",
+    return history.model_copy(
+        update={
+            "deploy_dir": repo / "deploy", "git_repo": str(repo),
+            "feature_repo": ROOT / "features", "model_store_uri": str(tmp / "models"),
+            "runs_uri": str(tmp / "runs"),
+        }
     )  # fmt: skip
 
 

@@ -29,6 +29,9 @@ from driftloop.runs import (
 )
 from driftloop.settings import Settings
 
+# Each test runs two cheap runs (a driver and two steps, each a Ray Job): 18-31 s.
+pytestmark = pytest.mark.timeout(90)
+
 
 def _runner_step(name: str) -> dict[str, object]:
     return {
@@ -133,7 +136,26 @@ def _succeeded(record: RunRecord) -> None:
     assert record.steps["second"].result == f"{record.run_id}-2"
 
 
-def test_a_resubmission_starts_a_run_whose_driver_never_started(cheap):
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_resubmission_starts_a_run_whose_driver_never_ran(cheap):
+    """Two runs whose driver never ran, started again together: one submitted while Ray
+    was away (its driver named and saved, never submitted) and one recorded by a process
+    that died before it named a driver."""
+    away = cheap.model_copy(update={"ray_dashboard_url": f"http://127.0.0.1:{_closed_port()}"})
+    late = f"retrain-cheap-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(OSError):  # connection refused: the caller (the trigger) retries
+        LocalExecutor(away).submit({"model": "cheap"}, late)
+    store = RunStore(cheap.runs)
+    [driver] = store.get(late).drivers  # named and saved, never submitted
+    assert store.get(late).status == "pending"
+    with pytest.raises(OSError):  # still away: nothing changes
+        LocalExecutor(away).recover()
+
     executor = LocalExecutor(cheap)
     run_id = f"retrain-cheap-{uuid.uuid4().hex[:8]}"
     _recorded_only(executor, run_id)
@@ -143,44 +165,15 @@ def test_a_resubmission_starts_a_run_whose_driver_never_started(cheap):
     assert not again.created  # the run existed; its driver is started now
     assert len(executor.store.get(run_id).drivers) == 1
     assert not executor.submit({"model": "cheap"}, run_id).created  # running: nothing new
+    assert not executor.submit({"model": "cheap"}, late).created  # Ray is back
     record = _finished(executor.store, run_id)
     _succeeded(record)
     assert len(record.drivers) == 1
     assert _job_ended(executor, record.drivers[0]) == "SUCCEEDED"
+    late_record = _finished(store, late)
+    _succeeded(late_record)
+    assert late_record.drivers == [driver]  # the same driver: it never ran, so it does not count
     assert executor.recover() == []  # finished runs are left alone
-
-
-def test_recover_starts_a_pending_run_that_has_no_driver(cheap):
-    executor = LocalExecutor(cheap)
-    run_id = f"retrain-cheap-{uuid.uuid4().hex[:8]}"
-    _recorded_only(executor, run_id)
-    assert executor.recover() == [run_id]
-    assert executor.recover() == []  # its driver runs (or has finished)
-    _succeeded(_finished(executor.store, run_id))
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_a_run_submitted_while_ray_was_away_is_started_once_it_is_back(cheap):
-    away = cheap.model_copy(update={"ray_dashboard_url": f"http://127.0.0.1:{_closed_port()}"})
-    run_id = f"retrain-cheap-{uuid.uuid4().hex[:8]}"
-    with pytest.raises(OSError):  # connection refused: the caller (the trigger) retries
-        LocalExecutor(away).submit({"model": "cheap"}, run_id)
-    store = RunStore(cheap.runs)
-    [driver] = store.get(run_id).drivers  # named and saved, never submitted
-    assert store.get(run_id).status == "pending"
-    with pytest.raises(OSError):  # still away: nothing changes
-        LocalExecutor(away).recover()
-
-    executor = LocalExecutor(cheap)
-    assert not executor.submit({"model": "cheap"}, run_id).created
-    record = _finished(store, run_id)
-    _succeeded(record)
-    assert record.drivers == [driver]  # the same driver: it never ran, so it does not count
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -198,6 +191,7 @@ def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_runs_json_lists_a_finished_run_as_recorded_and_a_dead_ray_is_no_traceback(cheap):
+    """Also: once Ray is back, recover starts a pending run that has no driver (once)."""
     executor = LocalExecutor(cheap)
     run_id = f"retrain-cheap-{uuid.uuid4().hex[:8]}"
     assert executor.submit({"model": "cheap"}, run_id).created
@@ -221,5 +215,7 @@ def test_runs_json_lists_a_finished_run_as_recorded_and_a_dead_ray_is_no_traceba
         assert run_id in shown.stdout and waiting in shown.stdout  # listed as recorded
     statuses = {r["run_id"]: r["status"] for r in json.loads(_cli(away, "runs", "--json").stdout)}
     assert statuses == {run_id: "succeeded", waiting: "pending"}
-    assert executor.recover() == [waiting]  # Ray is back: it runs
+    # Ray is back: recover starts the pending run that has no driver, once.
+    assert executor.recover() == [waiting]
+    assert executor.recover() == []  # its driver runs (or has finished)
     _succeeded(_finished(executor.store, waiting))

@@ -1,49 +1,32 @@
-"""train_model on a few days of simulated history, against the real Ray head and Feast."""
+"""train_model on a few days of simulated history, against the real Ray head and Feast.
+
+The history, the champion and the weaker challenger are the session's shared worlds
+(tests/integration/history_worlds.py); wall times of train_model are in bench/train_model.py.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
+import yaml
 
-from driftloop.models import ModelStore, TrainingWindow
+from driftloop.models import ModelStore
 from driftloop.profiles import REFERENCE_FEATURES, REFERENCE_SCORES, SCORE_COLUMN, deserialize
 from driftloop.training import load_model_spec, train_model
-from tests.integration.history_support import END, simulated_history
+from tests.integration.history_support import ROOT, WINDOW
 
-ROOT = Path(__file__).resolve().parents[2]
-# Labels arrive about three days late: of 8 days, about 5 are labelled by the window end.
-WINDOW = TrainingWindow(start=datetime(2026, 5, 24, tzinfo=UTC), end=END)
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory, base_settings):
-    tmp = tmp_path_factory.mktemp("training")
-    return simulated_history(base_settings, tmp, git_repo=str(ROOT))
+# The longest test needs about 75 s: the first builds the shared history and trains the
+# champion, the CLI test trains it again, fraud-lite runs a Ray Tune search.
+pytestmark = pytest.mark.timeout(240)
 
 
-@pytest.fixture(scope="module")
-def spec():
-    loaded = load_model_spec(ROOT / "deploy" / "apps" / "fraud" / "model.yaml")
-    # A tiny data set: fewer rounds keep the test short; the rest is the shipped spec.
-    trainer = loaded.trainer.model_copy(update={"num_boost_round": 120, "report_every": 40})
-    return loaded.model_copy(update={"trainer": trainer})
-
-
-@pytest.fixture(scope="module")
-def trained(repo, spec):
-    return train_model(spec, WINDOW, repo, num_workers=2, trigger_event_id="evt-test-1")
-
-
-def test_model_beats_the_baseline_and_is_stored_with_lineage(repo, spec, trained):
+def test_model_beats_the_baseline_and_is_stored_with_lineage(history, training_spec, champion):
+    repo, spec, trained = history, training_spec, champion
     m, base = trained.metrics, trained.baseline_metrics
-    summary = {"model": m, "baseline": base, "rows": trained.rows.model_dump(),
-               "duration_s": trained.duration_s, "train_s": trained.train_s}  # fmt: skip
-    print("\ntrain_model:", json.dumps(summary))
     assert m["pr_auc"] > base["prior"] + 0.2, (m, base)
     assert m["pr_auc"] >= base["pr_auc"] - 0.05, (m, base)
     assert m["roc_auc"] > 0.8
@@ -90,8 +73,6 @@ def test_model_beats_the_baseline_and_is_stored_with_lineage(repo, spec, trained
 
 
 def _env(repo) -> dict[str, str]:
-    import os
-
     return {
         **os.environ,
         "DRIFTLOOP_STATE_DIR": str(repo.state_dir),
@@ -101,9 +82,12 @@ def _env(repo) -> dict[str, str]:
     }
 
 
-def test_same_window_and_seed_give_the_same_digest_through_the_cli(repo, spec, trained, tmp_path):
-    import yaml
-
+def test_same_window_and_seed_give_the_same_digest_through_the_cli(
+    history, training_spec, champion, tmp_path
+):
+    """The CLI trains the champion's spec on its window again: the same digest, and the
+    store still holds the champion alone (the same content is not stored twice)."""
+    repo, spec, trained = history, training_spec, champion
     spec_file = tmp_path / "model.yaml"
     spec_file.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
     result = subprocess.run(
@@ -115,10 +99,11 @@ def test_same_window_and_seed_give_the_same_digest_through_the_cli(repo, spec, t
     again = json.loads(result.stdout.strip().splitlines()[-1])
     assert again["sha256"] == trained.sha256
     assert again["version"] == trained.version
-    assert len(ModelStore(repo.model_store).list(spec.name)) == 1
+    assert [v.version for v in ModelStore(repo.model_store).list(spec.name)] == [trained.version]
 
 
-def test_model_show_answers_from_the_stored_metadata(repo, trained):
+def test_model_show_answers_from_the_stored_metadata(history, champion):
+    repo, trained = history, champion
     result = subprocess.run(
         [sys.executable, "-m", "driftloop", "model", "show", "latest", "--json"],
         cwd=ROOT, env=_env(repo), capture_output=True, text=True, timeout=120, check=False,
@@ -140,13 +125,8 @@ def test_model_show_answers_from_the_stored_metadata(repo, trained):
     assert card["training_window"]["end"].startswith("2026-06-01")
 
 
-def test_a_weaker_challenger_fails_the_gate_against_the_champion(repo, spec, trained):
-    weak_params = {**spec.trainer.params, "max_depth": 1, "eta": 0.01}
-    weak = spec.model_copy(
-        update={"trainer": spec.trainer.model_copy(
-            update={"num_boost_round": 3, "report_every": 3, "params": weak_params})}
-    )  # fmt: skip
-    result = train_model(weak, WINDOW, repo, num_workers=1, champion=trained.version)
+def test_a_weaker_challenger_fails_the_gate_against_the_champion(champion, challenger):
+    trained, result = champion, challenger.result
     assert result.champion_metrics is not None
     # The champion is scored on the challenger's own holdout: same rows, its own metrics.
     assert result.champion_metrics["rows"] == result.metrics["rows"]
@@ -156,17 +136,19 @@ def test_a_weaker_challenger_fails_the_gate_against_the_champion(repo, spec, tra
     assert result.gate.champion_version == trained.version
     failed = [r for r in result.gate.reasons if r.startswith("FAIL")]
     assert any(trained.version in r and "PR-AUC" in r for r in failed), result.gate.reasons
-    stored = ModelStore(repo.model_store).get(spec.name, result.version).metadata
+    stored = challenger.store.get(result.model_name, result.version).metadata
     assert stored.gate == result.gate
     assert stored.metrics["champion_pr_auc"] == pytest.approx(result.champion_metrics["pr_auc"])
 
 
-def test_a_second_model_needs_only_its_spec_and_feast_definitions(repo):
-    """fraud-lite: its own feature service, trainer and a Ray Tune search — no code."""
+def test_a_second_model_needs_only_its_spec_and_feast_definitions(history, tmp_path):
+    """fraud-lite: its own feature service, trainer and a Ray Tune search — no code. On
+    the shared history; stored in a store of this test's own."""
     lite = load_model_spec(ROOT / "deploy" / "apps" / "fraud-lite" / "model.yaml")
     lines: list[str] = []
-    result = train_model(lite, WINDOW, repo, progress=lines.append)
-    stored = ModelStore(repo.model_store).get("fraud-lite", result.version)
+    store = ModelStore(str(tmp_path / "models"))
+    result = train_model(lite, WINDOW, history, progress=lines.append, store=store)
+    stored = store.get("fraud-lite", result.version)
     features = stored.read_features().names
     assert features == [
         "txn_count_1h", "txn_count_24h", "amount_mean_7d", "amount_max_7d",

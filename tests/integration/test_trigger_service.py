@@ -35,6 +35,9 @@ from tests.integration.trigger_support import (
 )
 
 BURST = 100
+# The burst's trigger process and its two failing runs, or three trigger processes and
+# one failing run: each test (with its setup and teardown) needs at most about 16 s.
+pytestmark = pytest.mark.timeout(60)
 
 
 @dataclass(frozen=True)

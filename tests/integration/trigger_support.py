@@ -4,7 +4,6 @@ of the tests' own, the service as a subprocess, and readers of what it left behi
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import sqlite3
 import subprocess
@@ -15,6 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
+
+import yaml
 
 from driftloop.events import ColumnDrift, DriftEvent, Event, Window
 from driftloop.kafka import EventConsumer
@@ -63,13 +64,26 @@ window: 30d
 """
 
 
+TEMPLATE = Path("k8s") / "base" / "workflows" / "retrain-template.yaml"
+
+
+def without_retries(rendered: str) -> str:
+    """The rendered workflow template with every step's ``retryStrategy`` removed: a step
+    that fails, fails once (each attempt would be a Ray Job start-up of 15-40 s)."""
+    document = yaml.safe_load(rendered)
+    for template in document["spec"]["templates"]:
+        template.pop("retryStrategy", None)
+    return yaml.safe_dump(document, sort_keys=False)
+
+
 def deploy_dir(root: Path, models: dict[str, int]) -> Path:
-    """A deploy directory holding the rendered workflow template and, per model, a trigger
-    policy needing that many drifted columns. No model.yaml and no history data: a run
-    the trigger submits fails in its first step, quickly."""
+    """A deploy directory holding the rendered workflow template, its steps without
+    retries, and, per model, a trigger policy needing that many drifted columns. No
+    model.yaml and no history data: a run the trigger submits fails in its first step's
+    one attempt, quickly."""
     deploy = root / "deploy"
-    shutil.copytree(ROOT / "deploy" / "k8s" / "base" / "workflows",
-                    deploy / "k8s" / "base" / "workflows")  # fmt: skip
+    (deploy / TEMPLATE).parent.mkdir(parents=True)
+    (deploy / TEMPLATE).write_text(without_retries((ROOT / "deploy" / TEMPLATE).read_text()))
     for model, min_columns in models.items():
         (deploy / "apps" / model).mkdir(parents=True)
         (deploy / "apps" / model / "trigger.yaml").write_text(
