@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,3 +227,35 @@ def flip_one_digit(data: bytes) -> tuple[bytes, int]:
     tampered = bytearray(data)
     tampered[at] ^= 0x01
     return bytes(tampered), at
+
+
+# -- the scoring service's API key -----------------------------------------------------------
+
+
+def assert_key_guards(url: str, key: str) -> Counter[int]:
+    """Every scoring route of the application at ``url`` (serving a model) answers 401 to
+    a missing, empty or near-miss key, and to the key in another header or the query
+    string; 200 to ``key`` in X-API-Key; /healthz needs no key. The status counts."""
+    from tests.integration.serving_support import transaction
+
+    body = transaction(1)
+    routes = [("POST", "/predict", body), ("POST", "/predict/batch", {"transactions": [body]}),
+              ("GET", "/model", None)]  # fmt: skip
+    wrong = [None, "", key.upper(), key[:-1], key + "x", f"Bearer {key}", "x" + key[1:]]
+    counts: Counter[int] = Counter()
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for method, path, payload in routes:
+            for bad in wrong:
+                headers = {} if bad is None else {"X-API-Key": bad}
+                r = client.request(method, path, json=payload, headers=headers)
+                assert r.status_code == 401, (path, bad, r.status_code, r.text)
+                counts[r.status_code] += 1
+            # The key in another header or the query string does not count either.
+            r = client.request(method, path, json=payload, headers={"Authorization": key},
+                               params={"api_key": key, "X-API-Key": key})  # fmt: skip
+            assert r.status_code == 401
+            r = client.request(method, path, json=payload, headers={"X-API-Key": key})
+            assert r.status_code == 200, (path, r.text)
+            counts[r.status_code] += 1
+        assert client.get("/healthz").status_code == 200
+    return counts

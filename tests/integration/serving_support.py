@@ -6,7 +6,9 @@ applications of our own on the shared cluster (deployed the way Ray deploys serv
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import signal
 import socket
 import threading
 import time
@@ -20,6 +22,7 @@ from typing import Any, Self
 import httpx
 import numpy as np
 import pandas as pd
+import yaml
 
 from driftloop.features import aggregate_rows_frame, apply_repo, open_store
 from driftloop.models import (
@@ -545,3 +548,115 @@ async def closed_loop(
 
     await asyncio.gather(*(sender(w) for w in range(concurrency)))
     return shots, len(shots) / (loop.time() - start)
+
+
+# -- the shipped request limits, replicas, faults and overload ------------------------------
+
+SERVE_YAML = Path(__file__).resolve().parents[2] / "deploy" / "apps" / "fraud" / "serve.yaml"
+DEPLOYMENT = "FraudService"
+
+
+def shipped_request_timeout_s() -> float:
+    """serve.yaml's ``http_options.request_timeout_s``: Serve-wide and read when Serve
+    starts, so a test sends it per request (Serve's ``x-request-timeout-seconds``)."""
+    return float(yaml.safe_load(SERVE_YAML.read_text())["http_options"]["request_timeout_s"])
+
+
+def shipped_options() -> dict[str, Any]:
+    """FraudService's request limits in deploy/apps/fraud/serve.yaml, so that the tests
+    load the configuration that ships."""
+    document = yaml.safe_load(SERVE_YAML.read_text())
+    [app] = [a for a in document["applications"] if a["name"] == "fraud"]
+    [deployment] = [d for d in app["deployments"] if d["name"] == DEPLOYMENT]
+    keys = ("max_ongoing_requests", "max_queued_requests", "backpressure_config")
+    return {k: deployment[k] for k in keys if k in deployment}
+
+
+def replica_actors(app: str) -> dict[str, Any]:
+    """The app's live replica actors by replica id."""
+    from ray.util.state import list_actors
+
+    actors = list_actors(
+        filters=[("class_name", "=", f"ServeReplica:{app}:{DEPLOYMENT}"), ("state", "=", "ALIVE")],
+        detail=True,
+    )
+    return {str(a.name).rsplit("#", 1)[-1]: a for a in actors}
+
+
+def running_replicas(app: str) -> int:
+    from ray import serve
+    from ray.serve._private.common import ReplicaState
+
+    status = serve.status().applications.get(app)
+    if status is None or DEPLOYMENT not in status.deployments:
+        return 0
+    return int(status.deployments[DEPLOYMENT].replica_states.get(ReplicaState.RUNNING, 0))
+
+
+def answered_by(app: str, replica: str, node_id: str, request_ids: set[str]) -> bool:
+    """Whether Serve's access log of ``replica`` shows one of ``request_ids`` answered."""
+    from ray.util.state import get_log
+
+    filename = f"serve/replica_{app}_{DEPLOYMENT}_{replica}.log"
+    try:
+        text = "".join(get_log(node_id=node_id, filename=filename, tail=-1, timeout=10))
+    except Exception:  # the file appears with the replica's first line
+        return False
+    return any(f" {rid} -- POST /{app}/predict 200 " in text for rid in request_ids)
+
+
+def kill_replica_process(actor: Any) -> None:
+    """SIGKILL the replica's worker process (after checking that the pid is one)."""
+    pid = int(actor.pid)
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert b"ServeReplica" in cmdline, (pid, cmdline)
+    os.kill(pid, signal.SIGKILL)
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One open-loop step of a ramp: its rate, its answers and the rate actually sent."""
+
+    rate: float
+    shots: list[Shot]
+    sent: float
+
+    def seconds(self, status: int) -> list[float]:
+        return [s.seconds for s in self.shots if s.status == status]
+
+    def throughput(self) -> float:
+        """Answers 200 per second, from the step's start to its last answer."""
+        ok = [s for s in self.shots if s.status == 200]
+        return len(ok) / max((s.sent_s + s.seconds for s in ok), default=1.0)
+
+
+async def ramp(
+    url: str,
+    refusal: int,
+    rates: tuple[float, ...],
+    step_s: float,
+    deadline_s: float,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[list[Step], Step]:
+    """Open-loop steps of rising rate up to the first step with refusals (beyond it the
+    sender and the proxy, on the same two cores, would measure each other); then a low
+    rate again. Each request carries serve.yaml's request timeout and is given up after
+    ``deadline_s``."""
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    steps: list[Step] = []
+    sent_headers = {"x-request-timeout-seconds": str(shipped_request_timeout_s()),
+                    **(headers or {})}  # fmt: skip
+    async with httpx.AsyncClient(
+        base_url=url, headers=sent_headers, timeout=deadline_s, limits=limits
+    ) as client:
+        for rate in rates:
+            if steps and steps[-1].seconds(refusal):
+                break
+            steps.append(Step(rate, *await open_loop(client, "/predict", rate, step_s, deadline_s)))
+        recovery = Step(10, *await open_loop(client, "/predict", 10, 2, deadline_s))
+    return steps, recovery

@@ -1,12 +1,13 @@
 """Security guarantees of the running local stack and of the scoring service, checked on
-the real thing: the sockets the kernel reports, real unauthenticated calls to Ray, a real
-Serve application with its own model store.
+the real thing: the sockets the kernel reports, real unauthenticated calls to Ray, the
+session's shared Serve application and model store (serving_worlds.py).
 
 Already proven elsewhere (not repeated here): Kafka, dashboard and Serve ports on loopback
-and the dashboard's 401 on /api/version (test_stack.py); ``api_key`` from the deployment
-args on every scoring route (test_serving.py); a wrong declared digest refused while the
-old model serves (test_serving_swap.py); flipped bytes and default-protocol pickles refused
-by the store itself (tests/unit/test_model_store.py).
+and the dashboard's 401 on /api/version (test_stack.py); a wrong declared digest refused
+while the old model serves, and the API key from the replica's environment on every
+scoring route (test_serving_swap.py, with security_support.assert_key_guards); flipped
+bytes and default-protocol pickles refused by the store itself
+(tests/unit/test_model_store.py).
 """
 
 from __future__ import annotations
@@ -264,85 +265,37 @@ def test_ray_clients_without_the_token_cannot_connect(base_settings, tmp_path):
 # -- the scoring service -----------------------------------------------------------------
 
 
-def _wait_for_serve_owner() -> None:
-    """The demo's sync service replaces Serve's applications: never deploy beside it."""
-    deadline = time.monotonic() + 1800
-    while subprocess.run(["pgrep", "-f", "driftloop-sync run"], capture_output=True,
-                         check=False).stdout.strip():  # fmt: skip
-        if time.monotonic() > deadline:
-            pytest.fail("driftloop-sync run kept Serve for 30 minutes")
-        time.sleep(60)
+def test_the_api_key_guards_every_scoring_route(fraud_app):
+    """The shared application's key, from its deployment args; the same checks on a key
+    from the replica's environment are made in test_serving_swap.py."""
+    counts = sec.assert_key_guards(fraud_app.url, fraud_app.key)
+    assert counts == {401: 3 * 7, 200: 3}, counts
 
 
-@pytest.fixture(scope="module")
-def served(settings, tmp_path_factory):
-    """An application of our own: model v1 serving, its API key from the replica's env."""
-    root = tmp_path_factory.mktemp("security")
-    repo = support.feature_repo(settings, root, settings.topic_prefix)
-    spec = support.fraud_features(repo)
-    v1 = support.put_model(repo, spec, seed=1, threshold=0.5)
-    v2 = support.put_model(repo, spec, seed=2, threshold=0.4)
-    support.connect_ray(repo)
-    _wait_for_serve_owner()
-    from driftloop_serving import API_KEY_ENV
-    from ray import serve
-
-    name = support.app_name()
-    key = uuid.uuid4().hex
-    args = support.serve_args(repo)
-    env = {API_KEY_ENV: key}
-    try:
-        support.deploy(name, args, support.user_config(v1), env=env)
-        yield {"repo": repo, "v1": v1, "v2": v2, "name": name, "args": args, "env": env,
-               "key": key, "url": f"{repo.serve_url}/{name}"}  # fmt: skip
-    finally:
-        serve.delete(name)
-
-
-def test_the_api_key_from_the_replica_env_guards_every_scoring_route(served):
-    url, key = served["url"], served["key"]
-    body = support.transaction(1)
-    routes = [("POST", "/predict", body), ("POST", "/predict/batch", {"transactions": [body]}),
-              ("GET", "/model", None)]  # fmt: skip
-    wrong = [None, "", key.upper(), key[:-1], key + "x", f"Bearer {key}", "x" + key[1:]]
-    counts: Counter[int] = Counter()
-    with httpx.Client(base_url=url, timeout=30) as client:
-        for method, path, payload in routes:
-            for bad in wrong:
-                headers = {} if bad is None else {"X-API-Key": bad}
-                r = client.request(method, path, json=payload, headers=headers)
-                assert r.status_code == 401, (path, bad, r.status_code, r.text)
-                counts[r.status_code] += 1
-            # The key in another header or the query string does not count either.
-            r = client.request(method, path, json=payload, headers={"Authorization": key},
-                               params={"api_key": key, "X-API-Key": key})  # fmt: skip
-            assert r.status_code == 401
-            r = client.request(method, path, json=payload, headers={"X-API-Key": key})
-            assert r.status_code == 200, (path, r.text)
-            counts[r.status_code] += 1
-        assert client.get("/healthz").status_code == 200
-    print(f"\nAPI key (from {served['name']}'s env): {dict(counts)}")
-
-
-def test_a_model_file_with_one_flipped_byte_is_refused_and_the_old_model_keeps_serving(served):
+def test_a_model_file_with_one_flipped_byte_is_refused_and_the_old_model_keeps_serving(
+    serving_world, fraud_app
+):
     import xgboost
 
-    v1, v2 = served["v1"], served["v2"]
-    url, headers = served["url"], {"X-API-Key": served["key"]}
+    v1, v2 = serving_world.v1, serving_world.v2
+    url, headers = fraud_app.url, fraud_app.headers
     path = Path(v2.model_uri)
     original = path.read_bytes()
-    tampered, at = sec.flip_one_digit(original)
+    tampered, _ = sec.flip_one_digit(original)
     # The control: the tampered file is still a model XGBoost loads; only the digest stops it.
     xgboost.Booster(model_file=bytearray(tampered))
     assert sum(a != b for a, b in zip(original, tampered, strict=True)) == 1
-    path.write_bytes(tampered)
     refused = 'driftloop_serving_model_loads_total{outcome="refused"}'
     refused_before = support.metric(url, refused)
-    with support.Load(f"{url}/predict", headers=headers) as load:
-        load.wait_for(v1.version, 5)
-        support.deploy(served["name"], served["args"], support.user_config(v2), env=served["env"])
-        n = load.count(v1.version)
-        load.wait_for(v1.version, n + 10)
+    path.write_bytes(tampered)
+    try:
+        with support.Load(f"{url}/predict", headers=headers) as load:
+            load.wait_for(v1.version, 5)
+            fraud_app.deploy(support.user_config(v2))
+            n = load.count(v1.version)
+            load.wait_for(v1.version, n + 10)
+    finally:
+        path.write_bytes(original)  # v2 belongs to the session's world
     health = httpx.get(f"{url}/healthz", timeout=30).json()
     assert health["ready"] and health["model_version"] == v1.version
     assert "DigestMismatch" in health["refused"]["reason"], health["refused"]
@@ -352,12 +305,10 @@ def test_a_model_file_with_one_flipped_byte_is_refused_and_the_old_model_keeps_s
     assert support.metric(url, refused) == refused_before + 1
     info = httpx.get(f"{url}/model", headers=headers, timeout=30).json()
     assert info["model_version"] == v1.version and info["model_digest"] == v1.sha256
-    print(f"\nflipped byte {at} of {path.name}: refused; {len(load.answers)} answers, all 200 "
-          f"from {v1.version}")  # fmt: skip
 
 
 @pytest.mark.parametrize("protocol", range(6))
-def test_a_pickle_is_never_unpickled_by_the_store_or_the_loader(served, tmp_path, protocol):
+def test_a_pickle_is_never_unpickled_by_the_store_or_the_loader(serving_world, tmp_path, protocol):
     """Every pickle protocol (0 is text and slips past a 0x80 check): refused on put and,
     planted straight into the store with agreeing digests, refused on load, under either
     model file name; the payload's marker never appears."""
@@ -370,7 +321,7 @@ def test_a_pickle_is_never_unpickled_by_the_store_or_the_loader(served, tmp_path
                    check=True, cwd=ROOT)  # fmt: skip
     assert control.exists()
 
-    repo, v1 = served["repo"], served["v1"]
+    repo, v1 = serving_world.settings, serving_world.v1
     store = ModelStore(repo.model_store)
     for filename in ("model.json", "model.ubj", "model.pkl"):
         with pytest.raises(RefusedModel):
@@ -390,17 +341,17 @@ def test_a_pickle_is_never_unpickled_by_the_store_or_the_loader(served, tmp_path
     assert sec.never_appears(marker, 1)
 
 
-def test_a_pickle_planted_in_the_store_is_refused_by_serving(served, tmp_path):
-    v1 = served["v1"]
-    url, headers = served["url"], {"X-API-Key": served["key"]}
-    root = Path(served["repo"].model_store)
+def test_a_pickle_planted_in_the_store_is_refused_by_serving(serving_world, fraud_app, tmp_path):
+    v1 = serving_world.v1
+    url, headers = fraud_app.url, fraud_app.headers
+    root = Path(serving_world.settings.model_store)
     marker = tmp_path / "pwned-serve"
     results = {}
     for protocol in (0, 5):
         version, digest = sec.forge_version(root, v1, sec.marker_pickle(marker, protocol),
                                             "model.json")  # fmt: skip
         config = {"model_uri": f"models:/fraud/{version}", "model_digest": digest}
-        support.deploy(served["name"], served["args"], config, env=served["env"])
+        fraud_app.deploy(config)
         health = httpx.get(f"{url}/healthz", timeout=30).json()
         assert health["ready"] and health["model_version"] == v1.version, health
         assert "RefusedModel" in health["refused"]["reason"], health["refused"]
@@ -414,17 +365,14 @@ def test_a_pickle_planted_in_the_store_is_refused_by_serving(served, tmp_path):
 # -- fuzzing -------------------------------------------------------------------------------
 
 
-def test_the_openapi_fuzzed_answers_no_5xx(served):
+def test_the_openapi_fuzzed_answers_no_5xx(fraud_app):
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import strategies as st
     from schemathesis.core.result import Ok
     from schemathesis.generation import GenerationMode
 
-    url, key = served["url"], served["key"]
-    # Back on v1 (an earlier test may have left a refusal on record; it serves v1 anyway).
-    support.deploy(served["name"], served["args"], support.user_config(served["v1"]),
-                   env=served["env"])  # fmt: skip
+    url, key = fraud_app.url, fraud_app.key  # serving v1, no refusal on record
     spec = httpx.get(f"{url}/openapi.json", timeout=30).json()
     schema = schemathesis.openapi.from_dict(spec)
     results = list(schema.get_all_operations())
@@ -454,16 +402,13 @@ def test_the_openapi_fuzzed_answers_no_5xx(served):
         if r.status_code >= 500:
             server_errors.append(f"{case.method} {case.path} {r.status_code} {r.text[:160]}")
 
-    started = time.monotonic()
     try:
         fuzz()
     finally:
         session.close()
-    seconds = time.monotonic() - started
     total = sum(statuses.values())
-    print(f"\nfuzz: {total} requests over {len(operations)} operations in {seconds:.1f} s")
-    for line, n in sorted(statuses.items()):
-        print(f"  {n:5}  {line}")
-    assert total >= FUZZ_CASES, total
+    assert total >= FUZZ_CASES, statuses
     assert not server_errors, Counter(server_errors).most_common(10)
-    assert any(s.endswith(" 200") for s in statuses) and any(s.endswith(" 422") for s in statuses)
+    assert any(s.endswith(" 200") for s in statuses) and any(
+        s.endswith(" 422") for s in statuses
+    ), statuses

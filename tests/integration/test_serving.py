@@ -13,28 +13,16 @@ import pytest
 from driftloop.events import Prediction
 from driftloop.kafka import EventConsumer
 from tests.integration import serving_support as support
+from tests.integration.serving_worlds import APP_MAX_ITEMS as MAX_ITEMS
 
-KEY = uuid.uuid4().hex
-MAX_ITEMS = 5
+pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture(scope="module")
-def served(settings, tmp_path_factory):
-    repo = support.feature_repo(settings, tmp_path_factory.mktemp("serving"), settings.topic_prefix)
-    v1 = support.put_model(repo, support.fraud_features(repo), seed=1, threshold=0.5)
-    support.connect_ray(repo)
-    name = support.app_name()
-    args = support.serve_args(repo, api_key=KEY, max_request_items=MAX_ITEMS)
-    from ray import serve
-
-    try:
-        support.deploy(name, args, support.user_config(v1))
-        with httpx.Client(
-            base_url=f"{repo.serve_url}/{name}", headers={"X-API-Key": KEY}, timeout=30
-        ) as client:
-            yield repo, v1, client
-    finally:
-        serve.delete(name)
+@pytest.fixture
+def served(serving_world, fraud_app):
+    """The shared fraud application serving v1, its API key from the deployment args."""
+    with httpx.Client(base_url=fraud_app.url, headers=fraud_app.headers, timeout=30) as client:
+        yield serving_world.settings, serving_world.v1, client
 
 
 def test_known_customer_is_scored_with_fresh_features(served):
@@ -116,7 +104,9 @@ def test_batch_scores_in_order_up_to_the_limit(served):
         b["transaction_id"] for b in bodies
     ]
     assert {p["model_version"] for p in answer["predictions"]} == {v1.version}
-    assert [p["unknown_customer"] for p in answer["predictions"]] == [False] * 4 + [True]
+    assert [p["unknown_customer"] for p in answer["predictions"]] == [False] * (MAX_ITEMS - 1) + [
+        True
+    ]
 
     too_many = [support.transaction(i) for i in range(MAX_ITEMS + 1)]
     r = client.post("/predict/batch", json={"transactions": too_many})
@@ -142,13 +132,14 @@ def test_api_key_is_required_on_scoring_routes_only(served):
     _, _, client = served
     url = str(client.base_url)
     body = support.transaction(4)
+    key = client.headers["X-API-Key"]
     with httpx.Client(base_url=url, timeout=30) as anonymous:
         assert anonymous.post("/predict", json=body).status_code == 401
         assert anonymous.post("/predict", json=body, headers={"X-API-Key": "x"}).status_code == 401
         assert anonymous.post("/predict/batch", json={"transactions": [body]}).status_code == 401
         assert anonymous.get("/model").status_code == 401
         assert anonymous.get("/healthz").status_code == 200
-        assert anonymous.post("/predict", json=body, headers={"X-API-Key": KEY}).status_code == 200
+        assert anonymous.post("/predict", json=body, headers={"X-API-Key": key}).status_code == 200
 
 
 def test_model_and_health_describe_the_served_version(served):

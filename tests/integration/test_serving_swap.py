@@ -5,56 +5,24 @@ from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 from driftloop_serving import API_KEY_ENV, ModelRefused, ModelSlot
 
+from tests.integration import security_support as sec
 from tests.integration import serving_support as support
 
-
-@pytest.fixture(scope="module")
-def repo(settings, tmp_path_factory):
-    repo = support.feature_repo(settings, tmp_path_factory.mktemp("swap"), settings.topic_prefix)
-    spec = support.fraud_features(repo)
-    versions = {
-        "v1": support.put_model(repo, spec, seed=1, threshold=0.5),
-        "v2": support.put_model(repo, spec, seed=2, threshold=0.4),
-        "v3": support.put_model(repo, spec, seed=3, threshold=0.4),
-    }
-    Path(versions["v3"].model_uri).unlink()  # a version whose model file went missing
-    support.connect_ray(repo)
-    return repo, versions
+pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture(scope="module")
-def app(repo):
-    from ray import serve
-
-    settings, versions = repo
-    name = support.app_name()
-    args = support.serve_args(settings)
-    try:
-        support.deploy(name, args, support.user_config(versions["v1"]))
-        yield name, args, f"{settings.serve_url}/{name}"
-    finally:
-        serve.delete(name)
-
-
-def test_swap_under_load_fails_no_request(repo, app):
-    _, versions = repo
-    name, args, url = app
-    v1, v2 = versions["v1"].version, versions["v2"].version
-    support.deploy(name, args, support.user_config(versions["v1"]))
+def test_swap_under_load_fails_no_request(serving_world, fraud_app):
+    url = fraud_app.url
+    v1, v2 = serving_world.v1.version, serving_world.v2.version
     loaded_before = support.metric(url, 'driftloop_serving_model_loads_total{outcome="loaded"}')
-    with support.Load(f"{url}/predict") as load:
+    with support.Load(f"{url}/predict", headers=fraud_app.headers) as load:
         load.wait_for(v1, 20)
-        started = time.monotonic()
-        support.deploy(name, args, support.user_config(versions["v2"]))
-        deployed_s = time.monotonic() - started
-        load.wait_for(v2, 1)
-        first_v2_s = time.monotonic() - started
+        fraud_app.deploy(support.user_config(serving_world.v2))
         load.wait_for(v2, 20)
     answers = load.answers
     failed = [a for a in answers if a.status != 200]
@@ -66,30 +34,27 @@ def test_swap_under_load_fails_no_request(repo, app):
     assert support.metric(url, 'driftloop_serving_model_loads_total{outcome="loaded"}') == (
         loaded_before + 1
     )
-    print(f"\nswap: {len(answers)} requests, 0 failed; serve.run returned after "
-          f"{deployed_s:.2f} s, first v2 answer after {first_v2_s:.2f} s")  # fmt: skip
 
 
-def test_refused_versions_leave_the_loaded_model_serving(repo, app):
-    _, versions = repo
-    name, args, url = app
-    v1, v2, v3 = versions["v1"], versions["v2"], versions["v3"]
-    support.deploy(name, args, support.user_config(v2))
+def test_refused_versions_leave_the_loaded_model_serving(serving_world, fraud_app):
+    url = fraud_app.url
+    v1, v2, gone = serving_world.v1, serving_world.v2, serving_world.gone
+    fraud_app.deploy(support.user_config(v2))
     wrong_digest = v1.sha256[:16] + "0" * 48  # names v1's version, not v1's bytes
     unknown = "f" * 64
     refusals = [
         ({"model_uri": f"models:/fraud/{v1.version}", "model_digest": wrong_digest},
          "sha256 mismatch"),
-        (support.user_config(v3), "model.json"),  # its file is gone
+        (support.user_config(gone), "model.json"),  # its file is gone
         ({"model_uri": f"models:/fraud/sha256-{unknown[:16]}", "model_digest": unknown},
          "has no complete version"),
         ({"model_uri": "relative/path", "model_digest": unknown}, "invalid user_config"),
     ]  # fmt: skip
     refused_before = support.metric(url, 'driftloop_serving_model_loads_total{outcome="refused"}')
-    with support.Load(f"{url}/predict") as load:
+    with support.Load(f"{url}/predict", headers=fraud_app.headers) as load:
         load.wait_for(v2.version, 5)
         for config, reason in refusals:
-            support.deploy(name, args, config)
+            fraud_app.deploy(config)
             health = httpx.get(f"{url}/healthz", timeout=30).json()
             assert health["ready"] and health["model_version"] == v2.version
             assert health["refused"] is not None, config
@@ -102,17 +67,19 @@ def test_refused_versions_leave_the_loaded_model_serving(repo, app):
         refused_before + len(refusals)
     )
     # Back to a good configuration: the refusal is cleared; a threshold alone needs no load.
-    support.deploy(name, args, support.user_config(v2, threshold=0.9))
-    info = httpx.get(f"{url}/model", timeout=30).json()
+    fraud_app.deploy(support.user_config(v2, threshold=0.9))
+    info = httpx.get(f"{url}/model", headers=fraud_app.headers, timeout=30).json()
     assert info["refused"] is None and info["model_version"] == v2.version
     assert (info["threshold"], info["threshold_source"]) == (0.9, "user_config")
 
 
-def test_a_replica_without_a_model_or_kafka_still_answers(repo):
-    """Also: the API key from the replica's environment (how a real key gets there)."""
+def test_a_replica_without_a_model_or_kafka_still_answers(serving_world):
+    """Also: the API key from the replica's environment (how a real key gets there) guards
+    every scoring route, whatever is wrong with it (security_support.assert_key_guards,
+    formerly test_security's own application)."""
     from ray import serve
 
-    settings, versions = repo
+    settings = serving_world.settings
     name = support.app_name()
     args = support.serve_args(
         settings, kafka_bootstrap_servers=f"127.0.0.1:{support.closed_port()}", log_queue_size=4
@@ -130,7 +97,8 @@ def test_a_replica_without_a_model_or_kafka_still_answers(repo):
             assert health.status_code == 503 and health.json()["ready"] is False
             assert client.get("/model").status_code == 503
 
-            support.deploy(name, args, support.user_config(versions["v1"]), env={API_KEY_ENV: key})
+            config = support.user_config(serving_world.v1)
+            support.deploy(name, args, config, env={API_KEY_ENV: key})
             latencies = []
             for i in range(20):
                 started = time.perf_counter()
@@ -143,14 +111,15 @@ def test_a_replica_without_a_model_or_kafka_still_answers(repo):
             assert health["prediction_log_queued"] == 4
             dropped = 'driftloop_serving_prediction_log_dropped_total{reason="queue_full"}'
             assert support.metric(url, dropped) == 16.0
-            print(f"\nKafka unreachable: 20 answers, p50 {sorted(latencies)[10] * 1000:.1f} ms")
+        sec.assert_key_guards(url, key)
     finally:
         serve.delete(name)
 
 
-def test_a_fresh_slot_refuses_to_start_on_a_bad_model_but_a_loaded_one_keeps_serving(repo):
-    settings, versions = repo
-    v1, v2 = versions["v1"], versions["v2"]
+def test_a_fresh_slot_refuses_to_start_on_a_bad_model_but_a_loaded_one_keeps_serving(
+    serving_world,
+):
+    settings, v1, v2 = serving_world.settings, serving_world.v1, serving_world.v2
     bad = {"model_uri": f"models:/fraud/{v1.version}", "model_digest": v1.sha256[:16] + "0" * 48}
 
     fresh = ModelSlot(settings)
