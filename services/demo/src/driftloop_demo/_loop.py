@@ -277,6 +277,13 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
         )
         for name in ("stream", "monitor", "trigger"):
             services.start(name)
+        # Traffic before the stream has restored its windows would be scored on the
+        # online store as the history left it (measured: ~20 s of stale features).
+        try:
+            services.wait_ready(("stream", "monitor", "trigger"))
+        except (RuntimeError, TimeoutError) as exc:
+            raise LoopNotClosed(f"{exc} (logs in {root}/logs)") from exc
+        echo("[services] stream, monitor and trigger ready")
         warp = config.time_warp
         scenario = choose_scenario(config.scenario, config.onset_s * warp, config.strength)
         stream = StreamConfig(

@@ -55,6 +55,29 @@ class Services:
             [command, "run"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
 
+    def wait_ready(self, names: tuple[str, ...], timeout_s: float = 180) -> None:
+        """Until each service answers on its metrics port: a service serves metrics once
+        it has restored its state (the stream: its windows seeded from the history), so
+        traffic sent before that would be scored on stale online features."""
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + timeout_s
+        for name in names:
+            url = f"http://{self.settings.bind_host}:{self.ports[name]}/metrics"
+            while True:
+                try:
+                    with urllib.request.urlopen(url, timeout=2) as answer:
+                        if answer.status == 200:
+                            break
+                except OSError:
+                    pass
+                if self._procs[name].poll() is not None:
+                    raise RuntimeError(f"the {name} service exited before it was ready")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the {name} service was not ready in {timeout_s:g} s")
+                time.sleep(0.5)
+
     def kill(self, name: str) -> int:
         """SIGKILL the service (no chance to flush or commit anything); return its pid."""
         proc = self._procs[name]
