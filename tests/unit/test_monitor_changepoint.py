@@ -320,3 +320,15 @@ def test_a_stream_off_its_reference_from_the_start_dates_the_change_where_it_wor
     assert split_point([(0.0, 0.3), (1.0, 0.31), (2.0, 0.29), (3.0, 0.3)], worse=1) is None
     assert split_point([(0.0, 0.9), (1.0, 0.9), (2.0, 0.2), (3.0, 0.2)], worse=1) is None
     assert split_point([(0.0, 0.9), (1.0, 0.9), (2.0, 0.2), (3.0, 0.2)], worse=-1) == 2.0
+
+
+def test_a_streak_after_a_calm_window_is_dated_by_its_first_window_not_its_worst(tmp_path):
+    """The window that holds the onset is only partly changed, the next one fully: after a
+    calm window the change began with the streak, not at the bigger step that followed."""
+    monitor = _Monitor(tmp_path / "c.sqlite", _reference())
+    starts = [T0 + 3600.0 * k for k in range(5)]
+    shifts = [0.0, 0.0, 0.6, 2.0, 2.0]
+    pairs = enumerate(zip(starts, shifts, strict=True))
+    judged = [monitor.close(_window(t, x, seed=k)) for k, (t, x) in pairs]
+    assert [j.record.verdict for j in judged] == ["no_drift"] * 2 + ["drift"] * 3
+    assert judged[-1].event is not None and judged[-1].event.change_point == _utc(starts[2])

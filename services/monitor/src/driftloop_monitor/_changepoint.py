@@ -1,16 +1,16 @@
 """When the change behind a version's drift began, and the labelled evidence after it.
 
-A version's change point is the earliest estimate among its running streaks. For each,
-the estimate is where the version's own series of judged windows changed: the split of the
-series (each window's statistic: the summed effect of the drifted columns for data, PR-AUC
-for performance) that best separates an earlier level from a later one (the CUSUM
-statistic |mean before - mean after| * sqrt(k (n - k) / n)). A streak's own start is not
-enough: a stream that differs a little from the reference from its first window on (a
-window sees part of a day, the reference whole days) starts a streak at once, and the
-change that follows hours later would be dated to the first window. The series starts at
-the last window before the streak (its baseline), or at the version's first window; with
-fewer than three windows in it, or no split where the later level is clearly worse, the
-estimate is the streak's first window. A streak's
+A version's change point is the earliest estimate among its running streaks. A streak
+that follows a calm window (one judged within the reference) is dated by its first window:
+the traffic was fine before it. A streak that has run since the version's first window
+cannot be dated that way — a stream that differs a little from its reference from the
+start (stale features while a service starts, a window that sees part of a day) would date
+every later change to the start of traffic — so it is dated where the version's own series
+of judged windows worsened: the split of the series (each window's statistic: the summed
+effect of the drifted columns for data, PR-AUC for performance) that best separates an
+earlier level from a clearly worse later one (the CUSUM statistic |mean before - mean
+after| * sqrt(k (n - k) / n)); with fewer than three windows or no such split, by its
+first window. A streak's
 start is kept in its ``streaks`` row, written in the transaction that saves the streak,
 and let go when the streak resets; a window that is not judged (too small, no reference)
 leaves both as they are.
@@ -80,19 +80,6 @@ def split_point(series: Sequence[tuple[float, float]], worse: int) -> float | No
     return found
 
 
-def since_baseline(
-    series: Sequence[tuple[float, float]], began: float | None
-) -> list[tuple[float, float]]:
-    """The part of ``series`` a running streak is estimated on: from the last window
-    before the streak began (its baseline) on, or all of it when the streak has run since
-    the version's first window."""
-    if began is None:
-        return list(series)
-    earlier = [t for t, _ in series if t < began]
-    first = max(earlier) if earlier else float("-inf")
-    return [(t, v) for t, v in series if t >= first]
-
-
 def statistic(kind: StreakKind, judged: Judged) -> float | None:
     """The number a judged window adds to its version's series, None if it has none."""
     metrics = judged.record.metrics
@@ -158,9 +145,12 @@ class ChangePoints:
         runs."""
         found = []
         for kind, began in self._checkpoint.running(version).items():
-            series = since_baseline(self._checkpoint.series(version, kind), began)
-            split = split_point(series, WORSE.get(kind, 1))
-            estimate = split if split is not None else began
+            series = self._checkpoint.series(version, kind)
+            if began is not None and any(t < began for t, _ in series):
+                estimate: float | None = began  # a calm window before it: the streak dates it
+            else:  # off the reference since the version's first window: where it worsened
+                split = split_point(series, WORSE.get(kind, 1))
+                estimate = split if split is not None else began
             if estimate is not None:
                 found.append(estimate)
         return min(found) if found else None
