@@ -225,10 +225,28 @@ def _exported(text: str, app: str, name: str) -> list[str]:
     ]
 
 
-def test_metrics_reach_rays_exporter(served):
+@pytest.fixture
+def fresh_app(serving_world):
+    """An application of this test's own, serving v1 from its first replica on: Ray's
+    exporter is read for what one replica emitted since it started (on the shared app,
+    reconfigured by every test before, v1's model_info was once missing for 60 s)."""
+    from ray import serve
+
+    name = support.app_name()
+    support.deploy(name, support.serve_args(serving_world.settings),
+                   support.user_config(serving_world.v1))  # fmt: skip
+    url = f"{serving_world.settings.serve_url}/{name}"
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            yield serving_world.settings, serving_world.v1, client
+    finally:
+        serve.delete(name)  # only our own application
+
+
+def test_metrics_reach_rays_exporter(fresh_app):
     import ray
 
-    _, v1, client = served
+    _, v1, client = fresh_app
     app = str(client.base_url).rstrip("/").rsplit("/", 1)[-1]
     assert (
         client.post("/predict", json=support.transaction(6, customer="nobody")).status_code == 200
