@@ -99,8 +99,8 @@ def test_the_run_learns_from_a_change_point_near_the_onset_and_growing_evidence(
     loop: DemoResult,
 ) -> None:
     """Every drift event about v1 carries the monitor's change point; the one the run was
-    started from dates the change at most a few windows before the onset (the monitor
-    places it at the start of the window where its series worsened), never after it."""
+    started from dates the change within a window or two of the onset (the start of the
+    window where the streak began, or where the version's series worsened)."""
     from datetime import datetime
 
     assert loop.virtual_onset is not None
@@ -109,7 +109,8 @@ def test_the_run_learns_from_a_change_point_near_the_onset_and_growing_evidence(
     change = datetime.fromisoformat(loop.runs[0].parameters["change-point"])
     early = (loop.virtual_onset - change).total_seconds()
     window = CONFIG.window_rows / CONFIG.rate * CONFIG.time_warp  # event-time seconds
-    assert 0 <= early <= 2 * window, (change, loop.virtual_onset, window)
+    # a window's resolution: the window holding the onset may read calm (part old traffic)
+    assert -window <= early <= 2 * window, (change, loop.virtual_onset, window)
     counts = [e.evidence.labelled_rows for e in about_v1 if e.evidence is not None]
     assert counts and max(counts) >= CONFIG.evidence_rows
 
