@@ -128,6 +128,14 @@ def _ts(moment: datetime) -> float:
     return moment.timestamp()
 
 
+def _decided(
+    now: datetime, decision: Decision, run_id: str, parameters: dict[str, str]
+) -> tuple[object, ...]:
+    """A decision's columns: decided_at, outcome, reason, detail, run_id, parameters."""
+    stored = json.dumps(parameters) if decision.outcome == "submit" else None
+    return (_ts(now), decision.outcome, decision.reason, decision.detail, run_id, stored)
+
+
 class DecisionStore:
     def __init__(self, path: Path) -> None:
         self.ledger = Ledger(path)
@@ -169,12 +177,7 @@ class DecisionStore:
                         event.model_version,
                         event.window.start.isoformat(),
                         event.window.end.isoformat(),
-                        _ts(now),
-                        decision.outcome,
-                        decision.reason,
-                        decision.detail,
-                        run_id,
-                        json.dumps(parameters) if decision.outcome == "submit" else None,
+                        *_decided(now, decision, run_id, parameters),
                     ),
                 )
                 if decision.outcome == "wait":
@@ -272,15 +275,7 @@ class DecisionStore:
             db.execute(
                 "UPDATE decisions SET decided_at = ?, outcome = ?, reason = ?, detail = ?,"
                 " run_id = ?, parameters = ?, published = 0 WHERE event_id = ?",
-                (
-                    _ts(now),
-                    decision.outcome,
-                    decision.reason,
-                    decision.detail,
-                    run_id,
-                    json.dumps(parameters) if decision.outcome == "submit" else None,
-                    event.event_id,
-                ),
+                (*_decided(now, decision, run_id, parameters), event.event_id),
             )
             db.execute("DELETE FROM waiting WHERE model = ?", (model,))
         return event, decision
