@@ -109,7 +109,7 @@ def test_the_change_point_is_the_first_drifted_window_of_the_streak(tmp_path):
     assert third.event is not None and third.event.change_point == _utc(starts[1])
     calm = monitor.close(_window(starts[5], 0.0, seed=6))  # the streak breaks
     assert calm.record.verdict == "no_drift" and calm.record.change_point is None
-    assert monitor.checkpoint.change_point("v1") is None
+    assert monitor.changes.estimate("v1") is None
     again = monitor.close(_window(starts[6], 1.0, seed=7))
     assert again.event is None and again.record.change_point == _utc(starts[6])
     rng, labelled = random.Random(0), []
@@ -183,7 +183,7 @@ def test_a_checkpoint_from_before_streak_starts_opens_and_learns_them(tmp_path):
     old.close()
     monitor = _Monitor(tmp_path / "c.sqlite", _reference())
     assert monitor.checkpoint.streak("v1", "data") == (1, 0)
-    assert monitor.checkpoint.change_point("v1") is None  # running, start unknown
+    assert monitor.changes.estimate("v1") is None  # running, start unknown
     judged = monitor.close(_window(T0, 1.0, seed=1))  # the best known start: this window's
     assert judged.event is not None and judged.event.change_point == _utc(T0)
 

@@ -167,13 +167,6 @@ class Checkpoint:
         )
         return {str(k): (None if t is None else float(t)) for k, t in rows}
 
-    def change_point(self, version: str) -> float | None:
-        """The earliest start among the version's running streaks (data and performance)."""
-        (started,) = self.db.execute(
-            "SELECT min(started) FROM streaks WHERE version = ? AND streak > 0", (version,)
-        ).fetchone()
-        return None if started is None else float(started)
-
     # --- open windows
 
     def add_row(
