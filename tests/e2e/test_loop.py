@@ -12,8 +12,13 @@ processes. Nothing is mocked."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -70,8 +75,6 @@ def test_the_loop_closes_by_itself_with_one_promoting_run(loop: DemoResult) -> N
     """One run promotes. A run before it may only have been refused by the gate (a
     post-change holdout too small to judge, say): the refusal does not silence the trigger
     for the cooldown, a follow-up run within the daily budget takes its place."""
-    import json
-
     assert loop.failure is None, loop.failure
     assert loop.v2 is not None and loop.v2 != loop.v1
     assert 1 <= len(loop.runs) <= 2, [r.run_id for r in loop.runs]
@@ -228,3 +231,22 @@ def test_the_summary_and_the_report_say_what_happened(loop: DemoResult, tmp_path
     pngs = sorted(p.name for p in page.parent.glob("*.png"))
     assert len(pngs) >= 3, pngs
     assert all((page.parent / name).stat().st_size > 1000 for name in pngs)
+
+
+def test_the_cli_reads_the_demos_state_after_sourcing_its_environment(loop: DemoResult) -> None:
+    """The summary points at `driftloop.env`; with it sourced, `driftloop runs` lists this
+    loop's runs, not those of `.driftloop/` (a new user's first question after the demo)."""
+    assert loop.environment is not None and loop.environment.parent == loop.root
+    assert f"source {loop.environment}" in "\n".join(summary_lines(loop))
+    assert "TOKEN" not in loop.environment.read_text().upper()  # no secret written
+    cli = Path(sys.executable).parent / "driftloop"
+    listed = subprocess.run(
+        ["bash", "-c", 'source "$1" && "$2" runs --json', "-", str(loop.environment), str(cli)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")},
+    )
+    ids = {r["run_id"] for r in json.loads(listed.stdout) if "run_id" in r}
+    assert {r.run_id for r in loop.runs} <= ids, (ids, listed.stderr[-500:])

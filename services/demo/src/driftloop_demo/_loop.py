@@ -40,6 +40,7 @@ from driftloop_demo._stage import (
     deployment_repository,
     first_model,
     labelled_history,
+    write_environment,
 )
 
 Echo = Callable[[str], None]
@@ -88,6 +89,7 @@ class DemoResult:
     v1_metrics: dict[str, float] = field(default_factory=dict)  # v1's holdout, pre-drift
     scores: Any = None  # the scored frame (pandas), for the report
     report: Path | None = None
+    environment: Path | None = None  # `source` it: the CLI then reads this run's state
     failure: str | None = None
     faults: list[FaultRecord] = field(default_factory=list)
 
@@ -239,6 +241,7 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     settings = demo_settings(base, root, stamp)
     result = DemoResult(root, settings, config)
+    result.environment = write_environment(settings, root / "driftloop.env")
     _drop_old_topics(base)
     ensure_topics(settings)
     echo(f"[setup] state under {root}; topics {settings.topic_prefix}*")

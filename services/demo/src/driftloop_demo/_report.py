@@ -92,6 +92,8 @@ def summary_lines(result: DemoResult) -> list[str]:
     )
     lines += [
         f"  report          {result.report or '-'}",
+        f"  look closer     source {result.environment or '-'}; then driftloop runs, "
+        "driftloop drift report, driftloop sync status read this run",
         f"  Ray dashboard   {s.dashboard_url}",
         f"  Serve endpoint  {s.serve_url}/{result.config.model}/predict "
         f"(model: {s.serve_url}/{result.config.model}/model)",

@@ -3,6 +3,7 @@ history in Feast, and v1 trained, promoted by a commit."""
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import time
 from collections.abc import Callable
@@ -38,6 +39,20 @@ def demo_settings(base: Settings, root: Path, stamp: str) -> Settings:
             "promotion_policy": "merge",
         }
     )
+
+
+def write_environment(settings: Settings, path: Path) -> Path:
+    """A shell file of the ``DRIFTLOOP_*`` variables that make ``Settings()`` equal
+    ``settings`` (secrets left out): ``source`` it and the CLI — ``driftloop runs``,
+    ``driftloop drift report``, ``driftloop sync status`` — reads the demo's state, topics
+    and deployment repository instead of ``.driftloop/``."""
+    from driftloop.runs import settings_environment
+
+    lines = ["# the demo's settings: `source` this file, then run driftloop's CLI"]
+    for name, value in sorted(settings_environment(settings).items()):
+        lines.append(f"export {name}={shlex.quote(value)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def _serve_config(
