@@ -82,6 +82,22 @@ def test_ks_and_chi_square_on_whylogs_profiles(shift, expected):
     assert tests["x"].p_adjusted >= tests["x"].p_value
 
 
+@pytest.mark.parametrize("missing_share, expected", [(0.0, "NO_DRIFT"), (0.12, "DRIFT")])
+def test_missing_categories_are_a_category_of_their_own(missing_share, expected):
+    """Payments at merchants the feature table has never seen (the lookup misses, the
+    category is null) shift the column even when the known categories keep their shares."""
+    rng = np.random.default_rng(5)
+    ref = pd.DataFrame({"c": rng.choice(["a", "b", "c"], 20_000, p=[0.5, 0.3, 0.2])})
+    seen = rng.choice(["a", "b", "c"], 1000, p=[0.5, 0.3, 0.2]).astype(object)
+    seen[rng.random(1000) < missing_share] = None
+    win = pd.DataFrame({"c": seen})
+    wv, rv = profile_frame(win), profile_frame(ref)
+    (test,) = compare({"c": ("chi-square", wv.get_column("c"), rv.get_column("c"))}, DriftSpec())
+    assert test.category == expected, test
+    if expected == "DRIFT":
+        assert test.effect == pytest.approx(missing_share, abs=0.03)
+
+
 def test_a_large_window_flags_a_tiny_shift_by_p_value_but_not_by_effect():
     win, ref = _views(0.06, n=20_000, seed=3)
     (test,) = compare({"x": ("ks", win.get_column("x"), ref.get_column("x"))}, DriftSpec())

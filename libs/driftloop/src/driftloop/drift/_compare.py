@@ -109,10 +109,28 @@ def chi_square(
     return float(statistic), p, float(tvd)
 
 
+MISSING = "<missing>"
+"""The category of a missing value (null or NaN) in a categorical column's test."""
+
+
+def _with_missing(column: ColumnProfileView) -> dict[str, float]:
+    """The column's category counts with its missing values as one more category.
+
+    Frequent-items sketches hold no nulls, so without this a lookup that stops finding
+    its key — a merchant the feature table has never seen — would not move the test,
+    whatever share of the traffic it takes."""
+    counts = frequencies(column)
+    metric: Any = column.get_metric("counts")
+    missing = float(metric.null.value) if metric is not None else 0.0  # NaN included
+    if missing > 0:
+        counts[MISSING] = counts.get(MISSING, 0.0) + missing
+    return counts
+
+
 def _chi_square(
     target: ColumnProfileView, reference: ColumnProfileView
 ) -> tuple[float, float, float]:
-    return chi_square(frequencies(target), frequencies(reference))
+    return chi_square(_with_missing(target), _with_missing(reference))
 
 
 class _Untestable(ValueError):
