@@ -12,7 +12,8 @@ PYTEST     := .venv/bin/pytest
 
 .PHONY: help install up down status topics schemas lint format test test-unit \
         test-integration test-e2e ci demo clean backfill features-plan features-apply \
-        features-materialize features stream bench bench-heal render check-render
+        features-materialize features stream bench bench-heal render check-render \
+        image image-tools test-image
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -112,5 +113,18 @@ demo: up ## the whole loop: history, v1, traffic, drift, retraining, v2 (about 1
 
 clean: down ## stop the stack and remove runtime state (Kafka data, logs) and the venv
 	rm -rf $(STATE) .venv
+
+# The image every manifest under deploy/k8s runs, tagged with the driftloop package's version.
+IMAGE_VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' libs/driftloop/pyproject.toml)
+IMAGE         ?= driftloop/driftloop:$(IMAGE_VERSION)
+
+image-tools: ## install podman, buildah, mmdebstrap and runc from apt when missing (root or sudo)
+	deploy/image/install-tools.sh
+
+image: image-tools ## build driftloop/driftloop:<version> with podman: a Debian base (mmdebstrap) + the uv-locked workspace
+	STATE=$(STATE) UV_VERSION=$(UV_VERSION) deploy/image/build.sh $(IMAGE) $(IMAGE_VERSION)
+
+test-image: install image ## run the image: entry points, non-root, labels, nothing of the build left
+	IMAGE=$(IMAGE) $(PYTEST) tests/image --durations=10
 
 include deploy/k8s/tools.mk
