@@ -25,7 +25,7 @@ import pytest
 from driftloop_demo import DemoConfig, DemoResult
 from driftloop_demo._evidence import PR_AUC_SHARE, RECALL_SHARE, read_topic
 from driftloop_demo._faults import FAULTS, replicas
-from driftloop_demo._report import summary_lines, write_report
+from driftloop_demo._report import skew_line, summary_lines, write_report
 
 from driftloop.events import WorkflowEvent
 from driftloop.gitops import read_state
@@ -231,6 +231,27 @@ def test_the_summary_and_the_report_say_what_happened(loop: DemoResult, tmp_path
     pngs = sorted(p.name for p in page.parent.glob("*.png"))
     assert len(pngs) >= 3, pngs
     assert all((page.parent / name).stat().st_size > 1000 for name in pngs)
+
+
+def test_every_data_window_is_checked_for_training_serving_skew(loop: DemoResult) -> None:
+    """The monitor compared each data window's sampled predictions with the offline
+    point-in-time features of the same payments, and the summary says what it found
+    (which features, if any, the pipeline served differently from what training reads)."""
+    from driftloop.drift import AuditStore
+
+    records = AuditStore(loop.settings.state_dir / "monitor", loop.config.model).records("data")
+    tested = [r for r in records if r.verdict in ("drift", "no_drift")]
+    checked = [r for r in tested if r.skew is not None]
+    # a window is checked settle_s after it closes: the last ones may close after the loop
+    assert tested and len(checked) >= len(tested) // 2, (len(tested), len(checked))
+    for record in checked:
+        assert record.skew is not None and record.skew.error is None, record.skew
+        # most sampled payments were found in the stream's transactions and compared
+        assert record.skew.compared >= 0.8 * record.skew.sampled > 0, record.skew
+    skew = skew_line(loop)
+    print(f"\nskew: {skew}")
+    assert f"{len([r for r in checked if r.skew and r.skew.compared])} windows checked" in skew
+    assert f"skew            {skew}" in summary_lines(loop)
 
 
 def test_the_cli_reads_the_demos_state_after_sourcing_its_environment(loop: DemoResult) -> None:

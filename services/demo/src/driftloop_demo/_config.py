@@ -66,6 +66,11 @@ class DemoConfig(BaseModel):
     performance_labels: int = Field(1000, ge=10)
     performance_min_positives: int = Field(15, ge=1)
     progress_every_s: float = Field(5.0, gt=0)
+    skew_check: bool = Field(
+        True,
+        description="the monitor compares a sample of each window's served features with "
+        "the offline point-in-time features of the same payments (monitor.yaml skew)",
+    )
 
     @property
     def time_warp(self) -> float:

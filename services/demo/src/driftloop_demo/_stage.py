@@ -79,7 +79,8 @@ def _serve_config(
 
 
 def _monitor_policy(document: dict[str, Any], config: DemoConfig) -> dict[str, Any]:
-    """The shipped monitor policy with windows sized for minutes of traffic."""
+    """The shipped monitor policy with windows sized for minutes of traffic, and the
+    training-serving skew check on (or off, as the config says)."""
     window = document.setdefault("window", {})
     # windows by count only: event time runs hundreds of times faster than the wall clock
     window.update(
@@ -93,6 +94,7 @@ def _monitor_policy(document: dict[str, Any], config: DemoConfig) -> dict[str, A
             "min_positives": config.performance_min_positives,
         }
     )
+    document.setdefault("skew", {})["enabled"] = config.skew_check
     return document
 
 
