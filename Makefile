@@ -125,6 +125,6 @@ image: image-tools ## build driftloop/driftloop:<version> with podman: a Debian 
 	STATE=$(STATE) UV_VERSION=$(UV_VERSION) deploy/image/build.sh $(IMAGE) $(IMAGE_VERSION)
 
 test-image: install image ## run the image: entry points, non-root, labels, nothing of the build left
-	IMAGE=$(IMAGE) $(PYTEST) tests/image --durations=10
+	TEST_IMAGE=$(IMAGE) $(PYTEST) tests/image --durations=10
 
 include deploy/k8s/tools.mk
