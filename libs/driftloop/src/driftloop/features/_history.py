@@ -98,11 +98,17 @@ def customer_aggregates(
 
 def merchant_stats(history: pd.DataFrame, created: datetime, days: int = 30) -> pd.DataFrame:
     """Daily merchant snapshots: at midnight D, the category, the transactions of the 30
-    days before D, and the fraud rate among those whose label had arrived by D."""
+    days before D, and the fraud rate among those whose label had arrived by D — for every
+    midnight up to ``created``, when the job runs. A snapshot stamped after ``created``
+    would count labels that had not arrived yet, and would reach the offline store (so
+    training) but never the online store: materialization stops at the job's time."""
     frame = history[["merchant_id", "merchant_category", "event_timestamp", "is_fraud",
                      "label_timestamp"]].copy()  # fmt: skip
     first = frame["event_timestamp"].min().normalize() + pd.Timedelta(days=1)
-    last = frame["event_timestamp"].max().normalize() + pd.Timedelta(days=1)
+    last = min(
+        frame["event_timestamp"].max().normalize() + pd.Timedelta(days=1),
+        pd.Timestamp(created).tz_convert("UTC").floor("D"),
+    )
     snapshots = []
     category = frame.groupby("merchant_id")["merchant_category"].agg(lambda s: s.mode().iloc[0])
     for day in pd.date_range(first, last, freq="D"):
@@ -115,6 +121,9 @@ def merchant_stats(history: pd.DataFrame, created: datetime, days: int = 30) -> 
         snap["merchant_fraud_rate_30d"] = (fraud["sum"] / fraud["size"]).reindex(snap.index)
         snap["event_timestamp"] = day
         snapshots.append(snap)
+    if not snapshots:  # no midnight between the first payment and the job
+        empty: pd.DataFrame = MERCHANT_STATS_SCHEMA.empty_table().to_pandas()
+        return empty
     out = pd.concat(snapshots).reset_index(names="merchant_id")
     out["merchant_category"] = out["merchant_id"].map(category)
     out["created"] = pd.Timestamp(created)
