@@ -133,7 +133,8 @@ def test_other_variables_are_refused(tmp_path):
 
 def test_an_expression_in_the_mutex_name_is_refused(tmp_path):
     def change(d: Doc) -> None:
-        d["spec"]["synchronization"]["mutex"]["name"] = "retrain-{{=workflow.parameters.model}}"
+        mutex = d["spec"]["synchronization"]["mutexes"][0]
+        mutex["name"] = "retrain-{{=workflow.parameters.model}}"
 
     with pytest.raises(UnsupportedFeature, match="the mutex name"):
         load_template(_variant(tmp_path, change))

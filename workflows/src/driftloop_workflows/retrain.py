@@ -40,7 +40,8 @@ def retrain_template(namespace: str = "driftloop") -> WorkflowTemplate:
             namespace=namespace,
             entrypoint="retrain",
             arguments=arguments,
-            synchronization=m.Synchronization(mutex=m.Mutex(name=f"retrain-{_p('model')}")),
+            # `mutexes`, not the `mutex` that Argo Workflows 4 no longer has (see _template.py)
+            synchronization=m.Synchronization(mutexes=[m.Mutex(name=f"retrain-{_p('model')}")]),
             labels={"app.kubernetes.io/part-of": "driftloop"},
         ) as template,
         DAG(name="retrain"),

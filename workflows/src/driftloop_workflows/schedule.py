@@ -34,7 +34,9 @@ def retrain_cron(
     return CronWorkflow(
         name=f"retrain-{model}",
         namespace=namespace,
-        schedule=schedule.schedule,
+        # `schedules`: Argo Workflows 3.6 takes it beside the deprecated `schedule`, 4.x
+        # takes only it (and requires it) — the one spelling both accept.
+        schedules=[schedule.schedule],
         timezone=schedule.timezone,
         concurrency_policy=schedule.concurrency_policy,
         starting_deadline_seconds=3600,

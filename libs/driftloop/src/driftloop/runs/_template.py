@@ -86,7 +86,14 @@ class Mutex(_Strict):
 
 
 class Synchronization(_Strict):
-    mutex: Mutex
+    # `mutexes`: Argo Workflows 3.6 takes it beside the deprecated `mutex`, which 4.x no
+    # longer knows (its full CRD prunes it: runs of one model would no longer queue).
+    mutexes: list[Mutex] = Field(min_length=1, max_length=1)
+
+    @property
+    def mutex(self) -> Mutex:
+        """The one mutex the local executor implements."""
+        return self.mutexes[0]
 
 
 class Spec(_Strict):
