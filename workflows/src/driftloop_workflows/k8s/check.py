@@ -1,6 +1,9 @@
 """``make check-k8s``: every overlay builds (alone and with each opt-in component, and
-with exactly one path from drift events to runs), every alert rule loads, every dashboard
-parses, and the local Prometheus config with its rules checks.
+with exactly one path from drift events to runs), every object of every build and of
+``deploy/argocd`` validates against the vendored schemas of the oldest supported and the
+newest released version of its operator (unknown fields are errors), every Argo CD
+application's project exists in time, every alert rule loads, every dashboard parses, and
+the local Prometheus config with its rules checks.
 
     python -m driftloop_workflows.k8s.check [--root DIR] [--kustomize BIN] [--promtool BIN]
 
@@ -14,11 +17,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from driftloop_workflows.k8s._argocd import ARGOCD, argocd_problems
 from driftloop_workflows.k8s._manifests import (
     Document,
     components,
     dashboard_problems,
     dashboards,
+    documents,
     kustomize_build,
     kustomize_build_with,
     overlays,
@@ -28,11 +33,13 @@ from driftloop_workflows.k8s._manifests import (
     submitters,
     tools,
 )
+from driftloop_workflows.k8s._schemas import Schemas
 
 
 def check(root: Path, kustomize: str, promtool: str) -> list[str]:
     """Every problem found (empty when all is well); progress goes to stdout."""
     problems: list[str] = []
+    schemas = Schemas.load(root)
     found = overlays(root)
     if not found:
         problems.append("no overlay under deploy/k8s/overlays")
@@ -44,6 +51,7 @@ def check(root: Path, kustomize: str, promtool: str) -> list[str]:
             continue
         print(f"kustomize build {overlay.relative_to(root)}: {len(docs)} objects")
         problems.extend(_one_submitter(overlay.relative_to(root), docs))
+        problems.extend(_valid(schemas, str(overlay.relative_to(root)), docs))
         for component in components(root):
             where = f"{overlay.relative_to(root)} + {component.relative_to(root)}"
             try:
@@ -53,6 +61,7 @@ def check(root: Path, kustomize: str, promtool: str) -> list[str]:
                 continue
             print(f"kustomize build {where}: {len(with_component)} objects")
             problems.extend(_one_submitter(where, with_component))
+            problems.extend(_valid(schemas, where, with_component))
         groups = rule_groups(docs)
         if not groups:
             problems.append(f"{overlay.relative_to(root)}: no PrometheusRule")
@@ -64,6 +73,12 @@ def check(root: Path, kustomize: str, promtool: str) -> list[str]:
             else:
                 count = sum(len(g["rules"]) for g in rules["groups"])
                 print(f"  promtool check rules {name}: {count} rules SUCCESS")
+    for path in sorted((root / ARGOCD).rglob("*.yaml")):
+        problems.extend(_valid(schemas, str(path.relative_to(root)), documents(path)))
+    found_problems = argocd_problems(root)
+    problems.extend(found_problems)
+    if not found_problems:
+        print(f"{ARGOCD}: every application's project exists when it does, and admits it")
     # The local Prometheus: its config (which loads its rendered alert rules) must check.
     local = root / "deploy" / "local" / "prometheus" / "prometheus.yml"
     try:
@@ -81,6 +96,15 @@ def check(root: Path, kustomize: str, promtool: str) -> list[str]:
         if not found_problems:
             print(f"dashboard {board.relative_to(root)}: valid JSON")
     return problems
+
+
+def _valid(schemas: Schemas, where: str, docs: list[Document]) -> list[str]:
+    """Each object against every vendored version of its operator (and Kubernetes')."""
+    findings = [str(f) for doc in docs for f in schemas.validate(doc, where)]
+    if not findings:
+        owners = sorted({s.label for d in docs for s in schemas.owners(d["apiVersion"], d["kind"])})
+        print(f"  schemas {where}: {len(docs)} objects valid against {', '.join(owners)}")
+    return findings
 
 
 def _one_submitter(where: object, docs: list[Document]) -> list[str]:
