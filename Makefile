@@ -78,7 +78,7 @@ HEAL_ARGS ?=
 bench-heal: install ## does the loop heal? 5 seeds x 3 scenarios (hours; HEAL_ARGS="--seeds 1" for a look)
 	$(PY) bench/heal.py $(HEAL_ARGS)
 
-lint: install ## ruff, mypy, fresh rendered manifests, kustomize build and promtool on deploy/k8s
+lint: install ## ruff, mypy, fresh rendered manifests, kustomize build, upstream schemas and promtool on deploy/k8s
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy libs/driftloop/src services/*/src features/src workflows/src tests $(wildcard bench/*.py)

@@ -25,5 +25,5 @@ $(PROMTOOL):
 
 k8s-tools: $(KUSTOMIZE) $(PROMTOOL) ## build kustomize and promtool into .driftloop/tools/bin (once)
 
-check-k8s: install k8s-tools ## kustomize build of each overlay, promtool on the alert rules, dashboards parse
+check-k8s: install k8s-tools ## kustomize build of each overlay, every object against the vendored upstream schemas, promtool on the alert rules, dashboards parse
 	$(PY) -m driftloop_workflows.k8s.check --kustomize $(KUSTOMIZE) --promtool $(PROMTOOL)

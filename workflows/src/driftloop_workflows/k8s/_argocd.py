@@ -56,9 +56,34 @@ def _apps(where: str, doc: Document) -> list[_App]:
     if doc.get("kind") == "Application":
         return [_app(name, doc.get("spec") or {})]
     if doc.get("kind") == "ApplicationSet":
-        template = (doc.get("spec") or {}).get("template") or {}
-        return [_app(f"{name} (template)", template.get("spec") or {})]
+        spec = doc.get("spec") or {}
+        template = (spec.get("template") or {}).get("spec") or {}
+        elements = [
+            e
+            for g in spec.get("generators") or []
+            for e in (g.get("list") or {}).get("elements", [])
+        ]
+        if not elements:  # other generators: judge the template as written
+            return [_app(f"{name} (template)", template)]
+        return [
+            _app(f"{name} ({', '.join(f'{k}={v}' for k, v in e.items())})", _fill(template, e))
+            for e in elements
+        ]
     return []
+
+
+def _fill(value: Any, element: dict[str, Any]) -> Any:
+    """A template with a list element's values put in (``{{.key}}`` and ``{{key}}``)."""
+    if isinstance(value, dict):
+        return {k: _fill(v, element) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, element) for v in value]
+    if isinstance(value, str):
+        for key, given in element.items():
+            value = value.replace(f"{{{{.{key}}}}}", str(given)).replace(
+                f"{{{{{key}}}}}", str(given)
+            )
+    return value
 
 
 def _allows(project: Document, app: _App) -> list[str]:
@@ -98,6 +123,7 @@ def argocd_problems(root: Path) -> list[str]:
             (str(path.relative_to(root)), doc)
             for path in sorted((root / app.path).glob("*.yaml"))
             for doc in documents(path)
+            if isinstance(doc, dict)  # an overlay's patch lists are not objects
         ]
         for where, doc in children:
             earlier = {
