@@ -66,6 +66,14 @@ class DemoConfig(BaseModel):
     performance_labels: int = Field(1000, ge=10)
     performance_min_positives: int = Field(15, ge=1)
     progress_every_s: float = Field(5.0, gt=0)
+    stream_linger_s: float = Field(
+        0.2,
+        ge=0,
+        description="how long the stream service's micro-batch gathers (its default: 1 s). "
+        "Event time runs hundreds of times faster than the wall clock here, so each second "
+        "a payment waits before its customer's features are pushed online is minutes of "
+        "event time that serving trails training by (the skew check measures it)",
+    )
     skew_check: bool = Field(
         True,
         description="the monitor compares a sample of each window's served features with "

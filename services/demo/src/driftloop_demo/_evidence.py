@@ -145,6 +145,9 @@ class Healing:
     v2_recall: float
     windows_after_v2: int  # the monitor's data windows of v2
     events_after_v2: int  # drift events about v2
+    v1_live: LiveFigures | None = None
+    """v1 on the traffic before the drift, with the features it was served: the same
+    footing as v2's figures (its holdout's are offline point-in-time features)."""
 
     @property
     def pr_auc_share(self) -> float:
@@ -160,13 +163,58 @@ class Healing:
 
     def line(self) -> str:
         verdict = "healed" if self.healed else "NOT healed"
+        live = ""
+        if self.v1_live is not None:
+            v1 = self.v1_live
+            live = (
+                f"; against v1 live before the drift ({v1.positives} fraud, served features: "
+                f"PR-AUC {v1.pr_auc:.3f}, recall {v1.recall:.2f}) "
+                f"{_share(self.v2_pr_auc, v1.pr_auc):.0%} and "
+                f"{_share(self.v2_recall, v1.recall):.0%}"
+            )
         return (
             f"{verdict}: PR-AUC v1 before {self.v1_pr_auc:.3f} → v2 after "
             f"{self.v2_pr_auc:.3f} ({self.pr_auc_share:.0%}, goal {PR_AUC_SHARE:.0%}); recall "
             f"{self.v1_recall:.2f} → {self.v2_recall:.2f} ({self.recall_share:.0%}, goal "
-            f"{RECALL_SHARE:.0%}); {self.events_after_v2} drift event(s) in "
+            f"{RECALL_SHARE:.0%}){live}; {self.events_after_v2} drift event(s) in "
             f"{self.windows_after_v2} window(s) of v2"
         )
+
+
+def _share(after: float, before: float) -> float:
+    return after / before if before > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class LiveFigures:
+    """A version's live figures on labelled traffic: its logged scores and decisions."""
+
+    rows: int
+    positives: int
+    pr_auc: float
+    recall: float
+
+
+def live_figures(frame: pd.DataFrame, version: str, until: datetime) -> LiveFigures | None:
+    """``version``'s PR-AUC and recall at its threshold on the labelled rows it scored
+    before ``until``, from what it logged; None without both classes."""
+    from sklearn.metrics import average_precision_score
+
+    rows = frame[
+        (frame["model_version"] == version)
+        & (frame["scored_at"] < pd.Timestamp(until))
+        & frame["is_fraud"].notna()
+    ]
+    y = rows["is_fraud"].astype(bool).to_numpy()
+    if not 0 < y.sum() < len(y):
+        return None
+    decided = rows["decision"].astype(bool).to_numpy()
+    return LiveFigures(
+        rows=len(rows),
+        positives=int(y.sum()),
+        pr_auc=float(average_precision_score(y, rows["score"].to_numpy())),
+        recall=float(decided[y].mean()),
+    )
 
 
 def healing(
@@ -174,6 +222,7 @@ def healing(
     comparison: Comparison,
     windows_after_v2: int,
     events_after_v2: int,
+    v1_live: LiveFigures | None = None,
 ) -> Healing:
     return Healing(
         v1_pr_auc=v1_metrics.get("pr_auc", float("nan")),
@@ -182,6 +231,7 @@ def healing(
         v2_recall=comparison.recall.get("v2", float("nan")),
         windows_after_v2=windows_after_v2,
         events_after_v2=events_after_v2,
+        v1_live=v1_live,
     )
 
 

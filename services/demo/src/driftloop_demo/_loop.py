@@ -28,6 +28,7 @@ from driftloop_demo._evidence import (
     compare_models,
     end_offsets,
     healing,
+    live_figures,
     monitor_position,
     read_topic,
     scored_frame,
@@ -252,7 +253,13 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
     v1 = first_model(settings, config, history, lambda line: echo(f"[v1] {line}"))
     result.v1 = v1.version
     result.v1_metrics = dict(v1.metrics)
-    services = Services(settings, root / "logs", default_ports=config.default_ports)
+    services = Services(
+        settings,
+        root / "logs",
+        default_ports=config.default_ports,
+        stack=base,
+        environment={"stream": {"DRIFTLOOP_STREAM_LINGER_S": str(config.stream_linger_s)}},
+    )
     watch: _Watch | None = None
     stop = threading.Event()
     stream_thread: threading.Thread | None = None
@@ -474,5 +481,6 @@ def _evaluate(settings: Settings, config: DemoConfig, result: DemoResult, echo: 
     records = AuditStore(settings.state_dir / "monitor", config.model).records()
     windows = sum(1 for r in records if r.kind == "data" and r.version == result.v2)
     events = sum(1 for e in result.events if e.model_version == result.v2)
-    result.healing = healing(result.v1_metrics, c, windows, events)
+    v1_live = live_figures(frame, result.v1, onset)
+    result.healing = healing(result.v1_metrics, c, windows, events, v1_live)
     echo(f"[heal] {result.healing.line()}")

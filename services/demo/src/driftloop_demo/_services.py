@@ -1,8 +1,10 @@
 """The loop's services as child processes with the demo's settings in their environment:
-stream, monitor, trigger and sync, each logging to a file of its own."""
+stream, monitor, trigger and sync, each logging to a file of its own, each named with its
+metrics port to the stack's Prometheus."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -14,6 +16,7 @@ from typing import IO
 
 from driftloop.runs._jobs import settings_environment
 from driftloop.settings import Settings
+from driftloop.stack import register_targets, unregister_targets
 
 SERVICES = ("sync", "stream", "monitor", "trigger")
 DEFAULT_PORTS = {"stream": 9101, "monitor": 9102, "trigger": 9103, "sync": 9104}
@@ -28,11 +31,15 @@ def free_port(host: str) -> int:
 
 @dataclass
 class Services:
-    """Starts the services once and stops them on ``close``; the logs stay."""
+    """Starts the services once and stops them on ``close``; the logs stay. With ``stack``
+    (the stack's settings) their ports go to its Prometheus' targets while they run."""
 
     settings: Settings
     log_dir: Path
     default_ports: bool = True
+    stack: Settings | None = None
+    environment: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Variables of one service's own settings (``DRIFTLOOP_<SERVICE>_*``), by service."""
     ports: dict[str, int] = field(default_factory=dict)
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
@@ -47,6 +54,7 @@ class Services:
         }
         if name == "sync":
             env["DRIFTLOOP_SYNC_INTERVAL_S"] = "2"
+        env.update(self.environment.get(name, {}))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{name}.log").open("ab")
         self._logs.append(log)
@@ -54,6 +62,14 @@ class Services:
         self._procs[name] = subprocess.Popen(
             [command, "run"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
+        if self.stack is not None:
+            register_targets(self.stack, self.launcher, self.ports, {"run": self.log_dir.parent.name})
+
+    @property
+    def launcher(self) -> str:
+        """The name of this run's targets file: one per demo directory."""
+        digest = hashlib.sha256(str(self.log_dir.absolute()).encode()).hexdigest()
+        return f"demo-{digest[:10]}"
 
     def wait_ready(self, names: tuple[str, ...], timeout_s: float = 180) -> None:
         """Until each service answers on its metrics port: a service serves metrics once
@@ -100,3 +116,5 @@ class Services:
                 proc.wait()
         for log in self._logs:
             log.close()
+        if self.stack is not None:
+            unregister_targets(self.stack, self.launcher)
