@@ -55,6 +55,14 @@ class ServeArgs(BaseModel):
         pattern=r"^socks5h?://",
         description="a SOCKS5 proxy the prediction log reaches Kafka through",
     )
+    gauge_refresh_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="how often a replica reports its gauges (model_info) to Ray again; below "
+        "Ray's metrics report interval (10 s by default), whose exporter drops a gauge value "
+        "not reported within two intervals",
+    )
     api_key: SecretStr | None = Field(
         None,
         description="X-API-Key required on scoring routes; prefer DRIFTLOOP_SERVE_API_KEY in "

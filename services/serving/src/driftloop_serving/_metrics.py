@@ -2,7 +2,13 @@
 on ``/fraud/metrics``, one replica per scrape) and, inside a Ray Serve replica, through
 ``ray.serve.metrics`` to Ray's metrics exporter, which aggregates every replica on the
 node's metrics export port with ``application``, ``deployment`` and ``replica`` tags
-(names there carry Ray's ``ray_`` prefix)."""
+(names there carry Ray's ``ray_`` prefix).
+
+Ray's exporter forgets a gauge value that was not reported again within two of Ray's
+metrics report intervals (20 s by default), and a replica reports a gauge only when it is
+set: ``model_info``, set once when a model loads, vanished from Ray's exporter 20 s later.
+:meth:`ServingMetrics.refresh` sets every gauge again to its last value; the replica calls
+it more often than Ray reports (``ServeArgs.gauge_refresh_s``)."""
 
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ class _Metric:
         self._labels = tuple(labels)
         self._prom: Any
         self._ray: Any = None
+        self._last: dict[tuple[tuple[str, str], ...], float] = {}  # a gauge's values by labels
         if kind == "counter":
             self._prom = Counter(name, doc, self._labels, registry=registry)
         elif kind == "gauge":
@@ -64,7 +71,15 @@ class _Metric:
     def set(self, value: float, **labels: str) -> None:
         self._prom_child(labels).set(value)
         if self._ray is not None:
+            self._last[tuple(sorted(labels.items()))] = value
             self._ray.set(value, tags=labels or None)
+
+    def refresh(self) -> None:
+        """Report every value this gauge was set to again, unchanged (to Ray only: the
+        replica's own registry keeps its values)."""
+        if self._ray is not None:
+            for labels, value in list(self._last.items()):
+                self._ray.set(value, tags=dict(labels) or None)
 
     def observe(self, value: float, **labels: str) -> None:
         self._prom_child(labels).observe(value)
@@ -126,3 +141,9 @@ class ServingMetrics:
                 "counter", "prediction_log_dropped", "Predictions not logged", "reason"
             ),
         )
+
+    def refresh(self) -> None:
+        """Report the gauges' current values to Ray again (see the module's docstring)."""
+        for value in vars(self).values():
+            if isinstance(value, _Metric) and value.kind == "gauge":
+                value.refresh()

@@ -9,6 +9,7 @@ loop keeps accepting requests meanwhile).
 import asyncio
 import logging
 import os
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,16 @@ class _BatchSettings(Protocol):
     def set_batch_wait_timeout_s(self, timeout_s: float) -> None: ...
 
 
+def _refresh_gauges(metrics: ServingMetrics, every_s: float, stop: threading.Event) -> None:
+    """Report the gauges to Ray again every ``every_s`` until ``stop`` (not a method: the
+    thread holds no reference to the service, which can then be collected)."""
+    while not stop.wait(every_s):
+        try:
+            metrics.refresh()
+        except Exception:  # a metrics hiccup must not end the refreshes
+            log.exception("reporting the gauges to Ray again failed")
+
+
 def _in_replica() -> bool:
     try:
         serve.get_replica_context()
@@ -53,7 +64,16 @@ class FraudServiceImpl:
     def __init__(self, args: ServeArgs) -> None:
         self.args = args
         self.settings = args.settings()
-        self.metrics = ServingMetrics.create(ray=_in_replica())
+        in_replica = _in_replica()
+        self.metrics = ServingMetrics.create(ray=in_replica)
+        self._stop_refresh = threading.Event()
+        if in_replica:  # Ray's exporter forgets a gauge that is not reported again
+            threading.Thread(
+                target=_refresh_gauges,
+                args=(self.metrics, args.gauge_refresh_s, self._stop_refresh),
+                name="gauge-refresh",
+                daemon=True,
+            ).start()
         secret = args.api_key.get_secret_value() if args.api_key else None
         self.api_key: str | None = secret or os.environ.get(API_KEY_ENV) or None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
@@ -85,6 +105,8 @@ class FraudServiceImpl:
         return build_http(self)
 
     def __del__(self) -> None:
+        if hasattr(self, "_stop_refresh"):
+            self._stop_refresh.set()
         if hasattr(self, "log"):  # absent when the constructor failed early
             self.log.close(timeout_s=2)
             self._executor.shutdown(wait=False)
