@@ -29,7 +29,7 @@ $(STATE)/tools/bin/uv:
 
 install: .venv/.installed ## install every workspace package (uv, from uv.lock)
 
-up: install ## start the local stack: Kafka (KRaft), Ray head with Serve, topics
+up: install prometheus ## start the local stack: Kafka (KRaft), Ray head with Serve, topics, Prometheus
 	$(DL) up
 
 down: ## stop what `make up` started
@@ -93,7 +93,7 @@ test-unit: install ## unit tests: no socket, no process, no services (under a mi
 	$(PYTEST) tests/unit --durations=10
 
 # Starts the stack unless it already runs, runs every tier, and stops only what it started.
-test: install ## every test tier against the real local stack (started and stopped here; the image: make test-image)
+test: install prometheus ## every test tier against the real local stack (started and stopped here; the image: make test-image)
 	@if $(DL) status >/dev/null 2>&1; then started=0; else started=1; $(DL) up || { $(DL) down; exit 1; }; fi; \
 	$(PYTEST) tests --ignore=tests/image --durations=25; rc=$$?; \
 	if [ $$started = 1 ]; then $(DL) down; fi; \

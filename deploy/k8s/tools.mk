@@ -11,8 +11,10 @@ KUSTOMIZE_VERSION ?= v5.8.1
 PROMTOOL_VERSION  ?= v0.316.0
 KUSTOMIZE         := $(K8S_TOOLS_BIN)/kustomize
 PROMTOOL          := $(K8S_TOOLS_BIN)/promtool
+# The Prometheus server that `make up` runs, from the same module and version as promtool.
+PROMETHEUS        := $(K8S_TOOLS_BIN)/prometheus
 
-.PHONY: k8s-tools check-k8s
+.PHONY: k8s-tools check-k8s prometheus
 
 $(KUSTOMIZE):
 	@command -v go >/dev/null || { echo "kustomize is built with Go: install Go (1.24+)"; exit 1; }
@@ -22,6 +24,15 @@ $(PROMTOOL):
 	@command -v go >/dev/null || { echo "promtool is built with Go: install Go (1.26.7+)"; exit 1; }
 	GOBIN=$(abspath $(K8S_TOOLS_BIN)) go install -tags remove_all_sd \
 	  github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+
+# Without the builtinassets tag the web UI's pages are not embedded (they answer with an
+# error); the HTTP API (/api/v1/*), /metrics and the rule evaluation are all there.
+$(PROMETHEUS):
+	@command -v go >/dev/null || { echo "prometheus is built with Go: install Go (1.26.7+)"; exit 1; }
+	GOBIN=$(abspath $(K8S_TOOLS_BIN)) go install -tags remove_all_sd \
+	  github.com/prometheus/prometheus/cmd/prometheus@$(PROMTOOL_VERSION)
+
+prometheus: $(PROMETHEUS) ## build the Prometheus server `make up` runs into .driftloop/tools/bin (once)
 
 k8s-tools: $(KUSTOMIZE) $(PROMTOOL) ## build kustomize and promtool into .driftloop/tools/bin (once)
 

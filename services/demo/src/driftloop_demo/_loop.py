@@ -21,6 +21,7 @@ from driftloop.kafka import EventConsumer, Received, connect_admin, ensure_topic
 from driftloop.runs import RunStore
 from driftloop.runs._state import RunRecord
 from driftloop.settings import Settings
+from driftloop_demo._alerts import RESOLVE_WAIT_S, Alerts, AlertSpan
 from driftloop_demo._config import DemoConfig
 from driftloop_demo._evidence import (
     Comparison,
@@ -93,6 +94,7 @@ class DemoResult:
     environment: Path | None = None  # `source` it: the CLI then reads this run's state
     failure: str | None = None
     faults: list[FaultRecord] = field(default_factory=list)
+    alerts: list[AlertSpan] | None = None  # None: the stack runs no Prometheus
 
     def seconds(self, start: str, end: str) -> float | None:
         if start in self.marks and end in self.marks:
@@ -235,7 +237,7 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
     from driftloop_simulator import GeneratorConfig, StreamConfig, WorldConfig, choose_scenario
     from driftloop_simulator import run_stream as simulate
 
-    started = time.monotonic()
+    started, begun = time.monotonic(), _now()
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
@@ -331,6 +333,7 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
             f"{onset:%H:%M:%S}"
         )
         watch = _Watch(settings, config, result)
+        alerts = Alerts(base, config.model)
         plan = FaultPlan(config.faults, result.marks["traffic"], onset)
         result.faults = plan.fired
         last_print, closed_at = 0.0, None
@@ -347,7 +350,10 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
                     f"{config.after_v2_s:g} s more traffic for the comparison"
                 )
             if closed_at is not None and now - closed_at >= config.after_v2_s:
-                break
+                # ...and until the drift alerts resolve (a window of v2's judged fine)
+                firing = alerts.firing()
+                if not firing or now - closed_at >= config.after_v2_s + RESOLVE_WAIT_S:
+                    break
             dead = [n for n, ok in services.alive().items() if not ok]
             if dead:
                 raise LoopNotClosed(f"service(s) exited: {', '.join(dead)} (logs in {root}/logs)")
@@ -384,8 +390,20 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
         services.close()
     _evaluate(settings, config, result, echo)
     result.marks["end"] = _now()
+    _alert_history(base, config, result, begun, echo)
     echo(f"[done] {time.monotonic() - started:.0f} s in all")
     return result
+
+
+def _alert_history(
+    base: Settings, config: DemoConfig, result: DemoResult, begun: datetime, echo: Echo
+) -> None:
+    """What the stack's Prometheus alerted on while the demo ran."""
+    result.alerts = Alerts(base, config.model).history(begun, result.marks["end"])
+    if result.alerts is None:
+        echo("[alerts] no Prometheus answers on the stack (`make up` starts one)")
+    for span in result.alerts or []:
+        echo(f"[alerts] {span.line()}")
 
 
 def _fire(

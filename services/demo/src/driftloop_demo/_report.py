@@ -90,6 +90,14 @@ def summary_lines(result: DemoResult) -> list[str]:
     skew = skew_line(result)
     if skew:
         lines.append(f"  skew            {skew}")
+    if result.alerts is None:
+        lines.append("  alerts          - (no Prometheus on the stack)")
+    else:
+        lines.append(
+            "  alerts          "
+            + ("; ".join(span.line() for span in result.alerts) or "none fired")
+            + " (Prometheus, deploy/local/prometheus/alerts.yml)"
+        )
     lines.append(
         "  onset → v2     "
         + ", ".join(f"{k} {v:.0f} s" for k, v in phases(result).items() if v is not None)

@@ -63,7 +63,9 @@ class Services:
             [command, "run"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
         if self.stack is not None:
-            register_targets(self.stack, self.launcher, self.ports, {"run": self.log_dir.parent.name})
+            register_targets(
+                self.stack, self.launcher, self.ports, {"run": self.log_dir.parent.name}
+            )
 
     @property
     def launcher(self) -> str:

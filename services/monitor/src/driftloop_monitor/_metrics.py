@@ -15,6 +15,7 @@ class MonitorMetrics:
     effect: Gauge
     windows: Counter
     events: Counter
+    drifting: Gauge
     predictions: Counter
     labels: Counter
     skipped: Counter
@@ -43,6 +44,9 @@ class MonitorMetrics:
                             ["model", "kind", "verdict"], registry=r),
             events=Counter("driftloop_monitor_events", "Drift events published",
                            ["model", "kind"], registry=r),
+            drifting=Gauge("driftloop_monitor_drifting",
+                           "1 from a drift event until a window of its kind is judged fine "
+                           "again (kind: data, performance)", ["model", "kind"], registry=r),
             predictions=Counter("driftloop_monitor_predictions", "Predictions windowed",
                                 registry=r),
             labels=Counter("driftloop_monitor_labels", "Labels read", ["outcome"], registry=r),

@@ -43,6 +43,8 @@ class MonitorService:
                              f"not of {settings.monitor_model!r}")  # fmt: skip
         self.model = self.policy.model
         self.metrics = MonitorMetrics.create()
+        for kind in ("data", "performance"):  # the alert rules read it from the start
+            self.metrics.drifting.labels(self.model, kind).set(0)
         self.checkpoint = Checkpoint(settings.checkpoint_path)
         self.audit = AuditStore(settings.audit_root, self.model)
         self.references = References(ModelStore.from_settings(settings), self.model)
@@ -211,6 +213,9 @@ class MonitorService:
         for j in judged:
             if j.event is not None:
                 m.events.labels(self.model, j.event.kind).inc()
+                m.drifting.labels(self.model, j.record.kind).set(1)
+            elif j.record.verdict in ("no_drift", "ok"):
+                m.drifting.labels(self.model, j.record.kind).set(0)
         m.skipped.labels("late").inc(self.windows.late)
         self.windows.late = 0
         m.open_rows.set(self.windows.rows)

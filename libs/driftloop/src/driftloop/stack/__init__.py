@@ -6,6 +6,7 @@ stops only what runs under this state directory's supervisord.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +18,13 @@ from driftloop.raycluster import dashboard_version
 from driftloop.settings import Settings
 from driftloop.stack._kafka import LocalKafka
 from driftloop.stack._preflight import MissingPrerequisite, find_java, find_maven
+from driftloop.stack._prometheus import (
+    prometheus_url,
+    register_targets,
+    unregister_targets,
+    wait_ready,
+    write_config,
+)
 from driftloop.stack._ray import ensure_token, serve_running, start_serve, wait_dashboard
 from driftloop.stack._supervisor import Supervisor
 from driftloop.stack._tools import venv_tool
@@ -27,6 +35,9 @@ __all__ = [
     "MissingPrerequisite",
     "find_java",
     "find_maven",
+    "prometheus_url",
+    "register_targets",
+    "unregister_targets",
 ]
 
 Echo = Callable[[str], None]
@@ -46,6 +57,12 @@ class ComponentStatus:
 
 SERVICES = ("stream", "monitor", "trigger", "sync")
 """The loop's long-running services, in start order (supervisord programs)."""
+
+METRICS_PORTS = {"stream": 9101, "monitor": 9102, "trigger": 9103, "sync": 9104}
+"""Each service's default metrics port (its settings' ``<name>_metrics_port``)."""
+
+SUPERVISED = "supervisord"
+"""The launcher name of the services that ``start_services`` runs, for Prometheus."""
 
 
 class LocalStack:
@@ -118,11 +135,11 @@ class LocalStack:
         self._up_prometheus(echo)
 
     def _up_prometheus(self, echo: Echo) -> None:
-        """Prometheus, when one is installed: it scrapes the services and Ray and loads the
-        alert rules (deploy/local/prometheus/)."""
+        """Prometheus (`make prometheus` builds it): it scrapes the services and Ray and
+        evaluates the alert rules (deploy/local/prometheus/)."""
         s = self.settings
         if self._prometheus() is None:
-            echo("prometheus: not installed (optional; see README)")
+            echo("prometheus: not installed (`make prometheus` builds it; see README)")
             return
         if not self.supervisor.running():
             return
@@ -131,11 +148,16 @@ class LocalStack:
             echo("prometheus: installed, but this supervisord predates it: `make down && make up`")
             return
         if state.running:
-            echo(f"prometheus: already running on http://{s.bind_host}:{s.prometheus_port}")
+            echo(f"prometheus: already running on {prometheus_url(s)}")
             return
         require_free(s.bind_host, s.prometheus_port, "Prometheus")
+        config = write_config(s)
         self.supervisor.start_program("prometheus")
-        echo(f"prometheus: http://{s.bind_host}:{s.prometheus_port} (alert rules loaded)")
+        rules = wait_ready(s)
+        echo(
+            f"prometheus: {prometheus_url(s)}, {rules} alert rules, config {config}, "
+            f"data {config.parent / 'data'}"
+        )
 
     def _up_kafka(self, echo: Echo) -> None:
         s = self.settings
@@ -211,6 +233,7 @@ class LocalStack:
             if state and state.running:
                 self.supervisor.stop_program(program)
                 echo(f"{program}: stopped")
+        unregister_targets(self.settings, SUPERVISED)
         self.supervisor.shutdown()
         echo("supervisord: stopped")
 
@@ -226,6 +249,17 @@ class LocalStack:
                 continue
             self.supervisor.start_program(program)
             echo(f"{program}: started, log {self.settings.state_dir / 'logs' / program}.log")
+        register_targets(self.settings, SUPERVISED, self._metrics_ports())
+
+    @staticmethod
+    def _metrics_ports() -> dict[str, int]:
+        """The ports the supervised services listen on: their defaults, or the
+        DRIFTLOOP_<NAME>_METRICS_PORT of the environment supervisord was started with (by
+        `driftloop up`, from the same shell as this one)."""
+        return {
+            name: int(os.environ.get(f"DRIFTLOOP_{name.upper()}_METRICS_PORT", port))
+            for name, port in METRICS_PORTS.items()
+        }
 
     def stop_services(self, echo: Echo) -> None:
         if not self.supervisor.running():
@@ -236,6 +270,7 @@ class LocalStack:
             if state and state.running:
                 self.supervisor.stop_program(program)
                 echo(f"{program}: stopped")
+        unregister_targets(self.settings, SUPERVISED)
 
     # -- status --------------------------------------------------------------------------
     def status(self) -> list[ComponentStatus]:
