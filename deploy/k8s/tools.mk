@@ -25,10 +25,12 @@ $(PROMTOOL):
 	GOBIN=$(abspath $(K8S_TOOLS_BIN)) go install -tags remove_all_sd \
 	  github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 
-# Without the builtinassets tag the web UI's pages are not embedded (they answer with an
-# error); the HTTP API (/api/v1/*), /metrics and the rule evaluation are all there.
+# Without the builtinassets tag (whose assets need a Node.js build) the web UI's pages
+# answer 500 "Error opening React index.html"; the HTTP API (/api/v1/*), /metrics and the
+# rule evaluation are all there.
 $(PROMETHEUS):
-	@command -v go >/dev/null || { echo "prometheus is built with Go: install Go (1.26.7+)"; exit 1; }
+	@command -v go >/dev/null || { echo "make up runs a Prometheus built from source with Go:" \
+	  "install Go 1.26.7+ (https://go.dev/dl/), then run make up again"; exit 1; }
 	GOBIN=$(abspath $(K8S_TOOLS_BIN)) go install -tags remove_all_sd \
 	  github.com/prometheus/prometheus/cmd/prometheus@$(PROMTOOL_VERSION)
 

@@ -43,7 +43,9 @@ class MonitorService:
                              f"not of {settings.monitor_model!r}")  # fmt: skip
         self.model = self.policy.model
         self.metrics = MonitorMetrics.create()
-        for kind in ("data", "performance"):  # the alert rules read it from the start
+        # 0 from the start, also after a restart mid-drift: every drifted window past the
+        # policy's streak (kept in the checkpoint) publishes an event, which sets it again.
+        for kind in ("data", "performance"):
             self.metrics.drifting.labels(self.model, kind).set(0)
         self.checkpoint = Checkpoint(settings.checkpoint_path)
         self.audit = AuditStore(settings.audit_root, self.model)
