@@ -1,9 +1,9 @@
 """Boosting progress from a running Ray Train job to the process that started it.
 
-Ray Train calls a :class:`UserCallback` on its controller actor, not in the driver; the
-callback forwards each report through a Ray queue (an actor with no CPU), and the driver
-drains the queue while ``fit`` runs in a thread. The reports themselves stay sparse —
-each ``ray.train.report`` costs about a second.
+Rank 0 puts its validation metric on a Ray queue (an actor with no CPU) every
+``report_every`` rounds, and the driver drains the queue while ``fit`` runs in a thread.
+Progress does not go through ``ray.train.report``: each report waits for the Train
+controller's next poll (about a second), so a run reports once, its final checkpoint.
 """
 
 from __future__ import annotations
@@ -14,20 +14,6 @@ from typing import Any, TypeVar
 
 Progress = Callable[[str], None]
 T = TypeVar("T")
-
-
-def relay_callback(queue: Any) -> Any:
-    """A Ray Train callback that puts each round's metrics (rank 0's) on ``queue``."""
-    from ray.train import UserCallback
-
-    class Relay(UserCallback):
-        def after_report(
-            self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any
-        ) -> None:
-            if metrics:
-                queue.put_nowait(dict(metrics[0]))
-
-    return Relay()
 
 
 def describe(report: dict[str, Any], total_rounds: int) -> str | None:
@@ -41,8 +27,8 @@ def describe(report: dict[str, Any], total_rounds: int) -> str | None:
 
 
 def run_with_progress(fit: Callable[[Any], T], total_rounds: int, progress: Progress | None) -> T:
-    """Call ``fit(callback)`` — the callback to hand to Ray Train, or None when nobody
-    listens — and print its reports as they arrive."""
+    """Call ``fit(queue)`` — the queue for rank 0's progress, or None when nobody
+    listens — and print what arrives on it."""
     if progress is None:
         return fit(None)
     from ray.util.queue import Empty, Queue
@@ -52,7 +38,7 @@ def run_with_progress(fit: Callable[[Any], T], total_rounds: int, progress: Prog
 
     def target() -> None:
         try:
-            outcome["value"] = fit(relay_callback(queue))
+            outcome["value"] = fit(queue)
         except BaseException as exc:  # re-raised in the caller's thread
             outcome["error"] = exc
 

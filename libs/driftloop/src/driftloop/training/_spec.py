@@ -58,7 +58,9 @@ class TrainerSpec(BaseModel):
     params: dict[str, JsonValue] = Field(default_factory=_default_params)
     num_boost_round: int = Field(300, ge=1)
     early_stopping_rounds: int = Field(30, ge=1)
-    report_every: int = Field(25, ge=1, description="rounds between ray.train.report calls")
+    report_every: int = Field(
+        25, ge=1, description="rounds between progress lines (sent only when someone listens)"
+    )
     seed: int = 7
 
     @model_validator(mode="after")

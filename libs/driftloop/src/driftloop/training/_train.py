@@ -89,24 +89,24 @@ def _fit(
     num_workers: int, use_gpu: bool, progress: Progress | None = None,
 ) -> bytes:  # fmt: skip
     """Run the Ray Train job; return the booster's native JSON from its final checkpoint."""
-    import ray.data
+    import ray
     import ray.train
     from ray.train.xgboost import XGBoostTrainer
 
-    datasets = {
-        name: ray.data.from_pandas(dataset.splits[name]).materialize()
-        for name in ("train", "validation")
-    }
+    # Every worker gets all rows and keeps its own by row number (see _worker).
+    rows = {name: ray.put(dataset.splits[name]) for name in ("train", "validation")}
 
-    def fit(callback: Any) -> ray.train.Result:
+    def fit(queue: Any) -> ray.train.Result:
         trainer = XGBoostTrainer(
             train_loop_per_worker,
             train_loop_config={
                 "params": params,
                 "features": dataset.names,
+                **rows,
                 "num_boost_round": spec.trainer.num_boost_round,
                 "early_stopping_rounds": spec.trainer.early_stopping_rounds,
                 "report_every": spec.trainer.report_every,
+                "progress": queue,
             },
             scaling_config=ray.train.ScalingConfig(
                 num_workers=num_workers,
@@ -116,11 +116,7 @@ def _fit(
             run_config=ray.train.RunConfig(
                 name=f"{spec.name}-{uuid.uuid4().hex[:12]}",
                 storage_path=str(settings.state_dir / "ray-train"),
-                callbacks=[callback] if callback is not None else None,
             ),
-            datasets=datasets,
-            # Every worker sees all rows and keeps its own by row number (see _worker).
-            dataset_config=ray.train.DataConfig(datasets_to_split=[]),
         )
         return trainer.fit()
 

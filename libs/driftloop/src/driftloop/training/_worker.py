@@ -1,8 +1,14 @@
 """What each Ray Train worker runs: a plain function of its config.
 
-Rows reach every worker whole and each keeps ``row % world_size == rank``, sorted by row:
-which rows a worker trains on then never depends on how Ray Data scheduled its blocks,
-so the same data, seed and worker count give the same booster bytes.
+Rows reach every worker whole, as object references to the driver's frames (no Ray Data:
+its executor cost seconds a run on every worker and in the driver, for rows that fit in
+memory anyway), and each worker keeps ``row % world_size == rank``, sorted by row: which
+rows a worker trains on never depends on scheduling, so the same data, seed and worker
+count give the same booster bytes.
+
+A run calls ``ray.train.report`` once, at the end, with the booster as its checkpoint:
+each report waits for the controller's next poll (about a second), so boosting progress
+goes to the driver's queue instead, from rank 0, and only when the driver listens.
 """
 
 from __future__ import annotations
@@ -19,19 +25,20 @@ if TYPE_CHECKING:
 MODEL_FILE = "model.json"
 
 
-def _shard(name: str, rank: int, world: int) -> pd.DataFrame:
-    import ray.train
+def _shard(rows: Any, rank: int, world: int) -> pd.DataFrame:
+    """This worker's rows of the frame behind the object reference ``rows``."""
+    import ray
 
     from driftloop.training._dataset import ROW
 
-    frame = ray.train.get_dataset_shard(name).materialize().to_pandas()
-    mine: pd.DataFrame = frame[frame[ROW] % world == rank]
+    frame: pd.DataFrame = ray.get(rows)
+    mine = frame[frame[ROW] % world == rank]
     return mine.sort_values(ROW, kind="stable").reset_index(drop=True)
 
 
-def _report_callback(every: int, metric: str) -> xgboost.callback.TrainingCallback:
-    """Report the validation metric every ``every`` rounds (a report costs about a second)
-    and, once training ends, the final booster as a checkpoint from rank 0."""
+def _report_callback(every: int, metric: str, queue: Any) -> xgboost.callback.TrainingCallback:
+    """Put the validation metric on ``queue`` every ``every`` rounds (if there is a queue);
+    once training ends, report the final booster as a checkpoint from rank 0."""
     import ray.train
     import xgboost
 
@@ -43,8 +50,8 @@ def _report_callback(every: int, metric: str) -> xgboost.callback.TrainingCallba
             history = evals_log.get("validation", {}).get(metric, [])
             if history:
                 self.last = {f"validation-{metric}": float(history[-1]), "round": epoch + 1}
-            if (epoch + 1) % every == 0:
-                ray.train.report(dict(self.last))
+            if queue is not None and (epoch + 1) % every == 0:
+                queue.put_nowait(dict(self.last))
             return False
 
         def after_training(self, model: Any) -> Any:
@@ -66,7 +73,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Train one XGBoost booster across the workers of a Ray Train run.
 
     ``config``: ``params`` (complete XGBoost params), ``features`` (names, in order),
-    ``num_boost_round``, ``early_stopping_rounds``, ``report_every``."""
+    ``train`` and ``validation`` (object references to the encoded frames, all rows),
+    ``num_boost_round``, ``early_stopping_rounds``, ``report_every``, and ``progress``
+    (a ``ray.util.queue.Queue`` for rank 0's progress every ``report_every`` rounds, or
+    None)."""
     import ray.train
     import xgboost
 
@@ -76,10 +86,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rank, world = context.get_world_rank(), context.get_world_size()
     names: list[str] = config["features"]
     params: dict[str, Any] = config["params"]
-    train, validation = _shard("train", rank, world), _shard("validation", rank, world)
+    train = _shard(config["train"], rank, world)
+    validation = _shard(config["validation"], rank, world)
     dtrain = xgboost.DMatrix(train[names], label=train[LABEL], feature_names=names)
     dvalid = xgboost.DMatrix(validation[names], label=validation[LABEL], feature_names=names)
     metric = str(params["eval_metric"])
+    queue = config["progress"] if rank == 0 else None
     callbacks = [
         xgboost.callback.EarlyStopping(
             rounds=config["early_stopping_rounds"],
@@ -88,7 +100,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             maximize=metric in {"aucpr", "auc", "map", "ndcg", "pre"},
             save_best=True,
         ),
-        _report_callback(config["report_every"], metric),
+        _report_callback(config["report_every"], metric, queue),
     ]
     xgboost.train(
         params,
