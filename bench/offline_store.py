@@ -1,14 +1,24 @@
-"""Feast's Ray offline store against its file (dask) store for building a training set:
-the point-in-time join of driftloop's `fraud_v1` service for about 20 k and 1 M labelled
-rows, in the same run, on the same history and feature files.
+"""Building a training set on each offline store: the point-in-time join of driftloop's
+`fraud_v1` service (``point_in_time``: both stored views, the on-demand view, one row per
+labelled row) for about 20 k and 1 M labelled rows, in the same run, on the same history
+and feature files:
+
+- ``asof``: the as-of store (``local``, the default): DuckDB's ASOF JOIN behind Feast;
+- ``raw``: the floor — the same two as-of joins written directly in DuckDB over the same
+  parquet files and entity rows, no Feast, no on-demand view; the goal is asof ≤ 3x raw;
+- ``file``: Feast's file (dask) store (``local-file``);
+- ``ray``: Feast's Ray store (``local-ray``, needs the local Ray head).
 
 Each case runs in its own process with a time limit; a case that does not finish, or
 dies, is reported as such and the larger sizes of that store are then skipped. Each case
-also reports its peak resident memory. Asked in one query, the file store's 1 M-row join
-was killed by the kernel at 21.9 GB resident on this 24 GB machine; ``point_in_time`` now
-asks Feast in chunks of event-time ordered rows, which bounds that.
+reports its peak resident memory (``peak_rss_gb``, the whole process: the labelled
+history it reads is about 0.4 GB of it at 1 M rows) and its resident memory before the
+join. The file store's 1 M-row query was killed by the kernel at 21.9 GB resident on a
+24 GB machine, and its 20 k-row one took 7.8-171 s here, so by default it and the Ray
+store run at the smaller sizes only (``--max-rows``).
 
-    python bench/offline_store.py [--sizes 20000,1000000] [--limit-s 600]
+    python bench/offline_store.py [--sizes 20000,1000000] [--stores asof,raw,file,ray]
+                                  [--max-rows file=20000,ray=20000] [--limit-s 600]
 """
 
 from __future__ import annotations
@@ -41,7 +51,7 @@ from driftloop.features import (
 from driftloop.settings import Settings
 
 END = datetime(2026, 6, 1, tzinfo=UTC)
-STORES = {"file": "local", "ray": "local-ray"}
+STORES = {"asof": "local", "raw": "local", "file": "local-file", "ray": "local-ray"}
 
 
 def _settings(root: Path, env: str) -> Settings:
@@ -67,53 +77,107 @@ def prepare(root: Path, rows: int) -> int:
         "merchant_stats": merchant_stats(history, END),
     }.items():
         write_batch(frame, f"{root / 'features'}/{name}", "backfill", SCHEMAS[name])
-    for env in STORES.values():
+    for env in set(STORES.values()):
         apply_repo(_settings(root, env))
     return int(history["label_timestamp"].notna().sum())
 
 
-def case(root: Path, env: str, rows: int) -> dict[str, float]:
+def _rss_gb() -> float:
+    resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return resident_pages * resource.getpagesize() / 1024**3
+
+
+def raw_join(root: Path, entities: pd.DataFrame) -> pd.DataFrame:
+    """The floor: the customer and merchant as-of joins in DuckDB alone, the latest row
+    per (key, time) by ``created`` and the views' TTLs as in the store."""
+    import duckdb
+
+    features = root / "features"
+    con = duckdb.connect()
+    con.register("e", entities[["customer_id", "merchant_id", "event_timestamp"]])
+    joined: pd.DataFrame = con.sql(f"""
+        WITH c AS (SELECT * FROM read_parquet('{features}/customer_aggregates/*.parquet')
+                   QUALIFY row_number() OVER (PARTITION BY customer_id, event_timestamp
+                                              ORDER BY created DESC) = 1),
+             m AS (SELECT * FROM read_parquet('{features}/merchant_stats/*.parquet')
+                   QUALIFY row_number() OVER (PARTITION BY merchant_id, event_timestamp
+                                              ORDER BY created DESC) = 1)
+        SELECT e.*, COLUMNS(c.* EXCLUDE (customer_id, event_timestamp, created)),
+               COLUMNS(m.* EXCLUDE (merchant_id, event_timestamp, created)),
+               c.event_timestamp >= e.event_timestamp - INTERVAL 7 DAY AS c_fresh,
+               m.event_timestamp >= e.event_timestamp - INTERVAL 2 DAY AS m_fresh
+        FROM e
+        ASOF LEFT JOIN c ON e.customer_id = c.customer_id
+                        AND e.event_timestamp >= c.event_timestamp
+        ASOF LEFT JOIN m ON e.merchant_id = m.merchant_id
+                        AND e.event_timestamp >= m.event_timestamp
+    """).df()
+    return joined
+
+
+def case(root: Path, store_name: str, rows: int) -> dict[str, float]:
     """One timed point-in-time join (run in a child process)."""
-    settings = _settings(root, env)
+    settings = _settings(root, STORES[store_name])
     history = pd.read_parquet(root / "data" / "transactions.parquet")
     labelled = history[history["label_timestamp"].notna()].tail(rows)
+    if store_name == "raw":
+        entities = training_entities(labelled)
+        before = _rss_gb()
+        started = time.perf_counter()
+        joined = raw_join(root, entities)
+        took = time.perf_counter() - started
+        peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+        return {"seconds": took, "rows_out": float(len(joined)),
+                "with_history_share": float(joined["txn_count_7d"].notna().mean()),
+                "peak_rss_gb": peak_gb, "rss_before_gb": before}  # fmt: skip
     store = open_store(settings)
     service = store.get_feature_service("fraud_v1")
     served = {f.name for p in service.feature_view_projections for f in p.features}
     entities = training_entities(labelled.drop(columns=sorted(served & set(labelled.columns))))
+    before = _rss_gb()
     started = time.perf_counter()
     joined = point_in_time(store, entities, service)
     took = time.perf_counter() - started
     found = float(joined["txn_count_7d"].notna().mean())
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
     return {"seconds": took, "rows_out": float(len(joined)), "with_history_share": found,
-            "peak_rss_gb": peak_gb}  # fmt: skip
+            "peak_rss_gb": peak_gb, "rss_before_gb": before}  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="20000,1000000")
+    parser.add_argument("--stores", default="asof,raw,file,ray")
+    parser.add_argument("--max-rows", default="file=20000,ray=20000")
     parser.add_argument("--limit-s", type=float, default=600)
-    parser.add_argument("--case", nargs=3, metavar=("ROOT", "ENV", "ROWS"))
+    parser.add_argument("--case", nargs=3, metavar=("ROOT", "STORE", "ROWS"))
     args = parser.parse_args()
     if args.case:
-        root, env, rows = args.case
-        print(json.dumps(case(Path(root), env, int(rows))))
+        root, name, rows = args.case
+        print(json.dumps(case(Path(root), name, int(rows))))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
+    stores = args.stores.split(",")
+    unknown = sorted(set(stores) - set(STORES))
+    if unknown:
+        parser.error(f"unknown stores {unknown}; known: {sorted(STORES)}")
+    max_rows = {k: int(v) for k, v in (p.split("=") for p in args.max_rows.split(",") if p)}
     root = Path(tempfile.mkdtemp(prefix="bench-offline-"))
     started = time.perf_counter()
     labelled = prepare(root, max(sizes))
     result: dict[str, object] = {"labelled_rows_available": labelled,
                                  "prepare_s": time.perf_counter() - started}  # fmt: skip
-    for name, env in STORES.items():
+    for name in stores:
         gave_up = False
         for rows in sizes:
             key = f"{name}_{rows // 1000}k"
             if gave_up:
                 result[f"{key}_s"] = "skipped: the smaller size did not finish"
                 continue
-            command = [sys.executable, __file__, "--case", str(root), env, str(rows)]
+            if rows > max_rows.get(name, rows):
+                result[f"{key}_s"] = f"skipped: above --max-rows {name}={max_rows[name]}"
+                continue
+            command = [sys.executable, __file__, "--case", str(root), name, str(rows)]
             try:
                 done = subprocess.run(command, capture_output=True, text=True,
                                       timeout=args.limit_s, check=True)  # fmt: skip
@@ -132,11 +196,15 @@ def main() -> None:
             result[f"{key}_s"] = measured["seconds"]
             result[f"{key}_rows_out"] = measured["rows_out"]
             result[f"{key}_peak_rss_gb"] = measured["peak_rss_gb"]
+            result[f"{key}_rss_before_gb"] = measured["rss_before_gb"]
             print(f"{key}: {measured}", flush=True)
     for rows in sizes:
-        file_s, ray_s = result.get(f"file_{rows // 1000}k_s"), result.get(f"ray_{rows // 1000}k_s")
-        if isinstance(file_s, float) and isinstance(ray_s, float):
-            result[f"ratio_ray_over_file_{rows // 1000}k"] = ray_s / file_s
+        size = f"{rows // 1000}k"
+        asof = result.get(f"asof_{size}_s")
+        for other in ("raw", "file", "ray"):
+            seconds = result.get(f"{other}_{size}_s")
+            if isinstance(asof, float) and isinstance(seconds, float):
+                result[f"ratio_asof_over_{other}_{size}"] = asof / seconds
     record("offline_store", result)
 
 

@@ -32,17 +32,15 @@ def _agg(customer: str, at: datetime, count7: int, mean7: float) -> dict[str, ob
     }  # fmt: skip
 
 
-@pytest.fixture(scope="module", params=["local", "local-ray"])
-def repo(request, tmp_path_factory, base_settings):
-    """A tiny feature repo per offline store, built once: the tests only read it."""
-    tmp_path = tmp_path_factory.mktemp(f"point-in-time-{request.param}")
-    settings = base_settings.model_copy(
-        update={
-            "state_dir": tmp_path / "state",
-            "feature_env": request.param,
-            "feature_data_uri": str(tmp_path / "features"),
-        }
-    )
+def _settings(base_settings, root, env):
+    return base_settings.model_copy(
+        update={"state_dir": root / env / "state", "feature_env": env,
+                "feature_data_uri": str(root / "features")}
+    )  # fmt: skip
+
+
+def _seed(settings):
+    """Customer aggregates for alice and bob, snapshots of merchants m1 and m2."""
     rows = [
         _agg("alice", T0 - timedelta(days=2), 5, 20.0),
         _agg("alice", T0 - timedelta(hours=1), 6, 22.0),
@@ -60,6 +58,16 @@ def repo(request, tmp_path_factory, base_settings):
     write_batch(
         merchants, f"{settings.feature_data}/merchant_stats", "seed", SCHEMAS["merchant_stats"]
     )
+
+
+@pytest.fixture(scope="module", params=["local", "local-file", "local-ray"])
+def repo(request, tmp_path_factory, base_settings):
+    """A tiny feature repo per offline store (as-of, file, Ray), built once: the tests
+    only read it."""
+    settings = _settings(
+        base_settings, tmp_path_factory.mktemp(f"point-in-time-{request.param}"), request.param
+    )
+    _seed(settings)
     apply_repo(settings)
     return settings
 
@@ -93,27 +101,34 @@ def test_training_rows_are_point_in_time_correct_and_none_is_dropped(repo):
     assert list(out["hour_of_day"]) == [12, 12, 12, 12, 12]  # from the transaction time
 
 
-@pytest.mark.parametrize("repo", ["local"], indirect=True)
-def test_asking_feast_in_chunks_changes_nothing(repo):
-    """The join is asked in chunks of event-time ordered rows (bounded memory in the file
-    store); one row at a time, including a customer and a merchant with no history (their
-    chunks come back all null), the result is the one query's, column types included."""
+def test_the_as_of_store_gives_the_file_stores_training_set(tmp_path, base_settings):
+    """The local default (the as-of store) and Feast's file store on the same feature
+    files: the same training set, column types included — rows sharing customer and time,
+    a customer and a merchant without history, history older than the TTL (m2's snapshot
+    is three days old at t4: past merchant_stats' two days)."""
     labelled = pd.DataFrame({
-        "transaction_id": [f"t{i}" for i in range(6)],
-        "customer_id": ["bob", "alice", "carol", "alice", "bob", "alice"],
-        "merchant_id": ["m1", "m2", "m9", "m1", "m2", "m2"],
-        "event_timestamp": [T0 + timedelta(minutes=m) for m in (5, 0, 3, 40, 1, 0)],
-        "amount": [10.0, 20.0, 30.0, 40.0, 50.0, 60.0],
-        "country": ["DE"] * 6,
-        "card_country": ["DE", "DE", "FR", "DE", "DE", "DE"],
-        "is_fraud": [0, 1, 0, 0, 1, 0],
+        "transaction_id": [f"t{i}" for i in range(7)],
+        "customer_id": ["bob", "alice", "carol", "alice", "bob", "alice", "alice"],
+        "merchant_id": ["m1", "m2", "m9", "m1", "m2", "m2", "m1"],
+        "event_timestamp": [T0 + timedelta(minutes=m) for m in (5, 0, 3, 40, 1, 0, 0)],
+        "amount": [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0],
+        "country": ["DE"] * 7,
+        "card_country": ["DE", "DE", "FR", "DE", "DE", "DE", "DE"],
+        "is_fraud": [0, 1, 0, 0, 1, 0, 0],
     })  # fmt: skip
-    store = open_store(repo)
-    service = store.get_feature_service("fraud_v1")
-    whole = point_in_time(store, training_entities(labelled), service)
-    assert whole["txn_count_7d"].notna().sum() == 5  # carol has none
-    for rows in (1, 2):
-        chunked = point_in_time(store, training_entities(labelled), service, chunk_rows=rows)
-        pd.testing.assert_frame_equal(chunked, whole)
-    with pytest.raises(ValueError, match="chunk_rows"):
-        point_in_time(store, training_entities(labelled), service, chunk_rows=0)
+    labelled.loc[4, "event_timestamp"] = T0 + timedelta(days=2)  # m2's snapshot: too old
+    out = {}
+    for env in ("local", "local-file"):
+        settings = _settings(base_settings, tmp_path, env)
+        if env == "local":
+            _seed(settings)
+        apply_repo(settings)
+        store = open_store(settings)
+        service = store.get_feature_service("fraud_v1")
+        out[env] = point_in_time(store, training_entities(labelled), service)
+    assert out["local"]["txn_count_7d"].notna().sum() == 6  # carol has none
+    assert out["local"]["merchant_fraud_rate_30d"].isna().tolist() == [
+        False, False, True, False, True, False, False
+    ]  # fmt: skip
+    assert list(out["local"]["transaction_id"]) == list(labelled["transaction_id"])
+    pd.testing.assert_frame_equal(out["local"], out["local-file"])

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     prometheus_port: int = Field(9090, ge=1, le=65535)  # when a prometheus binary is found
 
     feature_repo: Path = Path("features")
-    feature_env: Literal["local", "local-ray", "k8s"] = "local"
+    feature_env: Literal["local", "local-file", "local-ray", "k8s"] = "local"
     feature_data_uri: str | None = None  # default: <state_dir>/features
 
     model_store_uri: str | None = None  # default: <state_dir>/models

@@ -1,6 +1,7 @@
 """Customer and merchant features: the window aggregates shared by stream and backfill,
 the batch sources they append to, and point-in-time training sets from Feast."""
 
+from driftloop.features._asof import AsOfOfflineStore, AsOfOfflineStoreConfig, AsOfRetrievalJob
 from driftloop.features._history import (
     CUSTOMER_AGGREGATE_COLUMNS,
     CUSTOMER_AGGREGATES_SCHEMA,
@@ -42,6 +43,9 @@ __all__ = [
     "SCHEMAS",
     "WINDOWS",
     "Aggregator",
+    "AsOfOfflineStore",
+    "AsOfOfflineStoreConfig",
+    "AsOfRetrievalJob",
     "CustomerWindows",
     "OnlineFeatureReader",
     "OnlineFeatures",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pandas as pd
 from feast import FeatureService, FeatureStore, FeatureView
 from feast.on_demand_feature_view import OnDemandFeatureView
+
+from driftloop.features._asof import AsOfOfflineStoreConfig
 
 _ROW = "__driftloop_row"
 _KEY = "__driftloop_key"
@@ -43,34 +43,21 @@ def split_service(
     return stored, on_demand
 
 
-CHUNK_ROWS = 50_000
-"""Entity rows per Feast query. The file (dask) store joins every entity row with every
-history row of its entity before it filters by time, so its memory grows with the rows
-asked at once: 1 M rows in one query were killed at 21.9 GB resident on a 24 GB machine."""
-
-
 def point_in_time(
-    store: FeatureStore,
-    entity_df: pd.DataFrame,
-    service: FeatureService,
-    *,
-    chunk_rows: int = CHUNK_ROWS,
+    store: FeatureStore, entity_df: pd.DataFrame, service: FeatureService
 ) -> pd.DataFrame:
     """The service's features for every entity row, as of its ``event_timestamp``.
 
-    One output row per input row, in input order. Feast's offline stores differ at the
-    edges — the file (dask) store drops entity rows that share keys and timestamp with
-    another — so each feature view is joined by Feast on the *unique* (keys, timestamp)
-    pairs and merged back here; a row without history gets nulls, never disappears (a new
-    customer is where fraud hides). On-demand views are then computed from the joined
-    values and the request columns the rows carry, exactly as serving computes them.
-
-    Feast is asked at most ``chunk_rows`` pairs at a time, in event-time order, which
-    bounds the store's memory; each row's features depend on its own keys and time only,
-    so the result does not depend on the chunking.
+    One output row per input row, in input order; a row without history gets nulls,
+    never disappears (a new customer is where fraud hides). On the as-of store (the
+    local default) that is what Feast returns: one query for every stored view, put back
+    in input order by a row number of our own. Feast's other stores differ at the edges —
+    the file (dask) store drops entity rows that share keys and timestamp with another,
+    and rows whose only history is older than the TTL — so there each feature view is
+    joined by Feast on the *unique* (keys, timestamp) pairs and merged back here.
+    On-demand views are then computed from the joined values and the request columns the
+    rows carry, exactly as serving computes them.
     """
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
     requested = {
         f.name for projection in service.feature_view_projections for f in projection.features
     }
@@ -84,41 +71,30 @@ def point_in_time(
     out[TS] = pd.to_datetime(out[TS], utc=True)
     out[_ROW] = np.arange(len(out), dtype=np.int64)
     stored, on_demand = split_service(store, service)
-    for view, names in stored:
-        keys = [column.name for column in view.entity_columns]
-        unique = out[[*keys, TS]].drop_duplicates().sort_values(TS, kind="stable")
-        unique = unique.reset_index(drop=True)
-        # Stores may round or re-zone timestamps: match results by a key of our own.
-        unique[_KEY] = np.arange(len(unique), dtype=np.int64)
-        refs = [f"{view.name}:{name}" for name in names]
-        parts = [
-            store.get_historical_features(entity_df=chunk, features=refs).to_df()[[_KEY, *names]]
-            for chunk in _chunks(unique, chunk_rows)
-        ]
-        got = unique.merge(_concat(parts).drop_duplicates(_KEY), on=_KEY, how="left")
-        out = out.merge(got.drop(columns=_KEY), on=[*keys, TS], how="left", validate="many_to_one")
+    if isinstance(store.config.offline_store, AsOfOfflineStoreConfig):
+        refs = [f"{view.name}:{name}" for view, names in stored for name in names]
+        got = store.get_historical_features(entity_df=out, features=refs).to_df()
+        if len(got) != len(out):
+            raise RuntimeError(f"the offline store returned {len(got)} rows for {len(out)}")
+        got = got.sort_values(_ROW, kind="stable").reset_index(drop=True)
+        for _, names in stored:
+            for name in names:
+                out[name] = got[name].to_numpy()
+    else:
+        for view, names in stored:
+            keys = [column.name for column in view.entity_columns]
+            unique = out[[*keys, TS]].drop_duplicates().reset_index(drop=True)
+            # Stores may round or re-zone timestamps: match results by a key of our own.
+            unique[_KEY] = np.arange(len(unique), dtype=np.int64)
+            refs = [f"{view.name}:{name}" for name in names]
+            answer = store.get_historical_features(entity_df=unique, features=refs).to_df()
+            got = unique.merge(answer[[_KEY, *names]].drop_duplicates(_KEY), on=_KEY, how="left")
+            out = out.merge(
+                got.drop(columns=_KEY), on=[*keys, TS], how="left", validate="many_to_one"
+            )
     for odfv, names in on_demand:
         assert odfv.feature_transformation is not None, odfv.name
         transformed = odfv.feature_transformation.transform(out)
         for name in names:
             out[name] = transformed[name].to_numpy()
     return out.sort_values(_ROW).drop(columns=_ROW).reset_index(drop=True)
-
-
-def _chunks(frame: pd.DataFrame, rows: int) -> list[pd.DataFrame]:
-    return [frame.iloc[start : start + rows] for start in range(0, max(len(frame), 1), rows)]
-
-
-def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """The parts as one frame, each column in the type of the part where it has the most
-    values: a chunk where a column is all null may come back typed ``object``."""
-    if len(parts) == 1:
-        return parts[0]
-    out = pd.concat(parts, ignore_index=True)
-    for column in out.columns:
-        fullest = max(parts, key=lambda part: int(part[column].notna().sum()))
-        if out[column].dtype == object and fullest[column].dtype != object:
-            # Nulls in an integer column cannot be cast: those stay objects.
-            with contextlib.suppress(TypeError, ValueError):
-                out[column] = out[column].astype(fullest[column].dtype)
-    return out
