@@ -154,6 +154,14 @@ def untokened_env(home: Path) -> dict[str, str]:
     return env
 
 
+SHORT_CONNECT_WINDOWS = {
+    "RAY_NUM_REDIS_GET_RETRIES": "3",  # a driver's tries to reach the GCS, ~1 s apart
+    "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "1",  # a Ray Client's 3 tries, 1 s apart
+    "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "1",
+}
+"""Ray's client-side connect windows, shortened for processes expected to be refused."""
+
+
 def run(
     args: list[str], env: dict[str, str], timeout_s: float = 120
 ) -> subprocess.CompletedProcess[str]:
