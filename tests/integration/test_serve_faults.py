@@ -2,8 +2,8 @@
 and a request rate raised until Serve pushes back — real HTTP, real replicas.
 
 Both tests share one application with the request limits that ship in serve.yaml (the
-session's fraud app has Serve's defaults): one replica for the ramp, then two for the
-kill. What they take (recovery seconds, throughput ceiling) is measured by
+session's fraud app has Serve's defaults): two replicas for the kill, then one for the
+ramp. What they take (recovery seconds, throughput ceiling) is measured by
 bench/serving_ops.py."""
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ class Limited:
 
 @pytest.fixture(scope="module")
 def limited(serving_world) -> Iterator[Limited]:
-    """An application of the fraud model with serve.yaml's request limits, one replica (the
-    ramp's), scaled to two in place for the kill."""
+    """An application of the fraud model with serve.yaml's request limits and two replicas,
+    started together: the kill's (first in this file), scaled in place to one for the ramp
+    (stopping a replica takes seconds, starting one the most of a test)."""
     from ray import serve
 
     settings = serving_world.settings
@@ -49,30 +50,10 @@ def limited(serving_world) -> Iterator[Limited]:
     app = Limited(name, f"{settings.serve_url}/{name}", support.serve_args(settings),
                   support.user_config(serving_world.v1), support.shipped_options())  # fmt: skip
     try:
-        app.scale(1)
+        app.scale(2)
         yield app
     finally:
         serve.delete(name)  # only our own application
-
-
-@pytest.mark.timeout(240)
-def test_overload_is_refused_fast_and_nothing_hangs(limited):
-    options = limited.options
-    limit = options.get("max_queued_requests", -1)
-    assert limit >= 1, "serve.yaml must bound FraudService's queue (max_queued_requests)"
-    refusal = int(options.get("backpressure_config", {}).get("status_code", 503))
-    limited.scale(1)
-    steps, recovery = asyncio.run(support.ramp(limited.url, refusal, RATES, STEP_S, HARD_TIMEOUT_S))
-    shots = [s for step in steps for s in step.shots]
-    refused = [s for s in shots if s.status == refusal]
-    assert refused, f"no {refusal} up to {RATES[-1]:g} requests/s"
-    unexpected = [s for s in shots if s.status not in (200, refusal, 408)]  # 408: Serve's
-    assert not unexpected, unexpected[:5]  # no 500, no client timeout: nothing hung
-    assert max(s.seconds for s in shots) < HARD_TIMEOUT_S
-    for s in refused:  # Serve's own refusal at the configured limit, not the app's 503
-        assert "backpressure" in s.body and f"max_queued_requests={limit})" in s.body, s.body
-    assert support.quantile([s.seconds for s in refused], 0.99) < BACKPRESSURE_P99_S
-    assert recovery.shots and {s.status for s in recovery.shots} == {200}, recovery.shots[:5]
 
 
 @pytest.mark.timeout(300)
@@ -109,3 +90,23 @@ def test_a_killed_replica_is_replaced_while_retried_calls_succeed(limited):
     after = support.replica_actors(name)
     assert len(after) == 2 and victim not in after and new in after
     assert support.running_replicas(name) == 2
+
+
+@pytest.mark.timeout(240)
+def test_overload_is_refused_fast_and_nothing_hangs(limited):
+    options = limited.options
+    limit = options.get("max_queued_requests", -1)
+    assert limit >= 1, "serve.yaml must bound FraudService's queue (max_queued_requests)"
+    refusal = int(options.get("backpressure_config", {}).get("status_code", 503))
+    limited.scale(1)
+    steps, recovery = asyncio.run(support.ramp(limited.url, refusal, RATES, STEP_S, HARD_TIMEOUT_S))
+    shots = [s for step in steps for s in step.shots]
+    refused = [s for s in shots if s.status == refusal]
+    assert refused, f"no {refusal} up to {RATES[-1]:g} requests/s"
+    unexpected = [s for s in shots if s.status not in (200, refusal, 408)]  # 408: Serve's
+    assert not unexpected, unexpected[:5]  # no 500, no client timeout: nothing hung
+    assert max(s.seconds for s in shots) < HARD_TIMEOUT_S
+    for s in refused:  # Serve's own refusal at the configured limit, not the app's 503
+        assert "backpressure" in s.body and f"max_queued_requests={limit})" in s.body, s.body
+    assert support.quantile([s.seconds for s in refused], 0.99) < BACKPRESSURE_P99_S
+    assert recovery.shots and {s.status for s in recovery.shots} == {200}, recovery.shots[:5]
