@@ -60,7 +60,7 @@ def sync_world(
     synced = SyncSettings(
         **{**state.model_dump(exclude={"git_repo", "deploy_dir"}),
            "git_repo": str(repo), "deploy_dir": repo / "deploy",
-           "sync_metrics_port": 0, "sync_ready_timeout_s": 120},
+           "sync_metrics_port": 0, "sync_ready_timeout_s": 120, "sync_poll_s": 0.2},
     )  # fmt: skip
     return synced, spec, versions, repo
 

@@ -42,9 +42,12 @@ def _hex(digest: object) -> str:
     return str(digest).removeprefix("sha256:")
 
 
-def wait_served(serve_url: str, models: list[Declared], timeout_s: float) -> None:
+def wait_served(
+    serve_url: str, models: list[Declared], timeout_s: float, poll_s: float = 0.5
+) -> None:
     """Return once every application answers with its declared version; raise
-    :class:`NotServed` as soon as one reports refusing it, or at ``timeout_s``."""
+    :class:`NotServed` as soon as one reports refusing it, or at ``timeout_s``; asks every
+    ``poll_s``."""
     deadline = time.monotonic() + timeout_s
     pending = list(models)
     last: dict[str, Any] | None = None
@@ -68,4 +71,4 @@ def wait_served(serve_url: str, models: list[Declared], timeout_s: float) -> Non
                 f"{model.application} does not serve {model.uri} after {timeout_s:g} s "
                 f"(healthz: {last})"
             )
-        time.sleep(0.5)
+        time.sleep(poll_s)

@@ -114,7 +114,10 @@ class SyncService:
             dashboard_request(self.settings, "PUT", PATH, desired, timeout_s=60)
             statuses = self._wait_running({a["name"] for a in desired["applications"]})
             left = self.settings.sync_ready_timeout_s - (time.monotonic() - started)
-            wait_served(self.settings.serve_url, declared_models(desired), max(left, 10.0))
+            wait_served(
+                self.settings.serve_url, declared_models(desired), max(left, 10.0),
+                self.settings.sync_poll_s,
+            )  # fmt: skip
         except RayApiError as exc:
             if exc.status >= 500:  # the dashboard's trouble, not the config's
                 return self._transient(f"apply of {sha[:12]} failed: {exc}")
@@ -157,7 +160,7 @@ class SyncService:
                 raise NotHealthy(f"applications failed: {messages}")
             if all(s == "RUNNING" for s in statuses.values()):
                 return statuses
-            time.sleep(1)
+            time.sleep(self.settings.sync_poll_s)
         raise NotHealthy(f"not RUNNING after {self.settings.sync_ready_timeout_s:g} s: {statuses}")
 
     def _failed(self, message: str, sha: str) -> SyncState:

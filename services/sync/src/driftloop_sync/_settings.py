@@ -13,6 +13,9 @@ class SyncSettings(Settings):
     sync_apps_dir: str = Field("deploy/apps", description="serve configs: <dir>/*/serve.yaml")
     sync_interval_s: float = Field(10.0, gt=0)
     sync_ready_timeout_s: float = Field(180.0, gt=0)
+    sync_poll_s: float = Field(
+        0.5, gt=0, le=10, description="after an apply, how often Serve and /healthz are asked"
+    )
     sync_metrics_port: int = Field(9104, ge=0, le=65535)
 
     @property
