@@ -28,6 +28,7 @@ from driftloop.stack import LocalStack
 pytestmark = pytest.mark.timeout(30)
 
 ROOT = Path(__file__).resolve().parents[2]
+PROMETHEUS = ROOT / ".driftloop" / "tools" / "bin" / "prometheus"
 DL = [sys.executable, "-m", "driftloop"]
 
 
@@ -57,6 +58,8 @@ def test_up_is_idempotent_and_says_what_already_runs():
     if Settings().ray_managed:
         assert "ray: already running" in result.stdout
         assert "serve: already listening" in result.stdout
+    if PROMETHEUS.is_file():  # `make up` and `make test` build it
+        assert "prometheus: already running on http://127.0.0.1:" in result.stdout
 
 
 def _listeners() -> dict[int, set[str]]:
@@ -71,6 +74,8 @@ def test_client_facing_ports_listen_on_loopback_only(base_settings):
     s = base_settings
     listeners = _listeners()
     ports = {"kafka": s.kafka_port, "dashboard": s.ray_dashboard_port, "serve": s.serve_port}
+    if PROMETHEUS.is_file():
+        ports["prometheus"] = s.prometheus_port
     for name, port in ports.items():
         assert port in listeners, f"{name} is not listening on {port}"
         addresses = {a.removeprefix("::ffff:") for a in listeners[port]}

@@ -19,6 +19,7 @@ from driftloop.settings import Settings
 from driftloop.stack._kafka import LocalKafka
 from driftloop.stack._preflight import MissingPrerequisite, find_java, find_maven
 from driftloop.stack._prometheus import (
+    health,
     prometheus_url,
     register_targets,
     unregister_targets,
@@ -274,7 +275,18 @@ class LocalStack:
 
     # -- status --------------------------------------------------------------------------
     def status(self) -> list[ComponentStatus]:
-        return [self._kafka_status(), self._ray_status(), self._serve_status(), self._sup_status()]
+        found = [self._kafka_status(), self._ray_status(), self._serve_status()]
+        if self._prometheus() is not None:  # optional where no binary was built
+            found.append(self._prometheus_status())
+        return [*found, self._sup_status()]
+
+    def _prometheus_status(self) -> ComponentStatus:
+        s = self.settings
+        detail: dict[str, Any] = self._program("prometheus")
+        found = health(s)
+        if found is not None:
+            detail.update(found)
+        return ComponentStatus("prometheus", found is not None, prometheus_url(s), True, detail)
 
     def _program(self, name: str) -> dict[str, Any]:
         state = self.supervisor.program(name)

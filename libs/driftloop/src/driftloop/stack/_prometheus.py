@@ -101,6 +101,24 @@ def wait_ready(settings: Settings, timeout_s: float = 60) -> int:
             time.sleep(0.3)
 
 
+def health(settings: Settings) -> dict[str, Any] | None:
+    """Its scrape targets (up/down per job) and the alerts firing; None if it does not answer."""
+    url = prometheus_url(settings)
+    try:
+        with urllib.request.urlopen(f"{url}/api/v1/targets", timeout=2) as answer:  # noqa: S310
+            targets = json.load(answer)["data"]["activeTargets"]
+        with urllib.request.urlopen(f"{url}/api/v1/alerts", timeout=2) as answer:  # noqa: S310
+            alerts = json.load(answer)["data"]["alerts"]
+    except (OSError, ValueError, KeyError):
+        return None
+    jobs: dict[str, dict[str, int]] = {}
+    for target in targets:
+        counts = jobs.setdefault(target["labels"].get("job", "?"), {"up": 0, "down": 0})
+        counts["up" if target["health"] == "up" else "down"] += 1
+    firing = sorted({a["labels"]["alertname"] for a in alerts if a.get("state") == "firing"})
+    return {"targets": jobs, "firing": firing}
+
+
 def _replace(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` whole: Prometheus never reads half a file."""
     partial = path.with_name(f".{path.name}.{os.getpid()}")
