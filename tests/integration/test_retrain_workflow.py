@@ -1,6 +1,6 @@
-"""The retraining workflow on the local executor: the rendered WorkflowTemplate run as Ray
-Jobs against the real Ray head, Feast files and a real git repository, with the driver
-killed half-way and resumed."""
+"""The retraining workflow on the local executor: the rendered WorkflowTemplate run on the
+real Ray head (build-dataset and train as Ray Jobs, the light steps in the driver) against
+Feast files and a real git repository, with the driver killed half-way and resumed."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from driftloop.raycluster import dashboard_request
 from driftloop.runs import LocalExecutor, RunStore, run_id_for_event
 from tests.integration.history_support import END, ROOT
 
-# The run (about 95 s): five steps, each a Ray Job, a driver killed and resumed; plus
-# the shared history (about 15 s) when this module is the first to need it.
+# The run (about 75 s): two steps as Ray Jobs and three in the driver, a driver killed
+# and resumed; a third driver repeating promote (about 15 s); plus the shared history
+# (about 15 s) when this module is the first to need it.
 pytestmark = pytest.mark.timeout(330)
 
 
@@ -63,7 +64,10 @@ def _wait_for(predicate, timeout_s: float, what: str):
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
-def test_a_drift_event_becomes_one_run_that_survives_its_driver_and_promotes(gitops):
+@pytest.fixture(scope="module")
+def drift_run(gitops) -> tuple[str, str]:
+    """A drift event's run whose driver was killed while train ran, and resumed: the
+    event's id and the run's, once the run finished."""
     executor = LocalExecutor(gitops)
     store = RunStore(gitops.runs)
     event_id = f"evt-drift-{uuid.uuid4().hex[:8]}"
@@ -83,9 +87,14 @@ def test_a_drift_event_becomes_one_run_that_survives_its_driver_and_promotes(git
     _wait_for(lambda: executor.jobs.status(driver) not in ("PENDING", "RUNNING"), 60, "stop")
     assert not store.get(run_id).finished
     assert executor.recover() == [run_id]
-    record = _wait_for(
-        lambda: (r := store.get(run_id)).finished and r, 420, "the resumed run to finish"
-    )
+    _wait_for(lambda: store.get(run_id).finished, 420, "the resumed run to finish")
+    return event_id, run_id
+
+
+def test_a_drift_event_becomes_one_run_that_survives_its_driver_and_promotes(gitops, drift_run):
+    executor = LocalExecutor(gitops)
+    event_id, run_id = drift_run
+    record = RunStore(gitops.runs).get(run_id)
     assert record.status == "succeeded", record.model_dump_json(indent=2)
     assert len(record.drivers) == 2
     assert [s.status for s in record.steps.values()] == ["succeeded"] * 5
@@ -93,8 +102,14 @@ def test_a_drift_event_becomes_one_run_that_survives_its_driver_and_promotes(git
     assert {name: s.attempts for name, s in record.steps.items()} == dict.fromkeys(
         ["build-dataset", "train", "evaluate", "register", "promote"], 1
     )
-    for step in record.steps.values():
-        assert executor.jobs.status(step.job) == "SUCCEEDED"  # each step was a Ray Job
+    # The heavy steps were Ray Jobs; the light ones ran in the (resumed) driver.
+    for name in ("build-dataset", "train"):
+        step = record.steps[name]
+        assert step.driver is None and step.job is not None
+        assert executor.jobs.status(step.job) == "SUCCEEDED"
+    for name in ("evaluate", "register", "promote"):
+        assert record.steps[name].job is None
+        assert record.steps[name].driver == record.drivers[-1]
 
     registered = json.loads(record.steps["register"].result or "{}")
     version = registered["version"]
@@ -112,3 +127,32 @@ def test_a_drift_event_becomes_one_run_that_survives_its_driver_and_promotes(git
     assert f"Trigger-Event: {event_id}" in message and f"Version: {version}" in message
     assert "Gate: passed" in message
     assert _git(repo, "rev-parse", "main") == _git(repo, "rev-parse", f"promote/fraud-{version}")
+
+
+def test_promote_that_died_with_its_driver_runs_again_and_makes_no_second_commit(gitops, drift_run):
+    """The worst moment for a driver to die: promote has fast-forwarded main, and the run
+    record still says it runs. The next driver runs it again."""
+    executor = LocalExecutor(gitops)
+    store = RunStore(gitops.runs)
+    _, run_id = drift_run
+    repo = Path(gitops.git_repo)
+    main, commits = _git(repo, "rev-parse", "main"), _git(repo, "rev-list", "--count", "--all")
+    record = store.get(run_id)
+    promote = record.steps["promote"]
+    assert promote.status == "succeeded" and promote.driver == record.drivers[-1]
+    driver = record.drivers[-1]  # it saved the run; it may not have exited yet
+    _wait_for(lambda: executor.jobs.status(driver) not in ("PENDING", "RUNNING"), 60, "exit")
+    record.status = promote.status = "running"
+    promote.result = promote.finished_at = None
+    store.save(record)
+
+    assert executor.recover() == [run_id]  # its driver is gone: a third one resumes it
+    record = _wait_for(lambda: (r := store.get(run_id)).finished and r, 120, "the run")
+    assert record.status == "succeeded", record.model_dump_json(indent=2)
+    assert len(record.drivers) == 3
+    again = record.steps["promote"]
+    assert (again.attempts, again.job, again.driver) == (1, None, record.drivers[-1])
+    assert [s.status for s in record.steps.values()] == ["succeeded"] * 5
+    assert _git(repo, "rev-parse", "main") == main
+    assert _git(repo, "rev-list", "--count", "--all") == commits  # no commit made at all
+    assert json.loads(again.result or "{}")["commit"] == main

@@ -2,24 +2,32 @@
 and ``driftloop runs`` listing them (with Ray there, and not).
 
 The template is a cheap one — two Hera runner steps calling ``posixpath.basename`` — so
-each run takes seconds: these tests are about drivers, not training.
+each run takes seconds: these tests are about drivers, not training. A variant runs light
+steps in the driver, one (a shell command: ``subprocess.call(args, shell="true")``) slow
+enough to kill its driver during it.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from driftloop.raycluster import dashboard_request
 from driftloop.runs import (
+    IN_DRIVER,
     LocalExecutor,
     RunRecord,
     RunStore,
@@ -29,25 +37,63 @@ from driftloop.runs import (
 )
 from driftloop.settings import Settings
 
-# Each test runs two cheap runs (a driver and two steps, each a Ray Job): 18-31 s.
+# Each test runs two cheap runs (a driver and two steps, each a Ray Job): 18-31 s; or one
+# with light steps and two drivers.
 pytestmark = pytest.mark.timeout(90)
 
 
-def _runner_step(name: str) -> dict[str, object]:
+def _runner_step(
+    name: str, function: str = "posixpath:basename", parameter: str = "p", **fixed: str
+) -> dict[str, object]:
+    inputs = [{"name": parameter}, *({"name": k, "value": v} for k, v in fixed.items())]
     return {
         "name": name,
-        "inputs": {"parameters": [{"name": "p"}]},
+        "inputs": {"parameters": inputs},
         "retryStrategy": {"limit": "1", "retryPolicy": "Always"},
         "script": {
             "image": "driftloop/driftloop:0.1.0",
             "source": "{{inputs.parameters}}",
             "command": ["python"],
-            "args": ["-m", "hera.workflows.runner", "-e", "posixpath:basename"],
+            "args": ["-m", "hera.workflows.runner", "-e", function],
         },
     }
 
 
-CHEAP = {
+def _in_driver(step: dict[str, object]) -> dict[str, object]:
+    return {**step, "metadata": {"annotations": dict(IN_DRIVER)}}
+
+
+def _task(name: str, parameter: str, value: str, after: str | None) -> dict[str, object]:
+    given = {"name": name, "template": name}
+    depends = {"depends": after} if after else {}
+    return {**given, **depends, "arguments": {"parameters": [{"name": parameter, "value": value}]}}
+
+
+def _light(trace: Path, last: tuple[str, str]) -> dict[str, Any]:
+    """first (a Ray Job) → nap (in the driver: appends a line to ``trace``, sleeps 4 s) →
+    ``last`` (in the driver: a (function, parameter) given ``/x/<first's result>-2``)."""
+    function, parameter = last
+    document = copy.deepcopy(CHEAP)
+    nap = f"echo ran >> {shlex.quote(str(trace))} && sleep 4"
+    document["spec"]["templates"] = [
+        {
+            "name": "retrain",
+            "dag": {
+                "tasks": [
+                    _task("first", "p", "/runs/{{workflow.name}}", None),
+                    _task("nap", "args", nap, "first"),
+                    _task("second", parameter, "/x/{{tasks.first.outputs.result}}-2", "nap"),
+                ]
+            },
+        },
+        _runner_step("first"),
+        _in_driver(_runner_step("nap", "subprocess:call", "args", shell="true")),
+        _in_driver(_runner_step("second", function, parameter)),
+    ]
+    return document
+
+
+CHEAP: dict[str, Any] = {
     "apiVersion": "argoproj.io/v1alpha1",
     "kind": "WorkflowTemplate",
     "metadata": {"name": "driftloop-retrain"},
@@ -86,17 +132,21 @@ CHEAP = {
 }
 
 
-@pytest.fixture
-def cheap(settings: Settings, tmp_path: Path) -> Settings:
-    """Settings whose deploy directory holds the cheap template and whose runs are the
-    test's own (drivers read both through the environment they are given)."""
+def _with_template(settings: Settings, tmp_path: Path, template: dict[str, Any]) -> Settings:
+    """Settings whose deploy directory holds ``template`` and whose runs are the test's
+    own (drivers read both through the environment they are given)."""
     local = settings.model_copy(
         update={"state_dir": tmp_path / "state", "deploy_dir": tmp_path / "deploy"}
     )
     path = template_path(local)
     path.parent.mkdir(parents=True)
-    path.write_text(yaml.safe_dump(CHEAP))
+    path.write_text(yaml.safe_dump(template))
     return local
+
+
+@pytest.fixture
+def cheap(settings: Settings, tmp_path: Path) -> Settings:
+    return _with_template(settings, tmp_path, CHEAP)
 
 
 def _recorded_only(executor: LocalExecutor, run_id: str) -> RunRecord:
@@ -219,3 +269,65 @@ def test_runs_json_lists_a_finished_run_as_recorded_and_a_dead_ray_is_no_traceba
     assert executor.recover() == [waiting]
     assert executor.recover() == []  # its driver runs (or has finished)
     _succeeded(_finished(executor.store, waiting))
+
+
+def _until(predicate: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_light_steps_run_in_the_driver_and_one_that_died_with_it_runs_again(settings, tmp_path):
+    trace = tmp_path / "nap.trace"
+    light = _with_template(settings, tmp_path, _light(trace, ("posixpath:basename", "p")))
+    executor = LocalExecutor(light)
+    store = executor.store
+    run_id = f"retrain-cheap-{uuid.uuid4().hex[:8]}"
+    assert executor.submit({"model": "cheap"}, run_id).created
+
+    # Kill the driver while nap runs in it (after its trace line, during its sleep).
+    _until(lambda: store.get(run_id).steps["nap"].status == "running" and trace.exists(), "nap")
+    [driver] = store.get(run_id).drivers
+    dashboard_request(light, "POST", f"/api/jobs/{driver}/stop")
+    assert _job_ended(executor, driver) == "STOPPED"
+    nap = store.get(run_id).steps["nap"]
+    assert (nap.status, nap.job, nap.driver) == ("running", None, driver)
+
+    assert executor.recover() == [run_id]
+    record = _finished(store, run_id)
+    _succeeded(record)
+    resumed = record.drivers[-1]
+    assert record.drivers == [driver, resumed]
+    first = record.steps["first"]  # a Ray Job, run once
+    assert first.job is not None and first.driver is None and first.attempts == 1
+    assert executor.jobs.status(first.job) == "SUCCEEDED"
+    for name in ("nap", "second"):  # in the resumed driver: no job, one attempt each
+        step = record.steps[name]
+        assert (step.job, step.driver, step.attempts) == (None, resumed, 1)
+    assert trace.read_text() == "ran\nran\n"  # nap began twice: killed once, then done
+
+    listed = _cli(light, "runs").stdout.splitlines()
+    where = {line.split()[0]: line.split()[-2:] for line in listed if "attempts" in line}
+    assert where == {"first": ["ray", "job"], "nap": ["in", "driver"], "second": ["in", "driver"]}
+
+
+def test_a_light_step_that_fails_is_retried_in_the_driver_as_the_template_says(settings, tmp_path):
+    """second reads the size of a file that does not exist: two attempts (retryStrategy
+    limit 1), each failing in the driver with the step's own error; the run fails."""
+    failing = _light(tmp_path / "nap.trace", ("posixpath:getsize", "filename"))
+    light = _with_template(settings, tmp_path, failing)
+    executor = LocalExecutor(light)
+    run_id = f"retrain-cheap-{uuid.uuid4().hex[:8]}"
+    assert executor.submit({"model": "cheap"}, run_id).created
+    record = _finished(executor.store, run_id)
+    assert record.status == "failed"
+    second = record.steps["second"]
+    [driver] = record.drivers
+    assert (second.status, second.attempts, second.job, second.driver) == (
+        "failed", 2, None, driver,
+    )  # fmt: skip
+    assert second.error is not None and f"in {driver}: FAILED FileNotFoundError" in second.error
+    assert record.message.startswith("step second failed:")
+    assert _job_ended(executor, driver) == "FAILED"  # the driver reports the failed run
+    assert "FileNotFoundError" in executor.jobs.logs(driver)  # the step's log is the driver's

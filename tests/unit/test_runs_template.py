@@ -11,7 +11,7 @@ import pytest
 import yaml
 from driftloop_workflows.render import OUT
 
-from driftloop.runs import UnsupportedFeature, load_template
+from driftloop.runs import LOCAL_EXECUTOR, UnsupportedFeature, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / OUT / "retrain-template.yaml"
@@ -73,6 +73,32 @@ def test_a_retry_limit_that_is_not_a_whole_number_is_refused(tmp_path, limit):
 
     with pytest.raises(UnsupportedFeature, match=r"retryStrategy\.limit"):
         load_template(_variant(tmp_path, change))
+
+
+def test_where_a_step_runs_locally_is_read_from_its_annotation(tmp_path):
+    template = load_template(_variant(tmp_path, lambda d: None))
+    in_driver = {t.name: template.template(t.template).in_driver for t in template.dag()}
+    assert in_driver == {"build-dataset": False, "train": False, "evaluate": True,
+                         "register": True, "promote": True}  # fmt: skip
+
+    def as_job(d: Doc) -> None:
+        _step(d, "evaluate")["metadata"]["annotations"][LOCAL_EXECUTOR] = "ray-job"
+
+    assert not load_template(_variant(tmp_path, as_job)).template("evaluate").in_driver
+
+
+def test_an_unknown_place_to_run_a_step_is_refused(tmp_path):
+    def change(d: Doc) -> None:
+        _step(d, "evaluate")["metadata"]["annotations"][LOCAL_EXECUTOR] = "in-drvier"
+
+    with pytest.raises(UnsupportedFeature, match="driftloop/local-executor 'in-drvier'"):
+        load_template(_variant(tmp_path, change))
+
+    def labelled(d: Doc) -> None:  # pod labels would mean nothing locally: refused, named
+        _step(d, "evaluate")["metadata"]["labels"] = {"team": "fraud"}
+
+    with pytest.raises(UnsupportedFeature, match=r"metadata\.labels"):
+        load_template(_variant(tmp_path, labelled))
 
 
 def test_inline_script_source_is_refused(tmp_path):

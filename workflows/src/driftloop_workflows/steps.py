@@ -4,12 +4,18 @@
 step the same way on Argo and in the local executor; what a function returns (a JSON
 object) is printed on stdout and becomes the task's ``outputs.result``. Logs go to
 stderr, so they never mix into the result.
+
+evaluate, register and promote are light (a second's work after their imports): annotated
+:data:`~driftloop.runs.IN_DRIVER`, the local executor runs them in its driver's process
+instead of paying a Ray Job's start-up for each. On Argo every step is a pod all the same.
 """
 
 import logging
 from typing import Any
 
 from hera.workflows import RetryStrategy, script
+
+from driftloop.runs import IN_DRIVER
 
 IMAGE = "driftloop/driftloop:0.1.0"
 """The image every step runs in (built from this repository; see deploy/k8s)."""
@@ -40,7 +46,7 @@ def train(model: str, dataset: str, run_id: str) -> dict[str, Any]:
     return train_step(model, dataset, run_id)
 
 
-@script(constructor="runner", image=IMAGE, retry_strategy=TRANSIENT)
+@script(constructor="runner", image=IMAGE, retry_strategy=TRANSIENT, annotations=IN_DRIVER)
 def evaluate(model: str, dataset: str, candidate: str) -> dict[str, Any]:
     from driftloop.retrain import evaluate_step
 
@@ -48,7 +54,7 @@ def evaluate(model: str, dataset: str, candidate: str) -> dict[str, Any]:
     return evaluate_step(model, dataset, candidate)
 
 
-@script(constructor="runner", image=IMAGE, retry_strategy=TRANSIENT)
+@script(constructor="runner", image=IMAGE, retry_strategy=TRANSIENT, annotations=IN_DRIVER)
 def register(
     model: str, dataset: str, candidate: str, evaluation: str, trigger_event_id: str, reason: str
 ) -> dict[str, Any]:
@@ -58,7 +64,7 @@ def register(
     return register_step(model, dataset, candidate, evaluation, trigger_event_id, reason)
 
 
-@script(constructor="runner", image=IMAGE)
+@script(constructor="runner", image=IMAGE, annotations=IN_DRIVER)
 def promote(
     model: str, registered: str, evaluation: str, trigger_event_id: str, reason: str
 ) -> dict[str, Any]:

@@ -92,7 +92,11 @@ def runs(
             took = ""
             if step.started_at and step.finished_at:
                 took = f"{(step.finished_at - step.started_at).total_seconds():.1f} s"
-            typer.echo(f"    {step.name:<14} {step.status:<9} attempts {step.attempts}  {took}")
+            where = "in driver" if step.driver else "ray job" if step.job else ""
+            typer.echo(
+                f"    {step.name:<14} {step.status:<9} attempts {step.attempts}  {took:>8}"
+                f"  {where}".rstrip()
+            )
     for w in waiting:
         typer.echo(w.line())
 

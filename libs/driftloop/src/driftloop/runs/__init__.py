@@ -16,7 +16,13 @@ from driftloop.runs._argo import ArgoBackend
 from driftloop.runs._executor import MAX_DRIVERS, LocalExecutor, Submission, template_path
 from driftloop.runs._jobs import RayJobs, settings_environment
 from driftloop.runs._state import AlreadySubmitted, RunRecord, RunStore, StepState
-from driftloop.runs._template import UnsupportedFeature, WorkflowTemplate, load_template
+from driftloop.runs._template import (
+    IN_DRIVER,
+    LOCAL_EXECUTOR,
+    UnsupportedFeature,
+    WorkflowTemplate,
+    load_template,
+)
 from driftloop.runs._waiting import Waiting, WaitingStore
 from driftloop.settings import Settings
 
@@ -40,6 +46,8 @@ def manual_run_id(model: str) -> str:
 
 
 __all__ = [
+    "IN_DRIVER",
+    "LOCAL_EXECUTOR",
     "MAX_DRIVERS",
     "AlreadySubmitted",
     "ArgoBackend",

@@ -2,13 +2,16 @@
 
 ``submit`` records the run (its id is the idempotency key: a second submission of the
 same id is :class:`AlreadySubmitted`) and starts a *driver* Ray Job that walks the DAG:
-each task becomes a Ray Job running the template's own command — ``python -m
-hera.workflows.runner -e module:function inputs.json`` — whose stdout is the task's
-``outputs.result``. Every transition is saved before the next begins, so a driver that
-dies is resumed by :meth:`recover` (finished tasks are not repeated, a task's running
-job is waited for, not restarted) or, after three drivers, marked failed. A run whose
-driver never started (the process died, or Ray was away, right after the run was
-recorded) is started by :meth:`recover` or by submitting its id again.
+each task runs the template's own command — ``python -m hera.workflows.runner -e
+module:function inputs.json`` — whose stdout is the task's ``outputs.result``, as a Ray
+Job of its own or, for a light step (its template annotated ``driftloop/local-executor:
+in-driver``), in the driver's process, sparing a Ray Job's start-up. Every transition is
+saved before the next begins, so a driver that dies is resumed by :meth:`recover`
+(finished tasks are not repeated, a task's running job is waited for, not restarted, and
+a light step that died with its driver runs again — steps are safe to repeat) or, after
+three drivers, marked failed. A run whose driver never started (the process died, or Ray
+was away, right after the run was recorded) is started by :meth:`recover` or by
+submitting its id again.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from driftloop.events import WorkflowEvent, utcnow
+from driftloop.runs._indriver import run_module
 from driftloop.runs._jobs import RUNNING, JobExists, RayJobs, settings_environment
 from driftloop.runs._state import AlreadySubmitted, RunRecord, RunStore, StepState
 from driftloop.runs._template import Task, UnsupportedFeature, WorkflowTemplate, load_template
@@ -170,7 +174,8 @@ class LocalExecutor:
                 _release(mutex, run_id)
 
     def _run_task(self, record: RunRecord, task: Task, state: StepState) -> bool:
-        retry = self.template.template(task.template).retryStrategy
+        template = self.template.template(task.template)
+        retry = template.retryStrategy
         limit = int(retry.limit) if retry else 0
         policy = (retry.retryPolicy if retry else None) or "OnFailure"  # Argo's default
         while True:
@@ -179,16 +184,31 @@ class LocalExecutor:
                 # died between saving and submitting it) never have started.
                 if self.jobs.status(state.job) is None:
                     self._submit_step(record, task, state.job)
-                outcome = self._wait(state.job)
+                outcome, why = self._wait(state.job)
+            elif state.status == "running" and state.driver:
+                # Resumed: the attempt ran in a driver that died with it. It runs again, as
+                # the same attempt: the step did not fail, its driver did (and the drivers
+                # a run may use are counted).
+                died, state.driver, state.started_at = state.driver, _driver(record), utcnow()
+                self.store.save(record)
+                again = f"attempt {state.attempts} again: {died} died during it"
+                self._publish(record, task.name, "running", again)
+                outcome, why = self._run_in_driver(record, task, _attempt(record, state))
             else:
                 state.attempts += 1
                 state.status, state.error, state.started_at = "running", None, utcnow()
-                state.job = f"{record.run_id}-{record.nonce}-{task.name}-{state.attempts}"
+                if template.in_driver:
+                    state.job, state.driver = None, _driver(record)
+                else:
+                    state.job, state.driver = _attempt(record, state), None
                 self.store.save(record)
                 self._publish(record, task.name, "running", f"attempt {state.attempts}")
-                self._submit_step(record, task, state.job)
-                outcome = self._wait(state.job)
-            result = self._result_file(record, task, state.job)
+                if state.job:
+                    self._submit_step(record, task, state.job)
+                    outcome, why = self._wait(state.job)
+                else:
+                    outcome, why = self._run_in_driver(record, task, _attempt(record, state))
+            result = self._result_file(record, task, _attempt(record, state))
             if outcome == "SUCCEEDED" and result.is_file():
                 state.status, state.result, state.finished_at = (
                     "succeeded",
@@ -198,17 +218,18 @@ class LocalExecutor:
                 self.store.save(record)
                 self._publish(record, task.name, "succeeded")
                 return True
-            state.error = f"{state.job}: {outcome or 'lost'} {self.jobs.message(state.job)}".strip()
+            where = state.job or f"{_attempt(record, state)} in {state.driver}"
+            state.error = f"{where}: {outcome or 'lost'} {why}".strip()
             state.status, state.finished_at = "failed", utcnow()
             self.store.save(record)
             self._publish(record, task.name, "failed", state.error)
             if state.attempts > limit or not _retried(policy, outcome):
                 return False
-            state.job = None  # retry with a new attempt
+            state.job = state.driver = None  # retry with a new attempt
 
-    def _submit_step(self, record: RunRecord, task: Task, job: str) -> None:
+    def _inputs(self, record: RunRecord, task: Task, attempt: str) -> Path:
+        """The task's resolved inputs, written where its runner reads them."""
         template = self.template.template(task.template)
-        assert template.script is not None
         given = {p.name: p.value or "" for p in task.arguments.parameters}
         inputs = []
         for parameter in template.inputs.parameters:
@@ -216,18 +237,32 @@ class LocalExecutor:
                 raise UnsupportedFeature(f"task {task.name}: no value for input {parameter.name}")
             raw = given.get(parameter.name, parameter.value or "")
             inputs.append({"name": parameter.name, "value": self._resolve(raw, record)})
-        if template.script.source.strip() != "{{inputs.parameters}}":
-            raise UnsupportedFeature(f"template {template.name}: only runner scripts run locally")
         folder = Path(self.settings.runs) / record.run_id / "steps" / task.name
         folder.mkdir(parents=True, exist_ok=True)
-        inputs_file = folder / f"inputs-{job}.json"
+        inputs_file = folder / f"inputs-{attempt}.json"
         inputs_file.write_text(json.dumps(inputs))
-        command = [sys.executable if c == "python" else c for c in template.script.command]
-        entrypoint = shlex.join([*command, *template.script.args, str(inputs_file)])
+        return inputs_file
+
+    def _submit_step(self, record: RunRecord, task: Task, job: str) -> None:
+        script = self.template.template(task.template).script
+        assert script is not None  # load_template admits script templates only
+        command = [sys.executable if c == "python" else c for c in script.command]
+        inputs = self._inputs(record, task, job)
+        entrypoint = shlex.join([*command, *script.args, str(inputs)])
         entrypoint += " > " + shlex.quote(str(self._result_file(record, task, job)))
         # JobExists: submitted before the driver died; it is waited for.
         with contextlib.suppress(JobExists):
             self.jobs.submit(job, entrypoint, settings_environment(self.settings))
+
+    def _run_in_driver(self, record: RunRecord, task: Task, attempt: str) -> tuple[str, str]:
+        """A light step's attempt, run in this process: the outcome as a Ray Job's state."""
+        script = self.template.template(task.template).script
+        assert script is not None  # `python -m hera.workflows.runner -e ...`, checked at load
+        _, module, *arguments = script.args
+        inputs = self._inputs(record, task, attempt)
+        result = self._result_file(record, task, attempt)
+        failed = run_module(module, [*arguments, str(inputs)], result)
+        return ("FAILED", failed) if failed else ("SUCCEEDED", "")
 
     def _result_file(self, record: RunRecord, task: Task, job: str) -> Path:
         return Path(self.settings.runs) / record.run_id / "steps" / task.name / f"result-{job}.txt"
@@ -249,11 +284,12 @@ class LocalExecutor:
 
         return _EXPR.sub(value, text)
 
-    def _wait(self, job: str, poll_s: float = 1.0) -> str | None:
+    def _wait(self, job: str, poll_s: float = 1.0) -> tuple[str | None, str]:
+        """The job's final state (None: Ray lost it), and Ray's message unless it succeeded."""
         while True:
             status = self.jobs.status(job)
             if status not in RUNNING:
-                return status
+                return status, "" if status == "SUCCEEDED" else self.jobs.message(job)
             time.sleep(poll_s)
 
     def _mutex(self, record: RunRecord) -> Path | None:
@@ -287,6 +323,16 @@ class LocalExecutor:
                 producer.flush()
         except Exception as exc:
             log.warning("workflow event not published (%s %s): %s", record.run_id, phase, exc)
+
+
+def _attempt(record: RunRecord, state: StepState) -> str:
+    """The name of a step's current attempt: its Ray Job's id, and its files' suffix."""
+    return f"{record.run_id}-{record.nonce}-{state.name}-{state.attempts}"
+
+
+def _driver(record: RunRecord) -> str:
+    """The driver running ``record`` (this process)."""
+    return record.drivers[-1] if record.drivers else f"process {os.getpid()}"
 
 
 def _retried(policy: str, outcome: str | None) -> bool:

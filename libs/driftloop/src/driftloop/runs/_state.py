@@ -33,6 +33,9 @@ class StepState(BaseModel):
     status: Status = "pending"
     attempts: int = 0
     job: str | None = Field(None, description="the Ray Job of the latest attempt")
+    driver: str | None = Field(
+        None, description="the driver that ran the latest attempt in its own process (no job)"
+    )
     result: str | None = None
     error: str | None = None
     started_at: UtcDatetime | None = None

@@ -4,7 +4,8 @@ Exactly what ``workflows/`` renders is accepted: a DAG of Hera runner scripts
 (``python -m hera.workflows.runner -e module:function`` with source
 ``{{inputs.parameters}}``) with ``depends`` (task names joined by ``&&``), parameters,
 ``outputs.result``, a ``retryStrategy`` with a whole-number ``limit`` and a policy of
-Always, OnFailure or OnError, and a mutex. Templates may refer to ``{{workflow.name}}``,
+Always, OnFailure or OnError, a mutex, and the :data:`LOCAL_EXECUTOR` annotation that
+says where a step runs locally. Templates may refer to ``{{workflow.name}}``,
 ``{{workflow.parameters.<declared>}}`` and ``{{tasks.<an upstream task>.outputs.result}}``
 only. Anything else — another field, an ``{{=expression}}``, an unknown task — is refused
 at load time, naming it: running a template "mostly" is how a local run silently differs
@@ -62,6 +63,26 @@ class Script(_Strict):
     source: str
 
 
+LOCAL_EXECUTOR = "driftloop/local-executor"
+"""A script template's annotation for the local executor: ``in-driver`` runs its tasks in
+the driver's own process (a light step spares a Ray Job's start-up), ``ray-job`` (the
+default) as Ray Jobs of their own. Argo only copies it onto the step's pod."""
+IN_DRIVER = {LOCAL_EXECUTOR: "in-driver"}
+"""The annotations of a light step's template (``@script(annotations=IN_DRIVER)``)."""
+
+
+class TemplateMetadata(_Strict):
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("annotations")
+    @classmethod
+    def _known_place(cls, value: dict[str, str]) -> dict[str, str]:
+        place = value.get(LOCAL_EXECUTOR, "ray-job")
+        if place not in ("in-driver", "ray-job"):
+            raise ValueError(f"{LOCAL_EXECUTOR} {place!r}: only in-driver or ray-job")
+        return value
+
+
 class Task(_Strict):
     name: str
     template: str
@@ -75,10 +96,16 @@ class Dag(_Strict):
 
 class Template(_Strict):
     name: str
+    metadata: TemplateMetadata = Field(default_factory=TemplateMetadata)
     dag: Dag | None = None
     script: Script | None = None
     inputs: Parameters = Field(default_factory=Parameters)
     retryStrategy: Retry | None = None  # noqa: N815
+
+    @property
+    def in_driver(self) -> bool:
+        """Whether the local executor runs this step in its driver, not as a Ray Job."""
+        return self.metadata.annotations.get(LOCAL_EXECUTOR) == "in-driver"
 
 
 class Mutex(_Strict):
