@@ -199,3 +199,27 @@ def test_as_of_store_equals_the_file_store(
         expected = expected.merge(answer[keys + columns], on=keys, how="left",
                                   validate="many_to_one")  # fmt: skip
     pd.testing.assert_frame_equal(got, expected[list(got.columns)], check_exact=True)
+
+
+def test_materialization_is_the_file_stores(stores: tuple[FeatureStore, FeatureStore]) -> None:
+    """``materialize`` (``pull_latest_from_table_or_query``) is inherited from the file
+    store: both load the same latest values into their online stores."""
+    file_store, asof_store = stores
+    source = file_store.get_data_source("cust_src")
+    assert isinstance(source, FileSource)
+    _write({
+        "cust": {"customer_id": ["a", "a", "b"], "event_timestamp": [_at(1), _at(2), _at(1)],
+                 "created": [_at(20), _at(21), _at(22)], "c_int": [1, 2, 3],
+                 "c_float": [0.5, 1.5, None], "c_str": ["x", "y", None]},
+        "merch": {"merchant_id": [1], "ts": [_at(3)], "m_int": [7]},
+        "pair": {"customer_id": [], "merchant_id": [], "ts": [], "created": [], "p_float": []},
+    }, Path(source.path).parent)  # fmt: skip
+    online = []
+    for store in (file_store, asof_store):
+        store.materialize(_at(0).to_pydatetime(), _at(5).to_pydatetime(), ["cust", "merch"])
+        online.append(store.get_online_features(
+            features=["cust:c_int", "cust:c_float", "merch:m_int"],
+            entity_rows=[{"customer_id": c, "merchant_id": 1} for c in ("a", "b", "d")],
+        ).to_dict())  # fmt: skip
+    assert online[0] == online[1]
+    assert online[1]["c_int"] == [2, 3, None] and online[1]["m_int"] == [7, 7, 7]
