@@ -220,7 +220,7 @@ def test_counts_reconcile_after_the_kills(loop: DemoResult) -> None:
 def test_the_summary_and_the_report_say_what_happened(loop: DemoResult, tmp_path) -> None:
     lines = summary_lines(loop)
     assert loop.healing is not None
-    verdict = "and healed" if loop.healing.healed else ", NOT healed"
+    verdict = " and healed" if loop.healing.healed else ", NOT healed"
     assert f"the loop closed{verdict}" in lines[1], lines[1]
     text = "\n".join(lines)
     assert loop.v1 in text and loop.v2 is not None and loop.v2 in text
