@@ -37,6 +37,7 @@ pytestmark = pytest.mark.timeout(1200)
 CONFIG = DemoConfig(
     default_ports=False,  # metrics on free ports: the test may share the machine
     after_v2_s=20,
+    alerts_resolve_s=30,  # the suite's time: the alert rules have a test of their own
     timeout_s=900,
     replicas=2,  # what survives a replica's death: the other one answers the retries
     faults=FAULTS,

@@ -13,10 +13,6 @@ from driftloop.stack import prometheus_url
 
 ALERTS = ("DriftloopDataDrift", "DriftloopPerformanceDrop")
 STEP_S = 1.0
-RESOLVE_WAIT_S = 120.0
-"""How much longer than ``after_v2_s`` the traffic goes on while an alert still fires:
-its resolution needs a window of v2's that the monitor judges fine, then a scrape and an
-evaluation (5 s each)."""
 
 
 @dataclass(frozen=True)

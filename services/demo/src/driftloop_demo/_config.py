@@ -59,6 +59,13 @@ class DemoConfig(BaseModel):
         45.0, ge=0, description="traffic after v2 serves, on which v1 and v2 are compared"
     )
     timeout_s: float = Field(900.0, gt=0, description="give up when the loop has not closed")
+    alerts_resolve_s: float = Field(
+        120.0,
+        ge=0,
+        description="how much longer than after_v2_s the traffic goes on while a drift or "
+        "performance alert of the stack's Prometheus still fires: its resolution needs a "
+        "window of v2's that the monitor judges fine, then a scrape and an evaluation",
+    )
     # The monitor's window and evaluation sizes for this traffic (the rest of monitor.yaml
     # is the shipped policy): a demo stream is minutes long, not days.
     window_rows: int = Field(1000, ge=50)

@@ -21,7 +21,7 @@ from driftloop.kafka import EventConsumer, Received, connect_admin, ensure_topic
 from driftloop.runs import RunStore
 from driftloop.runs._state import RunRecord
 from driftloop.settings import Settings
-from driftloop_demo._alerts import RESOLVE_WAIT_S, Alerts, AlertSpan
+from driftloop_demo._alerts import Alerts, AlertSpan
 from driftloop_demo._config import DemoConfig
 from driftloop_demo._evidence import (
     Comparison,
@@ -352,7 +352,7 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
             if closed_at is not None and now - closed_at >= config.after_v2_s:
                 # ...and until the drift alerts resolve (a window of v2's judged fine)
                 firing = alerts.firing()
-                if not firing or now - closed_at >= config.after_v2_s + RESOLVE_WAIT_S:
+                if not firing or now - closed_at >= config.after_v2_s + config.alerts_resolve_s:
                     break
             dead = [n for n, ok in services.alive().items() if not ok]
             if dead:
