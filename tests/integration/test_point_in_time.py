@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,6 +17,7 @@ from driftloop.features import (
     training_entities,
     write_batch,
 )
+from driftloop.settings import Settings
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 # A test takes at most about 30 s (the local-ray store, with its repo applied).
@@ -32,14 +34,14 @@ def _agg(customer: str, at: datetime, count7: int, mean7: float) -> dict[str, ob
     }  # fmt: skip
 
 
-def _settings(base_settings, root, env):
+def _settings(base_settings: Settings, root: Path, env: str) -> Settings:
     return base_settings.model_copy(
         update={"state_dir": root / env / "state", "feature_env": env,
                 "feature_data_uri": str(root / "features")}
     )  # fmt: skip
 
 
-def _seed(settings):
+def _seed(settings: Settings) -> None:
     """Customer aggregates for alice and bob, snapshots of merchants m1 and m2."""
     rows = [
         _agg("alice", T0 - timedelta(days=2), 5, 20.0),
