@@ -3,7 +3,7 @@
 #   1. the base: a Debian rootfs made by mmdebstrap from Debian's apt mirror, cached as a
 #      tarball in $STATE/image/ under a key of everything that goes into it, and imported
 #      as localhost/driftloop-base:<key> (skipped when that image is already there);
-#   2. deploy/image/Containerfile on top of it (podman's layer cache keeps a warm build fast).
+#   2. deploy/image/Containerfile on top of it (no layer cache: see below).
 # Usage: deploy/image/build.sh IMAGE VERSION   (run from the repository root; `make image`)
 # Environment: STATE (default .driftloop), UV_VERSION, CONTAINERFILE, PODMAN_RUN_FLAGS.
 set -euo pipefail
@@ -71,7 +71,10 @@ if [ -f "$host_ca" ]; then
   ca_args=(--volume "$(realpath "$host_ca"):/run/build-ca.crt:ro" --build-arg CA_BUNDLE=/run/build-ca.crt)
 fi
 echo "image: $image (version $version, revision $revision)"
-podman build "${run_flags[@]}" "${ca_args[@]}" \
+# No layer cache: buildah 1.28 (Debian bookworm) cannot bind-mount from a stage it took from
+# its cache ("couldn't find .../opt/uv/bin/uv on host to bind"), so a second build after any
+# change failed. uv's download cache (a cache mount) still makes a rebuild a local install.
+podman build --layers=false "${run_flags[@]}" "${ca_args[@]}" \
   --file "$containerfile" \
   --build-arg BASE="$base" \
   --build-arg UV_VERSION="$uv_version" \
