@@ -181,22 +181,26 @@ def _argocd_copy(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _argocd_edited(tmp_path: Path, name: str, old: str, new: str) -> Path:
+    """A copy of deploy/argocd with ``old`` replaced by ``new`` in the file ``name``."""
+    root = _argocd_copy(tmp_path)
+    path = root / "deploy/argocd" / name
+    path.write_text(path.read_text().replace(old, new))
+    return root
+
+
 def test_every_argocd_application_has_its_project_in_time():
     assert argocd_problems(ROOT) == []
 
 
 def test_an_application_in_a_project_it_creates_itself_is_found(tmp_path):
-    root = _argocd_copy(tmp_path)
-    path = root / "deploy/argocd/root.yaml"
-    path.write_text(path.read_text().replace("project: default", "project: driftloop"))
+    root = _argocd_edited(tmp_path, "root.yaml", "project: default", "project: driftloop")
     [problem] = argocd_problems(root)
     assert "Application driftloop-root: project 'driftloop' does not exist" in problem
 
 
 def test_a_project_created_in_the_same_wave_as_its_applications_is_found(tmp_path):
-    root = _argocd_copy(tmp_path)
-    path = root / "deploy/argocd/apps/project.yaml"
-    path.write_text(path.read_text().replace('sync-wave: "-1"', 'sync-wave: "0"'))
+    root = _argocd_edited(tmp_path, "apps/project.yaml", 'sync-wave: "-1"', 'sync-wave: "0"')
     problems = argocd_problems(root)
     assert {p.split(" (env=")[0] for p in problems} == {
         "deploy/argocd/apps/environments.yaml: ApplicationSet driftloop"
@@ -206,9 +210,9 @@ def test_a_project_created_in_the_same_wave_as_its_applications_is_found(tmp_pat
 
 
 def test_a_destination_the_project_does_not_admit_is_found(tmp_path):
-    root = _argocd_copy(tmp_path)
-    path = root / "deploy/argocd/apps/project.yaml"
-    path.write_text(path.read_text().replace("namespace: driftloop-staging", "namespace: x"))
+    root = _argocd_edited(
+        tmp_path, "apps/project.yaml", "namespace: driftloop-staging", "namespace: x"
+    )
     [problem] = argocd_problems(root)
     assert "ApplicationSet driftloop (env=staging, " in problem
     assert "destination https://kubernetes.default.svc driftloop-staging is not allowed" in problem
