@@ -25,7 +25,7 @@ import pytest
 from driftloop_demo import DemoConfig, DemoResult
 from driftloop_demo._evidence import PR_AUC_SHARE, RECALL_SHARE, read_topic
 from driftloop_demo._faults import FAULTS, replicas
-from driftloop_demo._report import skew_line, summary_lines, write_report
+from driftloop_demo._report import summary_lines, write_report
 
 from driftloop.events import WorkflowEvent
 from driftloop.gitops import read_state
@@ -252,7 +252,7 @@ def test_every_data_window_is_checked_for_training_serving_skew(loop: DemoResult
         assert record.skew is not None and record.skew.error is None, record.skew
         # most sampled payments were found in the stream's transactions and compared
         assert record.skew.compared >= 0.8 * record.skew.sampled > 0, record.skew
-    skew = skew_line(loop)
+    skew = loop.skew
     print(f"\nskew: {skew}")
     assert f"{len([r for r in checked if r.skew and r.skew.compared])} windows checked" in skew
     assert f"  skew            {skew}" in summary_lines(loop)

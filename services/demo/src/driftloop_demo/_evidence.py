@@ -4,17 +4,22 @@ back, v1 and v2 scored on the same post-drift rows, the counts reconciled."""
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pandas as pd
 import pyarrow.parquet as pq
 
 from driftloop.events import Event, Label, Prediction
 from driftloop.settings import Settings
+
+if TYPE_CHECKING:
+    from driftloop.drift import WindowRecord
 
 E = TypeVar("E", bound=Event)
 
@@ -285,3 +290,21 @@ def monitor_position(settings: Settings, model: str) -> Position:
             open_rows = int(db.execute("SELECT count(*) FROM window_rows").fetchone()[0])
     closed = sum(r.row_count for r in AuditStore(root, model).records("data"))
     return Position(consumed, closed, open_rows)
+
+
+def skew_summary(records: Sequence[WindowRecord]) -> str:
+    """What the monitor's skew checks found over the run: how many data windows were
+    checked, and each feature served differently from its offline point-in-time value in
+    how many of them ("" when no window was checked)."""
+    checked = [
+        r.skew for r in records if r.kind == "data" and r.skew is not None and r.skew.compared
+    ]
+    if not checked:
+        return ""
+    counts = Counter(column for skew in checked for column in skew.skewed)
+    found = ", ".join(f"{c} ({n})" for c, n in counts.most_common()) or "none"
+    rows = sum(skew.compared for skew in checked)
+    return (
+        f"{len(checked)} windows checked ({rows} payments, served vs offline point-in-time "
+        f"features); skewed in windows: {found}"
+    )

@@ -33,6 +33,7 @@ from driftloop_demo._evidence import (
     monitor_position,
     read_topic,
     scored_frame,
+    skew_summary,
     stream_position,
 )
 from driftloop_demo._faults import FaultPlan, FaultRecord, kill_replica, wait_for_replacement
@@ -92,6 +93,7 @@ class DemoResult:
     scores: Any = None  # the scored frame (pandas), for the report
     report: Path | None = None
     environment: Path | None = None  # `source` it: the CLI then reads this run's state
+    skew: str = ""  # what the monitor's skew checks found ("" when none ran)
     failure: str | None = None
     faults: list[FaultRecord] = field(default_factory=list)
     alerts: list[AlertSpan] | None = None  # None: the stack runs no Prometheus
@@ -471,7 +473,9 @@ def _settle(settings: Settings, result: DemoResult, stats_box: list[Any], echo: 
 
 
 def _evaluate(settings: Settings, config: DemoConfig, result: DemoResult, echo: Echo) -> None:
-    """v1 against v2 on the labelled post-drift rows v2 was not trained on."""
+    """v1 against v2 on the labelled post-drift rows v2 was not trained on, and what the
+    monitor's skew checks found."""
+    from driftloop.drift import AuditStore
     from driftloop.models import ModelStore
 
     predictions = read_topic(settings, Prediction)
@@ -479,6 +483,8 @@ def _evaluate(settings: Settings, config: DemoConfig, result: DemoResult, echo: 
     frame = scored_frame(predictions, labels)
     result.counts.predictions_distinct = len({p.transaction_id for p in predictions})
     result.scores = frame
+    records = AuditStore(settings.state_dir / "monitor", config.model).records()
+    result.skew = skew_summary(records)
     if not result.v2:
         return
     v2 = ModelStore.from_settings(settings).get(config.model, result.v2)
@@ -494,9 +500,6 @@ def _evaluate(settings: Settings, config: DemoConfig, result: DemoResult, echo: 
         f"{c.pr_auc.get('v2', float('nan')):.3f}; recall v1 {c.recall['v1']:.2f} → "
         f"v2 {c.recall['v2']:.2f}"
     )
-    from driftloop.drift import AuditStore
-
-    records = AuditStore(settings.state_dir / "monitor", config.model).records()
     windows = sum(1 for r in records if r.kind == "data" and r.version == result.v2)
     events = sum(1 for e in result.events if e.model_version == result.v2)
     v1_live = live_figures(frame, result.v1, onset)

@@ -5,7 +5,6 @@ post-drift labelled data, and the loop's timeline."""
 from __future__ import annotations
 
 import html
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +86,8 @@ def summary_lines(result: DemoResult) -> list[str]:
         )
     if result.healing is not None:
         lines.append(f"  healing         {result.healing.line()}")
-    skew = skew_line(result)
-    if skew:
-        lines.append(f"  skew            {skew}")
+    if result.skew:
+        lines.append(f"  skew            {result.skew}")
     if result.alerts is None:
         lines.append("  alerts          - (no Prometheus on the stack)")
     else:
@@ -112,25 +110,6 @@ def summary_lines(result: DemoResult) -> list[str]:
         "  stop everything with: make down",
     ]
     return lines
-
-
-def skew_line(result: DemoResult) -> str:
-    """What the monitor's skew checks found over the run: how many data windows were
-    checked, and each feature served differently from its offline point-in-time value in
-    how many of them ("" when no window was checked)."""
-    from driftloop.drift import AuditStore
-
-    audit = AuditStore(result.settings.state_dir / "monitor", result.config.model)
-    checked = [r.skew for r in audit.records("data") if r.skew is not None and r.skew.compared]
-    if not checked:
-        return ""
-    counts = Counter(column for skew in checked for column in skew.skewed)
-    found = ", ".join(f"{c} ({n})" for c, n in counts.most_common()) or "none"
-    rows = sum(skew.compared for skew in checked)
-    return (
-        f"{len(checked)} windows checked ({rows} payments, served vs offline point-in-time "
-        f"features); skewed in windows: {found}"
-    )
 
 
 def _plots(result: DemoResult, out: Path) -> dict[str, Path]:
