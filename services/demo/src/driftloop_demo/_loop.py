@@ -144,6 +144,10 @@ class _Watch:
         self.base_commit = self.git.rev(f"refs/heads/{settings.git_branch}")
         self.runs = RunStore(settings.runs)
         self.events = EventConsumer(settings, DriftEvent, group_id=f"{settings.topic_prefix}watch")
+        # The watch reads the run's own drift topic whole: every partition from the start,
+        # no group to join (a fresh-clone run once saw no event through a group that never
+        # got its partitions while the monitor published a dozen).
+        self.events.assign_from({})
         self.http = httpx.Client(timeout=5)
 
     def _mark(self, name: str) -> None:
@@ -270,7 +274,10 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
     stats_box: list[Any] = []
     interrupted = False
     try:
-        services.start("sync")
+        # Every service starts now: the stream, monitor and trigger restore their state
+        # while the sync service brings v1 to Ray Serve (about 30 s), not after it.
+        for name in ("sync", "stream", "monitor", "trigger"):
+            services.start(name)
         deadline = time.monotonic() + 300
         client = httpx.Client(timeout=5)
         while True:
@@ -289,8 +296,6 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
             f"[serve] v1 serving at {settings.serve_url}/{config.model}/predict "
             f"(synced from git in {time.monotonic() - started:.0f} s since start)"
         )
-        for name in ("stream", "monitor", "trigger"):
-            services.start(name)
         # Traffic before the stream has restored its windows would be scored on the
         # online store as the history left it (measured: ~20 s of stale features).
         try:
