@@ -139,6 +139,33 @@ def test_main_moving_elsewhere_is_built_upon_and_a_conflicting_move_is_refused(w
     assert promote(settings, "fraud", v2).changed
 
 
+def test_an_event_promoting_again_finds_its_own_commit_and_no_other(world):
+    """A promote step run again after its driver died once main had moved: the version is
+    declared by the same event's commit, which is reported as this event's promotion; the
+    same version declared by another event's commit (or by hand) is only "already
+    declared"."""
+    settings, clone, _, (v1, v2) = world
+    git = Git(clone)
+    first = promote(settings, "fraud", v1, reason="drift", trigger_event_id="evt-7")
+    assert first.changed and not first.earlier
+    commits = git.run("rev-list", "--count", "--all")
+    again = promote(settings, "fraud", v1, reason="drift", trigger_event_id="evt-7")
+    assert (again.changed, again.earlier, again.commit) == (False, True, first.commit)
+    assert git.run("rev-list", "--count", "--all") == commits  # no commit made
+    other = promote(settings, "fraud", v1, reason="drift", trigger_event_id="evt-8")
+    assert (other.changed, other.earlier, other.message) == (False, False, "already declared")
+    by_hand = promote(settings, "fraud", v1)
+    assert (by_hand.changed, by_hand.earlier) == (False, False)
+    # A later change to the serve config by someone else: the event's commit is no longer
+    # the one that declares what serves, so it is not claimed either.
+    path = clone / "deploy/apps/fraud/serve.yaml"
+    path.write_text(path.read_text().replace("max_replicas: 2", "max_replicas: 3"))
+    git.run("commit", "--quiet", "-am", "scale")
+    later = promote(settings, "fraud", v1, reason="drift", trigger_event_id="evt-7")
+    assert (later.changed, later.earlier) == (False, False)
+    assert promote(settings, "fraud", v2, trigger_event_id="evt-9").changed
+
+
 def test_two_promotions_racing_leave_main_declaring_exactly_one(world):
     settings, clone, _, (v1, v2) = world
     outcomes: dict[str, object] = {}

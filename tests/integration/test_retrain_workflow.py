@@ -155,4 +155,8 @@ def test_promote_that_died_with_its_driver_runs_again_and_makes_no_second_commit
     assert [s.status for s in record.steps.values()] == ["succeeded"] * 5
     assert _git(repo, "rev-parse", "main") == main
     assert _git(repo, "rev-list", "--count", "--all") == commits  # no commit made at all
-    assert json.loads(again.result or "{}")["commit"] == main.strip()
+    result = json.loads(again.result or "{}")
+    assert result["commit"] == main.strip()
+    # the run's own promotion, found on main: reported as promoted (the trigger and the
+    # workflow events count it), not as "nothing changed"
+    assert result["promoted"] is True, result

@@ -43,6 +43,10 @@ class Promotion:
     message: str
     pull_request: str | None = None
     notes: list[str] = field(default_factory=list)
+    earlier: bool = False
+    """Nothing changed because this trigger event's own promotion is already on the target
+    (a step run again after its driver died between moving the branch and saving the run):
+    ``commit`` is that promotion's commit."""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -86,6 +90,10 @@ def promote(
         raise PromotionRefused(f"{target} has no {path}: nothing declares how {model} is served")
     uri, digest = declared(current, model)
     if uri == f"models:/{model}/{version}" and digest == stored.sha256:
+        earlier = _promoted_by(git, base, path, trigger_event_id) if trigger_event_id else None
+        if earlier is not None:
+            why = f"already promoted by this event's commit {earlier[:12]}"
+            return Promotion(model, version, branch, earlier, chosen, False, why, earlier=True)
         return Promotion(model, version, branch, base, chosen, False, "already declared")
     audit_root = (settings.state_dir / "monitor").absolute()  # the monitor's default
     evidence = AuditStore(audit_root, model).find(trigger_event_id) if trigger_event_id else None
@@ -104,6 +112,17 @@ def promote(
     commit = _fast_forward(git, settings, target, base, commit, path, message)
     _set_branch(git, branch, commit)
     return Promotion(model, version, branch, commit, chosen, True, message)
+
+
+def _promoted_by(git: Git, base: str, path: str, trigger_event_id: str) -> str | None:
+    """The commit that last changed ``path`` up to ``base``, if its message carries the
+    trailer ``Trigger-Event: <trigger_event_id>``."""
+    found = git.run("log", "-1", "--format=%H%x00%B", base, "--", path).strip()
+    if not found:
+        return None
+    commit, _, message = found.partition("\x00")
+    trailers = {line.strip() for line in message.splitlines()}
+    return commit if f"Trigger-Event: {trigger_event_id}" in trailers else None
 
 
 def _set_branch(git: Git, branch: str, commit: str) -> None:

@@ -174,4 +174,7 @@ def promote_step(
         settings, model, stored["version"], evaluation=judged,
         trigger_event_id=trigger_event_id or None, reason=reason,
     )  # fmt: skip
-    return {"promoted": outcome.changed, "version": stored["version"], **outcome.summary()}
+    # Run again after its driver died once main had moved: the promotion is this event's.
+    promoted = outcome.changed or outcome.earlier
+    why = {} if promoted else {"why": outcome.message}
+    return {"promoted": promoted, "version": stored["version"], **why, **outcome.summary()}
