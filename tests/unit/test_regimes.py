@@ -117,14 +117,16 @@ def _profiled(references: dict[str, bytes]) -> tuple[int, float, int, float]:
 
 
 def test_references_are_of_the_post_change_rows_when_there_are_enough():
+    """Every split's post-change rows (600 + 30 + 60): the regime's whole span, not only
+    its oldest part; the scores of the post-change holdout rows only."""
     references, which = _references(_dataset(post_train=600), SCORES)
     assert which == "post-change"
     rows, mean_x, scored, mean_score = _profiled(references)
-    assert (rows, mean_x, scored) == (600, 1.0, 60)
+    assert (rows, mean_x, scored) == (690, 1.0, 60)
     assert mean_score == pytest.approx(0.9)
 
 
-@pytest.mark.parametrize("post_train, change", [(499, T0), (600, None)])
+@pytest.mark.parametrize("post_train, change", [(409, T0), (600, None)])
 def test_references_are_of_all_rows_otherwise(post_train, change):
     references, which = _references(_dataset(post_train, change), SCORES)
     assert which == "all"

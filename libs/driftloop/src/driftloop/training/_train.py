@@ -311,27 +311,39 @@ def register(
 
 
 MIN_POST_CHANGE_REFERENCE_ROWS = 500
-"""Post-change training rows needed for the reference profiles to be of them alone."""
+"""Post-change rows (all splits) needed for the reference profiles to be of them alone."""
 
 
 def _references(dataset: Dataset, scores: list[float]) -> tuple[dict[str, bytes], str]:
     """The version's whylogs reference profiles, and which rows they are of.
 
     With a change point and at least :data:`MIN_POST_CHANGE_REFERENCE_ROWS` post-change
-    training rows: those rows' features and the post-change holdout scores, so the
+    rows: the features of the post-change rows of every split (train, validation and
+    holdout: the regime's whole labelled span in the window, not only its oldest part,
+    which the time split gives to train) and the post-change holdout scores, so the
     monitor compares the promoted version's traffic with the regime it was trained for
     (not with the mix, which would keep raising the change it healed). Otherwise all
-    training rows and all holdout scores."""
+    training rows and all holdout scores.
+
+    Measured on the demo's loop (seed 1): a reference of the post-change train rows alone
+    (2,948 rows, the first 8 of 12 event-hours after the change) had ``amount_max_24h``
+    q90 1,944 and ``txn_count_24h`` mean 15.9, against 1,100-1,320 and 13.0-13.6 in each
+    of the 13 windows v2 then served: a drift event in 12 of them."""
+    import pandas as pd
+
     from driftloop.profiles import reference_profiles
 
-    train, holdout = dataset.post_change("train"), dataset.post_change("holdout")
-    if (
-        train is not None and holdout is not None and holdout.any()
-        and int(train.sum()) >= MIN_POST_CHANGE_REFERENCE_ROWS
-    ):  # fmt: skip
-        features = dataset.raw["train"][train].reset_index(drop=True)
-        kept = [score for score, post in zip(scores, holdout, strict=True) if post]
-        return reference_profiles(features, kept), "post-change"
+    post = {split: dataset.post_change(split) for split in SPLITS}
+    holdout = post["holdout"]
+    if all(mask is not None for mask in post.values()) and holdout is not None and holdout.any():
+        rows = sum(int(mask.sum()) for mask in post.values() if mask is not None)
+        if rows >= MIN_POST_CHANGE_REFERENCE_ROWS:
+            features = pd.concat(
+                [dataset.raw[split][mask] for split, mask in post.items() if mask is not None],
+                ignore_index=True,
+            )
+            kept = [score for score, after in zip(scores, holdout, strict=True) if after]
+            return reference_profiles(features, kept), "post-change"
     return reference_profiles(dataset.raw["train"], scores), "all"
 
 
