@@ -115,14 +115,13 @@ def promote(
 
 
 def _promoted_by(git: Git, base: str, path: str, trigger_event_id: str) -> str | None:
-    """The commit that last changed ``path`` up to ``base``, if its message carries the
-    trailer ``Trigger-Event: <trigger_event_id>``."""
-    found = git.run("log", "-1", "--format=%H%x00%B", base, "--", path).strip()
-    if not found:
-        return None
-    commit, _, message = found.partition("\x00")
-    trailers = {line.strip() for line in message.splitlines()}
-    return commit if f"Trigger-Event: {trigger_event_id}" in trailers else None
+    """The commit that last changed ``path`` up to ``base``, if its ``Trigger-Event:``
+    trailer (git's own trailer parsing) is ``trigger_event_id``."""
+    found = git.run(
+        "log", "-1", "--format=%H %(trailers:key=Trigger-Event,valueonly,separator=%x20)",
+        base, "--", path,
+    ).split()  # fmt: skip
+    return found[0] if found[1:] == [trigger_event_id] else None
 
 
 def _set_branch(git: Git, branch: str, commit: str) -> None:

@@ -333,17 +333,13 @@ def _references(dataset: Dataset, scores: list[float]) -> tuple[dict[str, bytes]
 
     from driftloop.profiles import reference_profiles
 
-    post = {split: dataset.post_change(split) for split in SPLITS}
-    holdout = post["holdout"]
-    if all(mask is not None for mask in post.values()) and holdout is not None and holdout.any():
-        rows = sum(int(mask.sum()) for mask in post.values() if mask is not None)
-        if rows >= MIN_POST_CHANGE_REFERENCE_ROWS:
-            features = pd.concat(
-                [dataset.raw[split][mask] for split, mask in post.items() if mask is not None],
-                ignore_index=True,
-            )
-            kept = [score for score, after in zip(scores, holdout, strict=True) if after]
-            return reference_profiles(features, kept), "post-change"
+    post = [(split, mask) for split in SPLITS if (mask := dataset.post_change(split)) is not None]
+    holdout = dataset.post_change("holdout")
+    rows = sum(int(mask.sum()) for _, mask in post)
+    if holdout is not None and holdout.any() and rows >= MIN_POST_CHANGE_REFERENCE_ROWS:
+        features = pd.concat([dataset.raw[split][mask] for split, mask in post], ignore_index=True)
+        kept = [score for score, after in zip(scores, holdout, strict=True) if after]
+        return reference_profiles(features, kept), "post-change"
     return reference_profiles(dataset.raw["train"], scores), "all"
 
 
