@@ -12,7 +12,7 @@ SPEC = GateSpec(
     min_pr_auc_lift=0.0, min_pr_auc_over_baseline=0.05, max_brier_increase=0.01,
     min_holdout_positives=10,
 )  # fmt: skip
-GOOD = {"pr_auc": 0.80, "brier": 0.020, "positives": 40.0}
+GOOD = {"pr_auc": 0.80, "brier": 0.020, "positives": 40.0, "threshold": 0.62}
 BASELINE = {"pr_auc": 0.60, "brier": 0.030}
 
 
@@ -36,6 +36,18 @@ def test_calibration_may_not_degrade_beyond_the_limit():
     verdict = judge(SPEC, {**GOOD, "brier": 0.05}, BASELINE, {"pr_auc": 0.7, "brier": 0.02})
     assert not verdict.passed
     assert any(r.startswith("FAIL") and "Brier" in r for r in verdict.reasons)
+
+
+def test_a_challenger_without_an_operating_threshold_is_refused():
+    """No score reached the target precision on the validation rows: however well it
+    ranks, serving would refuse a model with no threshold (seen in a heal run: a
+    challenger at post-change PR-AUC 0.56 against 0.26 promoted, then never served)."""
+    ranks_well = {k: v for k, v in GOOD.items() if k != "threshold"}
+    verdict = judge(SPEC, ranks_well, BASELINE, {"pr_auc": 0.3, "brier": 0.03}, "sha256-aaaa")
+    assert not verdict.passed
+    [refusal] = _failed(verdict)
+    assert "no score reaches the target precision" in refusal
+    assert "pass: an operating threshold: 0.6200" in judge(SPEC, GOOD, BASELINE, None).reasons[1]
 
 
 def test_too_few_positives_fail_and_an_unscorable_champion_is_not_a_pass():

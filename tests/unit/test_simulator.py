@@ -160,6 +160,47 @@ def test_hour_of_day_and_weekday_seasonality():
     assert weekday.loc[[4, 5]].mean() > 1.15 * weekday.loc[6]
 
 
+def test_a_seasonless_world_has_days_of_one_size_and_hours_alike():
+    generator = GeneratorConfig(tx_per_day=8000, weekly=False, daily=False)
+    df = backfill(BackfillConfig(world=SMALL, generator=generator, days=14, end=END)).transactions
+    per_day = df.groupby(df["event_timestamp"].dt.date).size().iloc[1:]  # customers joining
+    assert per_day.max() < 1.1 * per_day.min(), per_day.to_dict()
+    hours = df["event_timestamp"].dt.hour.value_counts()
+    assert hours.max() < 1.2 * hours.min(), hours.to_dict()
+
+
+@pytest.mark.parametrize("weekly", [True, False])
+def test_a_warped_stream_carries_the_volume_per_event_day_of_the_history(weekly: bool):
+    """A stream at a time warp continues the history's days: on a busy weekday its event
+    time runs slower, so a Saturday holds more payments per event-time hour than a Sunday
+    — as many as the history's Saturdays held, relative to its average day."""
+    from itertools import islice
+
+    from driftloop_simulator import StreamConfig
+    from driftloop_simulator._stream import _run_key, _timeline
+    from driftloop_simulator._world import build_world
+
+    world_config = WorldConfig(seed=3, n_customers=200, n_merchants=30)
+    generator = GeneratorConfig(tx_per_day=1000, fraud_rate=0.0, weekly=weekly)
+    # 20 legitimate payments per wall second carrying 1,000 per average event-time day
+    config = StreamConfig(world=world_config, generator=generator, rate=20, time_warp=86.4 * 20)
+    saturday = pd.Timestamp("2026-03-07", tz="UTC")  # END + 5 days
+    drafts = islice(
+        _timeline(build_world(world_config), config, _run_key("k"), saturday.value, None), 5000
+    )
+    times = pd.to_datetime([d[11] for d in drafts], utc=True)
+    per_day = pd.Series(1, index=times).groupby(times.date).sum()
+    saturday_n, sunday_n = per_day.iloc[0], per_day.iloc[1]
+    if weekly:  # Saturday 1.15, Sunday 0.89 of the average day
+        assert saturday_n == pytest.approx(1150, rel=0.05) and sunday_n == pytest.approx(
+            890, rel=0.05
+        )
+    else:
+        assert saturday_n == pytest.approx(1000, rel=0.05) and sunday_n == pytest.approx(
+            1000, rel=0.05
+        )
+
+
 def test_same_customer_and_timestamp_is_possible_but_rare(base: pd.DataFrame):
     shared = base.duplicated(["customer_id", "event_timestamp"], keep=False).mean()
     assert 0 < shared < 0.01

@@ -309,7 +309,9 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
             world=WorldConfig(
                 seed=config.seed, n_customers=config.customers, n_merchants=config.merchants
             ),
-            generator=GeneratorConfig(fraud_rate=config.fraud_rate, fraud_delay_s=60),
+            generator=GeneratorConfig(
+                fraud_rate=config.fraud_rate, fraud_delay_s=60, weekly=config.seasonal
+            ),
             rate=config.rate,
             label_delay_s=config.label_delay_s,
             drain_labels=False,

@@ -170,7 +170,10 @@ def labelled_history(settings: Settings, config: DemoConfig, echo: Echo) -> Hist
     history = BackfillConfig(
         world=_world(config),
         generator=GeneratorConfig(
-            tx_per_day=config.history_tx_per_day, fraud_rate=config.fraud_rate
+            tx_per_day=config.history_tx_per_day,
+            fraud_rate=config.fraud_rate,
+            weekly=config.seasonal,
+            daily=config.seasonal,
         ),
         days=config.history_days,
         end=end,

@@ -56,6 +56,13 @@ def run(
     out: Annotated[
         Path | None, typer.Option(help="where the demo keeps its state (default <state>/demo)")
     ] = None,
+    seasonal: Annotated[
+        bool,
+        typer.Option(
+            help="a world with weekly and daily cycles; its seam with the uniform stream "
+            "reads as drift (see DemoConfig.seasonal)"
+        ),
+    ] = False,
 ) -> None:
     """Run the loop and wait until it closes: drift → retraining → promotion → v2 serving."""
     signal.signal(signal.SIGTERM, _interrupt)  # stop the services on `kill` as on Ctrl-C
@@ -70,6 +77,7 @@ def run(
         replicas=replicas,
         seed=seed,
         faults=faults,
+        seasonal=seasonal,
     )
     root = (out or settings.state_dir / "demo").absolute()
     result = run_demo(settings, config, root, echo=typer.echo)

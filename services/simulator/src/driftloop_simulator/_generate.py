@@ -43,6 +43,25 @@ class GeneratorConfig(BaseModel):
     fraud_delay_s: float = Field(
         4 * 3600, ge=0, description="mean delay of the later half of fraud episodes"
     )
+    weekly: bool = Field(
+        True,
+        description="volume follows the weekday (Friday and Saturday busiest); without it "
+        "every day carries tx_per_day. A live stream that continues a history must use the "
+        "history's setting, or the 24 h and 7 d aggregates jump where one meets the other",
+    )
+    daily: bool = Field(
+        True,
+        description="a history's payments follow each customer's hours (quiet nights, an "
+        "evening peak); without it they are uniform over the day, as a live stream's always "
+        "are. A history that a stream continues needs daily=False: otherwise the hours, and "
+        "with them a model's scores, change where the stream takes over",
+    )
+
+    def day_factor(self, day_start_ns: int) -> float:
+        """The volume of the UTC day holding ``day_start_ns``, relative to the average day."""
+        if not self.weekly:
+            return 1.0
+        return float(WEEKDAY_FACTOR[pd.Timestamp(day_start_ns, tz="UTC").weekday()])
 
 
 def window_rows(
@@ -88,20 +107,24 @@ def backfill_day(
     history: tuple[int, int],
     scenario: ActiveScenario | None,
 ) -> Rows:
-    """One UTC calendar day: per-customer Poisson counts with weekly and daily seasonality.
+    """One UTC calendar day: per-customer Poisson counts with weekly and daily seasonality
+    (each unless the config turns it off).
 
     Customers who join during the ``history`` (start, span) pay only after they joined.
     """
     day = day_start_ns // NS_PER_DAY
     seed = world.config.seed
     rng = np.random.default_rng([seed, BACKFILL, day])
-    weekday = pd.Timestamp(day_start_ns, tz="UTC").weekday()
-    lam = world.c_activity * (config.tx_per_day / world.n_customers) * WEEKDAY_FACTOR[weekday]
+    per_customer = config.tx_per_day / world.n_customers * config.day_factor(day_start_ns)
+    lam = world.c_activity * per_customer
     counts = rng.poisson(lam)
     customers = np.repeat(np.arange(world.n_customers, dtype=np.int64), counts)
-    hour = np.searchsorted(HOUR_CUM, rng.random(len(customers)), side="right")
-    hour = (hour + world.c_hour_shift[customers]) % 24
-    second = hour * 3600 + rng.integers(0, 3600, len(customers))
+    if config.daily:
+        hour = np.searchsorted(HOUR_CUM, rng.random(len(customers)), side="right")
+        hour = (hour + world.c_hour_shift[customers]) % 24
+        second = hour * 3600 + rng.integers(0, 3600, len(customers))
+    else:
+        second = rng.integers(0, 86_400, len(customers))
     t = day_start_ns + second.astype(np.int64) * NS_PER_S
     start, span = history
     joined = start + (world.c_join_frac * span).astype(np.int64)

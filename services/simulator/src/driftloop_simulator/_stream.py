@@ -117,14 +117,20 @@ def _timeline(
     origin_ns: int,
     scenario: ActiveScenario | None,
 ) -> Iterator[Draft]:
-    """Drafts in virtual-time order, one-second window after window, forever."""
+    """Drafts in virtual-time order, one-second window after window, forever.
+
+    Each window holds one wall second of payments. With a time warp, the event time it
+    spans is shorter on a busy weekday (``GeneratorConfig.weekly``), so the stream keeps
+    the volume per event-time day that the history before it had."""
     per_window = max(1, round(config.rate / (1.0 + config.generator.fraud_rate)))
-    step = int(config.time_warp * NS_PER_S)  # one wall second of traffic
+    step = config.time_warp * NS_PER_S  # one wall second of traffic, in event time
     per_virtual_s = max(1, round(per_window / config.time_warp))
     carry = stream_warmup(world, config.generator, run_key, origin_ns, per_virtual_s)
-    index = 0
+    index, start = 0, origin_ns
     while True:
-        span = (origin_ns + index * step, origin_ns + (index + 1) * step)
+        factor = config.generator.day_factor(start) if config.time_warp > 1 else 1.0
+        span = (start, start + int(step / factor))
+        start = span[1]
         fresh = stream_window(world, config.generator, run_key, index, span, per_window, scenario)
         rows = Rows.concat([carry, fresh])
         due = rows.t < span[1]

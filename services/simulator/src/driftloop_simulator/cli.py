@@ -37,6 +37,14 @@ Strength = Annotated[float, typer.Option(help="scales the scenario's effect; 0 =
 ScenariosFile = Annotated[
     Path | None, typer.Option("--scenarios", help="scenario file (default: the documented one)")
 ]
+Weekly = Annotated[
+    bool,
+    typer.Option(help="volume follows the weekday; a stream continuing a history needs its value"),
+]
+Daily = Annotated[
+    bool,
+    typer.Option(help="payments follow each customer's hours (a stream's are uniform in the day)"),
+]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -76,13 +84,17 @@ def backfill_command(
     scenario_start_day: Annotated[float, typer.Option(help="days after the start")] = 0.0,
     strength: Strength = 1.0,
     scenarios: ScenariosFile = None,
+    weekly: Weekly = True,
+    daily: Daily = True,
 ) -> None:
     """Write N days of labelled transactions, customers and merchants as parquet."""
     settings = get_settings()
     choice = _scenario(scenario, scenario_start_day * 86_400, strength, scenarios)
     fields: dict[str, object] = {
         "world": WorldConfig(seed=seed, n_customers=n_customers, n_merchants=n_merchants),
-        "generator": GeneratorConfig(tx_per_day=tx_per_day, fraud_rate=fraud_rate),
+        "generator": GeneratorConfig(
+            tx_per_day=tx_per_day, fraud_rate=fraud_rate, weekly=weekly, daily=daily
+        ),
         "days": days,
     }
     if end is not None:
@@ -127,6 +139,7 @@ def stream_command(
     time_warp: Annotated[
         float, typer.Option(help="virtual seconds per wall second (event_time is virtual)")
     ] = 1.0,
+    weekly: Weekly = True,
 ) -> None:
     """Send transactions to Kafka at RATE/s and their labels LABEL_DELAY seconds later.
 
@@ -136,7 +149,7 @@ def stream_command(
     choice = _scenario(scenario, scenario_start, strength, scenarios)
     config = StreamConfig(
         world=WorldConfig(seed=seed, n_customers=n_customers, n_merchants=n_merchants),
-        generator=GeneratorConfig(fraud_rate=fraud_rate, fraud_delay_s=60),
+        generator=GeneratorConfig(fraud_rate=fraud_rate, fraud_delay_s=60, weekly=weekly),
         rate=rate,
         duration_s=duration,
         count=count,

@@ -1,5 +1,6 @@
 """The gate a challenger passes before it may be promoted: better than the trivial
-baseline, not worse than the champion on the same holdout, and judged on enough positives.
+baseline, not worse than the champion on the same holdout, judged on enough positives, and
+with an operating threshold (a model without one cannot be served).
 
 With a change point the run was started to heal, the verdict rests on the holdout rows
 after it: enough positives there to judge at all, a PR-AUC lift over the champion on
@@ -46,6 +47,18 @@ def judge(
         _check(
             positives >= spec.min_holdout_positives,
             f"holdout positives {positives:.0f} >= {spec.min_holdout_positives}",
+        )
+    )
+    reasons.append(
+        _check(
+            "threshold" in challenger,
+            "an operating threshold: "
+            + (
+                f"{challenger['threshold']:.4f}, chosen on the validation rows"
+                if "threshold" in challenger
+                else "no score reaches the target precision on the validation rows, so "
+                "serving would have no threshold to flag payments at"
+            ),
         )
     )
     lift = challenger["pr_auc"] - baseline["pr_auc"]
