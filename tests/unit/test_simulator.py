@@ -201,6 +201,57 @@ def test_a_warped_stream_carries_the_volume_per_event_day_of_the_history(weekly:
         )
 
 
+def test_a_warped_stream_continues_a_seasonless_history_with_its_distributions():
+    """The demo's world: what the stream sends after the history ends looks like the
+    history — amounts to the tail, fraud share and pattern mix, devices, channels, payments
+    per customer — so drift the monitor sees is the scenario's, not the simulator's seam.
+    (Not yet asserted: the stream's fraud has fewer card-testing rows (0.30-0.39 of its
+    fraud against the history's 0.38-0.41, so a higher median fraud amount)."""
+    from itertools import islice
+
+    from driftloop_simulator import StreamConfig
+    from driftloop_simulator._stream import _run_key, _timeline
+    from driftloop_simulator._world import build_world
+
+    world = WorldConfig(seed=7, n_customers=400, n_merchants=60)
+    generator = GeneratorConfig(tx_per_day=4000, fraud_rate=0.05, weekly=False, daily=False)
+    history = backfill(BackfillConfig(world=world, generator=generator, days=6, end=END))
+    tx = history.transactions
+    tx = tx[tx["event_timestamp"] >= pd.Timestamp(END) - pd.Timedelta(days=3)]
+    rate = 40.0
+    stream_config = StreamConfig(
+        world=world,
+        generator=generator.model_copy(update={"fraud_delay_s": 60}),
+        rate=rate,
+        time_warp=rate / 1.05 * 86_400 / generator.tx_per_day,
+    )
+    drafts = _timeline(
+        build_world(world), stream_config, _run_key("k"), pd.Timestamp(END).value, None
+    )
+    columns = ["customer_id", "merchant_id", "amount", "currency", "category", "channel",
+               "country", "card_country", "device_id", "is_fraud", "pattern", "t"]  # fmt: skip
+    live = pd.DataFrame(list(islice(drafts, len(tx))), columns=columns)
+    span_days = (live["t"].iloc[-1] - live["t"].iloc[0]) / 86_400e9
+    assert span_days == pytest.approx(3, rel=0.05)  # the history's volume per event-time day
+
+    def figures(df: pd.DataFrame) -> dict[str, float]:
+        fraud = df["is_fraud"].astype(bool)
+        legit = df.loc[~fraud, "amount"]
+        return {
+            "fraud share": fraud.mean(),
+            "legit amount median": legit.median(),
+            "legit amount q99": legit.quantile(0.99),
+            "online share": (df["channel"] != "pos").mean(),
+            "foreign share": (df["country"] != df["card_country"]).mean(),
+            "devices per customer": df.groupby("customer_id")["device_id"].nunique().mean(),
+            "payments per customer": df.groupby("customer_id").size().mean(),
+        }
+
+    before, after = figures(tx), figures(live)
+    for name, value in before.items():
+        assert after[name] == pytest.approx(value, rel=0.1), (name, value, after[name])
+
+
 def test_same_customer_and_timestamp_is_possible_but_rare(base: pd.DataFrame):
     shared = base.duplicated(["customer_id", "event_timestamp"], keep=False).mean()
     assert 0 < shared < 0.01
