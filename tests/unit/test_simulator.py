@@ -203,10 +203,12 @@ def test_a_warped_stream_carries_the_volume_per_event_day_of_the_history(weekly:
 
 def test_a_warped_stream_continues_a_seasonless_history_with_its_distributions():
     """The demo's world: what the stream sends after the history ends looks like the
-    history — amounts to the tail, fraud share and pattern mix, devices, channels, payments
+    history — amounts to the tail, fraud share, devices, channels, payments
     per customer — so drift the monitor sees is the scenario's, not the simulator's seam.
-    (Not yet asserted: the stream's fraud has fewer card-testing rows (0.30-0.39 of its
-    fraud against the history's 0.38-0.41, so a higher median fraud amount)."""
+    The fraud pattern mix is not compared here: episodes are few at this size (card testing
+    has 5.5 rows each) and the mix varies by a quarter between draws; at the demo's size
+    (1,000 customers, three days at 40 payments/s) card testing is 36 % of the fraud in
+    both."""
     from itertools import islice
 
     from driftloop_simulator import StreamConfig
