@@ -49,16 +49,14 @@ def judge(
             f"holdout positives {positives:.0f} >= {spec.min_holdout_positives}",
         )
     )
+    threshold = challenger.get("threshold")
     reasons.append(
         _check(
-            "threshold" in challenger,
-            "an operating threshold: "
-            + (
-                f"{challenger['threshold']:.4f}, chosen on the validation rows"
-                if "threshold" in challenger
-                else "no score reaches the target precision on the validation rows, so "
-                "serving would have no threshold to flag payments at"
-            ),
+            threshold is not None,
+            f"an operating threshold: {threshold:.4f}, chosen on the validation rows"
+            if threshold is not None
+            else "an operating threshold: no score reaches the target precision on the "
+            "validation rows, so serving would have no threshold to flag payments at",
         )
     )
     lift = challenger["pr_auc"] - baseline["pr_auc"]
