@@ -64,6 +64,27 @@ def test_same_seed_gives_identical_output_and_another_seed_does_not(tmp_path: Pa
     assert not other.transactions.equals(first.transactions)
 
 
+def test_a_history_drawn_in_a_fixed_frame_is_the_same_whenever_it_ends():
+    """``drawn_at``: the payments, labels and customers of two histories that end at
+    different times (hours and days apart) are the same, only moved; without it the
+    draws follow the calendar's days, and another end gives other payments."""
+    seasonless = GeneratorConfig(weekly=False, daily=False)
+    fixed = BackfillConfig(world=SMALL, generator=seasonless, days=3, drawn_at=END, end=END)
+    moved_by = pd.Timedelta(days=5, hours=7, minutes=13, seconds=11)
+    here = backfill(fixed)
+    there = backfill(fixed.model_copy(update={"end": END + moved_by}))
+    for column in ("event_timestamp", "label_timestamp"):
+        assert (there.transactions[column] - here.transactions[column] == moved_by).all()
+    rest = [c for c in TRANSACTION_COLUMNS if c not in ("event_timestamp", "label_timestamp")]
+    pd.testing.assert_frame_equal(here.transactions[rest], there.transactions[rest])
+    assert (there.customers["joined_at"] - here.customers["joined_at"] == moved_by).all()
+    assert there.transactions["event_timestamp"].max() < pd.Timestamp(END + moved_by)
+    calendar = backfill(fixed.model_copy(update={"end": END + moved_by, "drawn_at": None}))
+    assert len(calendar.transactions) != len(here.transactions) or not calendar.transactions[
+        "amount"
+    ].equals(here.transactions["amount"])
+
+
 def test_columns_types_order_and_vocabulary(base: pd.DataFrame):
     assert tuple(base.columns) == TRANSACTION_COLUMNS
     assert base["amount"].dtype == np.float64

@@ -18,6 +18,10 @@ from driftloop.gitops import Git, Promotion, promote
 from driftloop.settings import Settings
 from driftloop_demo._config import DemoConfig
 
+DRAWN_AT = datetime(2026, 6, 1, tzinfo=UTC)
+"""Where a seasonless demo history is drawn before it is moved to end now (see
+``BackfillConfig.drawn_at``)."""
+
 Echo = Callable[[str], None]
 
 
@@ -177,6 +181,9 @@ def labelled_history(settings: Settings, config: DemoConfig, echo: Echo) -> Hist
         ),
         days=config.history_days,
         end=end,
+        # a seasonless world is drawn in one fixed frame and moved to end now: the seed
+        # alone decides the history, not the date it is run on
+        drawn_at=None if config.seasonal else DRAWN_AT,
         # labels arrive within hours rather than weeks, so most of the history is labelled
         fraud_label_delay_days=0.1,
         legit_label_delay_days=0.2,

@@ -49,6 +49,13 @@ class BackfillConfig(BaseModel):
     generator: GeneratorConfig = GeneratorConfig()
     days: float = Field(30, gt=0)
     end: datetime = Field(default_factory=_this_hour)
+    drawn_at: datetime | None = Field(
+        None,
+        description="draw the history as if it ended here, then move it whole to end at "
+        "``end``: the same seed gives the same payments whenever it is generated (the "
+        "calendar's weekly and daily cycles move with it, so use it for a seasonless "
+        "world). None: drawn where it lies, each UTC day from its own date",
+    )
     fraud_label_delay_days: float = Field(
         2.0, gt=0, description="median delay until a chargeback (lognormal, 2 h to 30 days)"
     )
@@ -90,7 +97,8 @@ def _ns(value: datetime) -> int:
 
 def _label_times(config: BackfillConfig, frame: pd.DataFrame) -> pd.Series:
     """Chargebacks arrive after a lognormal delay; legit rows after a fixed quiet period."""
-    rng = np.random.default_rng([config.world.seed, LABEL_RNG, _ns(config.end) // NS_PER_S])
+    drawn = config.drawn_at or config.end
+    rng = np.random.default_rng([config.world.seed, LABEL_RNG, _ns(drawn) // NS_PER_S])
     fraud = frame["is_fraud"].to_numpy()
     median_s = config.fraud_label_delay_days * 86_400
     chargeback = np.clip(rng.lognormal(np.log(median_s), 0.8, len(frame)), 7_200, 30 * 86_400)
@@ -107,9 +115,11 @@ def backfill(
     A ``scenario`` starts ``scenario.after_s`` seconds after the start of the history.
     """
     world = world or build_world(config.world)
-    start_ns, end_ns = _ns(config.start), _ns(config.end)
+    span = _ns(config.end) - _ns(config.start)
+    end_ns = _ns(config.drawn_at or config.end)  # the draws' own frame
+    start_ns = end_ns - span
     active = scenario.starting_at(start_ns) if scenario else None
-    history = (start_ns, end_ns - start_ns)
+    history = (start_ns, span)
     first_day = start_ns - start_ns % NS_PER_DAY
     days = [
         backfill_day(world, config.generator, day, history, active)
@@ -118,6 +128,7 @@ def backfill(
     rows = Rows.concat(days)
     rows = rows.select((rows.t >= start_ns) & (rows.t < end_ns))
     frame = rows.frame(world)
+    frame["event_timestamp"] += pd.Timedelta(_ns(config.end) - end_ns, unit="ns")
     seed = config.world.seed
     frame.insert(0, "transaction_id", [f"tx-b{seed}-{i:08d}" for i in range(len(frame))])
     frame["label_timestamp"] = _label_times(config, frame)
@@ -127,6 +138,6 @@ def backfill(
         merchants = pd.concat([merchants, extra], ignore_index=True)
     return BackfillResult(
         transactions=frame[list(TRANSACTION_COLUMNS)].reset_index(drop=True),
-        customers=world.customers_frame(*history),
+        customers=world.customers_frame(_ns(config.start), span),
         merchants=merchants,
     )

@@ -75,6 +75,15 @@ def backfill_command(
             formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"], help="UTC end (default: this hour)"
         ),
     ] = None,
+    drawn_at: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
+            help="UTC end the payments are drawn for, then moved to END: the same seed and "
+            "DRAWN_AT give the same history whatever END is (for a world without "
+            "--weekly/--daily: the cycles move with it)",
+        ),
+    ] = None,
     seed: Seed = 7,
     n_customers: Customers = 2000,
     n_merchants: Merchants = 300,
@@ -99,6 +108,8 @@ def backfill_command(
     }
     if end is not None:
         fields["end"] = end.replace(tzinfo=UTC)
+    if drawn_at is not None:
+        fields["drawn_at"] = drawn_at.replace(tzinfo=UTC)
     config = BackfillConfig.model_validate(fields)
     started = time.perf_counter()
     result = backfill(config, choice)
