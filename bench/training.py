@@ -14,6 +14,8 @@ and is recorded apart; then ours and the bare one alternate, ``--repeat`` times 
 the ratio is of the medians (goal: at most 1.5). ``ray_train_fixed_overhead_*`` is ours
 less plain XGBoost. Then, at each ``--rows`` size: 1 worker with 1 CPU, 2 workers with 1
 CPU each, 1 worker with 2 CPUs (XGBoost's nthread 2, ``cpus_per_worker`` in the spec).
+``1k_2w_ratio_poll_stack_over_2s``: a bare 2-worker run with the stack's controller poll
+(0.25 s) over one with Ray Train's default (2 s), alternating in the same run.
 
     python bench/training.py [--rows 100000,1000000 | --rows ''] [--rounds 100] [--repeat 2]
 """
@@ -21,6 +23,7 @@ CPU each, 1 worker with 2 CPUs (XGBoost's nthread 2, ``cpus_per_worker`` in the 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -142,6 +145,36 @@ def fixed_overhead(spec: ModelSpec, settings: Settings, repeat: int) -> dict[str
     return result
 
 
+POLL = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+
+
+def controller_poll(spec: ModelSpec, settings: Settings, repeat: int) -> dict[str, float]:
+    """Bare runs on 1 000 rows with Ray Train's default poll of its workers (2 s, set in
+    this driver, which Ray Train hands to its controller) against the stack's (`make up`
+    starts Ray with 0.25 s, which every Ray process inherits), alternating."""
+    tiny = synthetic(1_000, seed=1)
+    params = xgboost_params(spec, tiny, False)
+    rounds = spec.trainer.num_boost_round
+    default, stack = [], []
+    saved = os.environ.pop(POLL, None)
+    try:
+        for _ in range(repeat):
+            os.environ[POLL] = "2.0"
+            default.append(bare(tiny, params, rounds, 2, settings))
+            os.environ.pop(POLL)
+            stack.append(bare(tiny, params, rounds, 2, settings))
+    finally:
+        os.environ.pop(POLL, None)
+        if saved is not None:
+            os.environ[POLL] = saved
+    print("1k, 2 workers, controller poll: done", flush=True)
+    return {
+        "1k_2w_poll_2s_s": statistics.median(default),
+        "1k_2w_poll_stack_s": statistics.median(stack),
+        "1k_2w_ratio_poll_stack_over_2s": statistics.median(stack) / statistics.median(default),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", default="100000,1000000")
@@ -162,6 +195,7 @@ def main() -> None:
     result: dict[str, object] = {"rounds": args.rounds, "features": FEATURES}
 
     result |= fixed_overhead(spec, settings, args.repeat)
+    result |= controller_poll(spec, settings, args.repeat)
 
     for rows in (int(r) for r in args.rows.split(",") if r):
         dataset = synthetic(rows, seed=2)
