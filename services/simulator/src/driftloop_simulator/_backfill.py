@@ -67,6 +67,11 @@ class BackfillConfig(BaseModel):
     def start(self) -> datetime:
         return self.end - timedelta(days=self.days)
 
+    @property
+    def drawn_end(self) -> datetime:
+        """The end of the frame the payments are drawn in."""
+        return self.drawn_at or self.end
+
 
 @dataclass(frozen=True)
 class BackfillResult:
@@ -97,8 +102,7 @@ def _ns(value: datetime) -> int:
 
 def _label_times(config: BackfillConfig, frame: pd.DataFrame) -> pd.Series:
     """Chargebacks arrive after a lognormal delay; legit rows after a fixed quiet period."""
-    drawn = config.drawn_at or config.end
-    rng = np.random.default_rng([config.world.seed, LABEL_RNG, _ns(drawn) // NS_PER_S])
+    rng = np.random.default_rng([config.world.seed, LABEL_RNG, _ns(config.drawn_end) // NS_PER_S])
     fraud = frame["is_fraud"].to_numpy()
     median_s = config.fraud_label_delay_days * 86_400
     chargeback = np.clip(rng.lognormal(np.log(median_s), 0.8, len(frame)), 7_200, 30 * 86_400)
@@ -115,8 +119,8 @@ def backfill(
     A ``scenario`` starts ``scenario.after_s`` seconds after the start of the history.
     """
     world = world or build_world(config.world)
-    span = _ns(config.end) - _ns(config.start)
-    end_ns = _ns(config.drawn_at or config.end)  # the draws' own frame
+    first_ns, span = _ns(config.start), _ns(config.end) - _ns(config.start)
+    end_ns = _ns(config.drawn_end)  # the draws' own frame
     start_ns = end_ns - span
     active = scenario.starting_at(start_ns) if scenario else None
     history = (start_ns, span)
@@ -128,7 +132,7 @@ def backfill(
     rows = Rows.concat(days)
     rows = rows.select((rows.t >= start_ns) & (rows.t < end_ns))
     frame = rows.frame(world)
-    frame["event_timestamp"] += pd.Timedelta(_ns(config.end) - end_ns, unit="ns")
+    frame["event_timestamp"] += pd.Timedelta(first_ns - start_ns, unit="ns")
     seed = config.world.seed
     frame.insert(0, "transaction_id", [f"tx-b{seed}-{i:08d}" for i in range(len(frame))])
     frame["label_timestamp"] = _label_times(config, frame)
@@ -138,6 +142,6 @@ def backfill(
         merchants = pd.concat([merchants, extra], ignore_index=True)
     return BackfillResult(
         transactions=frame[list(TRANSACTION_COLUMNS)].reset_index(drop=True),
-        customers=world.customers_frame(_ns(config.start), span),
+        customers=world.customers_frame(first_ns, span),
         merchants=merchants,
     )

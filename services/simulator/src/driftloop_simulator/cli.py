@@ -63,6 +63,10 @@ def _scenario(
         raise _fail(str(exc)) from exc
 
 
+UTC_TIMES = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]
+"""How --end and --drawn-at are written (read as UTC)."""
+
+
 @app.command("backfill")
 def backfill_command(
     days: Annotated[float, typer.Option(help="days of history")] = 30,
@@ -71,14 +75,12 @@ def backfill_command(
     ] = None,
     end: Annotated[
         datetime | None,
-        typer.Option(
-            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"], help="UTC end (default: this hour)"
-        ),
+        typer.Option(formats=UTC_TIMES, help="UTC end (default: this hour)"),
     ] = None,
     drawn_at: Annotated[
         datetime | None,
         typer.Option(
-            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
+            formats=UTC_TIMES,
             help="UTC end the payments are drawn for, then moved to END: the same seed and "
             "DRAWN_AT give the same history whatever END is (for a world without "
             "--weekly/--daily: the cycles move with it)",
