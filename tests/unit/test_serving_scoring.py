@@ -1,36 +1,37 @@
-"""Scoring a batch with a real model and a real (file-based) Feast online store: one
-feature read per batch, whatever its size, and the same scores as one at a time.
-
-``@serve.batch`` itself only runs inside a Serve replica; each of its batches is one
-``score_batch`` call (``FraudServiceImpl._score_many``), which is what is counted here.
-"""
+"""Scoring a batch with a real model and a real (SQLite) Feast online store: one read per
+feature view per batch on its distinct keys, whatever its size, and the same scores and
+logged features as one at a time."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
 import pytest
-from driftloop_serving import ActiveModel, ModelSlot, score_batch
+from driftloop_serving import ActiveModel, ModelSlot
 
 from driftloop.events import Transaction
-from driftloop.features import OnlineFeatureReader, OnlineFeatures
 from driftloop.settings import Settings
 from tests.integration import serving_support as support
 from tests.integration.monitor_support import apply_in_process
 
 
-class CountingReader(OnlineFeatureReader):
-    """The real reader, counting its calls and the rows each call asked for."""
+class CountingStore:
+    """Feast's online store of a plan, counting its reads and the keys each asked for."""
 
-    def __init__(self, reader: OnlineFeatureReader) -> None:
-        super().__init__(reader.store, reader.service)
-        self.calls: list[int] = []
+    def __init__(self, online: Any) -> None:
+        self.online = online
+        self.calls: list[tuple[str, int]] = []
 
-    def read(self, rows: pd.DataFrame) -> OnlineFeatures:
-        self.calls.append(len(rows))
-        return super().read(rows)
+    def online_read(self, config: Any, table: Any, keys: list[Any], names: Any) -> Any:
+        self.calls.append((table.name, len(keys)))
+        return self.online.online_read(config, table, keys, names)
+
+
+def _counted(active: ActiveModel) -> CountingStore:
+    counting = CountingStore(active.plan.online._online)
+    active.plan.online._online = counting
+    return counting
 
 
 @pytest.fixture(scope="module")
@@ -58,24 +59,27 @@ def _transactions(n: int) -> list[Transaction]:
     ]
 
 
-def test_one_feature_read_per_batch(active):
-    reader = CountingReader(active.reader)
-    counted = dataclasses.replace(active, reader=reader)
-    for size in (1, 7, 32):
-        reader.calls.clear()
-        scored = score_batch(counted, _transactions(size))
-        assert len(scored) == size
-        assert reader.calls == [size]
+def test_one_read_per_view_per_batch_on_distinct_keys(active):
+    store = _counted(active)
+    try:
+        for size in (1, 7, 32):
+            store.calls.clear()
+            scored = active.score(_transactions(size))
+            assert len(scored) == size
+            distinct = min(size, 25), min(size, 12)  # customers c0..c24, merchants m0..m11
+            assert store.calls == [("customer_aggregates", distinct[0]),
+                                   ("merchant_stats", distinct[1])]  # fmt: skip
+    finally:
+        active.plan.online._online = store.online
 
 
 def test_a_batch_scores_as_its_transactions_one_by_one(active):
-    reader = CountingReader(active.reader)
-    counted = dataclasses.replace(active, reader=reader)
     txns = _transactions(30)  # customers c20..c24 and merchants m10, m11 are unknown
-    together = score_batch(counted, txns, now=1e10)
-    alone = [score_batch(counted, [t], now=1e10)[0] for t in txns]
-    assert reader.calls == [30] + [1] * 30
-    assert together == alone
+    batch = active.score(txns, now=1e10)
+    together = batch.rows(active.threshold)
+    alone = [active.score([t], now=1e10) for t in txns]
+    assert together == [one.rows(active.threshold)[0] for one in alone]
+    assert [batch.features(i) for i in range(30)] == [one.features(0) for one in alone]
     assert [s.unknown_customer for s in together] == [i % 25 >= 20 for i in range(30)]
     assert [s.unknown_merchant for s in together] == [i % 12 >= 10 for i in range(30)]
     assert len({s.score for s in together}) > 1  # the rows really differ

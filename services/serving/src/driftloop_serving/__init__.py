@@ -7,7 +7,7 @@ Modules whose names start with ``_`` are private.
 from driftloop_serving._app import build_app
 from driftloop_serving._config import ModelConfig, ServeArgs, locate
 from driftloop_serving._log import PredictionLog
-from driftloop_serving._scoring import ActiveModel, Scored, score_batch
+from driftloop_serving._scoring import ActiveModel, Scored, ScoredBatch, ScoringPlan
 from driftloop_serving._service import API_KEY_ENV, FraudService
 from driftloop_serving._slot import ModelRefused, ModelSlot
 
@@ -20,8 +20,9 @@ __all__ = [
     "ModelSlot",
     "PredictionLog",
     "Scored",
+    "ScoredBatch",
+    "ScoringPlan",
     "ServeArgs",
     "build_app",
     "locate",
-    "score_batch",
 ]

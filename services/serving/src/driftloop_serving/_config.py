@@ -36,8 +36,13 @@ class ServeArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    max_batch_size: int = Field(32, ge=1, le=1024, description="@serve.batch batch size")
-    batch_wait_timeout_s: float = Field(0.005, ge=0, le=1, description="@serve.batch wait")
+    max_batch_size: int = Field(
+        256,
+        ge=1,
+        le=4096,
+        description="most transactions scored in one model call: requests that arrive while "
+        "a batch is scored are scored together, up to this many (never a timer)",
+    )
     max_request_items: int = Field(256, ge=1, le=10_000, description="limit of /predict/batch")
     log_queue_size: int = Field(
         10_000, ge=1, description="predictions waiting for Kafka before new ones are dropped"
@@ -62,6 +67,11 @@ class ServeArgs(BaseModel):
         description="how often a replica reports its gauges (model_info) to Ray again; below "
         "Ray's metrics report interval (10 s by default), whose exporter drops a gauge value "
         "not reported within two intervals",
+    )
+    telemetry: bool = Field(
+        True,
+        description="log every prediction to Kafka and record per-score metrics (both off "
+        "the request's path); off only to measure what they cost: the monitor reads the log",
     )
     api_key: SecretStr | None = Field(
         None,

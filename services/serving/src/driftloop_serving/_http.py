@@ -13,10 +13,9 @@ configured), and, always open for probes and scrapers, ``GET /healthz``,
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, Header, HTTPException, Request, Response, Security
+from fastapi import FastAPI, Header, HTTPException, Response, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -33,11 +32,13 @@ from driftloop_serving._api import (
     RequestTransaction,
     Score,
 )
-from driftloop_serving._scoring import ActiveModel, Scored
+from driftloop_serving._metrics import ServingMetrics
 from driftloop_serving._slot import NoModel
 
 if TYPE_CHECKING:
-    from driftloop_serving._service import FraudServiceImpl
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from driftloop_serving._service import FraudServiceImpl, Outcome
 
 API_KEY_HEADER = "X-API-Key"
 log = logging.getLogger(__name__)
@@ -45,6 +46,60 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": f"{API_KEY_HEADER} missing or wrong (when a key is configured)"},
     503: {"description": "no model loaded, or the feature store failed"},
 }
+
+
+class _Count:
+    """Counts every HTTP answer by route and status, and its latency (a plain ASGI
+    middleware: Starlette's ``BaseHTTPMiddleware`` costs a task and a stream a request)."""
+
+    def __init__(self, app: "ASGIApp", metrics: ServingMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: "Scope", receive: "Receive", send: "Send") -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless the app answers: an app that raises is a 500
+        body_s = 0.0  # waiting for the request's body (in Serve, a call back to the proxy)
+
+        async def receiving() -> "Message":
+            nonlocal body_s
+            began = time.perf_counter()
+            message = await receive()
+            body_s += time.perf_counter() - began
+            return message
+
+        async def counted(message: "Message") -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                # The time this replica took, for clients to tell it from the network's
+                # and the proxy's (https://www.w3.org/TR/server-timing/).
+                spent_ms = (time.perf_counter() - started) * 1000
+                headers = [*message.get("headers", ()), _timing(spent_ms, body_s * 1000)]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receiving, counted)
+        finally:  # re-raised: Starlette answers 500 and the traceback reaches the log
+            route = getattr(scope.get("route"), "path", "unmatched")
+            m = self.metrics
+            m.requests.inc(route=route, status=str(status))
+            if status >= 400:
+                m.errors.inc(route=route, status=str(status))
+            m.latency.observe(time.perf_counter() - started, route=route)
+
+
+def _timing(app_ms: float, body_ms: float) -> tuple[bytes, bytes]:
+    return b"server-timing", f"app;dur={app_ms:.3f}, body;dur={body_ms:.3f}".encode()
+
+
+def _score(outcome: "Outcome", transaction_id: str) -> Score:
+    active = outcome.active
+    return Score.of(active, outcome.batch.row(outcome.index, active.threshold), transaction_id)
 
 
 def build_http(service: "FraudServiceImpl") -> FastAPI:
@@ -59,33 +114,18 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
     max_items = service.args.max_request_items
     metrics = service.metrics
 
-    def require_key(key: Annotated[str | None, Security(key_header)]) -> None:
+    async def require_key(key: Annotated[str | None, Security(key_header)]) -> None:
         expected = service.api_key
         if expected is None:
             return
         if key is None or not hmac.compare_digest(key.encode(), expected.encode()):
             raise HTTPException(401, f"missing or wrong {API_KEY_HEADER}")
 
-    @app.middleware("http")
-    async def count(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        status = 500  # unless the route answers: a route that raises is a 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-        finally:  # re-raised: Starlette answers 500 and the traceback reaches the log
-            route = getattr(request.scope.get("route"), "path", "unmatched")
-            metrics.requests.inc(route=route, status=str(status))
-            if status >= 400:
-                metrics.errors.inc(route=route, status=str(status))
-            metrics.latency.observe(time.perf_counter() - started, route=route)
-        return response
+    app.add_middleware(_Count, metrics=metrics)
 
     async def scored(
         transactions: list[Transaction], request_id: str, started: float
-    ) -> list[tuple[ActiveModel, Scored]]:
+    ) -> "list[Outcome]":
         try:
             return await service.score(transactions, request_id, started)
         except NoModel as exc:
@@ -107,9 +147,9 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
         """Score one transaction."""
         started = time.perf_counter()
         request_id = service.request_id(x_request_id)
-        [(active, result)] = await scored([transaction], request_id, started)
+        [outcome] = await scored([transaction], request_id, started)
         return PredictResponse(
-            **Score.of(active, result, transaction.transaction_id).model_dump(),
+            **_score(outcome, transaction.transaction_id).model_dump(),
             request_id=request_id,
             latency_ms=(time.perf_counter() - started) * 1000,
         )
@@ -133,9 +173,7 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
         return BatchResponse(
             request_id=request_id,
             latency_ms=(time.perf_counter() - started) * 1000,
-            predictions=[
-                Score.of(a, s, t.transaction_id) for t, (a, s) in zip(txns, results, strict=True)
-            ],
+            predictions=[_score(o, t.transaction_id) for t, o in zip(txns, results, strict=True)],
         )
 
     @app.get(
@@ -164,6 +202,12 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
+        if metrics.ray:  # one sink: Ray's exporter has every replica's figures
+            return JSONResponse(
+                {"detail": "a replica's metrics go to Ray's metrics exporter (each node's "
+                 "metrics export port, names prefixed ray_); scrape that"},
+                status_code=404,
+            )  # fmt: skip
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

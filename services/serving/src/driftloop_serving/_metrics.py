@@ -1,8 +1,11 @@
-"""The serving metrics, recorded twice: into this replica's Prometheus registry (scraped
-on ``/fraud/metrics``, one replica per scrape) and, inside a Ray Serve replica, through
-``ray.serve.metrics`` to Ray's metrics exporter, which aggregates every replica on the
-node's metrics export port with ``application``, ``deployment`` and ``replica`` tags
-(names there carry Ray's ``ray_`` prefix).
+"""The serving metrics, in one sink per process.
+
+Inside a Ray Serve replica they go through ``ray.serve.metrics`` to Ray's metrics
+exporter, which aggregates every replica on the node's metrics export port with
+``application``, ``deployment`` and ``replica`` tags (names there carry Ray's ``ray_``
+prefix): what Prometheus scrapes and the alert rules read, whatever the number of
+replicas. Outside a replica (the HTTP layer run in-process, a bench baseline) they go to
+a Prometheus registry of the process's own, served on ``/metrics``.
 
 Ray's exporter forgets a gauge value that was not reported again within two of Ray's
 metrics report intervals (20 s by default), and a replica reports a gauge only when it is
@@ -24,7 +27,7 @@ BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class _Metric:
-    """One metric in both sinks. ``kind`` is counter, gauge or histogram."""
+    """One metric in the process's sink. ``kind`` is counter, gauge or histogram."""
 
     def __init__(
         self,
@@ -38,16 +41,17 @@ class _Metric:
     ) -> None:
         self.kind = kind
         self._labels = tuple(labels)
-        self._prom: Any
+        self._prom: Any = None
         self._ray: Any = None
         self._last: dict[tuple[tuple[str, str], ...], float] = {}  # a gauge's values by labels
-        if kind == "counter":
-            self._prom = Counter(name, doc, self._labels, registry=registry)
-        elif kind == "gauge":
-            self._prom = Gauge(name, doc, self._labels, registry=registry)
+        if not ray:
+            if kind == "counter":
+                self._prom = Counter(name, doc, self._labels, registry=registry)
+            elif kind == "gauge":
+                self._prom = Gauge(name, doc, self._labels, registry=registry)
+            else:
+                self._prom = Histogram(name, doc, self._labels, registry=registry, buckets=buckets)
         else:
-            self._prom = Histogram(name, doc, self._labels, registry=registry, buckets=buckets)
-        if ray:
             from ray.serve import metrics as ray_metrics
 
             tags: Any = self._labels or None  # Ray annotates tag_keys as a 1-tuple
@@ -64,32 +68,36 @@ class _Metric:
         return self._prom.labels(**labels) if self._labels else self._prom
 
     def inc(self, value: float = 1.0, **labels: str) -> None:
-        self._prom_child(labels).inc(value)
         if self._ray is not None:
             self._ray.inc(value, tags=labels or None)
+        else:
+            self._prom_child(labels).inc(value)
 
     def set(self, value: float, **labels: str) -> None:
-        self._prom_child(labels).set(value)
         if self._ray is not None:
             self._last[tuple(sorted(labels.items()))] = value
             self._ray.set(value, tags=labels or None)
+        else:
+            self._prom_child(labels).set(value)
 
     def refresh(self) -> None:
-        """Report every value this gauge was set to again, unchanged (to Ray only: the
-        replica's own registry keeps its values)."""
+        """Report every value this gauge was set to again, unchanged (to Ray; a Prometheus
+        registry keeps its values)."""
         if self._ray is not None:
             for labels, value in list(self._last.items()):
                 self._ray.set(value, tags=dict(labels) or None)
 
     def observe(self, value: float, **labels: str) -> None:
-        self._prom_child(labels).observe(value)
         if self._ray is not None:
             self._ray.observe(value, tags=labels or None)
+        else:
+            self._prom_child(labels).observe(value)
 
 
 @dataclass(frozen=True)
 class ServingMetrics:
     registry: CollectorRegistry
+    ray: bool  # exported through Ray (the registry stays empty)
     requests: _Metric
     errors: _Metric
     latency: _Metric
@@ -104,7 +112,8 @@ class ServingMetrics:
 
     @classmethod
     def create(cls, ray: bool = False) -> ServingMetrics:
-        """A fresh registry; ``ray=True`` also exports through Ray (inside a replica)."""
+        """``ray=True``: through Ray's exporter (inside a replica; ``registry`` stays
+        empty); otherwise into a fresh Prometheus registry."""
         r = CollectorRegistry()
 
         def metric(
@@ -114,6 +123,7 @@ class ServingMetrics:
 
         return cls(
             registry=r,
+            ray=ray,
             requests=metric("counter", "requests", "HTTP requests", "route", "status"),
             errors=metric("counter", "errors", "HTTP answers >= 400", "route", "status"),
             latency=metric(

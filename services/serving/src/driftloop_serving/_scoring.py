@@ -1,4 +1,10 @@
-"""Scoring a batch of transactions: one online-feature read, one XGBoost call.
+"""Scoring a batch of transactions: a plan made when the model loads, arrays per request.
+
+:class:`ScoringPlan` resolves what a request needs when a version loads: the online read
+of its feature service (:class:`~driftloop.features.OnlinePlan`: one online-store read
+per stored view, request-time features without pandas), where each model input comes
+from, each categorical vocabulary as a dict, and a float32 matrix the size of the
+largest batch. Per batch it fills the matrix and calls XGBoost's ``inplace_predict``.
 
 Documented defaults for what the online store does not know (never an error):
 
@@ -15,43 +21,122 @@ counted in ``driftloop_serving_missing_features_total`` by feature view.
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-import pandas as pd
 
 from driftloop.events import FeatureValue, Transaction
-from driftloop.features import OnlineFeatureReader
+from driftloop.features import OnlineColumns, OnlinePlan
+from driftloop.features._online import INTEGER, TEXT
 from driftloop.models import LoadedModel
+from driftloop.models._encode import UNKNOWN_CATEGORY, vocabularies
 
 CUSTOMER_KEY = "customer_id"
 MERCHANT_KEY = "merchant_id"
 
+REQUEST_COLUMNS: dict[str, Callable[[Sequence[Transaction]], np.ndarray]] = {
+    "amount": lambda ts: np.fromiter((t.amount for t in ts), np.float64, len(ts)),
+    "country": lambda ts: np.array([t.country for t in ts], dtype=object),
+    "card_country": lambda ts: np.array([t.card_country for t in ts], dtype=object),
+    "txn_unix": lambda ts: np.fromiter((t.event_time.timestamp() for t in ts), np.float64, len(ts)),
+}
+"""The request-time inputs a feature service may ask for, as ``fraud_v1``'s request
+source names them, taken from the transactions."""
+ENTITY_KEYS: dict[str, Callable[[Transaction], str]] = {
+    CUSTOMER_KEY: lambda t: t.customer_id,
+    MERCHANT_KEY: lambda t: t.merchant_id,
+}
+
+
+class PlanError(ValueError):
+    """A model whose inputs the feature service cannot provide."""
+
+
+class ScoringPlan:
+    """One version's inputs resolved against its feature service (see the module's
+    docstring). ``score`` may be called from any thread; calls take turns on the matrix."""
+
+    def __init__(self, model: LoadedModel, online: OnlinePlan, max_rows: int = 256) -> None:
+        self.model = model
+        self.online = online
+        names = model.features.names
+        unknown = [name for name in names if name not in online.kinds]
+        if unknown:
+            raise PlanError(f"feature service does not serve the model inputs {unknown}")
+        for column in online.request_columns:
+            if column not in REQUEST_COLUMNS:
+                raise PlanError(f"no request column {column!r} in a transaction")
+        for key in online.entity_keys:
+            if key not in ENTITY_KEYS:
+                raise PlanError(f"no entity key {key!r} in a transaction")
+        vocab = vocabularies(model.features)
+        self._inputs: list[tuple[int, str, dict[str, float] | None]] = []
+        for j, feature in enumerate(model.features.features):
+            codes = None
+            if feature.type == "categorical":
+                codes = {value: float(i) for i, value in enumerate(vocab[feature.name])}
+            self._inputs.append((j, feature.name, codes))
+        self.names = names
+        self.views = online.views
+        self.customer_views = [v for v, k in online.view_keys.items() if CUSTOMER_KEY in k]
+        self.merchant_views = [v for v, k in online.view_keys.items() if MERCHANT_KEY in k]
+        self._matrix = np.empty((max_rows, len(names)), dtype=np.float32)
+        self._lock = threading.Lock()
+
+    def score(self, transactions: Sequence[Transaction], now: float | None = None) -> ScoredBatch:
+        """Scores of ``transactions`` in order, with the features they were scored on."""
+        n = len(transactions)
+        keys = {key: [ENTITY_KEYS[key](t) for t in transactions] for key in self.online.entity_keys}
+        request = {c: REQUEST_COLUMNS[c](transactions) for c in self.online.request_columns}
+        columns = self.online.read(keys, request)
+        with self._lock:
+            if n > len(self._matrix):
+                self._matrix = np.empty((n, len(self.names)), dtype=np.float32)
+            matrix = self._matrix[:n]
+            for j, name, codes in self._inputs:
+                column = columns.values[name]
+                if codes is None:
+                    matrix[:, j] = column
+                else:
+                    matrix[:, j] = [
+                        math.nan if v is None else codes.get(v, UNKNOWN_CATEGORY) for v in column
+                    ]
+            scores = self.model.booster.inplace_predict(matrix, validate_features=False)
+        return ScoredBatch(
+            plan=self,
+            scores=np.asarray(scores, dtype=np.float64),
+            columns=columns,
+            now=time.time() if now is None else now,
+        )
+
 
 @dataclass(frozen=True)
 class ActiveModel:
-    """A verified, warmed model with the feature reader of its feature service."""
+    """A verified, warmed model with the scoring plan of its feature service."""
 
     model: LoadedModel
-    reader: OnlineFeatureReader
-    view_keys: dict[str, tuple[str, ...]]  # stored feature view -> its entity join keys
+    plan: ScoringPlan
     threshold: float
     threshold_source: str  # "user_config" or "model"
     model_uri: str
     loaded_at: datetime
 
-    def views_keyed_by(self, key: str) -> list[str]:
-        return [view for view, keys in self.view_keys.items() if key in keys]
+    @property
+    def view_keys(self) -> dict[str, tuple[str, ...]]:
+        return self.plan.online.view_keys
+
+    def score(self, transactions: Sequence[Transaction], now: float | None = None) -> ScoredBatch:
+        return self.plan.score(transactions, now)
 
 
 @dataclass(frozen=True)
 class Scored:
     score: float
     decision: bool
-    features: dict[str, FeatureValue]  # the model's inputs, raw (before encoding)
     feature_ages_s: dict[str, float | None]  # per stored view; None: entity unknown
     unknown_customer: bool
     unknown_merchant: bool
@@ -63,61 +148,51 @@ class Scored:
         return min(ages) if ages else None
 
 
-def request_rows(transactions: Sequence[Transaction]) -> pd.DataFrame:
-    """Entity keys and request-time inputs, as ``fraud_v1``'s request source names them."""
-    return pd.DataFrame(
-        {
-            CUSTOMER_KEY: [t.customer_id for t in transactions],
-            MERCHANT_KEY: [t.merchant_id for t in transactions],
-            "amount": np.array([t.amount for t in transactions], dtype="float64"),
-            "country": [t.country for t in transactions],
-            "card_country": [t.card_country for t in transactions],
-            "txn_unix": np.array([t.event_time.timestamp() for t in transactions], dtype="float64"),
-        }
-    )
+@dataclass(frozen=True)
+class ScoredBatch:
+    """A batch's scores as arrays; :meth:`row` and :meth:`features` make one row's answer
+    and its logged inputs (the latter off the request path, by the prediction log)."""
 
+    plan: ScoringPlan
+    scores: np.ndarray
+    columns: OnlineColumns
+    now: float
 
-def _plain(value: object) -> FeatureValue:
-    """A JSON-ready scalar: numpy scalars unwrapped, NaN and NA as None."""
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
+    def __len__(self) -> int:
+        return len(self.scores)
 
-
-def score_batch(
-    active: ActiveModel, transactions: Sequence[Transaction], now: float | None = None
-) -> list[Scored]:
-    """Scores for ``transactions`` in order. Blocking: run it off the event loop."""
-    online = active.reader.read(request_rows(transactions))
-    names = active.model.features.names
-    frame = online.values[names]
-    scores = active.model.predict(frame)
-    now = time.time() if now is None else now
-    ages = {
-        view: [None if math.isnan(t) else max(0.0, now - t) for t in online.event_time[view]]
-        for view in active.view_keys
-    }
-    found = {view: online.found(view) for view in active.view_keys}
-    customer_views = active.views_keyed_by(CUSTOMER_KEY)
-    merchant_views = active.views_keyed_by(MERCHANT_KEY)
-    records = frame.astype(object).to_dict("records")
-    out = []
-    for i, (score, record) in enumerate(zip(scores, records, strict=True)):
-        value = float(score)
-        out.append(
-            Scored(
-                score=value,
-                decision=value >= active.threshold,
-                features={name: _plain(record[name]) for name in names},
-                feature_ages_s={view: ages[view][i] for view in active.view_keys},
-                unknown_customer=any(not found[v][i] for v in customer_views),
-                unknown_merchant=any(not found[v][i] for v in merchant_views),
-            )
+    def row(self, i: int, threshold: float) -> Scored:
+        score = float(self.scores[i])
+        ages: dict[str, float | None] = {}
+        for view in self.plan.views:
+            stamp = float(self.columns.event_time[view][i])
+            ages[view] = None if math.isnan(stamp) else max(0.0, self.now - stamp)
+        return Scored(
+            score=score,
+            decision=score >= threshold,
+            feature_ages_s=ages,
+            unknown_customer=any(ages[v] is None for v in self.plan.customer_views),
+            unknown_merchant=any(ages[v] is None for v in self.plan.merchant_views),
         )
-    return out
+
+    def rows(self, threshold: float) -> list[Scored]:
+        return [self.row(i, threshold) for i in range(len(self))]
+
+    def features(self, i: int) -> dict[str, FeatureValue]:
+        """Row ``i``'s model inputs, raw (before encoding), JSON-ready: integers as ints,
+        null as None."""
+        kinds = self.plan.online.kinds
+        out: dict[str, FeatureValue] = {}
+        for name in self.plan.names:
+            value = self.columns.values[name][i]
+            if kinds[name] == TEXT:
+                out[name] = None if value is None else str(value)
+            elif math.isnan(value):
+                out[name] = None
+            else:
+                out[name] = int(value) if kinds[name] == INTEGER else float(value)
+        return out
+
+    def missing(self, view: str) -> int:
+        """Rows whose entity ``view`` did not know."""
+        return int(np.isnan(self.columns.event_time[view]).sum())

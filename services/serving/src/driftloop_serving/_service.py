@@ -1,9 +1,11 @@
 """The Ray Serve deployment: one model slot, batched scoring, the prediction log.
 
-Requests for single transactions and for batches all go through ``_score_many``, a
-``@serve.batch`` method: the transactions waiting together are read from the online
-store in one call and scored in one XGBoost call, on one scoring thread (so the event
-loop keeps accepting requests meanwhile).
+Requests for single transactions and for batches all go through one :class:`Batcher`: a
+lone request is scored at once; requests that arrive while a batch is scored wait and
+are scored together (their online features in one read per view, one XGBoost call), on
+one scoring thread so the event loop keeps accepting requests meanwhile. What is not the
+answer — the prediction log's events and the per-score metrics — is made on a telemetry
+thread after the answers are out.
 """
 
 import asyncio
@@ -13,31 +15,42 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, cast
+from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI
 from ray import serve
 from ray.serve.exceptions import RayServeException
 
 from driftloop.events import Prediction, Transaction
+from driftloop_serving._batcher import Batcher
 from driftloop_serving._config import ServeArgs
 from driftloop_serving._http import build_http
 from driftloop_serving._log import PredictionLog
 from driftloop_serving._metrics import ServingMetrics
-from driftloop_serving._scoring import ActiveModel, Scored, score_batch
+from driftloop_serving._scoring import ActiveModel, ScoredBatch
 from driftloop_serving._slot import ModelSlot, NoModel, Refusal
 
 API_KEY_ENV = "DRIFTLOOP_SERVE_API_KEY"
-Outcome = tuple[ActiveModel, Scored] | None
 log = logging.getLogger(__name__)
 
 
-class _BatchSettings(Protocol):
-    """What ``@serve.batch`` adds to the method it wraps (its typing does not say)."""
+@dataclass(frozen=True)
+class _Item:
+    """One transaction of a request, as it waits for a batch."""
 
-    def set_max_batch_size(self, size: int) -> None: ...
+    transaction: Transaction
+    request_id: str
+    started: float  # perf_counter when the request came in
 
-    def set_batch_wait_timeout_s(self, timeout_s: float) -> None: ...
+
+@dataclass(frozen=True)
+class Outcome:
+    """One transaction's score: row ``index`` of ``batch``, scored by ``active``."""
+
+    active: ActiveModel
+    batch: ScoredBatch
+    index: int
 
 
 def _refresh_gauges(metrics: ServingMetrics, every_s: float, stop: threading.Event) -> None:
@@ -77,9 +90,14 @@ class FraudServiceImpl:
         secret = args.api_key.get_secret_value() if args.api_key else None
         self.api_key: str | None = secret or os.environ.get(API_KEY_ENV) or None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
+        self._telemetry = ThreadPoolExecutor(max_workers=1, thread_name_prefix="telemetry")
         self._info_labels: dict[str, str] | None = None  # model_info's current label set
         self.slot = ModelSlot(
-            self.settings, serial=self._serially, on_loaded=self._loaded, on_refused=self._refused
+            self.settings,
+            serial=self._serially,
+            on_loaded=self._loaded,
+            on_refused=self._refused,
+            max_rows=max(args.max_batch_size, args.max_request_items),
         )
         self.log = PredictionLog(
             self.settings,
@@ -91,9 +109,9 @@ class FraudServiceImpl:
             on_sent=lambda n: self.metrics.log_sent.inc(n),
         )
         self.log.start()
-        batching = cast(_BatchSettings, self._score_many)
-        batching.set_max_batch_size(args.max_batch_size)
-        batching.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
+        self.batcher: Batcher[_Item, Outcome | None] = Batcher(
+            self._score_items, args.max_batch_size
+        )
 
     # --- Ray Serve hooks
 
@@ -110,59 +128,71 @@ class FraudServiceImpl:
         if hasattr(self, "log"):  # absent when the constructor failed early
             self.log.close(timeout_s=2)
             self._executor.shutdown(wait=False)
+            self._telemetry.shutdown(wait=False)
 
     # --- scoring
 
     async def score(
         self, transactions: list[Transaction], request_id: str, started: float
-    ) -> list[tuple[ActiveModel, Scored]]:
-        """Score and log ``transactions``; :class:`NoModel` if there is nothing to score with."""
-        outcomes = await asyncio.gather(*(self._score_many(t) for t in transactions))
-        done: list[tuple[ActiveModel, Scored]] = []
-        for outcome in outcomes:
-            if outcome is None:
-                raise NoModel(self.not_ready_reason())
-            done.append(outcome)
-        latency_ms = (time.perf_counter() - started) * 1000
-        self.log.offer(
-            Prediction(
-                request_id=request_id,
-                transaction_id=txn.transaction_id,
-                model_name=active.model.name,
-                model_version=active.model.version,
-                score=scored.score,
-                decision=scored.decision,
-                threshold=active.threshold,
-                features=scored.features,
-                latency_ms=latency_ms,
-                # the prediction is about the payment at its time: windows, label joins
-                # and training windows downstream all work in the payment's event time
-                event_time=txn.event_time,
-            )
-            for txn, (active, scored) in zip(transactions, done, strict=True)
-        )
+    ) -> list[Outcome]:
+        """Score ``transactions`` (and log them, off the request's path); :class:`NoModel`
+        if there is nothing to score with."""
+        items = [_Item(t, request_id, started) for t in transactions]
+        outcomes = await self.batcher.submit(items)
+        done = [outcome for outcome in outcomes if outcome is not None]
+        if len(done) < len(outcomes):
+            raise NoModel(self.not_ready_reason())
         return done
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def _score_many(self, transactions: list[Transaction]) -> list[Outcome]:
+    async def _score_items(self, items: list[_Item]) -> list[Outcome | None]:
         active = self.slot.active  # read once: the whole batch uses one model
         if active is None:
-            return [None] * len(transactions)
+            return [None] * len(items)
         loop = asyncio.get_running_loop()
-        scored = await loop.run_in_executor(self._executor, score_batch, active, transactions)
-        self._record(active, scored)
-        return [(active, s) for s in scored]
+        txns = [item.transaction for item in items]
+        batch = await loop.run_in_executor(self._executor, active.score, txns)
+        if self.args.telemetry:
+            self._telemetry.submit(self._record, active, batch, items, time.perf_counter())
+        return [Outcome(active, batch, i) for i in range(len(items))]
 
-    def _record(self, active: ActiveModel, scored: list[Scored]) -> None:
-        m = self.metrics
-        m.batch_size.observe(len(scored))
-        for s in scored:
-            m.scores.observe(s.score)
-            m.decisions.inc(decision="positive" if s.decision else "negative")
-        for view in active.view_keys:
-            missing = sum(1 for s in scored if s.feature_ages_s[view] is None)
-            if missing:
-                m.missing_features.inc(missing, view=view)
+    def _record(
+        self, active: ActiveModel, batch: ScoredBatch, items: list[_Item], scored_at: float
+    ) -> None:
+        """The prediction log's events and the score metrics of a batch (telemetry thread)."""
+        try:
+            threshold = active.threshold
+            self.log.offer(
+                Prediction(
+                    request_id=item.request_id,
+                    transaction_id=item.transaction.transaction_id,
+                    model_name=active.model.name,
+                    model_version=active.model.version,
+                    score=float(batch.scores[i]),
+                    decision=bool(batch.scores[i] >= threshold),
+                    threshold=threshold,
+                    features=batch.features(i),
+                    latency_ms=(scored_at - item.started) * 1000,
+                    # the prediction is about the payment at its time: windows, label joins
+                    # and training windows downstream all work in the payment's event time
+                    event_time=item.transaction.event_time,
+                )
+                for i, item in enumerate(items)
+            )
+            m = self.metrics
+            m.batch_size.observe(len(batch))
+            positive = int((batch.scores >= threshold).sum())
+            if positive:
+                m.decisions.inc(positive, decision="positive")
+            if len(batch) - positive:
+                m.decisions.inc(len(batch) - positive, decision="negative")
+            for score in batch.scores.tolist():
+                m.scores.observe(score)
+            for view in active.view_keys:
+                missing = batch.missing(view)
+                if missing:
+                    m.missing_features.inc(missing, view=view)
+        except Exception:  # telemetry must never fail a later batch
+            log.exception("logging a scored batch failed")
 
     def _serially(self, fn: Any) -> Any:
         """Run ``fn`` on the scoring thread and wait for it (used by warm-ups)."""
@@ -197,8 +227,8 @@ class FraudServiceImpl:
 
 FraudService = serve.deployment(
     name="FraudService",
-    max_ongoing_requests=16,
-    max_queued_requests=16,  # beyond this, Serve answers 503 at once (see serve.yaml)
+    max_ongoing_requests=64,
+    max_queued_requests=64,  # beyond this, Serve answers 503 at once (see serve.yaml)
     ray_actor_options={"num_cpus": 0.5},
 )(serve.ingress()(FraudServiceImpl))
 """The ingress deployment; ``serve.yaml``'s ``deployments`` entry overrides its options."""

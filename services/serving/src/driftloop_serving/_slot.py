@@ -27,11 +27,11 @@ from feast import FeatureStore
 from pydantic import ValidationError
 
 from driftloop.events import Transaction
-from driftloop.features import OnlineFeatureReader, open_store
+from driftloop.features import OnlinePlan, open_store
 from driftloop.models import LoadedModel, ModelStore
 from driftloop.settings import Settings
 from driftloop_serving._config import ModelConfig, locate
-from driftloop_serving._scoring import ActiveModel, score_batch
+from driftloop_serving._scoring import ActiveModel, ScoringPlan
 
 T = TypeVar("T")
 Serial = Callable[[Callable[[], T]], T]
@@ -81,13 +81,15 @@ class ModelSlot:
         serial: Serial[Any] = _inline,
         on_loaded: Callable[[ActiveModel, float], None] | None = None,
         on_refused: Callable[[Refusal], None] | None = None,
+        max_rows: int = 256,
     ) -> None:
         self._settings = settings
         self._serial = serial
         self._on_loaded = on_loaded
         self._on_refused = on_refused
         self._store: FeatureStore | None = None
-        self._readers: dict[str, OnlineFeatureReader] = {}
+        self._plans: dict[str, OnlinePlan] = {}
+        self._max_rows = max_rows
         self._lock = threading.Lock()  # one apply at a time; readers never take it
         self.active: ActiveModel | None = None
         self.refused: Refusal | None = None
@@ -153,17 +155,16 @@ class ModelSlot:
             threshold, source = model.threshold, "model"
         if threshold is None:
             raise ModelRefused(f"{name}/{version} records no threshold and user_config sets none")
-        reader = self._reader(model.metadata.feature_service)
+        plan = ScoringPlan(model, self._online(model.metadata.feature_service), self._max_rows)
         active = ActiveModel(
             model=model,
-            reader=reader,
-            view_keys=self._view_keys(reader),
+            plan=plan,
             threshold=threshold,
             threshold_source=source,
             model_uri=stored.uri,
             loaded_at=datetime.now(UTC),
         )
-        self._serial(lambda: score_batch(active, [WARMUP]))
+        self._serial(lambda: active.score([WARMUP]))
         return active
 
     def _with_threshold(self, active: ActiveModel, config: ModelConfig) -> ActiveModel:
@@ -175,24 +176,19 @@ class ModelSlot:
             return active
         return ActiveModel(
             model=active.model,
-            reader=active.reader,
-            view_keys=active.view_keys,
+            plan=active.plan,
             threshold=threshold,
             threshold_source=source,
             model_uri=active.model_uri,
             loaded_at=active.loaded_at,
         )
 
-    def _reader(self, service: str) -> OnlineFeatureReader:
-        if service not in self._readers:
+    def _online(self, service: str) -> OnlinePlan:
+        """The online read of ``service``, planned once per replica (resolving a service
+        in Feast's registry costs milliseconds; models of one service share it)."""
+        if service not in self._plans:
             if self._store is None:
                 self._store = open_store(self._settings)
             store = self._store
-            self._readers[service] = OnlineFeatureReader(store, store.get_feature_service(service))
-        return self._readers[service]
-
-    def _view_keys(self, reader: OnlineFeatureReader) -> dict[str, tuple[str, ...]]:
-        return {
-            view: tuple(c.name for c in reader.store.get_feature_view(view).entity_columns)
-            for view in reader.views
-        }
+            self._plans[service] = OnlinePlan(store, store.get_feature_service(service))
+        return self._plans[service]

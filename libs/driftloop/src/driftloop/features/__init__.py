@@ -15,7 +15,7 @@ from driftloop.features._history import (
     training_entities,
 )
 from driftloop.features._offline import delete_batch, list_batches, read_source, write_batch
-from driftloop.features._online import OnlineFeatureReader, OnlineFeatures
+from driftloop.features._online import OnlineColumns, OnlinePlan
 from driftloop.features._store import (
     apply_repo,
     backfill_sources,
@@ -47,8 +47,8 @@ __all__ = [
     "AsOfOfflineStoreConfig",
     "AsOfRetrievalJob",
     "CustomerWindows",
-    "OnlineFeatureReader",
-    "OnlineFeatures",
+    "OnlineColumns",
+    "OnlinePlan",
     "Point",
     "TooLate",
     "aggregate_rows_frame",

@@ -1,98 +1,247 @@
-"""Online features for scoring: the same values training saw, read from the online store.
+"""Online features for scoring, planned once per feature service and read as arrays.
 
-Each stored feature view is read with one Feast call for all rows; on-demand views are
-then computed here from those values and the request columns, by the very transformation
-:func:`point_in_time` applies to training rows — so serving and training cannot disagree
-on how a request-time feature is made. (Feast's own on-demand path in
-``get_online_features`` costs about 5 ms per call in pandas mode; a plain view read costs
-about 0.2 ms.)
+:class:`OnlinePlan` resolves a feature service when a model loads: which stored views to
+read (with the features its on-demand views take as input), how each view's entity keys
+are typed, how each feature is decoded, and how each on-demand view is computed. A read
+then costs one ``OnlineStore.online_read`` per stored view on the batch's distinct entity
+keys (Feast's online store API, below ``get_online_features`` and its registry lookups,
+response protos and dicts), one pass decoding values into arrays, and the compiled form
+of each on-demand view (:mod:`driftloop.features._compiled`). No pandas, no registry.
+
+Values are what Feast's ``get_online_features`` answers for the same rows (no TTL is
+applied online, by Feast either); ``tests/unit/test_online_plan.py`` compares the two
+on random rows.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
-from feast import FeatureService, FeatureStore
+from feast import FeatureService, FeatureStore, FeatureView
+from feast.on_demand_feature_view import OnDemandFeatureView
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.types import PrimitiveFeastType
+from feast.value_type import ValueType
 
+from driftloop.features._compiled import Transform, compiled_form
 from driftloop.features._training import split_service
 
-TIMESTAMP_SUFFIX = "__ts"
-"""Feast's suffix for a feature's event timestamp (seconds since the epoch)."""
+log = logging.getLogger(__name__)
+
+NUMBER = "number"
+INTEGER = "integer"
+TEXT = "text"
+_KINDS: dict[object, str] = {
+    PrimitiveFeastType.INT32: INTEGER,
+    PrimitiveFeastType.INT64: INTEGER,
+    PrimitiveFeastType.FLOAT32: NUMBER,
+    PrimitiveFeastType.FLOAT64: NUMBER,
+    PrimitiveFeastType.BOOL: INTEGER,
+    PrimitiveFeastType.STRING: TEXT,
+}
+_KEY_FIELDS = {ValueType.STRING: "string_val", ValueType.INT64: "int64_val"}
+
+
+def kind_of(dtype: object) -> str:
+    """How a Feast field's values are held: ``number``/``integer`` as float64 arrays
+    (NaN for null), ``text`` as object arrays (None for null)."""
+    kind = _KINDS.get(dtype)
+    if kind is None:
+        raise TypeError(f"no online plan for features of type {dtype}")
+    return kind
 
 
 @dataclass(frozen=True)
-class OnlineFeatures:
-    """Feature values for each request row, plus where they came from.
+class _StoredView:
+    view: FeatureView
+    keys: tuple[str, ...]
+    key_fields: tuple[str, ...]  # the ValueProto field of each key
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]
 
-    ``values``: one row per request row, the service's features in its order.
-    ``event_time``: per stored view, the event time (epoch seconds) of the values each
-    row got, NaN where the store had nothing for the row's entity (its features are null).
-    """
 
-    values: pd.DataFrame
-    event_time: pd.DataFrame
+@dataclass(frozen=True)
+class _OnDemandView:
+    view: OnDemandFeatureView
+    inputs: tuple[str, ...]
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]
+    compiled: Transform | None
+
+
+@dataclass(frozen=True)
+class OnlineColumns:
+    """The features of a batch: ``values`` per feature name, one entry per row (inputs of
+    on-demand views included); ``event_time`` per stored view, the epoch seconds of the
+    values each row got, NaN where the store had no value for the row's entity."""
+
+    values: dict[str, np.ndarray]
+    event_time: dict[str, np.ndarray]
 
     def found(self, view: str) -> np.ndarray:
         """Which rows the store had ``view``'s entity for."""
-        found: np.ndarray = self.event_time[view].notna().to_numpy()
+        found: np.ndarray = ~np.isnan(self.event_time[view])
         return found
 
 
-class OnlineFeatureReader:
-    """Reads a feature service's features for batches of request rows.
-
-    Resolving the service in Feast's registry costs about 6 ms, so it is done once here;
-    each :meth:`read` then costs one online-store call per stored view plus the on-demand
-    transformations (about 3 ms for ``fraud_v1`` on two rows)."""
+class OnlinePlan:
+    """A feature service's online read, resolved once (see the module's docstring)."""
 
     def __init__(self, store: FeatureStore, service: FeatureService) -> None:
         self.store = store
         self.service = service
-        self._stored, self._on_demand = split_service(store, service)
+        self._online = store._get_provider().online_store  # Feast's OnlineStore API
+        stored, on_demand = split_service(store, service)
+        self._stored = [_plan_view(store, view, names) for view, names in stored]
+        self._on_demand = [_plan_on_demand(view, names) for view, names in on_demand]
         self.names = [
             f.name for projection in service.feature_view_projections for f in projection.features
         ]
-        self.views = [view.name for view, _ in self._stored]
-        self.entity_keys = sorted(
-            {column.name for view, _ in self._stored for column in view.entity_columns}
+        self.kinds: dict[str, str] = {}
+        for names, kinds in [(p.names, p.kinds) for p in self._stored] + [
+            (p.names, p.kinds) for p in self._on_demand
+        ]:
+            self.kinds.update(zip(names, kinds, strict=True))
+        self.views = [part.view.name for part in self._stored]
+        self.view_keys = {part.view.name: part.keys for part in self._stored}
+        self.entity_keys = sorted({key for part in self._stored for key in part.keys})
+        self.request_columns = sorted(
+            {
+                field.name
+                for part in self._on_demand
+                for source in part.view.source_request_sources.values()
+                for field in source.schema
+            }
         )
+        for part in self._on_demand:
+            if part.compiled is None:
+                log.warning(
+                    "on-demand view %s has no compiled form for its current source: "
+                    "computed by Feast's transformation (pandas) on every read",
+                    part.view.name,
+                )
 
-    def read(self, rows: pd.DataFrame) -> OnlineFeatures:
-        """The features for ``rows`` (entity keys and request columns), in row order."""
-        base = rows.reset_index(drop=True)
-        columns: dict[str, object] = {}
+    @property
+    def compiled(self) -> bool:
+        """Every on-demand view runs without pandas."""
+        return all(part.compiled is not None for part in self._on_demand)
+
+    def read(
+        self, keys: Mapping[str, Sequence[object]], request: Mapping[str, np.ndarray]
+    ) -> OnlineColumns:
+        """The features of ``n`` rows: ``keys`` holds each entity key's ``n`` values,
+        ``request`` each request column (numbers float64, strings objects)."""
+        n = len(next(iter(keys.values()))) if keys else len(next(iter(request.values())))
+        values: dict[str, np.ndarray] = {}
         times: dict[str, np.ndarray] = {}
-        for view, names in self._stored:
-            keys = [column.name for column in view.entity_columns]
-            absent = [key for key in keys if key not in base.columns]
+        config = self.store.config
+        for part in self._stored:
+            missing = [key for key in part.keys if key not in keys]
+            if missing:
+                raise KeyError(f"rows lack the entity keys of {part.view.name}: {missing}")
+            rows = list(zip(*(keys[key] for key in part.keys), strict=True))
+            slot: dict[tuple[object, ...], int] = {}
+            where = np.fromiter((slot.setdefault(r, len(slot)) for r in rows), np.intp, n)
+            protos = [_entity_key(part, row) for row in slot]
+            read = self._online.online_read(config, part.view, protos, list(part.names))
+            stamps = np.full(len(slot), np.nan)
+            columns = [_empty(kind, len(slot)) for kind in part.kinds]
+            for i, (stamp, data) in enumerate(read):
+                if not data:
+                    continue
+                got = False
+                for column, name in zip(columns, part.names, strict=True):
+                    proto = data.get(name)
+                    field = proto.WhichOneof("val") if proto is not None else None
+                    if field is None or field == "null_val":
+                        continue
+                    column[i] = getattr(proto, field)
+                    got = True
+                if got and stamp is not None:
+                    stamps[i] = stamp.timestamp()
+            for name, column in zip(part.names, columns, strict=True):
+                values[name] = column[where]
+            times[part.view.name] = stamps[where]
+        for odfv in self._on_demand:
+            inputs = {name: values.get(name, request.get(name)) for name in odfv.inputs}
+            absent = [name for name, column in inputs.items() if column is None]
             if absent:
-                raise KeyError(f"rows lack the entity keys of {view.name}: {', '.join(absent)}")
-            refs = [f"{view.name}:{name}" for name in names]
-            got = self.store.get_online_features(
-                features=refs, entity_rows={key: base[key].tolist() for key in keys}
-            ).to_dict(include_event_timestamps=True)
-            for name in names:
-                columns[name] = pd.Series(got[name], dtype="object")
-            stamps = [got[f"{name}{TIMESTAMP_SUFFIX}"] for name in names]
-            times[view.name] = _event_seconds(stamps, [got[n] for n in names], len(base))
-        # One concat rather than a column insert per feature (each insert copies the frame).
-        out = pd.concat([base, pd.DataFrame(columns, index=base.index)], axis=1)
-        for odfv, names in self._on_demand:
-            assert odfv.feature_transformation is not None, odfv.name
-            transformed = odfv.feature_transformation.transform(out)
-            for name in names:
-                out[name] = transformed[name].to_numpy()
-        return OnlineFeatures(values=out[self.names], event_time=pd.DataFrame(times))
+                raise KeyError(f"rows lack the request columns of {odfv.view.name}: {absent}")
+            out = _transform(odfv, inputs)  # type: ignore[arg-type]
+            for name, kind in zip(odfv.names, odfv.kinds, strict=True):
+                values[name] = _as_kind(out[name], kind)
+        return OnlineColumns(values=values, event_time=times)
 
 
-def _event_seconds(stamps: list[list[object]], values: list[list[object]], n: int) -> np.ndarray:
-    """Per row, the newest timestamp of any feature that had a value; NaN if none had."""
-    out = np.full(n, np.nan)
-    for column_stamps, column_values in zip(stamps, values, strict=True):
-        for i, (stamp, value) in enumerate(zip(column_stamps, column_values, strict=True)):
-            if value is None or not isinstance(stamp, int | float) or stamp <= 0:
-                continue
-            out[i] = stamp if np.isnan(out[i]) else max(out[i], float(stamp))
-    return out
+def _plan_view(store: FeatureStore, view: FeatureView, names: list[str]) -> _StoredView:
+    fields = {f.name: f for f in view.features}
+    keys = tuple(column.name for column in view.entity_columns)
+    key_fields = []
+    for column in view.entity_columns:
+        field = _KEY_FIELDS.get(column.dtype.to_value_type())
+        if field is None:
+            raise TypeError(f"no online plan for entity key {column.name} ({column.dtype})")
+        key_fields.append(field)
+    return _StoredView(
+        view=view,
+        keys=keys,
+        key_fields=tuple(key_fields),
+        names=tuple(names),
+        kinds=tuple(kind_of(fields[name].dtype) for name in names),
+    )
+
+
+def _plan_on_demand(view: OnDemandFeatureView, names: list[str]) -> _OnDemandView:
+    fields = {f.name: f for f in view.features}
+    inputs = [
+        f.name for projection in view.source_feature_view_projections.values()
+        for f in projection.features
+    ]  # fmt: skip
+    inputs += [
+        f.name for source in view.source_request_sources.values() for f in source.schema
+    ]  # fmt: skip
+    transformation = view.feature_transformation
+    udf_string = getattr(transformation, "udf_string", "") or ""
+    all_names = [f.name for f in view.features]  # computed together, served as asked
+    return _OnDemandView(
+        view=view,
+        inputs=tuple(inputs),
+        names=tuple(names) if names else tuple(all_names),
+        kinds=tuple(kind_of(fields[name].dtype) for name in (names or all_names)),
+        compiled=compiled_form(view.name, udf_string),
+    )
+
+
+def _entity_key(part: _StoredView, row: tuple[object, ...]) -> EntityKeyProto:
+    values = [
+        ValueProto(**{field: value})  # type: ignore[arg-type]
+        for field, value in zip(part.key_fields, row, strict=True)
+    ]
+    return EntityKeyProto(join_keys=list(part.keys), entity_values=values)
+
+
+def _empty(kind: str, n: int) -> np.ndarray:
+    if kind == TEXT:
+        return np.full(n, None, dtype=object)
+    return np.full(n, np.nan)
+
+
+def _as_kind(column: np.ndarray, kind: str) -> np.ndarray:
+    if kind == TEXT:
+        return np.asarray(column, dtype=object)
+    return np.asarray(column, dtype=np.float64)
+
+
+def _transform(part: _OnDemandView, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if part.compiled is not None:
+        return part.compiled(inputs)
+    import pandas as pd  # only for a view without a compiled form
+
+    frame = pd.DataFrame({name: pd.Series(column) for name, column in inputs.items()})
+    assert part.view.feature_transformation is not None, part.view.name
+    out = part.view.feature_transformation.transform(frame)
+    return {name: out[name].to_numpy() for name in part.names}
