@@ -18,13 +18,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -32,13 +30,14 @@ import pytest
 from driftloop.models import LoadedModel, ModelStore, RefusedModel
 from driftloop.raycluster import auth_token
 from driftloop.settings import Settings
+from tests.integration import contract_support as contract
 from tests.integration import security_support as sec
 from tests.integration import serving_support as support
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE_METRICS = {"stream": 9101, "monitor": 9102, "trigger": 9103, "sync": 9104}
-FUZZ_CASES = 1_000
-SENDERS = 4  # fuzzed requests in flight at once
+FUZZ_CASES = 1_000  # requests at least (coverage cases, then valid and invalid fuzzed ones)
+SENDERS = 4  # schemathesis workers: requests in flight at once
 
 
 # -- ports -------------------------------------------------------------------------------
@@ -379,63 +378,24 @@ def test_a_pickle_planted_in_the_store_is_refused_by_serving(serving_world, frau
 # -- fuzzing -------------------------------------------------------------------------------
 
 
-def test_the_openapi_fuzzed_answers_no_5xx(fraud_app):
+@pytest.mark.timeout(300)
+def test_the_openapi_fuzzed_over_http_passes_every_schemathesis_check(fraud_app):
+    """The in-process fuzzing of test_serving_contract.py, through the Serve proxy on a
+    deployment serving v1 with a key: every check, valid and invalid data, unexpected
+    methods and content types; no 5xx allowed (a valid request is scored: 200)."""
     import schemathesis
-    from hypothesis import HealthCheck, Phase, given, settings
-    from hypothesis import strategies as st
-    from schemathesis.core.result import Ok
-    from schemathesis.generation import GenerationMode
 
     url, key = fraud_app.url, fraud_app.key  # serving v1, no refusal on record
-    spec = httpx.get(f"{url}/openapi.json", timeout=30).json()
-    schema = schemathesis.openapi.from_dict(spec)
-    results = list(schema.get_all_operations())
-    operations = [r.ok() for r in results if isinstance(r, Ok)]
-    assert len(operations) == len(results), results
-    strategies = [
-        op.as_strategy(generation_mode=mode)
-        for op in operations
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-    ]
-    statuses: Counter[str] = Counter()
-    server_errors: list[str] = []
-    lock = threading.Lock()
-    session = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=SENDERS))
-
-    def send(method: str, path: str, kwargs: dict[str, Any]) -> None:
-        r = session.request(kwargs["method"], kwargs["url"], headers=kwargs.get("headers"),
-                            params=kwargs.get("params"), json=kwargs.get("json"),
-                            content=kwargs.get("data"))  # fmt: skip
-        with lock:
-            statuses[f"{method} {path} {r.status_code}"] += 1
-            if r.status_code >= 500:
-                server_errors.append(f"{method} {path} {r.status_code} {r.text[:160]}")
-
-    # Hypothesis draws the cases one after another (about as long as sending them); each is
-    # sent by a pool of senders as soon as it is drawn, so drawing and sending overlap.
-    pool = ThreadPoolExecutor(SENDERS)
-    sent: list[Future[None]] = []
-
-    @settings(max_examples=FUZZ_CASES, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))  # fmt: skip
-    @given(case=st.one_of(strategies), keyed=st.booleans())
-    def fuzz(case, keyed):
-        headers = {k: str(v) for k, v in (case.headers or {}).items()}
-        if keyed:
-            headers["X-API-Key"] = key
-        kwargs = case.as_transport_kwargs(base_url=url, headers=headers)
-        sent.append(pool.submit(send, case.method, case.path, kwargs))
-
-    try:
-        fuzz()
-        for future in sent:
-            future.result()  # a request that raised (a timeout, a reset) fails the test
-    finally:
-        pool.shutdown(cancel_futures=True)
-        session.close()
-    total = sum(statuses.values())
-    assert total >= FUZZ_CASES, statuses
-    assert not server_errors, Counter(server_errors).most_common(10)
-    assert any(s.endswith(" 200") for s in statuses) and any(
-        s.endswith(" 422") for s in statuses
-    ), statuses
+    config = contract.config(max_examples=FUZZ_CASES // 2, headers={"X-API-Key": key},
+                             base_url=url, workers=SENDERS)  # fmt: skip
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json", config=config, timeout=30)
+    report = contract.fuzz(schema)
+    print(f"\n{report.requests} requests: {sorted(report.statuses.items())}")
+    assert not report.errors, report.errors
+    assert not report.failures, "\n".join(report.failures[:10])
+    assert set(report.checks) == contract.all_checks(), contract.all_checks() - set(report.checks)
+    assert report.requests >= FUZZ_CASES, report.statuses
+    routes = report.by_route()
+    for route in ("POST /predict", "POST /predict/batch"):
+        assert {200, 400, 401, 415, 422} <= routes[route], (route, routes[route])
+        assert all(status < 500 for status in routes[route]), (route, routes[route])

@@ -147,7 +147,7 @@ def test_model_and_health_describe_the_served_version(served):
     _, v1, client = served
     info = client.get("/model").json()
     assert info["model_version"] == v1.version and info["model_digest"] == v1.sha256
-    assert info["model_uri"] == v1.uri
+    assert info["model_uri"] == f"models:/{v1.name}/{v1.version}"  # not the replica's path
     assert (info["threshold"], info["threshold_source"]) == (0.5, "model")
     assert info["lineage"]["feature_service"] == "fraud_v1"
     assert info["lineage"]["rows"] == {"train": 420, "validation": 90, "holdout": 90}

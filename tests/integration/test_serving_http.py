@@ -1,9 +1,8 @@
 """The replica's HTTP layer (``build_http``) on a real ``FraudServiceImpl`` with no model,
 through FastAPI's TestClient: what a request body must be, and what the counters record.
 
-Outside a Serve replica a valid body gets past validation and fails in scoring
-(``@serve.batch`` needs a replica): a 503, where an invalid body is a 422, so each case
-shows which of the two the body was. Kafka points at a closed loopback port: the
+With no model a valid body gets past validation and is answered 503 (nothing to score
+with), where an invalid body is a 422, so each case shows which of the two the body was. Kafka points at a closed loopback port: the
 prediction log only retries in the background.
 """
 

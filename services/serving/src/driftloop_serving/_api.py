@@ -3,36 +3,66 @@
 A scoring request is a :class:`driftloop.events.Transaction`, read as pydantic's strict
 JSON mode reads it: an unknown, missing or mistyped field (``true`` or ``"42.5"`` for a
 number, ``17`` for a string) is a 422 whose ``loc`` names it. The contract itself stays
-lax for the services that read it from Kafka; only the HTTP bodies are strict.
+lax for the services that read it from Kafka; only the HTTP bodies are strict, and the
+OpenAPI schema states each rule they add (so a schema-based fuzzer's valid requests are
+valid here, and its invalid ones are refused).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any, Self
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     ValidationError,
     ValidatorFunctionWrapHandler,
     WrapValidator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError
 
-from driftloop.events import Transaction
+from driftloop.events import EARLIEST, LATEST, Transaction
+from driftloop_serving._config import STORE_SCHEME
+from driftloop_serving._errors import public
 from driftloop_serving._scoring import ActiveModel, Scored
 from driftloop_serving._slot import Refusal
 
-DESCRIPTION = """Scores card transactions for fraud with the model named in the deployment's
+# event_time over HTTP: an RFC 3339 date-time (section 5.6, upper-case T and Z, seconds
+# 00-59) whose year keeps it inside the contract's [EARLIEST, LATEST) UTC whatever its
+# offset (at most 23:59): one year in from each end. Exact, so the schema can state it.
+EVENT_TIME = re.compile(
+    r"(197[1-9]|19[89][0-9]|20[0-9]{2}|21[0-8][0-9]|219[0-8])"
+    r"-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+    r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+)
+EVENT_TIME_FORM = "an RFC 3339 date-time with an offset (Z or ±hh:mm) and a year from 1971 to 2198"
+EVENT_TIME_RULE = (
+    f"{EVENT_TIME_FORM}. The contract keeps every event time in [{EARLIEST:%Y-%m-%d}, "
+    f"{LATEST:%Y-%m-%d}) UTC; no offset moves such a time out of it. Omitted: the time the "
+    "request arrives."
+)
+EVENT_ID_RULE = (
+    'omit it or send "": it is derived from transaction_id (the id derived, as events '
+    "carry it, is accepted too; any other value is a 422 naming event_id)"
+)
+
+DESCRIPTION = f"""Scores card transactions for fraud with the model named in the deployment's
 configuration, from online features (Feast) and the transaction itself.
 
 * A transaction with an unknown, missing or mistyped field is a **422** naming the field
   (JSON types are strict: `true` or `"42.5"` is not a number, `17` is not a string), as
-  is an `event_id` that is not the transaction's (omit it: it is derived).
+  is an `event_id` that is not the transaction's (omit it: it is derived), an
+  `event_time` that is not {EVENT_TIME_FORM}, a batch with more
+  transactions than the deployment takes (`maxItems`) or with a transaction id twice.
 * An unknown customer or merchant is scored, never refused: features the store does not
   have are missing values for the model (new customer: `amount_to_mean_7d` = 1,
   `seconds_since_last_txn` = 30 days, as in training) and the answer flags it
@@ -41,6 +71,19 @@ configuration, from online features (Feast) and the transaction itself.
 * **503** while no model is loaded (see `/healthz`), or when the feature store fails.
 * When the deployment has an API key, `/predict`, `/predict/batch` and `/model` need it in
   the `X-API-Key` header (**401** otherwise); `/healthz` and `/metrics` stay open.
+
+A body is JSON or it is refused before anything else (the API key included):
+
+* **415** when `Content-Type` is not `application/json` (parameters such as `charset` are
+  ignored), or bytes come without one;
+* **400** when the bytes are not JSON text (RFC 8259): not UTF-8, a syntax error, `NaN`
+  or `Infinity`, more than 200 levels of nesting, an integer of more than 4300 digits;
+* no body at all, or an empty one, is a **422** naming `body`.
+
+Every answer that is not a 2xx is `{{"detail": ...}}`: a sentence, or for a 422 a list of
+the invalid parts (`loc`, `type`, `msg`, `input`). Unknown query parameters and headers are
+ignored. No answer carries a path of the server: models are named `models:/<name>/<version>`
+(in the replica's model store).
 """
 
 
@@ -53,30 +96,55 @@ def _strict_transaction(value: Any, _lax: ValidatorFunctionWrapHandler) -> Trans
     """
     if isinstance(value, Transaction):
         return value
+    if isinstance(value, dict):
+        when = value.get("event_time")
+        if isinstance(when, str) and not EVENT_TIME.fullmatch(when):
+            raise _invalid("event_time", _EVENT_TIME_FORMAT, when)
     if not isinstance(value, dict) or "event_id" not in value:
         return Transaction.model_validate_json(json.dumps(value), strict=True)
     claimed = value["event_id"]
     rest = {k: v for k, v in value.items() if k != "event_id"}
     txn = Transaction.model_validate_json(json.dumps(rest), strict=True)
     if not isinstance(claimed, str):
-        raise _invalid("string_type", claimed)
+        raise _invalid("event_id", "string_type", claimed)
     if claimed not in ("", txn.event_id):
         wrong = PydanticCustomError(
             "event_id_mismatch",
             "event_id does not match its transaction_id (expected {expected}, or omit it)",
             {"expected": txn.event_id},
         )
-        raise _invalid(wrong, claimed)
+        raise _invalid("event_id", wrong, claimed)
     return txn
 
 
-def _invalid(error: str | PydanticCustomError, value: object) -> ValidationError:
-    detail = InitErrorDetails(type=error, loc=("event_id",), input=value)
+_EVENT_TIME_FORMAT = PydanticCustomError(
+    "string_pattern_mismatch",
+    f"event_time must be {EVENT_TIME_FORM}, e.g. 2026-06-01T10:00:00Z",
+    {"pattern": f"^{EVENT_TIME.pattern}$"},
+)
+
+
+def _invalid(field: str, error: str | PydanticCustomError, value: object) -> ValidationError:
+    detail = InitErrorDetails(type=error, loc=(field,), input=value)
     return ValidationError.from_exception_data("Transaction", [detail])
 
 
-RequestTransaction = Annotated[Transaction, WrapValidator(_strict_transaction)]
-"""A transaction in a request body (strict; its OpenAPI schema is ``Transaction``'s)."""
+class _RequestSchema:
+    """``Transaction``'s JSON Schema with the rules a request body adds to the contract."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        fields = handler.resolve_ref_schema(schema)["properties"]
+        fields["event_time"].update(pattern=f"^{EVENT_TIME.pattern}$", description=EVENT_TIME_RULE)
+        fields["event_id"].update(const="", description=EVENT_ID_RULE)
+        return schema
+
+
+RequestTransaction = Annotated[Transaction, WrapValidator(_strict_transaction), _RequestSchema]
+"""A transaction in a request body (strict; its OpenAPI schema is named ``Transaction``)."""
 
 
 class _Answer(BaseModel):
@@ -122,27 +190,20 @@ class PredictResponse(Score):
     latency_ms: float = Field(description="time in this replica, request in to answer out")
 
 
-class BatchRequest(BaseModel):
+DISTINCT_IDS = "distinct transaction ids (a repeated one is a 422 naming it)"
+
+
+class BatchBody(BaseModel):
+    """A batch request but for its limit: ``build_http`` declares ``BatchRequest``, this
+    with the deployment's ``max_request_items`` as the list's ``max_length`` (refused
+    before the items are validated, 422 ``too_long``; ``maxItems`` in the schema)."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    transactions: list[RequestTransaction] = Field(
-        min_length=1, description="at most the deployment's max_request_items, distinct ids"
-    )
+    transactions: list[RequestTransaction] = Field(min_length=1, description=DISTINCT_IDS)
 
-    def check(self, max_items: int) -> None:
-        """The limits that depend on the deployment: a 422 naming the offending field."""
-        n = len(self.transactions)
-        if n > max_items:
-            raise RequestValidationError(
-                [
-                    _error(
-                        "too_long",
-                        ("transactions",),
-                        n,
-                        f"at most {max_items} per request, got {n}",
-                    )
-                ]
-            )
+    def check(self) -> None:
+        """What JSON Schema cannot say: ids repeated in the batch, a 422 naming the item."""
         seen: set[str] = set()
         for i, txn in enumerate(self.transactions):
             if txn.transaction_id in seen:
@@ -176,10 +237,14 @@ class Lineage(_Answer):
     created_at: datetime
 
 
+PublicText = Annotated[str, AfterValidator(public)]
+"""Text from the server's state, its paths replaced (see ``_errors.public``)."""
+
+
 class Refused(_Answer):
-    model_uri: str | None
+    model_uri: PublicText | None = Field(description="models:/<name>/<version>")
     model_digest: str | None
-    reason: str
+    reason: PublicText
     at: datetime
 
     @classmethod
@@ -198,7 +263,7 @@ class ModelInfo(_Answer):
     model_name: str
     model_version: str
     model_digest: str
-    model_uri: str
+    model_uri: str = Field(description="models:/<name>/<version>, in the replica's model store")
     threshold: float
     threshold_source: str = Field(description="user_config or model (its training threshold)")
     loaded_at: datetime
@@ -213,7 +278,7 @@ class ModelInfo(_Answer):
             model_name=m.model_name,
             model_version=m.version,
             model_digest=m.sha256,
-            model_uri=active.model_uri,
+            model_uri=f"{STORE_SCHEME}{active.model.name}/{active.model.version}",
             threshold=active.threshold,
             threshold_source=active.threshold_source,
             loaded_at=active.loaded_at,
@@ -236,7 +301,7 @@ class ModelInfo(_Answer):
 class Health(_Answer):
     ready: bool
     model_version: str | None
-    reason: str | None = None
+    reason: PublicText | None = None
     refused: Refused | None = None
     prediction_log_connected: bool
     prediction_log_queued: int

@@ -5,6 +5,11 @@ Routes (under the application's route prefix, ``/fraud``): ``POST /predict``,
 ``POST /predict/batch``, ``GET /model`` (these three need ``X-API-Key`` when a key is
 configured), and, always open for probes and scrapers, ``GET /healthz``,
 ``GET /metrics`` (this replica's Prometheus registry), ``/docs`` and ``/openapi.json``.
+
+A bad request is a 4xx, never a 5xx: bodies are read by ``_body.JsonBodyRoute`` (415,
+400), validated by the models of ``_api`` (422), and every error answer is rendered by the
+handlers of ``_errors``. Each route's ``responses`` lists every status it can answer, and
+the API-key scheme and 401 appear only when the deployment has a key.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, some
@@ -16,14 +21,18 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Response, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from driftloop.events import Transaction
 from driftloop_serving._api import (
     DESCRIPTION,
-    BatchRequest,
+    DISTINCT_IDS,
+    BatchBody,
     BatchResponse,
     Health,
     ModelInfo,
@@ -32,6 +41,8 @@ from driftloop_serving._api import (
     RequestTransaction,
     Score,
 )
+from driftloop_serving._body import JsonBodyRoute
+from driftloop_serving._errors import Error, Invalid, http_error, invalid_request
 from driftloop_serving._metrics import ServingMetrics
 from driftloop_serving._slot import NoModel
 
@@ -41,10 +52,29 @@ if TYPE_CHECKING:
     from driftloop_serving._service import FraudServiceImpl, Outcome
 
 API_KEY_HEADER = "X-API-Key"
+REQUEST_ID = (
+    "kept as the answer's request_id if 1-128 of A-Z a-z 0-9 . _ : - (not an error otherwise: "
+    "the replica makes an id)"
+)
 log = logging.getLogger(__name__)
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": f"{API_KEY_HEADER} missing or wrong (when a key is configured)"},
-    503: {"description": "no model loaded, or the feature store failed"},
+_ANSWERS: dict[int, dict[str, Any]] = {
+    400: {
+        "model": Error,
+        "description": "the body is not JSON text (RFC 8259): not UTF-8, a syntax error, NaN or "
+        "Infinity, more than 200 levels of nesting, an integer of more than 4300 digits",
+    },
+    401: {"model": Error, "description": f"{API_KEY_HEADER} missing or wrong"},
+    415: {
+        "model": Error,
+        "description": "Content-Type is not application/json, or bytes came without one",
+    },
+    422: {
+        "model": Invalid,
+        "description": "no body, or a part of it breaks a rule of the schema (strict JSON types, "
+        "patterns, bounds, event_time, event_id, maxItems) or repeats a transaction id in a "
+        "batch; each entry names where (loc) and why (type, msg)",
+    },
+    503: {"model": Error, "description": "no model loaded, or the feature store failed"},
 }
 
 
@@ -109,17 +139,34 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
         docs_url="/docs",
         openapi_url="/openapi.json",
         redoc_url=None,
+        exception_handlers={
+            StarletteHTTPException: http_error,
+            RequestValidationError: invalid_request,
+        },
     )
+    app.router.route_class = JsonBodyRoute
     key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
-    max_items = service.args.max_request_items
     metrics = service.metrics
+    expected_key = service.api_key
 
     async def require_key(key: Annotated[str | None, Security(key_header)]) -> None:
-        expected = service.api_key
-        if expected is None:
-            return
-        if key is None or not hmac.compare_digest(key.encode(), expected.encode()):
+        assert expected_key is not None
+        if key is None or not hmac.compare_digest(key.encode(), expected_key.encode()):
             raise HTTPException(401, f"missing or wrong {API_KEY_HEADER}")
+
+    class BatchRequest(BatchBody):
+        """Transactions to score in one request."""
+
+        transactions: list[RequestTransaction] = Field(
+            min_length=1, max_length=service.args.max_request_items, description=DISTINCT_IDS
+        )
+
+    # Only a deployment with a key declares the scheme (and the 401) in its OpenAPI.
+    guard = [] if expected_key is None else [Security(require_key)]
+
+    def answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+        keyed = (401,) if guard else ()
+        return {status: _ANSWERS[status] for status in sorted((*statuses, *keyed))}
 
     app.add_middleware(_Count, metrics=metrics)
 
@@ -131,18 +178,19 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
         except NoModel as exc:
             raise HTTPException(503, str(exc)) from exc
         except Exception as exc:  # the feature store or the model failed: not the caller
-            log.exception("scoring failed")
-            raise HTTPException(503, f"scoring failed: {type(exc).__name__}: {exc}") from exc
+            log.exception("scoring request %s failed", request_id)  # the detail stays here
+            detail = f"scoring failed ({type(exc).__name__}), request {request_id}: see the log"
+            raise HTTPException(503, detail) from exc
 
     @app.post(
         "/predict",
         response_model=PredictResponse,
-        responses=_ERRORS,
-        dependencies=[Security(require_key)],
+        responses=answers(400, 415, 422, 503),
+        dependencies=guard,
     )
     async def predict(
         transaction: RequestTransaction,
-        x_request_id: Annotated[str | None, Header()] = None,
+        x_request_id: Annotated[str | None, Header(description=REQUEST_ID)] = None,
     ) -> PredictResponse:
         """Score one transaction."""
         started = time.perf_counter()
@@ -157,16 +205,16 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
     @app.post(
         "/predict/batch",
         response_model=BatchResponse,
-        responses=_ERRORS,
-        dependencies=[Security(require_key)],
+        responses=answers(400, 415, 422, 503),
+        dependencies=guard,
     )
     async def predict_batch(
         body: BatchRequest,
-        x_request_id: Annotated[str | None, Header()] = None,
+        x_request_id: Annotated[str | None, Header(description=REQUEST_ID)] = None,
     ) -> BatchResponse:
         """Score up to ``max_request_items`` transactions (distinct transaction ids)."""
         started = time.perf_counter()
-        body.check(max_items)
+        body.check()
         txns = body.transactions
         request_id = service.request_id(x_request_id)
         results = await scored(txns, request_id, started)
@@ -176,9 +224,7 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
             predictions=[_score(o, t.transaction_id) for t, o in zip(txns, results, strict=True)],
         )
 
-    @app.get(
-        "/model", response_model=ModelInfo, responses=_ERRORS, dependencies=[Security(require_key)]
-    )
+    @app.get("/model", response_model=ModelInfo, responses=answers(503), dependencies=guard)
     async def model() -> ModelInfo:
         """The model served: version, digest, threshold and a lineage summary."""
         active = service.slot.active
@@ -186,7 +232,11 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
             raise HTTPException(503, service.not_ready_reason())
         return ModelInfo.of(active, service.slot.refused)
 
-    @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+    @app.get(
+        "/healthz",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "not ready: no model (reason says why)"}},
+    )
     async def healthz() -> JSONResponse:
         """Ready when a model is loaded. Open without an API key (for probes)."""
         active = service.slot.active

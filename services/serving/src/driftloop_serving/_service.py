@@ -208,7 +208,13 @@ class FraudServiceImpl:
 
     @staticmethod
     def request_id(header: str | None) -> str:
-        if header and len(header) <= 128 and all(c.isalnum() or c in "._:-" for c in header):
+        # ASCII only: str.isalnum() is true of "é" too, which the Prediction's Id refuses
+        if (
+            header
+            and len(header) <= 128
+            and header.isascii()
+            and all(c.isalnum() or c in "._:-" for c in header)
+        ):
             return header
         return uuid.uuid4().hex
 
