@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import socket
 import threading
@@ -39,6 +38,8 @@ from driftloop.models import (
 from driftloop.settings import Settings
 
 SERVICE = "fraud_v1"
+REPORT_MS = 500  # how often the tests' replicas report metrics to Ray (see deploy)
+STILL_S = 2.5  # a metric unchanged this long at Ray's exporter has everything counted
 EXCLUDED = {"last_txn_unix"}  # as deploy/apps/fraud/model.yaml excludes it
 CATEGORIES = ["electronics", "fuel", "grocery", "travel"]
 CUSTOMERS = [f"c{i}" for i in range(20)]
@@ -191,8 +192,11 @@ def deploy(
     from ray.serve import Application
 
     actor: dict[str, Any] = {"num_cpus": 0}
-    if env:
-        actor["runtime_env"] = {"env_vars": dict(env)}
+    # Replicas report their metrics to Ray's exporter every REPORT_MS (Ray's default is
+    # 10 s): the tests read a replica's counters there, its one metrics sink.
+    actor["runtime_env"] = {
+        "env_vars": {"RAY_metrics_report_interval_ms": str(REPORT_MS), **dict(env or {})}
+    }
     app = build_app(ServeArgs.model_validate(dict(args)))
     deployment = app._bound_deployment.options(
         user_config=dict(config), num_replicas=num_replicas, ray_actor_options=actor,
@@ -215,13 +219,44 @@ def transaction(
     return body
 
 
-def metric(url: str, sample: str, headers: Mapping[str, str] | None = None) -> float:
-    """One sample of a replica's /metrics (0 when absent), e.g. 'x_total{a="b"}'."""
-    response = httpx.get(f"{url.rstrip('/')}/metrics", headers=dict(headers or {}), timeout=30)
-    response.raise_for_status()
-    text = response.text
-    match = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
+def metric(url: str, sample: str, at_least: float | None = None) -> float:
+    """One sample of the application at ``url`` (e.g. ``'x_total{a="b"}'``, summed over its
+    replicas; 0 when absent) at Ray's metrics exporter, its replicas' one metrics sink.
+
+    A count reaches the exporter about a second after it was made (replicas report every
+    REPORT_MS, the node's agent exports what it got). So the value returned is the first
+    one ``>= at_least`` when given (or the last after 60 s), otherwise the value once it
+    has stood still for STILL_S: a value read sooner may miss what was just counted."""
+    import ray
+
+    app = url.rstrip("/").rsplit("/", 1)[-1]
+    name, _, labels = sample.partition("{")
+    wanted = [label for label in labels.rstrip("}").split(",") if label]
+    [node] = [n for n in ray.nodes() if n["Alive"]]  # type: ignore[no-untyped-call]
+    exporter = f"http://127.0.0.1:{node['MetricsExportPort']}/metrics"
+
+    def read() -> float:
+        text = httpx.get(exporter, timeout=30).text
+        total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(f"ray_{name}{{") or f'application="{app}"' not in line:
+                continue
+            if all(label in line for label in wanted):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    value, since = read(), time.monotonic()
+    deadline = since + 60
+    while time.monotonic() < deadline:
+        if at_least is not None and value >= at_least:
+            break
+        if at_least is None and time.monotonic() - since >= STILL_S:
+            break
+        time.sleep(0.2)
+        again = read()
+        if again != value:
+            value, since = again, time.monotonic()
+    return value
 
 
 def closed_port() -> int:

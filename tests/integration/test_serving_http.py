@@ -2,8 +2,8 @@
 through FastAPI's TestClient: what a request body must be, and what the counters record.
 
 With no model a valid body gets past validation and is answered 503 (nothing to score
-with), where an invalid body is a 422, so each case shows which of the two the body was. Kafka points at a closed loopback port: the
-prediction log only retries in the background.
+with), where an invalid body is a 422, so each case shows which of the two the body was.
+Kafka points at a closed loopback port: the prediction log only retries in the background.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ class CountingStore:
 
 def _counted(active: ActiveModel) -> CountingStore:
     counting = CountingStore(active.plan.online._online)
-    active.plan.online._online = counting
+    active.plan.online._online = counting  # type: ignore[assignment]  # a wrapper, same calls
     return counting
 
 

@@ -23,7 +23,6 @@ import yaml
 
 from driftloop.settings import Settings
 
-SERVING_JOB = "driftloop-serving"
 SELF_JOB = "prometheus"
 
 
@@ -49,9 +48,6 @@ def write_config(settings: Settings) -> Path:
             job["static_configs"] = [
                 {"targets": [f"{settings.bind_host}:{settings.prometheus_port}"]}
             ]
-        elif job["job_name"] == SERVING_JOB:
-            for static in job.get("static_configs", []):
-                static["targets"] = [f"{settings.bind_host}:{settings.serve_port}"]
     directory = prometheus_dir(settings)
     targets_dir(settings).mkdir(parents=True, exist_ok=True)
     path = directory / "prometheus.yml"
