@@ -445,3 +445,43 @@ def test_schemathesis_with_every_check_finds_nothing(api):
     for route in ("POST /predict", "POST /predict/batch"):
         assert {400, 415, 422, 503} <= routes[route], (route, routes[route])
     assert 405 in routes["PUT /predict"] and 405 in routes["GET /predict/batch"]
+
+
+def test_a_telemetry_backlog_is_bounded_and_counted(tmp_path):
+    """With the telemetry thread held up, predictions beyond the log's capacity waiting for
+    it are dropped and counted, and the answers do not wait for it."""
+    import threading
+
+    from driftloop.settings import Settings
+    from tests.integration import serving_support as support
+    from tests.integration.monitor_support import apply_in_process
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(support, "apply_repo", apply_in_process)
+        repo = support.feature_repo(
+            Settings(kafka_bootstrap_servers=f"127.0.0.1:{closed_port()}"), tmp_path, "b."
+        )
+    version = support.put_model(repo, support.fraud_features(repo), seed=3, threshold=0.5)
+    args = {**support.serve_args(repo), "log_queue_size": 5}
+    service = FraudServiceImpl(ServeArgs.model_validate(args))
+    held = threading.Event()
+    try:
+        service.reconfigure(support.user_config(version))
+        service._telemetry.submit(held.wait, 30)  # the telemetry thread is busy
+        with TestClient(build_http(service)) as client:
+            batch = {"transactions": [support.transaction(i) for i in range(3)]}
+            for _ in range(4):  # 3 + 3 > 5: only the first batch waits for telemetry
+                assert client.post("/predict/batch", json=batch).status_code == 200
+            held.set()
+            service._telemetry.submit(lambda: None).result(timeout=30)  # drained
+            text = client.get("/metrics").text
+    finally:
+        held.set()
+        service.log.close(timeout_s=1)
+        service._executor.shutdown(wait=False)
+    dropped = 'driftloop_serving_prediction_log_dropped_total{reason="telemetry_backlog"}'
+    assert f"{dropped} 9.0" in text, text
+    decided = [line for line in text.splitlines()
+               if line.startswith("driftloop_serving_decisions_total{")]  # fmt: skip
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in decided) == 3.0  # the first batch
+    assert service._backlog == 0

@@ -91,6 +91,8 @@ class FraudServiceImpl:
         self.api_key: str | None = secret or os.environ.get(API_KEY_ENV) or None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
         self._telemetry = ThreadPoolExecutor(max_workers=1, thread_name_prefix="telemetry")
+        self._backlog = 0  # predictions handed to the telemetry thread, not yet offered
+        self._backlog_lock = threading.Lock()
         self._info_labels: dict[str, str] | None = None  # model_info's current label set
         self.slot = ModelSlot(
             self.settings,
@@ -152,8 +154,23 @@ class FraudServiceImpl:
         txns = [item.transaction for item in items]
         batch = await loop.run_in_executor(self._executor, active.score, txns)
         if self.args.telemetry:
-            self._telemetry.submit(self._record, active, batch, items, time.perf_counter())
+            self._hand_over(active, batch, items)
         return [Outcome(active, batch, i) for i in range(len(items))]
+
+    def _hand_over(self, active: ActiveModel, batch: ScoredBatch, items: list[_Item]) -> None:
+        """Give a batch to the telemetry thread, unless that would put more predictions
+        in its backlog than the prediction log may hold (``log_queue_size``): then they
+        are dropped and counted (``telemetry_backlog``), as a full log queue drops them.
+        Memory stays bounded when telemetry falls behind the requests."""
+        n = len(items)
+        with self._backlog_lock:
+            full = self._backlog + n > self.args.log_queue_size
+            if not full:
+                self._backlog += n
+        if full:
+            self.metrics.log_dropped.inc(n, reason="telemetry_backlog")
+            return
+        self._telemetry.submit(self._record, active, batch, items, time.perf_counter())
 
     def _record(
         self, active: ActiveModel, batch: ScoredBatch, items: list[_Item], scored_at: float
@@ -193,6 +210,9 @@ class FraudServiceImpl:
                     m.missing_features.inc(missing, view=view)
         except Exception:  # telemetry must never fail a later batch
             log.exception("logging a scored batch failed")
+        finally:
+            with self._backlog_lock:
+                self._backlog -= len(items)
 
     def _serially(self, fn: Any) -> Any:
         """Run ``fn`` on the scoring thread and wait for it (used by warm-ups)."""
