@@ -158,14 +158,34 @@ def floor(base: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def target(base: str) -> dict[str, dict[str, float]]:
-    """Every load of the issue's goals against one deployment at ``base``."""
+def _counted(base: str, in_ray: bool) -> tuple[float, float]:
+    """(payments scored, model calls) so far: the decisions counter and the batch-size
+    histogram's count, from Ray's exporter for a replica, else from the app's /metrics."""
+    names = ("driftloop_serving_decisions_total", "driftloop_serving_batch_size_count")
+    if in_ray:
+        rows, calls = (support.metric(base, name) for name in names)
+        return rows, calls
+    text = httpx.get(f"{base}/metrics", timeout=30).text
+    totals = []
+    for name in names:
+        lines = [line for line in text.splitlines() if line.startswith(name)]
+        totals.append(sum(float(line.rsplit(" ", 1)[1]) for line in lines))
+    return totals[0], totals[1]
+
+
+def target(base: str, in_ray: bool = True) -> dict[str, dict[str, float]]:
+    """Every load of the issue's goals against one deployment at ``base``, and the mean
+    number of payments per model call at 32 clients (batches filling under load)."""
     singles = bodies(LOAD[32] + 64)
     batches = [{"transactions": bodies(BATCH, offset=BATCH * i)} for i in range(8)]
     out = {}
     for clients in (1, 32):
         out[f"healthz_c{clients}"] = drive(f"{base}/healthz", clients, LOAD[clients], None)
+        before = _counted(base, in_ray) if clients == 32 else (0.0, 0.0)
         out[f"predict_c{clients}"] = drive(f"{base}/predict", clients, LOAD[clients], singles)
+        if clients == 32:
+            rows, calls = (a - b for a, b in zip(_counted(base, in_ray), before, strict=True))
+            out["predict_c32"]["payments_per_model_call"] = rows / calls if calls else 0.0
     batch = drive(f"{base}/predict/batch", BATCH_CLIENTS, BATCH_REQUESTS, batches)
     batch["payments_per_s"] = batch["rps"] * BATCH
     out["batch256"] = batch
@@ -210,7 +230,7 @@ def main() -> None:
         results["inprocess"] = inprocess(settings, config)
         results["serve"] = target(f"{settings.serve_url}/{apps['serve']}")
         results["serve_quiet"] = target(f"{settings.serve_url}/{apps['serve_quiet']}")
-        results["uvicorn"] = target(uvicorn_base)
+        results["uvicorn"] = target(uvicorn_base, in_ray=False)
         results["serve_constant"] = floor(f"{settings.serve_url}/{constant}")
     finally:
         server.terminate()
