@@ -4,7 +4,9 @@ so routes, limits and the API key come from the deployment's arguments.
 Routes (under the application's route prefix, ``/fraud``): ``POST /predict``,
 ``POST /predict/batch``, ``GET /model`` (these three need ``X-API-Key`` when a key is
 configured), and, always open for probes and scrapers, ``GET /healthz``,
-``GET /metrics`` (this replica's Prometheus registry), ``/docs`` and ``/openapi.json``.
+``GET /metrics`` (outside a replica the process's Prometheus registry; in a replica a 404
+pointing at Ray's exporter, its one sink), ``/docs`` and ``/openapi.json``. Every answer
+carries ``Server-Timing``: the time in this app, and of it the wait for the body.
 
 A bad request is a 4xx, never a 5xx: bodies are read by ``_body.JsonBodyRoute`` (415,
 400), validated by the models of ``_api`` (422), and every error answer is rendered by the
