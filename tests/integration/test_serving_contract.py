@@ -386,11 +386,9 @@ def test_no_answer_carries_a_path_of_the_server(api, caplog):
     _refuse(api.service, api.root, valid=True)  # the module's other tests expect this one
 
 
-def test_a_scoring_failure_is_a_503_whose_detail_stays_in_the_log(tmp_path, caplog):
-    """A model that loaded, then an online store that fails under it (its table dropped):
-    the answer names the exception's type and the request, the log keeps the message."""
-    import sqlite3
-
+def _serving(root: Path, **args: Any) -> tuple[Any, FraudServiceImpl]:
+    """A fresh Feast repository (applied in this process) with one model, and a service
+    serving it with ``args`` over the defaults: (its settings, the service)."""
     from driftloop.settings import Settings
     from tests.integration import serving_support as support
     from tests.integration.monitor_support import apply_in_process
@@ -398,12 +396,23 @@ def test_a_scoring_failure_is_a_503_whose_detail_stays_in_the_log(tmp_path, capl
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(support, "apply_repo", apply_in_process)
         repo = support.feature_repo(
-            Settings(kafka_bootstrap_servers=f"127.0.0.1:{closed_port()}"), tmp_path, "c."
+            Settings(kafka_bootstrap_servers=f"127.0.0.1:{closed_port()}"), root, "c."
         )
     version = support.put_model(repo, support.fraud_features(repo), seed=2, threshold=0.5)
-    service = FraudServiceImpl(ServeArgs.model_validate(support.serve_args(repo)))
+    service = FraudServiceImpl(ServeArgs.model_validate({**support.serve_args(repo), **args}))
+    service.reconfigure(support.user_config(version))
+    return repo, service
+
+
+def test_a_scoring_failure_is_a_503_whose_detail_stays_in_the_log(tmp_path, caplog):
+    """A model that loaded, then an online store that fails under it (its table dropped):
+    the answer names the exception's type and the request, the log keeps the message."""
+    import sqlite3
+
+    from tests.integration import serving_support as support
+
+    repo, service = _serving(tmp_path)
     try:
-        service.reconfigure(support.user_config(version))
         with TestClient(build_http(service)) as client:
             assert client.post("/predict", json=support.transaction(1)).status_code == 200
             online = sqlite3.connect(repo.state_dir / "feast" / "online.db")
@@ -452,21 +461,11 @@ def test_a_telemetry_backlog_is_bounded_and_counted(tmp_path):
     it are dropped and counted, and the answers do not wait for it."""
     import threading
 
-    from driftloop.settings import Settings
     from tests.integration import serving_support as support
-    from tests.integration.monitor_support import apply_in_process
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(support, "apply_repo", apply_in_process)
-        repo = support.feature_repo(
-            Settings(kafka_bootstrap_servers=f"127.0.0.1:{closed_port()}"), tmp_path, "b."
-        )
-    version = support.put_model(repo, support.fraud_features(repo), seed=3, threshold=0.5)
-    args = {**support.serve_args(repo), "log_queue_size": 5}
-    service = FraudServiceImpl(ServeArgs.model_validate(args))
+    _, service = _serving(tmp_path, log_queue_size=5)
     held = threading.Event()
     try:
-        service.reconfigure(support.user_config(version))
         service._telemetry.submit(held.wait, 30)  # the telemetry thread is busy
         with TestClient(build_http(service)) as client:
             batch = {"transactions": [support.transaction(i) for i in range(3)]}
