@@ -14,6 +14,7 @@ from driftloop.apikey import (
     describe,
     ensure_key,
     fingerprint,
+    key_source,
     read_key,
 )
 from driftloop.settings import Settings
@@ -70,8 +71,11 @@ def test_a_client_takes_the_environment_s_key_then_the_file_s(tmp_path, monkeypa
     settings.serve_api_key_path.write_text("from-the-file\n")
     assert read_key(settings) == "from-the-file"
     assert client_headers(settings) == {API_KEY_HEADER: "from-the-file"}
+    assert key_source(settings) == str(settings.serve_api_key_path)
     monkeypatch.setenv("DRIFTLOOP_SERVE_API_KEY", "from-the-environment")
-    assert client_headers(Settings(state_dir=tmp_path)) == {API_KEY_HEADER: "from-the-environment"}
+    settings = Settings(state_dir=tmp_path)
+    assert client_headers(settings) == {API_KEY_HEADER: "from-the-environment"}
+    assert key_source(settings) == "$DRIFTLOOP_SERVE_API_KEY"
 
 
 def test_status_shows_where_the_key_is_and_its_fingerprint_never_the_key(tmp_path, monkeypatch):

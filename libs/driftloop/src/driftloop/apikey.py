@@ -35,6 +35,13 @@ def read_key(settings: Settings) -> str | None:
         return None
 
 
+def key_source(settings: Settings) -> str:
+    """Where a client's key comes from, for messages (never the key itself)."""
+    if settings.serve_api_key is not None:
+        return f"${KEY_ENV}"
+    return str(settings.serve_api_key_path)
+
+
 def client_headers(settings: Settings) -> dict[str, str]:
     """Headers that authenticate a request to the scoring routes (none if no key is found:
     the endpoint then answers 401, unless its auth is off)."""
