@@ -21,13 +21,17 @@ KEY = "k3y-0f-the-test"
 
 
 @pytest.fixture(autouse=True)
-def _no_key_in_the_environment(monkeypatch):
+def _no_key_in_the_environment(tmp_path, monkeypatch):
+    """The replica's environment: the stack's state directory is ``tmp_path/stack``."""
     for name in ("DRIFTLOOP_SERVE_API_KEY", "DRIFTLOOP_SERVE_API_KEY_PATH", "DRIFTLOOP_SERVE_AUTH"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DRIFTLOOP_STATE_DIR", str(tmp_path / "stack"))
+    (tmp_path / "stack").mkdir()
 
 
 def _args(tmp_path: Any, **fields: Any) -> ServeArgs:
-    return ServeArgs.model_validate({"state_dir": str(tmp_path), **fields})
+    """Args of a deployment with a state directory of its own (as tests and the demo)."""
+    return ServeArgs.model_validate({"state_dir": str(tmp_path / "app"), **fields})
 
 
 def test_a_replica_without_a_key_refuses_to_start_and_says_what_to_set(tmp_path):
@@ -36,14 +40,15 @@ def test_a_replica_without_a_key_refuses_to_start_and_says_what_to_set(tmp_path)
     message = str(refused.value)
     named = [
         "DRIFTLOOP_SERVE_API_KEY ", "DRIFTLOOP_SERVE_API_KEY_PATH", "`driftloop up`",
-        str(tmp_path / "serve-api-key"), "DRIFTLOOP_SERVE_AUTH=off", "auth: 'off'",
+        str(tmp_path / "stack" / "serve-api-key"), "DRIFTLOOP_SERVE_AUTH=off", "auth: 'off'",
     ]  # fmt: skip
     assert all(setting in message for setting in named), message
 
 
 def test_the_replica_s_key_comes_from_args_then_environment_then_file(tmp_path, monkeypatch):
     args = _args(tmp_path)
-    (tmp_path / "serve-api-key").write_text("from-the-file\n")
+    # the stack's key file, not one in the deployment's own state directory
+    (tmp_path / "stack" / "serve-api-key").write_text("from-the-file\n")
     assert replica_key(args, args.settings()) == "from-the-file"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.write_text("from-the-path\n")

@@ -37,8 +37,8 @@ def replica_key(args: ServeArgs, settings: Settings) -> str | None:
     if key is None:
         raise ApiKeyMissing(
             f"no API key for the scoring routes: set {KEY_ENV} in the replicas' environment, "
-            f"or {KEY_PATH_ENV} to a file that holds one (`driftloop up` makes "
-            f"{settings.serve_api_key_path}, which this replica looked for); to serve "
+            f"or {KEY_PATH_ENV} to a file that holds one (this replica looked for "
+            f"{settings.serve_api_key_path}, which `driftloop up` makes); to serve "
             f"without a key, set {AUTH_ENV}=off or `auth: 'off'` in the application's args"
         )
     return key

@@ -109,7 +109,10 @@ class ServeArgs(BaseModel):
         return self
 
     def settings(self) -> Settings:
-        """The replica's settings: the environment's, with this deployment's overrides."""
+        """The replica's settings: the environment's, with this deployment's overrides.
+
+        The API key's file stays the environment's: a ``state_dir`` here (a test's, the
+        demo's) moves the deployment's data, not the cluster's key."""
         overrides: dict[str, object] = {
             "topic_prefix": self.topic_prefix,
             "kafka_bootstrap_servers": self.kafka_bootstrap_servers,
@@ -120,6 +123,8 @@ class ServeArgs(BaseModel):
             "state_dir": Path(self.state_dir) if self.state_dir else None,
             "serve_auth": self.auth,
         }
+        if self.state_dir:
+            overrides["serve_api_key_path"] = Settings().serve_api_key_path
         return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
 
 
