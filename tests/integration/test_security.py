@@ -332,9 +332,10 @@ def test_a_replica_with_no_key_refuses_to_start_unless_auth_is_off(serving_world
                "DRIFTLOOP_SERVE_API_KEY_PATH": str(tmp_path / "absent")}  # fmt: skip
     config = support.user_config(serving_world.v1)
     try:
-        with pytest.raises(RuntimeError) as failed:
+        with pytest.raises(RuntimeError, match="failed"):
             support.deploy(name, support.serve_args(settings), config, env=keyless)
-        reason = str(failed.value)
+        # The application's status names the deployment; the deployment's, the reason.
+        reason = serve.status().applications[name].deployments[support.DEPLOYMENT].message
         assert "no API key for the scoring routes" in reason, reason[-3000:]
         assert "DRIFTLOOP_SERVE_AUTH=off" in reason, reason[-3000:]
         support.deploy(name, support.serve_args(settings, auth="off"), config, env=keyless)
