@@ -13,8 +13,8 @@ assert bounds on (or nothing about), each against a baseline measured in the sam
   against the seconds the log took to connect at start; answer p50 while cut off against
   p50 while connected.
 
-Needs the stack (`make up`). Uses its own topics, Feast repo, model store and Serve
-application, all removed at the end."""
+Needs the stack (`make up`); requests carry the stack's API key. Uses its own topics,
+Feast repo, model store and Serve application, all removed at the end."""
 
 from __future__ import annotations
 
@@ -111,7 +111,8 @@ def kill(name: str, url: str, deploy_s: float) -> dict[str, float]:
 
 
 async def _closed(url: str, seconds: float) -> float:
-    async with httpx.AsyncClient(base_url=url, timeout=DEADLINE_S) as client:
+    headers = support.stack_headers()
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=DEADLINE_S) as client:
         shots, _ = await support.closed_loop(client, "/predict", 1, seconds, DEADLINE_S)
     ok = [s for s in shots if s.status == 200]
     return len(ok) / seconds
@@ -190,7 +191,7 @@ def log_inprocess(settings: Settings) -> dict[str, float]:
 
 def log_replica(url: str, proxy_port: int, proxy: support.Socks5Proxy) -> dict[str, float]:
     latencies: list[float] = []
-    with httpx.Client(base_url=url, timeout=30) as client:
+    with httpx.Client(base_url=url, headers=support.stack_headers(), timeout=30) as client:
 
         def predict() -> None:
             started = time.perf_counter()

@@ -27,6 +27,7 @@ from driftloop_demo._evidence import PR_AUC_SHARE, RECALL_SHARE, read_topic
 from driftloop_demo._faults import FAULTS, replicas
 from driftloop_demo._report import summary_lines, write_report
 
+from driftloop.apikey import client_headers
 from driftloop.events import WorkflowEvent
 from driftloop.gitops import read_state
 from driftloop.runs import RunRecord
@@ -144,7 +145,8 @@ def test_the_promotion_commit_names_the_event_and_v2_serves_from_it(loop: DemoRe
     assert loop.promotion_commit is not None
     assert f"triggered by event {event_id}" in loop.promotion_message
     assert loop.v2 is not None and loop.v2 in loop.promotion_message
-    answer = httpx.get(f"{loop.settings.serve_url}/{loop.config.model}/model", timeout=10)
+    url = f"{loop.settings.serve_url}/{loop.config.model}/model"
+    answer = httpx.get(url, headers=client_headers(loop.settings), timeout=10)
     assert answer.status_code == 200 and answer.json()["model_version"] == loop.v2
     state = read_state(loop.settings)
     assert state is not None and state.synced_sha == loop.promotion_commit

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from driftloop.apikey import client_headers
 from driftloop.features import aggregate_rows_frame, apply_repo, open_store
 from driftloop.models import (
     Feature,
@@ -138,8 +139,15 @@ def put_model(settings: Settings, spec: FeatureSpec, seed: int, threshold: float
     )
 
 
+def stack_headers() -> dict[str, str]:
+    """X-API-Key with the stack's key (``make up`` made it; the Ray head gives its replicas
+    the file's path): what a deployment without an ``api_key`` of its own requires."""
+    return client_headers(Settings())
+
+
 def serve_args(settings: Settings, **extra: Any) -> dict[str, Any]:
-    """ServeArgs (as serve.yaml's args) pointing a deployment at the test's own state."""
+    """ServeArgs (as serve.yaml's args) pointing a deployment at the test's own state; its
+    API key is the stack's (:func:`stack_headers`) unless ``extra`` sets one, or auth off."""
     return {
         "topic_prefix": settings.topic_prefix,
         "model_store_uri": settings.model_store,
@@ -305,11 +313,12 @@ class _Senders:
 
 
 class Load(_Senders):
-    """Threads sending /predict continuously until stopped; every answer is recorded."""
+    """Threads sending /predict continuously until stopped; every answer is recorded. The
+    requests carry ``headers``, by default the stack's API key."""
 
     def __init__(self, url: str, headers: Mapping[str, str] | None = None, threads: int = 2):
         self._url = url
-        self._headers = dict(headers or {})
+        self._headers = dict(stack_headers() if headers is None else headers)
         self.answers: list[Answer] = []
         super().__init__(threads, join_s=60)
 
@@ -464,7 +473,8 @@ class Call:
 class RetryingLoad(_Senders):
     """Threads sending /predict continuously, each call retried on a connection error or a
     5xx with bounded exponential backoff (what a well-behaved client does); every call is
-    recorded with its first and final outcome. ``timeout_s`` bounds each attempt."""
+    recorded with its first and final outcome. ``timeout_s`` bounds each attempt; the
+    requests carry ``headers``, by default the stack's API key."""
 
     def __init__(
         self,
@@ -473,8 +483,10 @@ class RetryingLoad(_Senders):
         retries: int = 5,
         backoff_s: float = 0.05,
         timeout_s: float = 10.0,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self._url = url
+        self._headers = dict(stack_headers() if headers is None else headers)
         self._retries = retries
         self._backoff_s = backoff_s
         self._timeout_s = timeout_s
@@ -489,7 +501,7 @@ class RetryingLoad(_Senders):
         return r.status_code, r.headers.get("x-request-id"), r.text[:200]
 
     def _run(self, worker: int) -> None:
-        with httpx.Client(timeout=self._timeout_s) as client:
+        with httpx.Client(headers=self._headers, timeout=self._timeout_s) as client:
             i = 0
             while not self._stop.is_set():
                 i += 1
@@ -680,12 +692,12 @@ async def ramp(
 ) -> tuple[list[Step], Step]:
     """Open-loop steps of rising rate up to the first step with refusals (beyond it the
     sender and the proxy, on the same two cores, would measure each other); then a low
-    rate again. Each request carries serve.yaml's request timeout and is given up after
-    ``deadline_s``."""
+    rate again. Each request carries serve.yaml's request timeout and ``headers`` (by
+    default the stack's API key), and is given up after ``deadline_s``."""
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     steps: list[Step] = []
     sent_headers = {"x-request-timeout-seconds": str(shipped_request_timeout_s()),
-                    **(headers or {})}  # fmt: skip
+                    **(stack_headers() if headers is None else headers)}  # fmt: skip
     async with httpx.AsyncClient(
         base_url=url, headers=sent_headers, timeout=deadline_s, limits=limits
     ) as client:

@@ -66,7 +66,9 @@ def sync_world(
 
 
 def served_model(settings: Any, app: str = "fraud") -> str | None:
-    answer = httpx.get(f"{settings.serve_url}/{app}/model", timeout=10)
+    """The version the sync-deployed ``app`` serves (its key is the stack's)."""
+    url = f"{settings.serve_url}/{app}/model"
+    answer = httpx.get(url, headers=support.stack_headers(), timeout=10)
     version = answer.json().get("model_version") if answer.status_code == 200 else None
     return str(version) if version is not None else None
 

@@ -4,8 +4,10 @@ session's shared Serve application and model store (serving_worlds.py).
 
 Already proven elsewhere (not repeated here): Kafka, dashboard and Serve ports on loopback
 and the dashboard's 401 on /api/version (test_stack.py); a wrong declared digest refused
-while the old model serves, and the API key from the replica's environment on every
-scoring route (test_serving_swap.py, with security_support.assert_key_guards); flipped
+while the old model serves, and a key in the replica's DRIFTLOOP_SERVE_API_KEY on every
+scoring route (test_serving_swap.py, with security_support.assert_key_guards); the key's
+file made once, 0600, shown by `driftloop status` by its fingerprint only
+(tests/unit/test_apikey.py, test_stack.py); flipped
 bytes and default-protocol pickles refused by the store itself
 (tests/unit/test_model_store.py).
 """
@@ -13,6 +15,7 @@ bytes and default-protocol pickles refused by the store itself
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -280,9 +283,68 @@ def test_ray_clients_without_the_token_cannot_connect(base_settings, tmp_path):
 
 def test_the_api_key_guards_every_scoring_route(fraud_app):
     """The shared application's key, from its deployment args; the same checks on a key
-    from the replica's environment are made in test_serving_swap.py."""
+    from the replica's environment are made in test_serving_swap.py, on the stack's key
+    file below."""
     counts = sec.assert_key_guards(fraud_app.url, fraud_app.key)
     assert counts == {401: 3 * 7, 200: 3}, counts
+
+
+@pytest.mark.timeout(240)
+def test_by_default_a_replica_requires_the_stack_s_key_which_no_serve_config_shows(
+    serving_world,
+):
+    """No key in the args and auth not switched off: the replica reads the key file that
+    `make up` made (the Ray head passes its path), every scoring route needs that key, and
+    neither Serve's config in the dashboard nor any answer carries it."""
+    from ray import serve
+
+    from driftloop.raycluster import dashboard_request
+
+    settings = serving_world.settings
+    if settings.serve_auth == "off":
+        pytest.skip("the stack runs with DRIFTLOOP_SERVE_AUTH=off")
+    [key] = support.stack_headers().values()
+    name = support.app_name()
+    url = f"{settings.serve_url}/{name}"
+    try:
+        support.deploy(name, support.serve_args(settings), support.user_config(serving_world.v1))
+        assert sec.assert_key_guards(url, key) == {401: 3 * 7, 200: 3}
+        shown = json.dumps(dashboard_request(settings, "GET", "/api/serve/applications/"))
+        assert name in shown and key not in shown
+        answers = [httpx.get(f"{url}/{path}", headers={"X-API-Key": key}, timeout=30).text
+                   for path in ("healthz", "model", "openapi.json")]  # fmt: skip
+        assert not [text for text in answers if key in text]
+    finally:
+        serve.delete(name)
+
+
+@pytest.mark.timeout(300)
+def test_a_replica_with_no_key_refuses_to_start_unless_auth_is_off(serving_world, tmp_path):
+    """Its environment names no key and a key file that is not there: Serve reports the
+    deployment failed with the replica's reason. With ``auth: off`` in its args the same
+    deployment serves anyone."""
+    from ray import serve
+
+    settings = serving_world.settings
+    name = support.app_name()
+    url = f"{settings.serve_url}/{name}"
+    keyless = {"DRIFTLOOP_SERVE_API_KEY": "", "DRIFTLOOP_SERVE_AUTH": "key",
+               "DRIFTLOOP_SERVE_API_KEY_PATH": str(tmp_path / "absent")}  # fmt: skip
+    config = support.user_config(serving_world.v1)
+    try:
+        with pytest.raises(RuntimeError, match="failed"):
+            support.deploy(name, support.serve_args(settings), config, env=keyless)
+        # The application's status names the deployment; the deployment's, the reason.
+        reason = serve.status().applications[name].deployments[support.DEPLOYMENT].message
+        assert "no API key for the scoring routes" in reason, reason[-3000:]
+        assert "DRIFTLOOP_SERVE_AUTH=off" in reason, reason[-3000:]
+        support.deploy(name, support.serve_args(settings, auth="off"), config, env=keyless)
+        r = httpx.post(f"{url}/predict", json=support.transaction(1), timeout=30)
+        assert r.status_code == 200, r.text
+        spec = httpx.get(f"{url}/openapi.json", timeout=30).json()
+        assert "securitySchemes" not in spec.get("components", {})
+    finally:
+        serve.delete(name)
 
 
 def test_a_model_file_with_one_flipped_byte_is_refused_and_the_old_model_keeps_serving(

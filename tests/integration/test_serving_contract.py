@@ -50,12 +50,14 @@ class Api:
 
 
 def _service(root: Path, key: str | None) -> FraudServiceImpl:
+    """A replica with ``key``, or with auth switched off when None."""
     args = ServeArgs(
         kafka_bootstrap_servers=f"127.0.0.1:{closed_port()}",
         max_request_items=MAX_ITEMS,
         state_dir=str(root / "state"),
         model_store_uri=str(root / "models"),
         api_key=SecretStr(key) if key else None,
+        auth=None if key else "off",
     )
     return FraudServiceImpl(args)
 
@@ -69,7 +71,7 @@ def _refuse(service: FraudServiceImpl, root: Path, *, valid: bool) -> None:
         service.reconfigure({"model_uri": str(target), "model_digest": digest})
 
 
-@pytest.fixture(scope="module", params=[None, KEY], ids=["open", "keyed"])
+@pytest.fixture(scope="module", params=[None, KEY], ids=["auth-off", "keyed"])
 def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     root = tmp_path_factory.mktemp("contract")
     service = _service(root, request.param)
@@ -258,8 +260,8 @@ def test_an_unknown_path_is_404(api):
         assert (r.status_code, r.json()) == (404, {"detail": "Not Found"}), (method, path)
 
 
-def test_the_key_is_needed_only_when_configured_and_checked_after_the_media_type(api):
-    """A deployment without a key ignores X-API-Key; one with a key refuses a wrong one
+def test_the_key_is_needed_unless_auth_is_off_and_checked_after_the_media_type(api):
+    """A deployment with auth off ignores X-API-Key; one with a key refuses a wrong one
     after the body's media type and JSON text (415, 400), before its fields (422)."""
     keyed = api.service.api_key is not None
     anonymous = {"X-API-Key": ""}
@@ -388,7 +390,8 @@ def test_no_answer_carries_a_path_of_the_server(api, caplog):
 
 def _serving(root: Path, **args: Any) -> tuple[Any, FraudServiceImpl]:
     """A fresh Feast repository (applied in this process) with one model, and a service
-    serving it with ``args`` over the defaults: (its settings, the service)."""
+    serving it with ``args`` over the defaults (auth off: these tests are about scoring):
+    (its settings, the service)."""
     from driftloop.settings import Settings
     from tests.integration import serving_support as support
     from tests.integration.monitor_support import apply_in_process
@@ -399,7 +402,8 @@ def _serving(root: Path, **args: Any) -> tuple[Any, FraudServiceImpl]:
             Settings(kafka_bootstrap_servers=f"127.0.0.1:{closed_port()}"), root, "c."
         )
     version = support.put_model(repo, support.fraud_features(repo), seed=2, threshold=0.5)
-    service = FraudServiceImpl(ServeArgs.model_validate({**support.serve_args(repo), **args}))
+    defaults = {**support.serve_args(repo), "auth": "off"}
+    service = FraudServiceImpl(ServeArgs.model_validate({**defaults, **args}))
     service.reconfigure(support.user_config(version))
     return repo, service
 

@@ -31,8 +31,11 @@ def _closed_port() -> int:
 
 
 def _service(kind: type[FraudServiceImpl] = FraudServiceImpl) -> FraudServiceImpl:
+    """Auth off: these tests are about bodies and counters (the key: test_serving_contract)."""
     args = ServeArgs(
-        kafka_bootstrap_servers=f"127.0.0.1:{_closed_port()}", max_request_items=MAX_ITEMS
+        kafka_bootstrap_servers=f"127.0.0.1:{_closed_port()}",
+        max_request_items=MAX_ITEMS,
+        auth="off",
     )
     return kind(args)
 

@@ -180,7 +180,7 @@ def test_a_replica_keeps_answering_while_kafka_is_away_and_logs_again_after(serv
     try:
         support.deploy(name, args, support.user_config(model))
         url = f"{repo.serve_url}/{name}"
-        with httpx.Client(base_url=url, timeout=30) as client:
+        with httpx.Client(base_url=url, headers=support.stack_headers(), timeout=30) as client:
 
             def predict(request_id: str | None = None) -> None:
                 nonlocal slowest

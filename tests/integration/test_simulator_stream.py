@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from driftloop_simulator import StreamConfig, WorldConfig, build_world, run_stream
+from pydantic import SecretStr
 
 from driftloop.events import Label, Transaction
 from driftloop.kafka import EventConsumer, Received
@@ -51,15 +52,16 @@ def _consume(
 
 
 class _Scoring(BaseHTTPRequestHandler):
-    """Records every POSTed body; answers ``refusal`` to every fifth request (a 422 is the
-    caller's fault and is not retried), or, with ``first_try`` set, a 500 to the first
-    attempt of every fifth transaction (what Serve answers when the replica handling a
-    call dies; the client retries it)."""
+    """Records every POSTed body and its X-API-Key; answers ``refusal`` to every fifth
+    request (a 422 is the caller's fault and is not retried), or, with ``first_try`` set,
+    a 500 to the first attempt of every fifth transaction (what Serve answers when the
+    replica handling a call dies; the client retries it)."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, as a real endpoint would
     wbufsize = 65536  # headers and body in one write: no Nagle/delayed-ACK stalls
 
     bodies: list[dict[str, Any]]
+    keys: list[str | None]
     lock: threading.Lock
     first_try: bool
 
@@ -67,6 +69,7 @@ class _Scoring(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with self.lock:
             self.bodies.append(body)
+            self.keys.append(self.headers.get("X-API-Key"))
             if self.first_try:
                 ids = [b["transaction_id"] for b in self.bodies]
                 fresh = ids.count(body["transaction_id"]) == 1
@@ -88,25 +91,27 @@ class _Scoring(BaseHTTPRequestHandler):
 @pytest.fixture(params=[False], ids=["refusing"])
 def scoring_server(
     request: pytest.FixtureRequest,
-) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+) -> Iterator[tuple[str, list[dict[str, Any]], list[str | None]]]:
     bodies: list[dict[str, Any]] = []
-    attrs = {"bodies": bodies, "lock": threading.Lock(), "first_try": request.param}
+    keys: list[str | None] = []
+    attrs = {"bodies": bodies, "keys": keys, "lock": threading.Lock(), "first_try": request.param}
     handler = type("Handler", (_Scoring,), attrs)
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/fraud/predict", bodies
+    yield f"http://127.0.0.1:{server.server_address[1]}/fraud/predict", bodies, keys
     server.shutdown()
     server.server_close()
 
 
 def test_stream_publishes_scores_and_labels_after_the_delay(own_topics, scoring_server):
-    url, bodies = scoring_server
+    url, bodies, keys = scoring_server
     lines: list[str] = []
     config = StreamConfig(
         rate=100, duration_s=3, label_delay_s=1.0, predict_url=url, progress_every_s=1
     )
-    stats = run_stream(own_topics, config, echo=lines.append)
+    keyed = own_topics.model_copy(update={"serve_api_key": SecretStr("the-endpoint-s-key")})
+    stats = run_stream(keyed, config, echo=lines.append)
 
     assert 250 <= stats.sent <= 310
     assert stats.send_errors == 0
@@ -130,6 +135,7 @@ def test_stream_publishes_scores_and_labels_after_the_delay(own_topics, scoring_
     assert first == by_id[first["transaction_id"]].model_dump(mode="json")
     assert stats.predict_failed == len(bodies) // 5
     assert stats.predict_ok == len(bodies) - stats.predict_failed
+    assert set(keys) == {"the-endpoint-s-key"}  # every call carries the endpoint's key
 
     # streamed customers are the backfill's customers (same seed, same world)
     world_customers = set(build_world(WorldConfig()).c_id.tolist())
@@ -138,7 +144,7 @@ def test_stream_publishes_scores_and_labels_after_the_delay(own_topics, scoring_
 
 @pytest.mark.parametrize("scoring_server", [True], ids=["dying"], indirect=True)
 def test_a_500_is_retried_once_and_the_call_answered(own_topics, scoring_server):
-    url, bodies = scoring_server
+    url, bodies, _ = scoring_server
     config = StreamConfig(rate=100, count=100, label_delay_s=0, predict_url=url)
     stats = run_stream(own_topics, config, echo=lambda _: None)
     ids = [b["transaction_id"] for b in bodies]

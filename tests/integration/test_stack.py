@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from driftloop.apikey import fingerprint, read_key
 from driftloop.kafka import EventProducer, KafkaUnavailable
 from driftloop.metrics import serve_metrics
 from driftloop.ports import PortInUse
@@ -48,6 +50,26 @@ def test_status_json_reports_each_component_with_topics_and_dashboard(settings):
     assert {"driftloop.transactions", "driftloop.dlq"} <= set(topics)
     assert all(len(t["end_offsets"]) == t["partitions"] for t in topics.values())
     assert components["ray"]["detail"]["dashboard"] == "http://127.0.0.1:8265"
+
+
+def test_status_shows_where_the_serve_key_is_and_never_the_key(base_settings):
+    """`make up` made the key (0600); status names its file and fingerprint, in both
+    forms, and prints the key nowhere: status output ends up in logs."""
+    if base_settings.serve_auth == "off":
+        pytest.skip("the stack runs with DRIFTLOOP_SERVE_AUTH=off")
+    key = read_key(base_settings)
+    assert key, "`driftloop up` makes the Serve API key"
+    text, as_json = _cli("status"), _cli("status", "--json")
+    for result in (text, as_json):
+        assert key not in result.stdout + result.stderr
+    detail = {c["name"]: c for c in json.loads(as_json.stdout)}["serve"]["detail"]
+    assert detail["auth"] == "X-API-Key required on the scoring routes"
+    assert detail["api_key_sha256"] == fingerprint(key)
+    assert f"api_key_sha256: {fingerprint(key)}" in text.stdout
+    if base_settings.serve_api_key is None:  # not given by DRIFTLOOP_SERVE_API_KEY
+        path = base_settings.serve_api_key_path
+        assert detail["api_key_file"] == str(path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_up_is_idempotent_and_says_what_already_runs():

@@ -154,3 +154,20 @@ def test_every_ray_container_uses_token_auth_from_a_secret(path):
             "key": "auth_token",
         }
         assert "value" not in env["RAY_AUTH_TOKEN"]
+
+
+def test_every_serve_container_needs_the_api_key_secret_and_auth_is_not_off():
+    """Secure by default on Kubernetes too: without the driftloop-serve Secret no Serve pod
+    starts (it holds DRIFTLOOP_SERVE_API_KEY, or DRIFTLOOP_SERVE_AUTH=off to switch the key
+    off deliberately), and nothing in git switches it off or carries a key."""
+    [document] = [
+        d for d in yaml.safe_load_all((BASE / "serving/rayservice.yaml").read_text()) if d
+    ]
+    for container in _ray_containers(document):
+        refs = [s["secretRef"] for s in container["envFrom"] if "secretRef" in s]
+        assert {"name": "driftloop-serve"} in refs, container["name"]
+    config = yaml.safe_load((BASE / "config/env.yaml").read_text())["data"]
+    assert not {"DRIFTLOOP_SERVE_AUTH", "DRIFTLOOP_SERVE_API_KEY"} & set(config)
+    for app in _serve_yamls(ROOT).values():
+        for application in app["applications"]:
+            assert not {"auth", "api_key"} & set(application.get("args") or {})

@@ -61,6 +61,7 @@ def test_serve_yaml_is_a_ray_serve_config_for_our_builder(raw):
     assert set(raw["applications"][0]["deployments"][0]) <= set(DeploymentSchema.model_fields)
     args = ServeArgs.model_validate(app.args)
     assert args.api_key is None, "an API key never goes into git"
+    assert args.auth is None, "secure by default: the replicas' environment decides, key unless off"
     assert ModelConfig.model_validate(deployment.user_config).empty  # nothing promoted yet
 
 

@@ -51,6 +51,8 @@ def up() -> None:
         raise _fail(exc) from exc
     typer.echo(f"ray dashboard: {settings.dashboard_url}")
     typer.echo(f"serve endpoint: {settings.serve_url}")
+    if settings.ray_managed and settings.serve_auth == "key" and settings.serve_api_key is None:
+        typer.echo(f"serve API key: {settings.serve_api_key_path} (send it as X-API-Key)")
 
 
 services_app = typer.Typer(help="The loop's services: stream, monitor, trigger, sync.")

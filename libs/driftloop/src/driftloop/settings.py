@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -75,7 +75,18 @@ class Settings(BaseSettings):
     deploy_dir: Path = Path("deploy")
     bind_host: str = "127.0.0.1"
 
-    @field_validator("state_dir", "deploy_dir", "feature_repo", "ray_auth_token_path")
+    # The Serve endpoint's API key (X-API-Key on the scoring routes). "key", the default,
+    # means a replica refuses to start without one; "off" serves anyone. The key itself is
+    # DRIFTLOOP_SERVE_API_KEY (Kubernetes: from a Secret) or else the file below, which
+    # `driftloop up` generates as Ray's token is; resolved when the settings are made, so a
+    # copy with another state_dir (the demo's, a test's) still names the stack's key.
+    serve_auth: Literal["key", "off"] = "key"
+    serve_api_key: SecretStr | None = None
+    serve_api_key_path: Path = Field(default_factory=lambda data: _in_state(data, "serve-api-key"))
+
+    @field_validator(
+        "state_dir", "deploy_dir", "feature_repo", "ray_auth_token_path", "serve_api_key_path"
+    )
     @classmethod
     def _absolute(cls, path: Path) -> Path:
         return path.expanduser().absolute()
@@ -146,6 +157,12 @@ class Settings(BaseSettings):
         if name not in TOPICS:
             raise ValueError(f"unknown topic {name!r}; known: {', '.join(TOPICS)}")
         return f"{self.topic_prefix}{name}"
+
+
+def _in_state(data: dict[str, Any], name: str) -> Path:
+    """``<state_dir>/<name>``, for a field declared after ``state_dir`` (already absolute)."""
+    state_dir: Path = data["state_dir"]
+    return state_dir / name
 
 
 @cache

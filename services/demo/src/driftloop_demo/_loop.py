@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from driftloop.apikey import client_headers, key_source
 from driftloop.events import DriftEvent, Label, Prediction
 from driftloop.gitops import Git, read_state
 from driftloop.kafka import EventConsumer, Received, connect_admin, ensure_topics
@@ -148,7 +149,7 @@ class _Watch:
         # no group to join (a fresh-clone run once saw no event through a group that never
         # got its partitions while the monitor published a dozen).
         self.events.assign_from({})
-        self.http = httpx.Client(timeout=5)
+        self.http = httpx.Client(headers=client_headers(settings), timeout=5)
 
     def _mark(self, name: str) -> None:
         self.result.marks.setdefault(name, _now())
@@ -279,12 +280,18 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
         for name in ("sync", "stream", "monitor", "trigger"):
             services.start(name)
         deadline = time.monotonic() + 300
-        client = httpx.Client(timeout=5)
+        client = httpx.Client(headers=client_headers(settings), timeout=5)
         while True:
             try:
                 answer = client.get(f"{settings.serve_url}/{config.model}/model")
                 if answer.status_code == 200 and answer.json().get("model_version") == v1.version:
                     break
+                if answer.status_code == 401:
+                    raise LoopNotClosed(
+                        f"Serve answered 401 to the demo's key ({key_source(settings)}): the "
+                        "replicas have another (`make down && make up` gives the Ray head "
+                        "the key file that `driftloop status` shows)"
+                    )
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:

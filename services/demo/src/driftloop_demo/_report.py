@@ -8,6 +8,8 @@ import html
 from pathlib import Path
 from typing import Any
 
+from driftloop.apikey import key_source
+from driftloop.settings import Settings
 from driftloop_demo._loop import DemoResult
 
 # (mark, label) in the order the loop passes them
@@ -106,10 +108,17 @@ def summary_lines(result: DemoResult) -> list[str]:
         "driftloop drift report, driftloop sync status read this run",
         f"  Ray dashboard   {s.dashboard_url}",
         f"  Serve endpoint  {s.serve_url}/{result.config.model}/predict "
-        f"(model: {s.serve_url}/{result.config.model}/model)",
+        f"(model: {s.serve_url}/{result.config.model}/model; {_key_hint(s)})",
         "  stop everything with: make down",
     ]
     return lines
+
+
+def _key_hint(settings: Settings) -> str:
+    if settings.serve_auth == "off":
+        return "no API key: auth is off"
+    source = key_source(settings)
+    return f"X-API-Key: {source}" if source.startswith("$") else f"X-API-Key: $(cat {source})"
 
 
 def _plots(result: DemoResult, out: Path) -> dict[str, Path]:

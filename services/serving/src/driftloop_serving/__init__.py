@@ -4,16 +4,19 @@ Ray imports this package by the config's ``import_path``; other services never i
 Modules whose names start with ``_`` are private.
 """
 
+from driftloop.apikey import KEY_ENV as API_KEY_ENV
 from driftloop_serving._app import build_app
+from driftloop_serving._auth import ApiKeyMissing
 from driftloop_serving._config import ModelConfig, ServeArgs, locate
 from driftloop_serving._log import PredictionLog
 from driftloop_serving._scoring import ActiveModel, Scored, ScoredBatch, ScoringPlan
-from driftloop_serving._service import API_KEY_ENV, FraudService
+from driftloop_serving._service import FraudService
 from driftloop_serving._slot import ModelRefused, ModelSlot
 
 __all__ = [
     "API_KEY_ENV",
     "ActiveModel",
+    "ApiKeyMissing",
     "FraudService",
     "ModelConfig",
     "ModelRefused",

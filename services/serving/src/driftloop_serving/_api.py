@@ -69,8 +69,9 @@ configuration, from online features (Feast) and the transaction itself.
   (`unknown_customer`, `unknown_merchant`).
 * `decision` is `score >= threshold`.
 * **503** while no model is loaded (see `/healthz`), or when the feature store fails.
-* When the deployment has an API key, `/predict`, `/predict/batch` and `/model` need it in
-  the `X-API-Key` header (**401** otherwise); `/healthz` and `/metrics` stay open.
+* `/predict`, `/predict/batch` and `/model` need the deployment's API key in the
+  `X-API-Key` header (**401** otherwise), unless its auth is switched off; `/healthz` and
+  `/metrics` stay open.
 
 A body is JSON or it is refused before anything else (the API key included):
 

@@ -73,10 +73,16 @@ class ServeArgs(BaseModel):
         description="log every prediction to Kafka and record per-score metrics (both off "
         "the request's path); off only to measure what they cost: the monitor reads the log",
     )
+    auth: Literal["key", "off"] | None = Field(
+        None,
+        description="'off' serves the scoring routes without a key; unset: the replica's "
+        "DRIFTLOOP_SERVE_AUTH ('key' by default: no key, no replica)",
+    )
     api_key: SecretStr | None = Field(
         None,
-        description="X-API-Key required on scoring routes; prefer DRIFTLOOP_SERVE_API_KEY in "
-        "the replica's environment: never commit a key",
+        description="the X-API-Key the scoring routes require; leave unset and give the "
+        "replicas DRIFTLOOP_SERVE_API_KEY or DRIFTLOOP_SERVE_API_KEY_PATH: a Serve config is "
+        "readable through Ray's dashboard, and a key never goes into git",
     )
 
     # Overrides of the replica's Settings (unset: the environment's value).
@@ -88,8 +94,25 @@ class ServeArgs(BaseModel):
     feature_repo: str | None = None
     state_dir: str | None = None
 
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _yaml_switch(cls, value: object) -> object:
+        """YAML 1.1 (PyYAML, so Ray's serve config) reads an unquoted ``off`` as false."""
+        if isinstance(value, bool):
+            return "key" if value else "off"
+        return value
+
+    @model_validator(mode="after")
+    def _key_or_off(self) -> Self:
+        if self.auth == "off" and self.api_key is not None:
+            raise ValueError("an api_key with auth 'off': set one or the other")
+        return self
+
     def settings(self) -> Settings:
-        """The replica's settings: the environment's, with this deployment's overrides."""
+        """The replica's settings: the environment's, with this deployment's overrides.
+
+        The API key's file stays the environment's: a ``state_dir`` here (a test's, the
+        demo's) moves the deployment's data, not the cluster's key."""
         overrides: dict[str, object] = {
             "topic_prefix": self.topic_prefix,
             "kafka_bootstrap_servers": self.kafka_bootstrap_servers,
@@ -98,7 +121,10 @@ class ServeArgs(BaseModel):
             "feature_data_uri": self.feature_data_uri,
             "feature_repo": Path(self.feature_repo) if self.feature_repo else None,
             "state_dir": Path(self.state_dir) if self.state_dir else None,
+            "serve_auth": self.auth,
         }
+        if self.state_dir:
+            overrides["serve_api_key_path"] = Settings().serve_api_key_path
         return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
 
 

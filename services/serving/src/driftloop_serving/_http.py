@@ -2,8 +2,8 @@
 so routes, limits and the API key come from the deployment's arguments.
 
 Routes (under the application's route prefix, ``/fraud``): ``POST /predict``,
-``POST /predict/batch``, ``GET /model`` (these three need ``X-API-Key`` when a key is
-configured), and, always open for probes and scrapers, ``GET /healthz``,
+``POST /predict/batch``, ``GET /model`` (these three need ``X-API-Key`` unless the
+deployment's auth is off: ``_auth``), and, always open for probes and scrapers, ``GET /healthz``,
 ``GET /metrics`` (outside a replica the process's Prometheus registry; in a replica a 404
 pointing at Ray's exporter, its one sink), ``/docs`` and ``/openapi.json``. Every answer
 carries ``Server-Timing``: the time in this app, and of it the wait for the body.
@@ -11,25 +11,24 @@ carries ``Server-Timing``: the time in this app, and of it the wait for the body
 A bad request is a 4xx, never a 5xx: bodies are read by ``_body.JsonBodyRoute`` (415,
 400), validated by the models of ``_api`` (422), and every error answer is rendered by the
 handlers of ``_errors``. Each route's ``responses`` lists every status it can answer, and
-the API-key scheme and 401 appear only when the deployment has a key.
+the API-key scheme and 401 appear unless the deployment's auth is off.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, some
 # of which name objects local to build_http.
 
-import hmac
 import logging
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, Header, HTTPException, Response, Security
+from fastapi import FastAPI, Header, HTTPException, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from driftloop.apikey import API_KEY_HEADER
 from driftloop.events import Transaction
 from driftloop_serving._api import (
     DESCRIPTION,
@@ -43,6 +42,7 @@ from driftloop_serving._api import (
     RequestTransaction,
     Score,
 )
+from driftloop_serving._auth import key_guard
 from driftloop_serving._body import JsonBodyRoute
 from driftloop_serving._errors import Error, Invalid, http_error, invalid_request
 from driftloop_serving._metrics import ServingMetrics
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 
     from driftloop_serving._service import FraudServiceImpl, Outcome
 
-API_KEY_HEADER = "X-API-Key"
 REQUEST_ID = (
     "kept as the answer's request_id if 1-128 of A-Z a-z 0-9 . _ : - (not an error otherwise: "
     "the replica makes an id)"
@@ -147,14 +146,7 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
         },
     )
     app.router.route_class = JsonBodyRoute
-    key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
     metrics = service.metrics
-    expected_key = service.api_key
-
-    async def require_key(key: Annotated[str | None, Security(key_header)]) -> None:
-        assert expected_key is not None
-        if key is None or not hmac.compare_digest(key.encode(), expected_key.encode()):
-            raise HTTPException(401, f"missing or wrong {API_KEY_HEADER}")
 
     class BatchRequest(BatchBody):
         """Transactions to score in one request."""
@@ -163,8 +155,8 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
             min_length=1, max_length=service.args.max_request_items, description=DISTINCT_IDS
         )
 
-    # Only a deployment with a key declares the scheme (and the 401) in its OpenAPI.
-    guard = [] if expected_key is None else [Security(require_key)]
+    # Unless auth is off, the scoring routes declare the key's scheme (and the 401).
+    guard = key_guard(service.api_key)
 
     def answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
         keyed = (401,) if guard else ()

@@ -10,7 +10,6 @@ thread after the answers are out.
 
 import asyncio
 import logging
-import os
 import threading
 import time
 import uuid
@@ -23,6 +22,7 @@ from ray import serve
 from ray.serve.exceptions import RayServeException
 
 from driftloop.events import Prediction, Transaction
+from driftloop_serving._auth import replica_key
 from driftloop_serving._batcher import Batcher
 from driftloop_serving._config import ServeArgs
 from driftloop_serving._http import build_http
@@ -31,7 +31,6 @@ from driftloop_serving._metrics import ServingMetrics
 from driftloop_serving._scoring import ActiveModel, ScoredBatch
 from driftloop_serving._slot import ModelSlot, NoModel, Refusal
 
-API_KEY_ENV = "DRIFTLOOP_SERVE_API_KEY"
 log = logging.getLogger(__name__)
 
 
@@ -77,6 +76,8 @@ class FraudServiceImpl:
     def __init__(self, args: ServeArgs) -> None:
         self.args = args
         self.settings = args.settings()
+        # First, before any thread starts: with no key (and auth not off), no replica.
+        self.api_key: str | None = replica_key(args, self.settings)
         in_replica = _in_replica()
         self.metrics = ServingMetrics.create(ray=in_replica)
         self._stop_refresh = threading.Event()
@@ -87,8 +88,6 @@ class FraudServiceImpl:
                 name="gauge-refresh",
                 daemon=True,
             ).start()
-        secret = args.api_key.get_secret_value() if args.api_key else None
-        self.api_key: str | None = secret or os.environ.get(API_KEY_ENV) or None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
         self._telemetry = ThreadPoolExecutor(max_workers=1, thread_name_prefix="telemetry")
         self._backlog = 0  # predictions handed to the telemetry thread, not yet offered

@@ -2,10 +2,11 @@
 
 Calls run on a few threads so a slow endpoint does not cap the stream at one round trip per
 payment, but items come back in the order they were submitted: each is released only after
-its own call has finished (answered, failed or timed out). A call refused (no connection,
-or a 502/503/504 from an overloaded or restarting endpoint) or cut off by a server error
-(a 500: Ray Serve's answer when the replica handling the call dies) is retried after a
-short back-off, up to ``retries`` times — scoring is idempotent, a retried call only logs
+its own call has finished (answered, failed or timed out). Every call carries the
+endpoint's API key (``headers``, from ``driftloop.apikey.client_headers``). A call refused
+(no connection, or a 502/503/504 from an overloaded or restarting endpoint) or cut off by a
+server error (a 500: Ray Serve's answer when the replica handling the call dies) is retried
+after a short back-off, up to ``retries`` times — scoring is idempotent, a retried call only logs
 its prediction twice under the same transaction id. A timeout is not retried: the
 caller's time budget is spent. A failed call is counted, never raised.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
@@ -27,11 +29,19 @@ _RETRIED = frozenset({500, 502, 503, 504})
 class Predictor(Generic[T]):
     """POSTs JSON payloads to ``url`` with at most ``concurrency`` calls in flight."""
 
-    def __init__(self, url: str, timeout_s: float, concurrency: int, retries: int = 2) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float,
+        concurrency: int,
+        retries: int = 2,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self._url = url
         self._retries = retries
         self._concurrency = max(1, concurrency)
         self._client = httpx.Client(
+            headers=dict(headers or {}),
             timeout=timeout_s,
             limits=httpx.Limits(
                 max_connections=self._concurrency, max_keepalive_connections=self._concurrency

@@ -24,6 +24,7 @@ import numpy as np
 from kafka.producer.future import FutureRecordMetadata
 from pydantic import BaseModel, ConfigDict, Field
 
+from driftloop.apikey import client_headers
 from driftloop.events import Label, Transaction, utcnow
 from driftloop.kafka import EventProducer
 from driftloop.settings import Settings
@@ -221,6 +222,7 @@ def run_stream(
             config.predict_timeout_s,
             config.predict_concurrency,
             config.predict_retries,
+            headers=client_headers(settings),
         )
     prefix = f"tx-s{config.world.seed}-{run_id}-"
     warped = None if config.time_warp == 1 else _virtual_time

@@ -136,7 +136,11 @@ def stream_command(
         bool, typer.Option(help="at the end, wait for the labels still queued")
     ] = True,
     predict_url: Annotated[
-        str | None, typer.Option(help="POST each transaction here before publishing it")
+        str | None,
+        typer.Option(
+            help="POST each transaction here before publishing it, with the Serve endpoint's "
+            "X-API-Key (DRIFTLOOP_SERVE_API_KEY, else the key file `driftloop up` made)"
+        ),
     ] = None,
     predict_timeout: Annotated[float, typer.Option(help="seconds per scoring call")] = 2.0,
     predict_concurrency: Annotated[int, typer.Option(help="scoring calls in flight")] = 4,

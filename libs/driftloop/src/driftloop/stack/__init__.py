@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from driftloop.apikey import AUTH_ENV, KEY_ENV, describe, ensure_key
 from driftloop.kafka import KafkaUnavailable, connect_admin, describe_topics, ensure_topics
 from driftloop.ports import require_free
 from driftloop.raycluster import dashboard_version
@@ -98,6 +99,10 @@ class LocalStack:
             "DRIFTLOOP_MODEL_STORE_URI": s.model_store,
             "DRIFTLOOP_DEPLOY_DIR": str(s.deploy_dir),
             "DRIFTLOOP_GIT_REPO": str(Path(s.git_repo).expanduser().absolute()),
+            # The Serve endpoint's key by its file's path, never its content (a Serve
+            # config, where the key could otherwise travel, is readable in the dashboard).
+            "DRIFTLOOP_SERVE_AUTH": s.serve_auth,
+            "DRIFTLOOP_SERVE_API_KEY_PATH": str(s.serve_api_key_path),
             # supervisord expands every %(ENV_…)s when it reads the file, so this is set
             # even when no Prometheus is installed (the program is then never started)
             "DRIFTLOOP_PROMETHEUS": self._prometheus() or "prometheus",
@@ -199,6 +204,7 @@ class LocalStack:
                 )
             echo(f"ray: using the existing cluster at {s.ray_gcs_address} ({s.dashboard_url})")
             return
+        self._up_key(echo)
         state = self.supervisor.program("ray")
         if state and state.running:
             echo(f"ray: already running at {s.ray_gcs_address} (pid {state.pid})")
@@ -223,6 +229,17 @@ class LocalStack:
         else:
             start_serve(s)
             echo(f"serve: HTTP proxy on {s.serve_url}")
+
+    def _up_key(self, echo: Echo) -> None:
+        """The Serve endpoint's API key, made once as Ray's token is (replicas refuse to
+        start without one unless auth is off)."""
+        s = self.settings
+        if s.serve_auth == "off":
+            echo(f"serve: auth off ({AUTH_ENV}=off): the scoring routes need no key")
+        elif s.serve_api_key is not None:
+            echo(f"serve: API key from {KEY_ENV}")
+        elif ensure_key(s):
+            echo(f"serve: generated the API key in {s.serve_api_key_path} (send it as X-API-Key)")
 
     # -- down ----------------------------------------------------------------------------
     def down(self, echo: Echo) -> None:
@@ -325,7 +342,7 @@ class LocalStack:
 
     def _serve_status(self) -> ComponentStatus:
         s = self.settings
-        return ComponentStatus("serve", serve_running(s), s.serve_url, s.ray_managed)
+        return ComponentStatus("serve", serve_running(s), s.serve_url, s.ray_managed, describe(s))
 
     def _sup_status(self) -> ComponentStatus:
         programs = {p.name: p.state for p in self.supervisor.programs()}
