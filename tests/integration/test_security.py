@@ -326,25 +326,27 @@ def test_a_replica_with_no_key_refuses_to_start_unless_auth_is_off(serving_world
     from ray import serve
 
     settings = serving_world.settings
-    name = support.app_name()
-    url = f"{settings.serve_url}/{name}"
+    refused, served = support.app_name(), support.app_name()
     keyless = {"DRIFTLOOP_SERVE_API_KEY": "", "DRIFTLOOP_SERVE_AUTH": "key",
                "DRIFTLOOP_SERVE_API_KEY_PATH": str(tmp_path / "absent")}  # fmt: skip
     config = support.user_config(serving_world.v1)
     try:
         with pytest.raises(RuntimeError, match="failed"):
-            support.deploy(name, support.serve_args(settings), config, env=keyless)
+            support.deploy(refused, support.serve_args(settings), config, env=keyless)
         # The application's status names the deployment; the deployment's, the reason.
-        reason = serve.status().applications[name].deployments[support.DEPLOYMENT].message
+        reason = serve.status().applications[refused].deployments[support.DEPLOYMENT].message
         assert "no API key for the scoring routes" in reason, reason[-3000:]
         assert "DRIFTLOOP_SERVE_AUTH=off" in reason, reason[-3000:]
-        support.deploy(name, support.serve_args(settings, auth="off"), config, env=keyless)
+        # A new application: Serve keeps a failed one's replicas of the same code version.
+        support.deploy(served, support.serve_args(settings, auth="off"), config, env=keyless)
+        url = f"{settings.serve_url}/{served}"
         r = httpx.post(f"{url}/predict", json=support.transaction(1), timeout=30)
         assert r.status_code == 200, r.text
         spec = httpx.get(f"{url}/openapi.json", timeout=30).json()
         assert "securitySchemes" not in spec.get("components", {})
     finally:
-        serve.delete(name)
+        serve.delete(refused)
+        serve.delete(served)
 
 
 def test_a_model_file_with_one_flipped_byte_is_refused_and_the_old_model_keeps_serving(
