@@ -120,12 +120,16 @@ class ServeArgs(BaseModel):
             "feature_env": self.feature_env,
             "feature_data_uri": self.feature_data_uri,
             "feature_repo": Path(self.feature_repo) if self.feature_repo else None,
-            "state_dir": Path(self.state_dir) if self.state_dir else None,
             "serve_auth": self.auth,
         }
-        if self.state_dir:
-            overrides["serve_api_key_path"] = Settings().serve_api_key_path
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+        if not self.state_dir:
+            return settings
+        # A copy, not a second Settings: the key's path (derived from the environment's
+        # state directory) is kept; nothing else derives from state_dir.
+        return settings.model_copy(
+            update={"state_dir": Path(self.state_dir).expanduser().absolute()}
+        )
 
 
 class ModelConfig(BaseModel):
