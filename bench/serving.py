@@ -166,11 +166,8 @@ def _counted(base: str, in_ray: bool) -> tuple[float, float]:
         rows, calls = (support.metric(base, name) for name in names)
         return rows, calls
     text = httpx.get(f"{base}/metrics", timeout=30).text
-    totals = []
-    for name in names:
-        lines = [line for line in text.splitlines() if line.startswith(name)]
-        totals.append(sum(float(line.rsplit(" ", 1)[1]) for line in lines))
-    return totals[0], totals[1]
+    rows, calls = (support.sample_sum(text, name) for name in names)
+    return rows, calls
 
 
 def target(base: str, in_ray: bool = True) -> dict[str, dict[str, float]]:
