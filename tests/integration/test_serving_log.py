@@ -59,11 +59,15 @@ def test_unreachable_kafka_costs_callers_nothing_and_drops_are_counted(own_topic
     log = PredictionLog(settings, capacity=100, retry_s=0.2)
     log.start()
     try:
-        started = time.perf_counter()
-        dropped = sum(log.offer([event]) for event in _events(1000, "down"))
-        offer_s = time.perf_counter() - started
+        # an offer that waited for the broker would take at least the 1 s connection
+        # timeout; how fast the 1000 offers are in total is the machine's, not asserted
+        dropped, slowest = 0, 0.0
+        for event in _events(1000, "down"):
+            started = time.perf_counter()
+            dropped += log.offer([event])
+            slowest = max(slowest, time.perf_counter() - started)
         assert dropped == 900 and log.dropped == {"queue_full": 900}
-        assert offer_s < 0.5, f"1000 offers took {offer_s:.3f} s"
+        assert slowest < 0.5, f"an offer waited {slowest:.3f} s"
         time.sleep(1.5)  # a few connection attempts
         assert not log.connected and log.queued == 100 and log.sent == 0
     finally:

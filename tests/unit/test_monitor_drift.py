@@ -61,6 +61,31 @@ def test_chi_square_weighs_rare_unseen_values_by_their_share():
     assert new[1] < 1e-6 and new[2] == pytest.approx(0.08, abs=1e-6)
 
 
+def test_chi_square_tests_two_samples_so_a_small_reference_is_no_false_alarm():
+    """A retrained version's reference is a few thousand post-change rows: a sample like
+    the window, not exact shares. The test is scipy's test of homogeneity on the two
+    samples, and windows drawn from the reference's own distribution are flagged at alpha."""
+    from scipy import stats
+
+    observed = {"a": 430.0, "b": 310.0, "c": 160.0, "d": 100.0}
+    reference = {"a": 1900.0, "b": 1150.0, "c": 600.0, "d": 350.0}
+    statistic, p, _ = chi_square(observed, reference)
+    table = [list(observed.values()), list(reference.values())]
+    scipy_test = stats.chi2_contingency(table, correction=False)
+    assert statistic == pytest.approx(scipy_test.statistic)
+    assert p == pytest.approx(scipy_test.pvalue)
+
+    rng = np.random.default_rng(3)
+    shares = rng.dirichlet(np.full(15, 2.0))
+    names = [f"c{i}" for i in range(15)]
+    flagged = 0
+    for _ in range(400):
+        ref = dict(zip(names, rng.multinomial(4000, shares).astype(float), strict=True))
+        win = dict(zip(names, rng.multinomial(1000, shares).astype(float), strict=True))
+        flagged += chi_square(win, ref)[1] < 0.01
+    assert flagged / 400 <= 0.025, flagged  # alpha is 0.01; three standard errors above it
+
+
 def _views(shift: float, n: int = 2000, seed: int = 0):
     rng = np.random.default_rng(seed)
     ref = pd.DataFrame({"x": rng.normal(0, 1, 20_000), "c": rng.choice(["a", "b"], 20_000)})

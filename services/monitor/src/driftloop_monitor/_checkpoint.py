@@ -45,6 +45,12 @@ CREATE TABLE IF NOT EXISTS series (
     PRIMARY KEY (version, kind, start));
 CREATE TABLE IF NOT EXISTS labelled (
     bucket INTEGER PRIMARY KEY, rows INTEGER NOT NULL, positives INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS bases (
+    version TEXT NOT NULL, window TEXT NOT NULL, profile BLOB NOT NULL,
+    PRIMARY KEY (version, window));
+CREATE TABLE IF NOT EXISTS rebased (
+    version TEXT NOT NULL, column_name TEXT NOT NULL, window TEXT NOT NULL,
+    PRIMARY KEY (version, column_name));
 CREATE TABLE IF NOT EXISTS outbox (
     event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, payload BLOB NOT NULL,
     published INTEGER NOT NULL DEFAULT 0, partition INTEGER, offset INTEGER);
@@ -107,6 +113,30 @@ class Checkpoint:
             " SET value = excluded.value",
             (key, value),
         )
+
+    def rebase(self, version: str, columns: list[str], window: str, profile: bytes) -> None:
+        """``columns`` of ``version`` are tested against ``window``'s profile from now on."""
+        self.db.execute("INSERT OR REPLACE INTO bases (version, window, profile) VALUES (?,?,?)",
+                        (version, window, profile))  # fmt: skip
+        self.db.executemany(
+            "INSERT OR REPLACE INTO rebased (version, column_name, window) VALUES (?,?,?)",
+            [(version, column, window) for column in columns],
+        )
+
+    def rebased(self, version: str) -> dict[str, str]:
+        """Column -> the window of ``version``'s traffic it was rebased on."""
+        rows = self.db.execute(
+            "SELECT column_name, window FROM rebased WHERE version = ?", (version,)
+        )
+        return {str(c): str(w) for c, w in rows}
+
+    def base_profile(self, version: str, window: str) -> bytes:
+        row = self.db.execute(
+            "SELECT profile FROM bases WHERE version = ? AND window = ?", (version, window)
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no base window {window} of {version}")
+        return bytes(row[0])
 
     def streak(self, version: str, kind: str) -> tuple[int, int]:
         row = self.db.execute(

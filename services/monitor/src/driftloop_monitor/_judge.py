@@ -24,6 +24,7 @@ from driftloop.profiles import SCORE_COLUMN, profile_frame, serialize
 from driftloop_monitor._checkpoint import Joined
 from driftloop_monitor._frame import window_frame
 from driftloop_monitor._references import Reference
+from driftloop_monitor._settle import Basis
 from driftloop_monitor._windows import ClosedWindow
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def _guess_types(window: ClosedWindow) -> tuple[list[str], dict[str, frozenset[s
 
 
 def _plan(
-    policy: MonitorPolicy, ref: Reference, window: DatasetProfileView
+    policy: MonitorPolicy, ref: Reference, window: DatasetProfileView, bases: dict[str, Basis]
 ) -> dict[str, tuple[Algorithm, Any, Any]]:
     spec = policy.drift
     known = [*ref.numeric, *ref.categorical]
@@ -60,17 +61,32 @@ def _plan(
         rule = spec.overrides.get(name)
         default: Algorithm = spec.categorical if name in ref.categorical else spec.numeric
         algorithm = rule.algorithm if rule and rule.algorithm else default
-        plan[name] = (algorithm, window.get_column(name), ref.features.get_column(name))
+        plan[name] = (algorithm, window.get_column(name), _reference(name, ref, bases))
     if spec.score:
         plan[SCORE_COLUMN] = (spec.numeric, window.get_column(SCORE_COLUMN),
                               ref.scores.get_column(SCORE_COLUMN))  # fmt: skip
     return plan
 
 
+def _reference(column: str, ref: Reference, bases: dict[str, Basis]) -> Any:
+    basis = bases.get(column)
+    if basis is not None and basis.profile is not None:
+        return basis.profile.get_column(column)
+    source = ref.scores if column == SCORE_COLUMN else ref.features
+    return source.get_column(column)
+
+
 def judge_drift(
-    policy: MonitorPolicy, window: ClosedWindow, ref: Reference | None, streak: int
+    policy: MonitorPolicy,
+    window: ClosedWindow,
+    ref: Reference | None,
+    streak: int,
+    bases: dict[str, Basis] | None = None,
 ) -> tuple[Judged, int]:
-    """The window's verdict and the streak of drifted windows after it."""
+    """The window's verdict and the streak of drifted windows after it. ``bases``: the
+    columns tested against something else than the training reference (see ``_settle``);
+    settling and adopted columns are tested and recorded but not counted."""
+    bases = bases or {}
     if ref is not None:
         numeric, categorical = ref.numeric, dict[str, frozenset[str] | None](ref.categorical)
     else:
@@ -83,12 +99,12 @@ def judge_drift(
     elif ref is None:
         verdict = "no_reference"
     else:
-        plan = _plan(policy, ref, view)
+        plan = _plan(policy, ref, view, bases)
         tests = compare(plan, policy.drift)
-        drifted = sum(t.drifted for t in tests)
+        drifted = sum(t.drifted for t in _counted(tests, bases))
         verdict = "drift" if drifted >= policy.drift.min_drifted_columns else "no_drift"
         streak = streak + 1 if verdict == "drift" else 0
-    columns = [_column_record(t, view, ref) for t in tests]
+    columns = [_column_record(t, view, ref, bases) for t in tests]
     w = Window(start=window.start, end=window.end, row_count=len(window.rows))
     event = None
     if verdict == "drift" and ref is not None and streak >= policy.drift.consecutive_windows:
@@ -96,43 +112,50 @@ def judge_drift(
             kind="data_drift", model_name=policy.model, model_version=window.version, window=w,
             reference_profile=ref.uri,
             columns=[ColumnDrift(column=t.column, algorithm=t.algorithm, statistic=t.statistic,
-                                 p_value=t.p_value, category=t.category) for t in tests],
-            metrics=_drift_metrics(tests, streak),
+                                 p_value=t.p_value, category=t.category)
+                     for t in _counted(tests, bases)],
+            metrics=_drift_metrics(tests, streak, bases),
         )  # fmt: skip
     record = WindowRecord(
         kind="data", model=policy.model, version=window.version, start=w.start, end=w.end,
         row_count=w.row_count, verdict=verdict, streak=streak,
         event_id=event.event_id if event else None, reference_profile=ref.uri if ref else None,
         columns=columns, quality={c: q for c, q in quality.items() if any(q.values())},
-        metrics=_drift_metrics(tests, streak) if tests else {},
+        metrics=_drift_metrics(tests, streak, bases) if tests else {},
     )  # fmt: skip
     return Judged(record, event, tests, serialize(view)), streak
 
 
-def _drift_metrics(tests: list[ColumnTest], streak: int) -> dict[str, float]:
+def _counted(tests: list[ColumnTest], bases: dict[str, Basis]) -> list[ColumnTest]:
+    return [t for t in tests if t.column not in bases or bases[t.column].counted]
+
+
+def _drift_metrics(
+    tests: list[ColumnTest], streak: int, bases: dict[str, Basis]
+) -> dict[str, float]:
+    counted = _counted(tests, bases)
     out = {
         "tested_columns": float(len(tests)),
-        "drifted_columns": float(sum(t.drifted for t in tests)),
+        "drifted_columns": float(sum(t.drifted for t in counted)),
+        "settling_columns": float(len(tests) - len(counted)),
         "streak": float(streak),
     }
-    out.update({f"effect.{t.column}": t.effect for t in tests if t.drifted})
+    out.update({f"effect.{t.column}": t.effect for t in counted if t.drifted})
     return out
 
 
 def _column_record(
-    test: ColumnTest, view: DatasetProfileView, ref: Reference | None
+    test: ColumnTest, view: DatasetProfileView, ref: Reference | None, bases: dict[str, Basis]
 ) -> ColumnRecord:
     categorical = test.algorithm == "chi-square"
-    reference = None
-    if ref is not None:
-        source = ref.scores if test.column == SCORE_COLUMN else ref.features
-        reference = source.get_column(test.column)
+    reference = _reference(test.column, ref, bases) if ref is not None else None
+    basis = bases.get(test.column)
     return ColumnRecord(
         column=test.column, algorithm=test.algorithm, statistic=test.statistic,
         p_value=test.p_value, p_adjusted=test.p_adjusted, effect=test.effect,
         min_effect=test.min_effect, category=test.category,
         window=summary(view.get_column(test.column), categorical),
-        reference=summary(reference, categorical),
+        reference=summary(reference, categorical), basis=basis.label if basis else None,
     )  # fmt: skip
 
 

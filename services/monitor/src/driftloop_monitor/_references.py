@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from driftloop.models import ModelStore, ModelStoreError, vocabularies
@@ -28,6 +29,8 @@ class Reference:
     uri: str
     metadata_uri: str
     feature_service: str | None = None
+    change_point: datetime | None = None
+    """When the regime the version was trained for began (its lineage), if it was."""
 
 
 class References:
@@ -68,9 +71,14 @@ class References:
             uri=stored.reference_uri(REFERENCE_FEATURES),
             metadata_uri=stored.metadata_uri,
             feature_service=stored.metadata.feature_service,
+            change_point=_change_point(stored.metadata.params.get("change_point")),
         )
 
     def feature_service(self, version: str) -> str | None:
         """The Feast feature service ``version`` was trained on (None: unknown yet)."""
         ref = self.get(version)
         return ref.feature_service if ref is not None else None
+
+
+def _change_point(value: object) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None

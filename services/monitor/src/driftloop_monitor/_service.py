@@ -27,6 +27,7 @@ from driftloop_monitor._metrics import MonitorMetrics
 from driftloop_monitor._outbox import Outbox
 from driftloop_monitor._references import References
 from driftloop_monitor._settings import MonitorSettings
+from driftloop_monitor._settle import Settling, window_label
 from driftloop_monitor._skew import SkewCheck
 from driftloop_monitor._windows import ClosedWindow, Windows
 
@@ -53,6 +54,7 @@ class MonitorService:
         self.producer = EventProducer(settings)
         self.outbox = Outbox(settings, self.checkpoint, self.producer)
         self.windows = Windows(self.policy.window, self.checkpoint)
+        self.settling = Settling(self.policy.drift, self.checkpoint)
         self.join = LabelJoin(self.checkpoint, self.policy.performance)
         self.changes = ChangePoints(
             self.checkpoint, self.join if self.policy.performance.enabled else None
@@ -164,10 +166,17 @@ class MonitorService:
     def _close(self, window: ClosedWindow) -> Judged:
         before, _ = self.checkpoint.streak(window.version, "data")
         ref = self.references.get(window.version)
-        judged, streak = judge_drift(self.policy, window, ref, before)
+        bases = self.settling.bases(ref, window.start) if ref is not None else {}
+        judged, streak = judge_drift(self.policy, window, ref, before, bases)
         self.checkpoint.set_streak(window.version, "data", streak)
         judged = self.changes.follow("data", before, window.start.timestamp(), judged)
         self._record(judged)
+        if judged.tests:  # judged: the columns whose horizon has passed are rebased on it
+            label = window_label(window.start, window.end)
+            adopted = self.settling.adopt(window.version, bases, label, judged.profile)
+            if adopted:
+                log.info("%s: %s rebased on window %s", window.version, ", ".join(adopted),
+                         label)  # fmt: skip
         if self.skew is not None:
             self.skew.closed(judged.record)
         return judged

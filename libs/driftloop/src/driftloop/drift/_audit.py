@@ -45,6 +45,14 @@ class ColumnRecord(BaseModel):
     category: Literal["NO_DRIFT", "POSSIBLE_DRIFT", "DRIFT"]
     window: Summary = Field(default_factory=dict)
     reference: Summary = Field(default_factory=dict)
+    basis: str | None = Field(
+        None,
+        description="what the column was tested against, when not the version's training "
+        "reference: 'settling' (its horizon still reaches back before the change the "
+        "version was trained for: tested, not counted), 'adopted' (this window, the "
+        "column's first settled one, becomes its reference: not counted) or "
+        "'window <start>/<end>' (the window of the version's own traffic it was rebased on)",
+    )
 
 
 class WindowRecord(BaseModel):

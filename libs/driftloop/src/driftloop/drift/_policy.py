@@ -77,6 +77,26 @@ class DriftSpec(BaseModel):
     min_effect: dict[Algorithm, float] = Field(default_factory=_default_effects)
     min_drifted_columns: int = Field(1, ge=1)
     consecutive_windows: int = Field(1, ge=1)
+    settle_hours: dict[str, float] = Field(
+        default_factory=dict,
+        description="column name pattern (fnmatch) -> event-time hours the column "
+        "aggregates over: after the change a version was trained for, such a column keeps "
+        "moving until its horizon holds only the new regime",
+    )
+
+    @model_validator(mode="after")
+    def _positive_horizons(self) -> Self:
+        bad = sorted(k for k, hours in self.settle_hours.items() if hours <= 0)
+        if bad:
+            raise ValueError(f"settle_hours must be positive: {', '.join(bad)}")
+        return self
+
+    def horizon_s(self, column: str) -> float | None:
+        """Event-time seconds ``column`` aggregates over (the longest matching pattern's)."""
+        from fnmatch import fnmatchcase
+
+        hours = [h for pattern, h in self.settle_hours.items() if fnmatchcase(column, pattern)]
+        return max(hours) * 3600.0 if hours else None
 
     def effect_for(self, column: str, algorithm: Algorithm) -> float:
         rule = self.overrides.get(column)

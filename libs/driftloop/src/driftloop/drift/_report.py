@@ -87,9 +87,10 @@ def _evidence(record: WindowRecord, store: AuditStore) -> str:
         shown = sorted(record.columns, key=lambda c: (c.category != "DRIFT", -c.effect))
         parts.append(_table(
             ["column", "algorithm", "statistic", "p", "p adjusted", "effect", "min effect",
-             "category", "window", "reference"],
+             "category", "window", "reference", "tested against"],
             [[c.column, c.algorithm, c.statistic, c.p_value, c.p_adjusted, c.effect,
-              c.min_effect, c.category, _summary(c.window), _summary(c.reference)]
+              c.min_effect, c.category, _summary(c.window), _summary(c.reference),
+              c.basis or "training reference"]
              for c in shown],
         ))  # fmt: skip
     if record.skew is not None:
@@ -147,6 +148,10 @@ def _summary(summary: dict[str, float | str | None]) -> str:
     return ", ".join(f"{k}={_fmt(v)}" for k, v in summary.items())
 
 
+_UNCOUNTED = ("settling", "adopted")
+"""Bases of a column tested but not counted towards the window's verdict."""
+
+
 def write_report(store: AuditStore, model: str, out_dir: Path) -> tuple[Path, Path]:
     """Write ``<out_dir>/drift-<model>.png`` and ``.html``; return their paths."""
     records = store.records()
@@ -161,7 +166,8 @@ def write_report(store: AuditStore, model: str, out_dir: Path) -> tuple[Path, Pa
         ["window end", "kind", "version", "rows", "verdict", "drifted columns",
          "skewed features", "event"],
         [[f"{r.end:%Y-%m-%d %H:%M:%S}", r.kind, r.version, r.row_count, r.verdict,
-          ", ".join(c.column for c in r.columns if c.category == "DRIFT"),
+          ", ".join(c.column + (" (settling)" if c.basis in _UNCOUNTED else "")
+                    for c in r.columns if c.category == "DRIFT"),
           ", ".join(r.skew.skewed) if r.skew else "", r.event_id]
          for r in records],
     )  # fmt: skip
