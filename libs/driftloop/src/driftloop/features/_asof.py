@@ -11,7 +11,7 @@ frame is ours; everything else — materialization (``pull_latest_from_table_or_
 ``pull_all_from_table_or_query``, writes, logging, retrieval without an entity frame — is
 the file store's own code, inherited, on the same ``FileSource`` directories.
 
-Semantics are the file store's (``tests/unit/test_asof_store.py`` compares the two on
+Semantics are the file store's (``tests/integration/test_asof_store.py`` compares the two on
 random data, row for row and dtype for dtype):
 
 - a feature row stamped ``t`` is visible to an entity row at ``t`` (inclusive), and not
@@ -29,15 +29,12 @@ get nulls here (pandas would match null keys with null keys).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
 from typing import Any, Literal
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as pads
 from feast import FeatureView
 from feast.infra.offline_stores.dask import DaskOfflineStore, DaskOfflineStoreConfig
 from feast.infra.offline_stores.file_source import FileSource
@@ -51,10 +48,18 @@ from feast.utils import (
     _get_requested_on_demand_feature_views,
 )
 
+from driftloop.features._asof_view import (
+    ROW,
+    T,
+    as_output,
+    connect,
+    prepare_view,
+    read_history,
+    source_nulls,
+    view_plan,
+)
+
 TYPE = "driftloop.features.AsOfOfflineStore"
-_ROW = "__asof_row"
-_T = "__asof_t"
-_C = "__asof_c"
 
 
 class AsOfOfflineStoreConfig(DaskOfflineStoreConfig):
@@ -132,35 +137,65 @@ class AsOfOfflineStore(DaskOfflineStore):
                 config, feature_views, feature_refs, entity_df, registry, project,
                 full_feature_names, **kwargs,
             )  # fmt: skip
-        for view in feature_views:
-            if not isinstance(view.batch_source, FileSource):
-                raise ValueError(f"{view.name}: the as-of store reads FileSources only")
-        ts_column = _timestamp_column(entity_df)
-        odfvs = _get_requested_on_demand_feature_views(feature_refs, project, registry)
-        to_features, _ = _get_requested_feature_views_to_features_dict(
-            feature_refs, feature_views, odfvs
+        request = as_of_request(
+            config, feature_views, feature_refs, entity_df, registry, project, full_feature_names
         )
         store = config.offline_store
-        repo_path = str(config.repo_path) if config.repo_path else None
-        stamps = pd.to_datetime(entity_df[ts_column], utc=True)
 
         def evaluate() -> pa.Table:
             return _join(
-                entity_df, ts_column, to_features, full_feature_names, repo_path,
-                threads=store.threads, memory_limit=store.memory_limit,
+                entity_df, request.ts_column, request.to_features, full_feature_names,
+                request.repo_path, threads=store.threads, memory_limit=store.memory_limit,
             )  # fmt: skip
 
         return AsOfRetrievalJob(
-            evaluate,
-            full_feature_names,
-            OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry),
-            RetrievalMetadata(
-                features=feature_refs,
-                keys=list(set(entity_df.columns) - {ts_column}),
-                min_event_timestamp=stamps.min().to_pydatetime(),
-                max_event_timestamp=stamps.max().to_pydatetime(),
-            ),
+            evaluate, full_feature_names, request.on_demand_feature_views, request.metadata
         )
+
+
+@dataclass(frozen=True)
+class AsOfRequest:
+    """What ``get_historical_features`` with an entity frame asks, resolved."""
+
+    ts_column: str
+    to_features: dict[FeatureView, list[str]]
+    repo_path: str | None
+    on_demand_feature_views: list[OnDemandFeatureView]
+    metadata: RetrievalMetadata
+
+
+def as_of_request(
+    config: RepoConfig,
+    feature_views: list[FeatureView],
+    feature_refs: list[str],
+    entity_df: pd.DataFrame,
+    registry: BaseRegistry,
+    project: str,
+    full_feature_names: bool,
+) -> AsOfRequest:
+    for view in feature_views:
+        if not isinstance(view.batch_source, FileSource):
+            raise ValueError(f"{view.name}: the as-of store reads FileSources only")
+    ts_column = _timestamp_column(entity_df)
+    odfvs = _get_requested_on_demand_feature_views(feature_refs, project, registry)
+    to_features, _ = _get_requested_feature_views_to_features_dict(
+        feature_refs, feature_views, odfvs
+    )
+    stamps = pd.to_datetime(entity_df[ts_column], utc=True)
+    return AsOfRequest(
+        ts_column=ts_column,
+        to_features=to_features,
+        repo_path=str(config.repo_path) if config.repo_path else None,
+        on_demand_feature_views=OnDemandFeatureView.get_requested_odfvs(
+            feature_refs, project, registry
+        ),
+        metadata=RetrievalMetadata(
+            features=feature_refs,
+            keys=list(set(entity_df.columns) - {ts_column}),
+            min_event_timestamp=stamps.min().to_pydatetime(),
+            max_event_timestamp=stamps.max().to_pydatetime(),
+        ),
+    )
 
 
 def _timestamp_column(entity_df: pd.DataFrame) -> str:
@@ -176,42 +211,15 @@ def _timestamp_column(entity_df: pd.DataFrame) -> str:
     )
 
 
-def _epoch_ns(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Timestamps as int64 nanoseconds since the epoch (naive ones read as UTC), so the
-    join compares exactly what pandas compares, whatever unit the files were written in."""
-    tz = getattr(column.type, "tz", None)
-    return pc.cast(pc.cast(column, pa.timestamp("ns", tz=tz)), pa.int64())
-
-
-def _history(view: FeatureView, features: list[str], repo_path: str | None) -> tuple[
-    pa.Table, list[str]
-]:  # fmt: skip
-    """The view's source as (keys..., __asof_t, [__asof_c], features...), read with the
-    same file discovery as the file store (hidden and ``_`` files skipped); and the
-    entity-frame column each key is matched with."""
-    source = view.batch_source
-    assert isinstance(source, FileSource)
-    to_source = {feast: raw for raw, feast in (source.field_mapping or {}).items()}
-    uri = FileSource.get_uri_for_file_path(repo_path=repo_path, uri=source.file_options.uri)
-    filesystem, path = FileSource.create_filesystem_and_path(
-        str(uri), source.file_options.s3_endpoint_override
-    )
-    keys = [column.name for column in view.entity_columns]
-    entity_keys = [view.projection.join_key_map.get(key, key) for key in keys]
-    created = source.created_timestamp_column
-    wanted = [*keys, source.timestamp_field, *([created] if created else []), *features]
-    raw = pads.dataset(path, filesystem=filesystem, format="parquet")
-    table = raw.to_table(columns=[to_source.get(name, name) for name in wanted])
-    columns = [table.column(i) for i in range(len(keys))]
-    names = [f"k{i}" for i in range(len(keys))]
-    columns.append(_epoch_ns(table.column(len(keys))))
-    names.append(_T)
-    if created:
-        columns.append(_epoch_ns(table.column(len(keys) + 1)))
-        names.append(_C)
-    columns.extend(table.column(i) for i in range(len(wanted) - len(features), len(wanted)))
-    names.extend(f"f{i}" for i in range(len(features)))
-    return pa.Table.from_arrays(columns, names=names), entity_keys
+def entity_table(entity_df: pd.DataFrame, ts_column: str) -> pa.Table:
+    """The entity rows as the output's first columns (the timestamp as UTC nanoseconds),
+    with a row number ``__asof_row`` and the time ``__asof_t`` as int64 nanoseconds."""
+    entity = entity_df.reset_index(drop=True)
+    entity[ts_column] = pd.to_datetime(entity[ts_column], utc=True).dt.as_unit("ns")
+    stamps = entity[ts_column].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    out = pa.Table.from_pandas(entity, preserve_index=False)
+    out = out.append_column(ROW, pa.array(np.arange(len(entity), dtype=np.int64)))
+    return out.append_column(T, pa.array(stamps))
 
 
 def _join(
@@ -225,52 +233,31 @@ def _join(
     memory_limit: str | None,
 ) -> pa.Table:
     """The entity rows, in order, with each view's features as of each row's timestamp."""
-    entity = entity_df.reset_index(drop=True)
-    entity[ts_column] = pd.to_datetime(entity[ts_column], utc=True).dt.as_unit("ns")
-    stamps = entity[ts_column].to_numpy(dtype="datetime64[ns]").view(np.int64)
-    left: dict[str, Any] = {_ROW: np.arange(len(entity), dtype=np.int64), _T: stamps}
-    connection = duckdb.connect(config={"threads": threads} if threads else {})
-    if memory_limit:
-        connection.execute(f"SET memory_limit = '{memory_limit}'")
+    entity = entity_table(entity_df, ts_column)
+    left: dict[str, Any] = {ROW: entity.column(ROW), T: entity.column(T)}
+    connection = connect(threads, memory_limit)
     selects: list[str] = []
     joins: list[str] = []
     names: list[str] = []
-    keep: list[pa.Table] = []
-    source_nulls: list[bool] = []
+    keep: list[pa.Table] = []  # registered tables must outlive the query
+    nulls: list[bool] = []
     for v, (view, features) in enumerate(to_features.items()):
-        history, entity_keys = _history(view, features, repo_path)
-        for i, key in enumerate(entity_keys):
-            left[f"v{v}k{i}"] = entity[key]
-        # One row per (keys, timestamp): the latest created wins the tie.
-        ordered = f"ORDER BY {_C} DESC NULLS LAST" if _C in history.column_names else ""
-        keys = ", ".join(f"k{i}" for i in range(len(entity_keys)))
-        keep.append(history)  # registered tables must outlive the query
-        connection.register(f"raw{v}", history)
-        # Every name in these statements is generated here: nothing user-supplied.
-        connection.execute(
-            f"CREATE TEMP VIEW h{v} AS SELECT * FROM raw{v} WHERE {_T} IS NOT NULL "  # noqa: S608
-            f"QUALIFY row_number() OVER (PARTITION BY {keys}, {_T} {ordered}) = 1"
-        )
-        on = " AND ".join(f"e.v{v}k{i} = h{v}.k{i}" for i in range(len(entity_keys)))
-        joins.append(f"ASOF LEFT JOIN h{v} ON {on} AND e.{_T} >= h{v}.{_T}")
-        ttl_ns = (view.ttl // timedelta(microseconds=1)) * 1000 if view.ttl else 0
-        fresh = f"h{v}.{_T} >= e.{_T} - {ttl_ns}" if ttl_ns else "true"
-        view_name: str = view.projection.name_to_use()  # type: ignore[no-untyped-call]
-        prefix = f"{view_name}__" if full_feature_names else ""
-        for f, feature in enumerate(features):
-            selects.append(f"CASE WHEN {fresh} THEN h{v}.f{f} END AS o{len(names)}")
-            names.append(prefix + feature)
-            source_nulls.append(history.column(f"f{f}").null_count > 0)
-    connection.register("e", pa.Table.from_pandas(pd.DataFrame(left), preserve_index=False))
-    columns = ", ".join(selects) or f"e.{_ROW}"
-    query = f"SELECT {columns} FROM e {' '.join(joins)} ORDER BY e.{_ROW}"  # noqa: S608
+        plan = view_plan(view, features, full_feature_names, repo_path)
+        history = read_history(plan)
+        for i, key in enumerate(plan.entity_keys):
+            left[f"v{v}k{i}"] = entity.column(key)
+        keep.append(history)
+        join, view_selects = prepare_view(connection, plan, v, history, len(names))
+        joins.append(join)
+        selects.extend(view_selects)
+        names.extend(plan.names)
+        nulls.extend(source_nulls(history, len(features)))
+    connection.register("e", pa.table(left))
+    columns = ", ".join(selects) or f"e.{ROW}"
+    query = f"SELECT {columns} FROM e {' '.join(joins)} ORDER BY e.{ROW}"  # noqa: S608
     joined = connection.sql(query).to_arrow_table()
     connection.close()
-    out = pa.Table.from_pandas(entity, preserve_index=False)
+    out = entity.drop_columns([ROW, T])
     for i, name in enumerate(names):
-        column = joined.column(f"o{i}")
-        if pa.types.is_integer(column.type) and (column.null_count or source_nulls[i]):
-            # What pandas makes of an integer column with nulls, in the output or the files.
-            column = column.cast(pa.float64())
-        out = out.append_column(name, column)
+        out = out.append_column(name, as_output(joined.column(f"o{i}"), nulls[i]))
     return out
