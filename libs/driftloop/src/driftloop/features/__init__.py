@@ -2,6 +2,11 @@
 the batch sources they append to, and point-in-time training sets from Feast."""
 
 from driftloop.features._asof import AsOfOfflineStore, AsOfOfflineStoreConfig, AsOfRetrievalJob
+from driftloop.features._asof_ray import (
+    RayAsOfOfflineStore,
+    RayAsOfOfflineStoreConfig,
+    RayAsOfRetrievalJob,
+)
 from driftloop.features._history import (
     CUSTOMER_AGGREGATE_COLUMNS,
     CUSTOMER_AGGREGATES_SCHEMA,
@@ -50,6 +55,9 @@ __all__ = [
     "OnlineColumns",
     "OnlinePlan",
     "Point",
+    "RayAsOfOfflineStore",
+    "RayAsOfOfflineStoreConfig",
+    "RayAsOfRetrievalJob",
     "TooLate",
     "aggregate_rows_frame",
     "apply_repo",

@@ -1,0 +1,188 @@
+"""The partitioned as-of join (the Ray store's plan), run in this process: the local as-of
+store's answer, row for row and dtype for dtype, for 1, 3 and 4 partitions, on random
+worlds (``tests/asof_worlds.py``) made harder here: merchant keys stored as int32 or int16
+in the files while the entity rows hold int64 (or float64, once a key is null), null keys
+in entity rows and history, histories split over two files, views in any order. And every
+task gets only rows whose keys hash to its partition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from feast import FeatureView, Field
+from feast.repo_config import RepoConfig
+from feast.types import Int64, String
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from driftloop.features import RayAsOfOfflineStore, RayAsOfOfflineStoreConfig
+from driftloop.features._asof import _join, entity_table
+from driftloop.features._asof_parts import (
+    InProcess,
+    JoinPlan,
+    collect,
+    history_part,
+    join_part,
+    run,
+)
+from driftloop.features._asof_view import partition_of, read_history, view_plan
+from tests.asof_worlds import BASE, SCHEMAS, definitions, worlds
+
+pytestmark = pytest.mark.timeout(120)
+FEATURES = {"cust": ["c_int", "c_float", "c_str"], "merch": ["m_int"], "pair": ["p_float"]}
+
+
+class Recording(InProcess):
+    """Runs tasks in process and remembers the entity rows each join task was given."""
+
+    def __init__(self) -> None:
+        self.joins: list[tuple[JoinPlan, int, int, pa.Table]] = []
+
+    def submit(self, fn: Any, *args: Any, num_returns: int = 1) -> list[Any]:
+        if fn is join_part:
+            plan, v, p, *parts = args
+            self.joins.append((plan, v, p, pa.concat_tables(parts)))
+        return super().submit(fn, *args, num_returns=num_returns)
+
+
+def _write(history: dict[str, dict[str, list[object]]], data: Path, key: pa.DataType,
+           cut: float) -> None:  # fmt: skip
+    """Each view's history in two files (split at ``cut``), merchant keys as ``key``."""
+    for name, columns in history.items():
+        schema = SCHEMAS[name]
+        if "merchant_id" in schema.names:
+            at = schema.get_field_index("merchant_id")
+            schema = schema.set(at, pa.field("merchant_id", key))
+        table = pa.Table.from_pydict(columns, schema=schema)
+        split = int(table.num_rows * cut)
+        (data / name).mkdir(parents=True, exist_ok=True)
+        pq.write_table(table.slice(0, split), data / name / "a.parquet")
+        pq.write_table(table.slice(split), data / name / "b.parquet")
+
+
+def _views(data: Path) -> dict[str, FeatureView]:
+    """The worlds' views with their entity columns, as ``FeatureStore.apply`` infers them."""
+    keys = {"customer": Field(name="customer_id", dtype=String),
+            "merchant": Field(name="merchant_id", dtype=Int64)}  # fmt: skip
+    views = {d.name: d for d in definitions(data) if type(d) is FeatureView}
+    for view in views.values():
+        view.entity_columns = [keys[name] for name in view.entities]
+    return views
+
+
+@st.composite
+def harder(draw: st.DrawFn) -> tuple[dict[str, dict[str, list[object]]], pd.DataFrame]:
+    history, entity = draw(worlds())
+    for name in ("cust", "pair"):  # null keys in the history
+        ids = history[name]["customer_id"]
+        for i in draw(st.sets(st.integers(0, max(len(ids) - 1, 0)), max_size=2)):
+            if i < len(ids):
+                ids[i] = None
+    entity = entity.copy()
+    rows = st.sets(st.integers(0, len(entity) - 1), max_size=2)
+    nulls_c, nulls_m = draw(rows), draw(rows)
+    if nulls_c:
+        entity["customer_id"] = entity["customer_id"].astype(object)
+        entity.loc[sorted(nulls_c), "customer_id"] = None
+    if nulls_m:  # pandas: an int64 column with a null becomes float64
+        entity["merchant_id"] = entity["merchant_id"].astype("float64")
+        entity.loc[sorted(nulls_m), "merchant_id"] = np.nan
+    return history, entity
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    world=harder(),
+    key=st.sampled_from([pa.int64(), pa.int32(), pa.int16()]),
+    cut=st.floats(0, 1),
+    order=st.permutations(list(FEATURES)),
+    full_names=st.booleans(),
+)
+def test_partitioned_join_equals_the_local_store(
+    tmp_path_factory: pytest.TempPathFactory,
+    world: tuple[dict[str, dict[str, list[object]]], pd.DataFrame],
+    key: pa.DataType,
+    cut: float,
+    order: list[str],
+    full_names: bool,
+) -> None:
+    history, entity = world
+    data = tmp_path_factory.mktemp("parts")
+    _write(history, data, key, cut)
+    views = _views(data)
+    to_features = {views[name]: FEATURES[name] for name in order}
+    local = _join(entity, "event_timestamp", to_features, full_names, None,
+                  threads=1, memory_limit=None).to_pandas()  # fmt: skip
+    plans = [view_plan(view, features, full_names, None) for view, features in to_features.items()]
+    for partitions in (1, 3, 4):
+        plan = JoinPlan(plans, partitions, threads=1)
+        runner = Recording()
+        result = run(plan, entity_table(entity, "event_timestamp"), runner)
+        got = collect(result, runner).to_pandas()
+        pd.testing.assert_frame_equal(got, local, check_exact=True)
+        assert len(runner.joins) == partitions * len(plans)
+        for _, v, p, rows in runner.joins:
+            hashed = partition_of(rows, plans[v].entity_keys, partitions)
+            assert (hashed == p).all(), (v, p)
+        for p, block in enumerate(result.blocks):
+            assert (partition_of(block, plans[-1].entity_keys, partitions) == p).all()
+        assert sorted(np.concatenate(result.rows).tolist()) == list(range(len(entity)))
+
+
+@pytest.mark.parametrize("partitions", [1, 3, 4])
+def test_each_task_reads_only_its_partition_of_the_history(tmp_path: Path, partitions: int) -> None:
+    rng = np.random.default_rng(7)
+    n = 5000
+    history = {"pair": {
+        "customer_id": [f"c{i}" for i in rng.integers(0, 300, n)],
+        "merchant_id": rng.integers(0, 50, n).tolist(),
+        "ts": list(BASE + pd.to_timedelta(rng.integers(0, 10**6, n), "s")),
+        "created": [pd.Timestamp("2026-03-02", tz="UTC")] * n, "p_float": rng.random(n).tolist(),
+    }}  # fmt: skip
+    _write(history, tmp_path, pa.int32(), 0.4)
+    plan = view_plan(_views(tmp_path)["pair"], ["p_float"], False, None)
+    whole = read_history(plan)
+    parts = [history_part(plan, partitions, p) for p in range(partitions)]
+    assert sum(part.num_rows for part in parts) == whole.num_rows
+    for p, part in enumerate(parts):
+        assert (partition_of(part, ["k0", "k1"], partitions) == p).all()
+        assert part.schema == whole.schema
+    if partitions > 1:
+        assert max(part.num_rows for part in parts) < whole.num_rows * 0.6
+
+
+def test_a_key_hashes_alike_whatever_its_integer_width_or_string_type() -> None:
+    numbers = [1, 2, 3, None, 30_000, 0]
+    expected = partition_of(pa.table({"k": pa.array(numbers, pa.int64())}), ["k"], 4)
+    for type in (pa.int16(), pa.int32(), pa.uint64(), pa.float32(), pa.float64()):
+        got = partition_of(pa.table({"k": pa.array(numbers, type)}), ["k"], 4)
+        assert (got == expected).all(), type
+    assert len(set(expected.tolist())) > 1
+    words = ["a", "b", None, "zz", "c"]
+    expected = partition_of(pa.table({"k": pa.array(words, pa.string())}), ["k"], 4)
+    for column in (pa.array(words, pa.large_string()), pa.array(words).dictionary_encode()):
+        assert (partition_of(pa.table({"k": column}), ["k"], 4) == expected).all()
+
+
+def test_the_ray_store_is_named_in_a_repo_config(tmp_path: Path) -> None:
+    config = RepoConfig(
+        project="asof", provider="local", registry=str(tmp_path / "registry.db"),
+        online_store={"type": "sqlite", "path": str(tmp_path / "online.db")},
+        offline_store={"type": "driftloop.features.RayAsOfOfflineStore", "partitions": 3,
+                       "ray_address": "ray://head:10001", "threads": 2},
+        entity_key_serialization_version=3, repo_path=tmp_path,
+    )  # fmt: skip
+    store = config.offline_store
+    assert isinstance(store, RayAsOfOfflineStoreConfig)
+    assert (store.partitions, store.ray_address, store.threads) == (3, "ray://head:10001", 2)
+    from feast.infra.offline_stores.offline_utils import get_offline_store_from_config
+
+    assert isinstance(get_offline_store_from_config(store), RayAsOfOfflineStore)
+    with pytest.raises(ValueError, match="partitions"):
+        RayAsOfOfflineStoreConfig(partitions=0)
