@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -121,3 +122,55 @@ def write(history: dict[str, dict[str, list[object]]], data: Path) -> None:
         pq.write_table(
             pa.Table.from_pydict(columns, schema=SCHEMAS[name]), data / name / "h.parquet"
         )
+
+
+# Harder worlds for the partitioned join, compared with the local as-of store only (Feast's
+# file store treats null keys differently): null keys in history and entity rows, merchant
+# keys stored narrower than the entity rows hold them, histories split over two files.
+FEATURES = {"cust": ["c_int", "c_float", "c_str"], "merch": ["m_int"], "pair": ["p_float"]}
+
+
+def write_split(
+    history: dict[str, dict[str, list[object]]], data: Path, key: pa.DataType, cut: float
+) -> None:
+    """Each view's history in two files (split at ``cut``), merchant keys as ``key``."""
+    for name, columns in history.items():
+        schema = SCHEMAS[name]
+        if "merchant_id" in schema.names:
+            index = schema.get_field_index("merchant_id")
+            schema = schema.set(index, pa.field("merchant_id", key))
+        table = pa.Table.from_pydict(columns, schema=schema)
+        split = int(table.num_rows * cut)
+        (data / name).mkdir(parents=True, exist_ok=True)
+        pq.write_table(table.slice(0, split), data / name / "a.parquet")
+        pq.write_table(table.slice(split), data / name / "b.parquet")
+
+
+def inferred_views(data: Path) -> dict[str, FeatureView]:
+    """The worlds' views with their entity columns, as ``FeatureStore.apply`` infers them."""
+    keys = {"customer": Field(name="customer_id", dtype=String),
+            "merchant": Field(name="merchant_id", dtype=Int64)}  # fmt: skip
+    views = {d.name: d for d in definitions(data) if type(d) is FeatureView}
+    for view in views.values():
+        view.entity_columns = [keys[name] for name in view.entities]
+    return views
+
+
+@st.composite
+def harder_worlds(draw: st.DrawFn) -> tuple[dict[str, dict[str, list[object]]], pd.DataFrame]:
+    history, entity = draw(worlds())
+    for name in ("cust", "pair"):  # null keys in the history
+        ids = history[name]["customer_id"]
+        for i in draw(st.sets(st.integers(0, max(len(ids) - 1, 0)), max_size=2)):
+            if i < len(ids):
+                ids[i] = None
+    entity = entity.copy()
+    rows = st.sets(st.integers(0, len(entity) - 1), max_size=2)
+    nulls_c, nulls_m = draw(rows), draw(rows)
+    if nulls_c:
+        entity["customer_id"] = entity["customer_id"].astype(object)
+        entity.loc[sorted(nulls_c), "customer_id"] = None
+    if nulls_m:  # pandas: an int64 column with a null becomes float64
+        entity["merchant_id"] = entity["merchant_id"].astype("float64")
+        entity.loc[sorted(nulls_m), "merchant_id"] = np.nan
+    return history, entity

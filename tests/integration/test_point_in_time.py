@@ -64,7 +64,7 @@ def _seed(settings: Settings) -> None:
 
 @pytest.fixture(scope="module", params=["local", "local-file", "local-ray"])
 def repo(request, tmp_path_factory, base_settings):
-    """A tiny feature repo per offline store (as-of, file, Ray), built once: the tests
+    """A tiny feature repo per offline store (as-of, file, as-of on Ray), built once: the tests
     only read it."""
     settings = _settings(
         base_settings, tmp_path_factory.mktemp(f"point-in-time-{request.param}"), request.param

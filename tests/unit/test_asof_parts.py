@@ -13,11 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from feast import FeatureView, Field
 from feast.repo_config import RepoConfig
-from feast.types import Int64, String
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,10 +29,9 @@ from driftloop.features._asof_parts import (
     run,
 )
 from driftloop.features._asof_view import partition_of, read_history, view_plan
-from tests.asof_worlds import BASE, SCHEMAS, definitions, worlds
+from tests.asof_worlds import BASE, FEATURES, harder_worlds, inferred_views, write_split
 
 pytestmark = pytest.mark.timeout(120)
-FEATURES = {"cust": ["c_int", "c_float", "c_str"], "merch": ["m_int"], "pair": ["p_float"]}
 
 
 class Recording(InProcess):
@@ -51,54 +47,9 @@ class Recording(InProcess):
         return super().submit(fn, *args, num_returns=num_returns)
 
 
-def _write(history: dict[str, dict[str, list[object]]], data: Path, key: pa.DataType,
-           cut: float) -> None:  # fmt: skip
-    """Each view's history in two files (split at ``cut``), merchant keys as ``key``."""
-    for name, columns in history.items():
-        schema = SCHEMAS[name]
-        if "merchant_id" in schema.names:
-            at = schema.get_field_index("merchant_id")
-            schema = schema.set(at, pa.field("merchant_id", key))
-        table = pa.Table.from_pydict(columns, schema=schema)
-        split = int(table.num_rows * cut)
-        (data / name).mkdir(parents=True, exist_ok=True)
-        pq.write_table(table.slice(0, split), data / name / "a.parquet")
-        pq.write_table(table.slice(split), data / name / "b.parquet")
-
-
-def _views(data: Path) -> dict[str, FeatureView]:
-    """The worlds' views with their entity columns, as ``FeatureStore.apply`` infers them."""
-    keys = {"customer": Field(name="customer_id", dtype=String),
-            "merchant": Field(name="merchant_id", dtype=Int64)}  # fmt: skip
-    views = {d.name: d for d in definitions(data) if type(d) is FeatureView}
-    for view in views.values():
-        view.entity_columns = [keys[name] for name in view.entities]
-    return views
-
-
-@st.composite
-def harder(draw: st.DrawFn) -> tuple[dict[str, dict[str, list[object]]], pd.DataFrame]:
-    history, entity = draw(worlds())
-    for name in ("cust", "pair"):  # null keys in the history
-        ids = history[name]["customer_id"]
-        for i in draw(st.sets(st.integers(0, max(len(ids) - 1, 0)), max_size=2)):
-            if i < len(ids):
-                ids[i] = None
-    entity = entity.copy()
-    rows = st.sets(st.integers(0, len(entity) - 1), max_size=2)
-    nulls_c, nulls_m = draw(rows), draw(rows)
-    if nulls_c:
-        entity["customer_id"] = entity["customer_id"].astype(object)
-        entity.loc[sorted(nulls_c), "customer_id"] = None
-    if nulls_m:  # pandas: an int64 column with a null becomes float64
-        entity["merchant_id"] = entity["merchant_id"].astype("float64")
-        entity.loc[sorted(nulls_m), "merchant_id"] = np.nan
-    return history, entity
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
-    world=harder(),
+    world=harder_worlds(),
     key=st.sampled_from([pa.int64(), pa.int32(), pa.int16()]),
     cut=st.floats(0, 1),
     order=st.permutations(list(FEATURES)),
@@ -114,8 +65,8 @@ def test_partitioned_join_equals_the_local_store(
 ) -> None:
     history, entity = world
     data = tmp_path_factory.mktemp("parts")
-    _write(history, data, key, cut)
-    views = _views(data)
+    write_split(history, data, key, cut)
+    views = inferred_views(data)
     to_features = {views[name]: FEATURES[name] for name in order}
     local = _join(entity, "event_timestamp", to_features, full_names, None,
                   threads=1, memory_limit=None).to_pandas()  # fmt: skip
@@ -145,8 +96,8 @@ def test_each_task_reads_only_its_partition_of_the_history(tmp_path: Path, parti
         "ts": list(BASE + pd.to_timedelta(rng.integers(0, 10**6, n), "s")),
         "created": [pd.Timestamp("2026-03-02", tz="UTC")] * n, "p_float": rng.random(n).tolist(),
     }}  # fmt: skip
-    _write(history, tmp_path, pa.int32(), 0.4)
-    plan = view_plan(_views(tmp_path)["pair"], ["p_float"], False, None)
+    write_split(history, tmp_path, pa.int32(), 0.4)
+    plan = view_plan(inferred_views(tmp_path)["pair"], ["p_float"], False, None)
     whole = read_history(plan)
     parts = [history_part(plan, partitions, p) for p in range(partitions)]
     assert sum(part.num_rows for part in parts) == whole.num_rows

@@ -93,6 +93,7 @@ class RayAsOfRetrievalJob(AsOfRetrievalJob):
     def __init__(
         self,
         start: Callable[[], tuple[Partitioned, Runner]],
+        partition_keys: list[str],
         full_feature_names: bool,
         on_demand_feature_views: list[OnDemandFeatureView],
         metadata: RetrievalMetadata,
@@ -101,6 +102,8 @@ class RayAsOfRetrievalJob(AsOfRetrievalJob):
             lambda: collect(*start()), full_feature_names, on_demand_feature_views, metadata
         )
         self._start = start
+        self.partition_keys = partition_keys
+        """The entity columns whose hash places a row in a block of ``to_ray_dataset``."""
 
     def to_ray_dataset(self) -> ray.data.Dataset:
         """The answer as a Ray Dataset of one block per partition, nothing gathered here:
@@ -157,5 +160,9 @@ class RayAsOfOfflineStore(AsOfOfflineStore):
             return run(plan, entity_table(entity_df, request.ts_column), runner), runner
 
         return RayAsOfRetrievalJob(
-            start, full_feature_names, request.on_demand_feature_views, request.metadata
+            start,
+            plan.views[-1].entity_keys,
+            full_feature_names,
+            request.on_demand_feature_views,
+            request.metadata,
         )

@@ -13,6 +13,7 @@ import yaml
 from feast import FeatureStore
 from feast.repo_config import RepoConfig
 
+from driftloop.features._asof_ray import RAY_TYPE
 from driftloop.raycluster import client_environment, enable_token_auth
 from driftloop.settings import Settings
 from driftloop.stack._tools import venv_tool
@@ -55,7 +56,7 @@ def open_store(settings: Settings) -> FeatureStore:
     if settings.feature_env.startswith("local"):
         (settings.state_dir / "feast").mkdir(parents=True, exist_ok=True)
     config = load_repo_config(settings)
-    if getattr(config.offline_store, "type", "") == "ray":
+    if getattr(config.offline_store, "type", "") in ("ray", RAY_TYPE):  # clients of the cluster
         enable_token_auth(settings)
     return FeatureStore(repo_path=str(repo_dir(settings)), config=config)
 
