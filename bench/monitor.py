@@ -358,7 +358,7 @@ def _rejudge_data(
         if window.verdict not in ("drift", "no_drift"):
             continue
         windows += 1
-        tests = compare(_plan(policy, ref, kept.read_profile(window)), policy.drift)
+        tests = compare(_plan(policy, ref, kept.read_profile(window), {}), policy.drift)
         drifted = sum(t.drifted for t in tests)
         streak = streak + 1 if drifted >= policy.drift.min_drifted_columns else 0
         if streak >= policy.drift.consecutive_windows:

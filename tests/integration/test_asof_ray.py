@@ -17,7 +17,6 @@ from feast.repo_config import RepoConfig
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import driftloop
 from driftloop.features import RayAsOfRetrievalJob
 from driftloop.features._asof import _join, entity_table
 from driftloop.features._asof_parts import JoinPlan, collect, run
@@ -39,13 +38,10 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def cluster(base_settings):
-    """The stack's cluster. Its workers import the tasks from ``driftloop``; a cluster
-    started from an older checkout lacks them, so this test's connection ships this
-    checkout's package (``py_modules``) when it is the first to connect."""
+    """The stack's cluster, whose workers import the tasks from this checkout."""
     if not ray.is_initialized():
         enable_token_auth(base_settings)
-        ray.init(address=base_settings.ray_gcs_address, log_to_driver=False,
-                 runtime_env={"py_modules": [str(Path(driftloop.__file__).parent)]})  # fmt: skip
+        ray.init(address=base_settings.ray_gcs_address, log_to_driver=False)
     return base_settings
 
 

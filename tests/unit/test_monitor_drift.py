@@ -65,7 +65,7 @@ def test_chi_square_tests_two_samples_so_a_small_reference_is_no_false_alarm():
     """A retrained version's reference is a few thousand post-change rows: a sample like
     the window, not exact shares. The test is scipy's test of homogeneity on the two
     samples, and windows drawn from the reference's own distribution are flagged at alpha."""
-    from scipy import stats
+    from scipy import stats  # type: ignore[import-untyped]
 
     observed = {"a": 430.0, "b": 310.0, "c": 160.0, "d": 100.0}
     reference = {"a": 1900.0, "b": 1150.0, "c": 600.0, "d": 350.0}
