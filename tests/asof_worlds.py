@@ -131,7 +131,11 @@ FEATURES = {"cust": ["c_int", "c_float", "c_str"], "merch": ["m_int"], "pair": [
 
 
 def write_split(
-    history: dict[str, dict[str, list[object]]], data: Path, key: pa.DataType, cut: float
+    history: dict[str, dict[str, list[object]]],
+    data: Path,
+    key: pa.DataType,
+    cut: float,
+    row_group_size: int | None = None,
 ) -> None:
     """Each view's history in two files (split at ``cut``), merchant keys as ``key``."""
     for name, columns in history.items():
@@ -142,8 +146,10 @@ def write_split(
         table = pa.Table.from_pydict(columns, schema=schema)
         split = int(table.num_rows * cut)
         (data / name).mkdir(parents=True, exist_ok=True)
-        pq.write_table(table.slice(0, split), data / name / "a.parquet")
-        pq.write_table(table.slice(split), data / name / "b.parquet")
+        pq.write_table(table.slice(0, split), data / name / "a.parquet",
+                       row_group_size=row_group_size)  # fmt: skip
+        pq.write_table(table.slice(split), data / name / "b.parquet",
+                       row_group_size=row_group_size)  # fmt: skip
 
 
 def inferred_views(data: Path) -> dict[str, FeatureView]:

@@ -24,7 +24,7 @@ from driftloop.features._asof_parts import (
     InProcess,
     JoinPlan,
     collect,
-    history_part,
+    history_split,
     join_part,
     run,
 )
@@ -42,8 +42,8 @@ class Recording(InProcess):
 
     def submit(self, fn: Any, *args: Any, num_returns: int = 1) -> list[Any]:
         if fn is join_part:
-            plan, v, p, *parts = args
-            self.joins.append((plan, v, p, pa.concat_tables(parts)))
+            plan, v, p, entities, *parts = args
+            self.joins.append((plan, v, p, pa.concat_tables(parts[:entities])))
         return super().submit(fn, *args, num_returns=num_returns)
 
 
@@ -87,7 +87,9 @@ def test_partitioned_join_equals_the_local_store(
 
 
 @pytest.mark.parametrize("partitions", [1, 3, 4])
-def test_each_task_reads_only_its_partition_of_the_history(tmp_path: Path, partitions: int) -> None:
+def test_the_history_is_read_once_and_each_join_task_gets_only_its_partition(
+    tmp_path: Path, partitions: int
+) -> None:
     rng = np.random.default_rng(7)
     n = 5000
     history = {"pair": {
@@ -96,11 +98,19 @@ def test_each_task_reads_only_its_partition_of_the_history(tmp_path: Path, parti
         "ts": list(BASE + pd.to_timedelta(rng.integers(0, 10**6, n), "s")),
         "created": [pd.Timestamp("2026-03-02", tz="UTC")] * n, "p_float": rng.random(n).tolist(),
     }}  # fmt: skip
-    write_split(history, tmp_path, pa.int32(), 0.4)
+    write_split(history, tmp_path, pa.int32(), 0.4, row_group_size=700)  # 3 + 5 row groups
     plan = view_plan(inferred_views(tmp_path)["pair"], ["p_float"], False, None)
     whole = read_history(plan)
-    parts = [history_part(plan, partitions, p) for p in range(partitions)]
-    assert sum(part.num_rows for part in parts) == whole.num_rows
+    join = JoinPlan([plan], partitions)
+    readers = [history_split(join, 0, r) for r in range(partitions)]
+    if partitions == 1:
+        readers = [[share] for share in readers]
+    shares = [pa.concat_tables(parts) for parts in readers]
+    # every row read once, by one reader, whose share is its row groups
+    assert sorted(map(str, pa.concat_tables(shares).to_pylist())) == sorted(
+        map(str, whole.to_pylist())
+    )
+    parts = [pa.concat_tables([parts[p] for parts in readers]) for p in range(partitions)]
     for p, part in enumerate(parts):
         assert (partition_of(part, ["k0", "k1"], partitions) == p).all()
         assert part.schema == whole.schema

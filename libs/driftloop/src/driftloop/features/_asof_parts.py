@@ -3,10 +3,12 @@
 tasks (``driftloop.features._asof_ray``).
 
 Views have different keys (customer, merchant, both), so the views are chained: the entity
-rows are split by a hash of view 0's keys; task (v, p) joins its entity rows with the
-history rows of view v whose keys hash to p (it reads them itself, streaming the files),
-appends view v's features and splits its rows by view v+1's keys; task (v+1, p) takes the
-p-th part of every task of stage v. A task holds its partition, never the whole set. The
+rows are split by a hash of view 0's keys; each view's history is read once, by
+``partitions`` readers that each take every ``partitions``-th row group of its files and
+split it by the same hash; task (v, p) joins its entity rows with part p of every reader
+of view v, appends view v's features and splits its rows by view v+1's keys; task (v+1, p)
+takes the p-th part of every task of stage v. A task holds its partition (a reader its
+share of the files), never the whole set. The
 last stage's outputs, each in input order, become the result's blocks once the integer
 columns the local store would give as floats (a null anywhere) are cast, which needs
 every partition's answer: a small last step."""
@@ -28,7 +30,7 @@ from driftloop.features._asof_view import (
     as_output,
     partition_of,
     prepare_view,
-    read_history,
+    read_history_share,
     source_nulls,
     task_connection,
 )
@@ -91,27 +93,31 @@ def split(
     return [ordered.slice(bounds[p], bounds[p + 1] - bounds[p]) for p in range(partitions)]
 
 
-def history_part(
-    view: ViewPlan, partitions: int, p: int, connection: DuckDB | None = None
-) -> pa.Table:
-    """The view's history rows whose keys hash to ``p``, the files read batch by batch."""
-    keys = [f"k{i}" for i in range(view.keys)]
-
-    def keep(batch: pa.Table) -> pa.Table:
-        return batch.filter(pa.array(partition_of(batch, keys, partitions, connection) == p))
-
-    return read_history(view, keep if partitions > 1 else None)
-
-
-def join_part(plan: JoinPlan, v: int, p: int, *parts: pa.Table) -> list[Any]:
-    """Task (v, p): the entity rows of partition ``p`` of view ``v`` (``parts``, one per
-    task of the stage before), in input order, with view ``v``'s features appended as
-    ``__asof_o<i>``. Returns the rows split by view v+1's keys (``partitions`` tables) and,
-    last, per feature of the view: (output has nulls, history has nulls)."""
+def history_split(plan: JoinPlan, v: int, reader: int) -> list[pa.Table] | pa.Table:
+    """Reader ``reader`` of view ``v``'s history: its share of the files' row groups (one
+    in ``partitions``), split by the partition of their keys. Each history row is read
+    once, whatever the number of partitions; one partition: the whole table."""
     view = plan.views[v]
-    entity = pa.concat_tables(parts).sort_by(ROW)
+    share = read_history_share(view, reader, plan.partitions)
+    if plan.partitions == 1:
+        return share
     connection = task_connection(plan.threads, plan.memory_limit)
-    history = history_part(view, plan.partitions, p, connection)
+    parts = split(share, [f"k{i}" for i in range(view.keys)], plan.partitions, connection)
+    connection.close()
+    return parts
+
+
+def join_part(plan: JoinPlan, v: int, p: int, entities: int, *parts: pa.Table) -> list[Any]:
+    """Task (v, p): the entity rows of partition ``p`` of view ``v`` (the first
+    ``entities`` of ``parts``, one per task of the stage before) joined with the view's
+    history rows of partition ``p`` (the rest of ``parts``, one per reader), in input
+    order, with view ``v``'s features appended as ``__asof_o<i>``. Returns the rows split
+    by view v+1's keys (``partitions`` tables) and, last, per feature of the view:
+    (output has nulls, history has nulls)."""
+    view = plan.views[v]
+    entity = pa.concat_tables(parts[:entities]).sort_by(ROW)
+    history = pa.concat_tables(parts[entities:])
+    connection = task_connection(plan.threads, plan.memory_limit)
     left = {ROW: entity.column(ROW), T: entity.column(T)}
     for i, key in enumerate(view.entity_keys):
         left[f"v{v}k{i}"] = entity.column(key)
@@ -157,10 +163,15 @@ def run(plan: JoinPlan, entity: pa.Table, runner: Runner) -> Partitioned:
     count = plan.partitions
     parts = [runner.put(part) for part in split(entity, plan.views[0].entity_keys, count)]
     inputs = [[part] for part in parts]
+    # Every view's history is read once, by ``count`` readers, each splitting its share
+    # by partition; join task (v, p) takes part p of every reader of view v.
+    histories = [[runner.submit(history_split, plan, v, r, num_returns=count)
+                  for r in range(count)] for v in range(len(plan.views))]  # fmt: skip
     flags: list[Any] = []
     for v in range(len(plan.views)):
         last = v + 1 == len(plan.views)
-        outputs = [runner.submit(join_part, plan, v, p, *inputs[p],
+        outputs = [runner.submit(join_part, plan, v, p, len(inputs[p]), *inputs[p],
+                                 *(reader[p] for reader in histories[v]),
                                  num_returns=2 if last else count + 1)
                    for p in range(count)]  # fmt: skip
         flags.extend(out[-1] for out in outputs)

@@ -5,7 +5,6 @@ hash that assigns its keys to a partition, and the dtype rule for its output col
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -85,18 +84,26 @@ def _canonical(plan: ViewPlan, table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, names=names)
 
 
-def read_history(plan: ViewPlan, keep: Callable[[pa.Table], pa.Table] | None = None) -> pa.Table:
+def read_history(plan: ViewPlan) -> pa.Table:
     """The view's source as (k0.., __asof_t, [__asof_c], f0..), with the file store's file
-    discovery (hidden and ``_`` files skipped). With ``keep``, the files are streamed batch
-    by batch and only what ``keep`` returns of each batch is held."""
+    discovery (hidden and ``_`` files skipped)."""
     filesystem, path = FileSource.create_filesystem_and_path(plan.uri, plan.s3_endpoint_override)
     dataset = pads.dataset(path, filesystem=filesystem, format="parquet")
-    if keep is None:
-        return _canonical(plan, dataset.to_table(columns=plan.columns))
-    kept = [keep(_canonical(plan, pa.Table.from_batches([batch])))
-            for batch in dataset.to_batches(columns=plan.columns)]  # fmt: skip
-    empty = _canonical(plan, dataset.schema.empty_table().select(plan.columns))
-    return pa.concat_tables([empty, *kept])
+    return _canonical(plan, dataset.to_table(columns=plan.columns))
+
+
+def read_history_share(plan: ViewPlan, reader: int, readers: int) -> pa.Table:
+    """Reader ``reader``'s share of the view's source: every ``readers``-th row group of
+    its files (the file store's file discovery), as ``read_history`` gives them."""
+    filesystem, path = FileSource.create_filesystem_and_path(plan.uri, plan.s3_endpoint_override)
+    dataset = pads.dataset(path, filesystem=filesystem, format="parquet")
+    groups = [group for fragment in dataset.get_fragments()
+              for group in fragment.split_by_row_group()]  # fmt: skip
+    # read as the dataset's schema, as ``read_history``'s whole-dataset read does
+    mine = [group.to_table(schema=dataset.schema, columns=plan.columns)
+            for group in groups[reader::readers]]  # fmt: skip
+    empty = dataset.schema.empty_table().select(plan.columns)
+    return _canonical(plan, pa.concat_tables([empty, *mine]))
 
 
 def connect(threads: int | None, memory_limit: str | None) -> duckdb.DuckDBPyConnection:
