@@ -86,11 +86,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenarios", default=",".join(LEARNABLE))
     parser.add_argument("--seeds", type=int, default=5, help="seeds 1..N per scenario")
+    parser.add_argument("--first-seed", type=int, default=1, help="start there: seeds F..F+N-1")
     parser.add_argument("--windows-after", type=int, default=20, help="monitor windows of v2")
     args = parser.parse_args()
     rows = []
     for scenario in args.scenarios.split(","):
-        for seed in range(1, args.seeds + 1):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             base = Settings(topic_prefix=f"bench-heal-{uuid.uuid4().hex[:6]}.")
             root = Path(tempfile.mkdtemp(prefix="bench-heal-")) / "demo"
             config = DemoConfig(default_ports=False, scenario=scenario, seed=seed)
