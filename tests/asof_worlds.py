@@ -24,6 +24,8 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String
 from hypothesis import strategies as st
 
+from driftloop.features._asof_view import ViewPlan, view_plan
+
 BASE = pd.Timestamp("2026-03-01", tz="UTC")
 CUSTOMERS, MERCHANTS = ["a", "b", "c", "d"], [1, 2, 3]  # "d" and 3 have no history
 TTL = {"cust": timedelta(seconds=3), "merch": timedelta(0), "pair": timedelta(seconds=5)}
@@ -180,3 +182,25 @@ def harder_worlds(draw: st.DrawFn) -> tuple[dict[str, dict[str, list[object]]], 
         entity["merchant_id"] = entity["merchant_id"].astype("float64")
         entity.loc[sorted(nulls_m), "merchant_id"] = np.nan
     return history, entity
+
+
+def local_answer_and_plans(
+    world: tuple[dict[str, dict[str, list[object]]], pd.DataFrame],
+    data: Path,
+    key: pa.DataType,
+    cut: float,
+    order: list[str],
+    full_names: bool,
+) -> tuple[pd.DataFrame, list[ViewPlan]]:
+    """The world's history written under ``data``; the local as-of store's answer for its
+    entity rows and the partitioned join's view plans, views in ``order``."""
+    from driftloop.features._asof import _join
+
+    history, entity = world
+    write_split(history, data, key, cut)
+    views = inferred_views(data)
+    to_features = {views[name]: FEATURES[name] for name in order}
+    local = _join(entity, "event_timestamp", to_features, full_names, None,
+                  threads=1, memory_limit=None).to_pandas()  # fmt: skip
+    plans = [view_plan(view, features, full_names, None) for view, features in to_features.items()]
+    return local, plans

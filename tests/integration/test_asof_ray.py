@@ -18,17 +18,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from driftloop.features import RayAsOfRetrievalJob
-from driftloop.features._asof import _join, entity_table
+from driftloop.features._asof import entity_table
 from driftloop.features._asof_parts import JoinPlan, collect, run
 from driftloop.features._asof_ray import RayRunner
-from driftloop.features._asof_view import partition_of, view_plan
+from driftloop.features._asof_view import partition_of
 from driftloop.raycluster import enable_token_auth
 from tests.asof_worlds import (
     FEATURES,
     at,
     definitions,
     harder_worlds,
-    inferred_views,
+    local_answer_and_plans,
     write_split,
 )
 
@@ -64,20 +64,15 @@ def _blocks_hash_to_their_partition(dataset: ray.data.Dataset, keys: list[str], 
 def test_ray_tasks_give_the_local_stores_answer(
     cluster, tmp_path_factory, world, key, cut, order, full_names
 ):
-    history, entity = world
+    entity = world[1]
     data = tmp_path_factory.mktemp("asof-ray")
-    write_split(history, data, key, cut)
-    views = inferred_views(data)
-    to_features = {views[name]: FEATURES[name] for name in order}
-    local = _join(entity, "event_timestamp", to_features, full_names, None,
-                  threads=1, memory_limit=None)  # fmt: skip
-    plans = [view_plan(view, features, full_names, None) for view, features in to_features.items()]
+    local, plans = local_answer_and_plans(world, data, key, cut, order, full_names)
     runner = RayRunner(num_cpus=1)
     for partitions in (3, 4):
         plan = JoinPlan(plans, partitions, threads=1)
         result = run(plan, entity_table(entity, "event_timestamp"), runner)
         got = collect(result, runner)
-        pd.testing.assert_frame_equal(got.to_pandas(), local.to_pandas(), check_exact=True)
+        pd.testing.assert_frame_equal(got.to_pandas(), local, check_exact=True)
         dataset = ray.data.from_arrow_refs(result.blocks)
         blocks = _blocks_hash_to_their_partition(dataset, plans[-1].entity_keys, partitions)
         assert sum(block.num_rows for block in blocks) == len(entity)

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from driftloop.features import RayAsOfOfflineStore, RayAsOfOfflineStoreConfig
-from driftloop.features._asof import _join, entity_table
+from driftloop.features._asof import entity_table
 from driftloop.features._asof_parts import (
     InProcess,
     JoinPlan,
@@ -29,7 +29,14 @@ from driftloop.features._asof_parts import (
     run,
 )
 from driftloop.features._asof_view import partition_of, read_history, view_plan
-from tests.asof_worlds import BASE, FEATURES, harder_worlds, inferred_views, write_split
+from tests.asof_worlds import (
+    BASE,
+    FEATURES,
+    harder_worlds,
+    inferred_views,
+    local_answer_and_plans,
+    write_split,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -63,14 +70,9 @@ def test_partitioned_join_equals_the_local_store(
     order: list[str],
     full_names: bool,
 ) -> None:
-    history, entity = world
+    entity = world[1]
     data = tmp_path_factory.mktemp("parts")
-    write_split(history, data, key, cut)
-    views = inferred_views(data)
-    to_features = {views[name]: FEATURES[name] for name in order}
-    local = _join(entity, "event_timestamp", to_features, full_names, None,
-                  threads=1, memory_limit=None).to_pandas()  # fmt: skip
-    plans = [view_plan(view, features, full_names, None) for view, features in to_features.items()]
+    local, plans = local_answer_and_plans(world, data, key, cut, order, full_names)
     for partitions in (1, 3, 4):
         plan = JoinPlan(plans, partitions, threads=1)
         runner = Recording()

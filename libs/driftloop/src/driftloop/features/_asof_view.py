@@ -84,19 +84,22 @@ def _canonical(plan: ViewPlan, table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, names=names)
 
 
-def read_history(plan: ViewPlan) -> pa.Table:
-    """The view's source as (k0.., __asof_t, [__asof_c], f0..), with the file store's file
-    discovery (hidden and ``_`` files skipped)."""
+def _dataset(plan: ViewPlan) -> pads.Dataset:
+    """The view's source files, found as the file store finds them (hidden and ``_``
+    files skipped)."""
     filesystem, path = FileSource.create_filesystem_and_path(plan.uri, plan.s3_endpoint_override)
-    dataset = pads.dataset(path, filesystem=filesystem, format="parquet")
-    return _canonical(plan, dataset.to_table(columns=plan.columns))
+    return pads.dataset(path, filesystem=filesystem, format="parquet")
+
+
+def read_history(plan: ViewPlan) -> pa.Table:
+    """The view's source as (k0.., __asof_t, [__asof_c], f0..)."""
+    return _canonical(plan, _dataset(plan).to_table(columns=plan.columns))
 
 
 def read_history_share(plan: ViewPlan, reader: int, readers: int) -> pa.Table:
     """Reader ``reader``'s share of the view's source: every ``readers``-th row group of
-    its files (the file store's file discovery), as ``read_history`` gives them."""
-    filesystem, path = FileSource.create_filesystem_and_path(plan.uri, plan.s3_endpoint_override)
-    dataset = pads.dataset(path, filesystem=filesystem, format="parquet")
+    its files, as ``read_history`` gives them."""
+    dataset = _dataset(plan)
     groups = [group for fragment in dataset.get_fragments()
               for group in fragment.split_by_row_group()]  # fmt: skip
     # read as the dataset's schema, as ``read_history``'s whole-dataset read does
