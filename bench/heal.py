@@ -88,13 +88,23 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds 1..N per scenario")
     parser.add_argument("--first-seed", type=int, default=1, help="start there: seeds F..F+N-1")
     parser.add_argument("--windows-after", type=int, default=20, help="monitor windows of v2")
+    defaults = DemoConfig()
+    parser.add_argument("--retrain-days", type=float, default=defaults.retrain_days)
+    parser.add_argument("--evidence-rows", type=int, default=defaults.evidence_rows)
+    parser.add_argument("--evidence-positives", type=int, default=defaults.evidence_positives)
     args = parser.parse_args()
+    policy = {
+        "retrain_days": args.retrain_days,
+        "evidence_rows": args.evidence_rows,
+        "evidence_positives": args.evidence_positives,
+    }
+    print(f"demo policy: {policy}", flush=True)
     rows = []
     for scenario in args.scenarios.split(","):
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             base = Settings(topic_prefix=f"bench-heal-{uuid.uuid4().hex[:6]}.")
             root = Path(tempfile.mkdtemp(prefix="bench-heal-")) / "demo"
-            config = DemoConfig(default_ports=False, scenario=scenario, seed=seed)
+            config = DemoConfig(default_ports=False, scenario=scenario, seed=seed, **policy)
             after = args.windows_after * config.window_rows / config.rate
             config = config.model_copy(update={"after_v2_s": after, "timeout_s": 900 + after})
             try:
@@ -113,6 +123,7 @@ def main() -> None:
         {
             **goals,
             "goal": f"PR-AUC share >= {PR_AUC_SHARE}, recall share >= {RECALL_SHARE}",
+            "policy": json.dumps(policy),
             "rows": json.dumps(rows, default=str),
         },
     )
