@@ -111,7 +111,11 @@ def main() -> None:
                 result = run_demo(base, config, root, echo=lambda line: None)
             finally:
                 tear_down(base)
-            rows.append(row(scenario, seed, result))
+            if result.scores is not None and len(result.scores):
+                # every logged prediction with its served features and label, for a post-mortem
+                scores = result.scores.astype({"scored_at": "datetime64[ns, UTC]"})
+                scores.to_parquet(root / "scores.parquet")
+            rows.append(row(scenario, seed, result) | {"root": str(root)})
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     print("\n" + table(rows))
     goals: dict[str, Any] = {}

@@ -51,10 +51,11 @@ CONFIG = DemoConfig(
 LOST_LOGS_BOUND = 64
 """Predictions a SIGKILLed replica may have answered but not yet handed to Kafka: its
 log queue lingers 20 ms (serve.yaml), and at most max_ongoing_requests (64) are in it."""
-PR_AUC_FLOOR, RECALL_FLOOR = 0.55, 0.3
+PR_AUC_FLOOR, RECALL_FLOOR = 0.55, 0.5
 """What this seed's loop must recover at least, as a share of v1's pre-drift holdout: the
-goals are PR_AUC_SHARE and RECALL_SHARE (bench/heal.py measures them over seeds); runs
-measured 0.71-0.73 of v1's holdout PR-AUC and 0.40-0.63 of its recall."""
+goals are PR_AUC_SHARE and RECALL_SHARE (bench/heal.py measures them over seeds). Runs
+retrained on half a day measured 0.71-0.73 of v1's holdout PR-AUC and 0.40-0.63 of its
+recall; on three days (the demo's retraining window now) 0.75 and 1.08."""
 
 
 @pytest.fixture(scope="module")
