@@ -1,0 +1,97 @@
+"""The real KubeRay operator on the staging overlay's RayService: it makes the RayCluster the
+RayService declares, with its head Service and the head pod object (Pending: no kubelet
+runs here, so Serve never answers and the RayService never becomes ready)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+from driftloop_workflows.k8s.cluster import Cluster
+
+from tests.k8s.support import Kube, moved, staging_build, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = "k8s-kuberay"
+
+
+@pytest.fixture(scope="module")
+def rayservice(cluster: Cluster, kube: Kube) -> dict[str, Any]:
+    built = staging_build(cluster, ROOT)
+    service = next(d for d in built if d["kind"] == "RayService")
+    accounts = [d for d in built if d["kind"] == "ServiceAccount"]
+    kube.ensure_namespace(NAMESPACE)
+    token = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "driftloop-ray-token", "namespace": NAMESPACE},
+        "stringData": {"auth_token": secrets.token_urlsafe(24)},
+    }
+    kube.apply([*(moved(d, NAMESPACE) for d in accounts), token, moved(service, NAMESPACE)])
+    return service
+
+
+def _cluster_of(kube: Kube, name: str) -> dict[str, Any] | None:
+    for rc in kube.list("raycluster", NAMESPACE):
+        owners = rc["metadata"].get("ownerReferences", [])
+        if any(o["kind"] == "RayService" and o["name"] == name for o in owners):
+            return rc
+    return None
+
+
+def test_the_rayservice_is_stored_whole(kube: Kube, rayservice: dict[str, Any]) -> None:
+    stored = kube.get("rayservice", rayservice["metadata"]["name"], NAMESPACE)
+    assert stored is not None
+    assert stored["spec"]["serveConfigV2"] == rayservice["spec"]["serveConfigV2"]
+    assert (
+        stored["spec"]["rayClusterConfig"]["authOptions"]
+        == rayservice["spec"]["rayClusterConfig"]["authOptions"]
+    )
+
+
+def test_the_operator_makes_the_raycluster(kube: Kube, rayservice: dict[str, Any]) -> None:
+    name = rayservice["metadata"]["name"]
+    rc = wait_for(f"a RayCluster of RayService {name}", lambda: _cluster_of(kube, name), 90)
+    want = rayservice["spec"]["rayClusterConfig"]
+    head = rc["spec"]["headGroupSpec"]
+    want_head = want["headGroupSpec"]
+    assert head["rayStartParams"] == want_head["rayStartParams"]
+    images = [c["image"] for c in head["template"]["spec"]["containers"]]
+    assert images == [c["image"] for c in want_head["template"]["spec"]["containers"]]
+    assert [g["groupName"] for g in rc["spec"]["workerGroupSpecs"]] == [
+        g["groupName"] for g in want["workerGroupSpecs"]
+    ]
+    assert rc["spec"]["authOptions"] == want["authOptions"]
+
+
+def test_the_raycluster_gets_its_head_service_and_pod(
+    kube: Kube, rayservice: dict[str, Any]
+) -> None:
+    name = rayservice["metadata"]["name"]
+    rc = wait_for(f"a RayCluster of RayService {name}", lambda: _cluster_of(kube, name), 90)
+    cluster_name = rc["metadata"]["name"]
+    selector = f"ray.io/cluster={cluster_name}"
+
+    def head_service() -> dict[str, Any] | None:
+        services = [
+            s
+            for s in kube.list("service", NAMESPACE, selector)
+            if s["spec"].get("clusterIP") != "None" or s["metadata"]["name"].endswith("head-svc")
+        ]
+        return services[0] if services else None
+
+    service = wait_for(f"the head Service of {cluster_name}", head_service, 90)
+    assert service["spec"]["type"] == "ClusterIP"
+    ports = {p["name"]: p["port"] for p in service["spec"]["ports"]}
+    assert ports.get("gcs-server") == 6379 or ports.get("gcs") == 6379, ports
+
+    def head_pod() -> list[dict[str, Any]]:
+        return kube.list("pod", NAMESPACE, f"{selector},ray.io/node-type=head")
+
+    pods = wait_for(f"the head pod of {cluster_name}", head_pod, 90)
+    assert len(pods) == 1
+    assert pods[0]["status"]["phase"] == "Pending"
+    env = {e["name"] for c in pods[0]["spec"]["containers"] for e in c.get("env", [])}
+    assert "RAY_AUTH_TOKEN" in env or "RAY_AUTH_MODE" in env, sorted(env)
