@@ -86,22 +86,24 @@ def test_a_workflow_gets_its_first_steps_pod(
     assert len(pods) == 1
     pod = pods[0]
     node = pod["metadata"]["annotations"]["workflows.argoproj.io/node-name"]
-    assert node == f"{name}.build-dataset"
+    assert node == f"{name}.build-dataset(0)"  # the first attempt (the step has retries)
     assert pod["spec"]["serviceAccountName"] == "driftloop-workflow"
     assert pod["status"]["phase"] == "Pending"
     main = next(c for c in pod["spec"]["containers"] if c["name"] == "main")
     assert main["image"] == "driftloop/driftloop:0.1.0"
     assert "driftloop_workflows.steps:build_dataset" in main["args"]
-    # the workflow's parameters reached the step
-    env = {e["name"]: e.get("value") for e in main.get("env", [])}
-    step = json.loads(env["ARGO_TEMPLATE"])
-    inputs = {p["name"]: p.get("value") for p in step["inputs"]["parameters"]}
+    # the workflow's parameters reached the step: the executor's init container carries the
+    # resolved template, whose script source is the step's inputs (Hera's runner reads them)
+    init = next(c for c in pod["spec"]["initContainers"] if c["name"] == "init")
+    step = json.loads(next(e["value"] for e in init["env"] if e["name"] == "ARGO_TEMPLATE"))
+    assert step["name"] == "build-dataset"
+    inputs = {p["name"]: p["value"] for p in json.loads(step["script"]["source"])}
     assert inputs["model"] == "fraud"
     assert inputs["window"] == "3d"
     assert inputs["run_id"] == name
     # the podSpecPatch of the overlay reached the pod: settings and the Ray token
     assert {"configMapRef": {"name": "driftloop-env"}} in main["envFrom"]
-    assert "RAY_AUTH_TOKEN" in env
+    assert "RAY_AUTH_TOKEN" in {e["name"] for e in main["env"]}
 
     wf = kube.get("workflow", name, NAMESPACE)
     assert wf is not None

@@ -66,32 +66,41 @@ def test_the_operator_makes_the_raycluster(kube: Kube, rayservice: dict[str, Any
     assert rc["spec"]["authOptions"] == want["authOptions"]
 
 
-def test_the_raycluster_gets_its_head_service_and_pod(
+def test_the_raycluster_gets_its_head_service_and_pods(
     kube: Kube, rayservice: dict[str, Any]
 ) -> None:
     name = rayservice["metadata"]["name"]
     rc = wait_for(f"a RayCluster of RayService {name}", lambda: _cluster_of(kube, name), 90)
     cluster_name = rc["metadata"]["name"]
-    selector = f"ray.io/cluster={cluster_name}"
+    head = f"ray.io/cluster={cluster_name},ray.io/node-type=head"
 
-    def head_service() -> dict[str, Any] | None:
-        services = [
-            s
-            for s in kube.list("service", NAMESPACE, selector)
-            if s["spec"].get("clusterIP") != "None" or s["metadata"]["name"].endswith("head-svc")
-        ]
-        return services[0] if services else None
+    services = wait_for(
+        f"the head Service of {cluster_name}", lambda: kube.list("service", NAMESPACE, head), 90
+    )
+    assert [s["metadata"]["name"] for s in services] == [f"{cluster_name}-head-svc"]
+    ports = {p["name"]: p["port"] for p in services[0]["spec"]["ports"]}
+    assert ports["gcs-server"] == 6379
+    assert ports["serve"] == 8000
+    assert services[0]["spec"]["type"] == "ClusterIP"
 
-    service = wait_for(f"the head Service of {cluster_name}", head_service, 90)
-    assert service["spec"]["type"] == "ClusterIP"
-    ports = {p["name"]: p["port"] for p in service["spec"]["ports"]}
-    assert ports.get("gcs-server") == 6379 or ports.get("gcs") == 6379, ports
-
-    def head_pod() -> list[dict[str, Any]]:
-        return kube.list("pod", NAMESPACE, f"{selector},ray.io/node-type=head")
-
-    pods = wait_for(f"the head pod of {cluster_name}", head_pod, 90)
+    pods = wait_for(
+        f"the head pod of {cluster_name}", lambda: kube.list("pod", NAMESPACE, head), 90
+    )
     assert len(pods) == 1
     assert pods[0]["status"]["phase"] == "Pending"
-    env = {e["name"] for c in pods[0]["spec"]["containers"] for e in c.get("env", [])}
-    assert "RAY_AUTH_TOKEN" in env or "RAY_AUTH_MODE" in env, sorted(env)
+    containers = {c["name"]: c for c in pods[0]["spec"]["containers"]}
+    assert "autoscaler" in containers  # the operator's sidecar: enableInTreeAutoscaling
+    for container in containers.values():
+        env = {e["name"]: e for e in container.get("env", [])}
+        assert env["RAY_AUTH_MODE"]["value"] == "token"
+        ref = env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == "driftloop-ray-token"
+
+    # the cpu group's minReplicas (1) worker, and the RayService tracking its pending cluster
+    workers = f"ray.io/cluster={cluster_name},ray.io/group=cpu"
+    wait_for(
+        f"a cpu worker pod of {cluster_name}", lambda: kube.list("pod", NAMESPACE, workers), 90
+    )
+    status = kube.get("rayservice", name, NAMESPACE)
+    assert status is not None
+    assert status["status"]["pendingServiceStatus"]["rayClusterName"] == cluster_name

@@ -208,16 +208,19 @@ class Cluster:
         import yaml
 
         up = self.tools / "upstream"
+        crd_files = [
+            f
+            for d in ("argo-cd", "argo-workflows", "kuberay")
+            for f in sorted((up / d).glob("*.yaml"))
+            if f.name != "install.yaml"
+        ]
         docs: list[Any] = [
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in NAMESPACES
         ]
-        for d in ("argo-cd", "argo-workflows", "kuberay"):
-            for f in sorted((up / d).glob("*.yaml")):
-                if f.name != "install.yaml":
-                    docs += [x for x in yaml.safe_load_all(f.read_text()) if x]
         for operator, version in STORED_ONLY.items():
             docs += schema_crds(self.root / "deploy/k8s/schemas", operator, version)
-        for x in yaml.safe_load_all((up / "argo-cd" / "install.yaml").read_text()):
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # install.yaml is 2 MB
+        for x in yaml.load_all((up / "argo-cd" / "install.yaml").read_text(), Loader=loader):
             if x and x["kind"] in ("ConfigMap", "Secret"):
                 x["metadata"]["namespace"] = "argocd"
                 if x["metadata"]["name"] == "argocd-cm":
@@ -233,10 +236,10 @@ class Cluster:
                 "data": {"metricsConfig": f"port: {WORKFLOWS_METRICS_PORT}\n"},
             }
         )
-        self.kubectl(
-            "apply", "--server-side", "--field-manager=k8s-up", "-f", "-",
-            stdin=yaml.safe_dump_all(docs),
-        )  # fmt: skip
+        apply = ["apply", "--server-side", "--field-manager=k8s-up"]
+        self.kubectl(*apply, *(a for f in crd_files for a in ("-f", str(f))))
+        self.kubectl(*apply, "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                           "items": docs}))  # fmt: skip
         self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         # The `default` project, which argocd-server (not run here) creates at its start.
         default_project = {
@@ -249,8 +252,7 @@ class Cluster:
                 "clusterResourceWhitelist": [{"group": "*", "kind": "*"}],
             },
         }
-        self.kubectl("apply", "--server-side", "--field-manager=k8s-up", "-f", "-",
-                     stdin=yaml.safe_dump(default_project))  # fmt: skip
+        self.kubectl(*apply, "-f", "-", stdin=json.dumps(default_project))
 
     def _controllers(self) -> list[tuple[str, list[str], dict[str, str], Any]]:
         b, p = self.bin, self.procs
