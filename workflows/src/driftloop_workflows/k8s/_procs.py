@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PIDS = "pids.json"
+MARKER = "DRIFTLOOP_K8S_STATE"
+"""Set in every process started here to the state directory: what `down` checks before it
+signals a recorded pid."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ class Processes:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=dict(env),
+                env={**env, MARKER: str(self.state.resolve())},
                 cwd=self.state,
                 start_new_session=True,
             )
@@ -166,12 +169,13 @@ def alive(pid: int) -> bool:
 
 
 def _ours(pid: int, state: Path) -> bool:
-    """Whether ``pid`` still is a process this state directory started (its working
-    directory is the state directory), not a stranger that reuses the number."""
+    """Whether ``pid`` still is a process this state directory started (its environment
+    names the state directory), not a stranger that reuses the number."""
     try:
-        return Path(f"/proc/{pid}/cwd").resolve() == state.resolve()
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
         return False
+    return f"{MARKER}={state.resolve()}".encode() in environ
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

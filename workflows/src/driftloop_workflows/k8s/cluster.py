@@ -264,7 +264,6 @@ class Cluster:
             ARGOCD_SSH_DATA_PATH=str(self.state / "argocd" / "ssh"),
             ARGOCD_TLS_DATA_PATH=str(self.state / "argocd" / "tls"),
             ARGOCD_GNUPGHOME=str(self.state / "argocd" / "gpg"),
-            ARGOCD_APPLICATION_NAMESPACES="argocd",
         )
         repo = f"127.0.0.1:{REPO_SERVER_PORTS[0]}"
         redis = f"127.0.0.1:{REDIS_PORT}"
@@ -301,7 +300,9 @@ class Cluster:
                  "--probe-addr", f"127.0.0.1:{APPSET_PORTS[1]}",
                  "--webhook-addr", f"127.0.0.1:{APPSET_PORTS[2]}"],
                 argocd,
-                p.http_ok(f"{loop}:{APPSET_PORTS[1]}/healthz"),
+                # no health checks are registered on its probe port: its metrics answer once
+                # the manager runs
+                p.http_ok(f"{loop}:{APPSET_PORTS[0]}/metrics"),
             ),
             (
                 "workflow-controller",
