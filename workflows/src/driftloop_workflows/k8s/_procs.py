@@ -21,9 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PIDS = "pids.json"
-MARKER = "DRIFTLOOP_K8S_STATE"
-"""Set in every process started here to the state directory: what `down` checks before it
-signals a recorded pid."""
 
 
 @dataclass(frozen=True)
@@ -54,13 +51,21 @@ class Processes:
 
     # -- records --------------------------------------------------------------------------
     def recorded(self) -> dict[str, int]:
+        return {name: pid for name, (pid, _) in self._records().items()}
+
+    def _records(self) -> dict[str, tuple[int, int]]:
+        """Name → (pid, the kernel's start time of that pid when it was started here)."""
         path = self.state / PIDS
-        return json.loads(path.read_text()) if path.exists() else {}
+        return (
+            {n: (p, t) for n, (p, t) in json.loads(path.read_text()).items()}
+            if path.exists()
+            else {}
+        )
 
     def _record(self, name: str, pid: int) -> None:
-        pids = self.recorded()
-        pids[name] = pid
-        (self.state / PIDS).write_text(json.dumps(pids, indent=1))
+        records = self._records()
+        records[name] = (pid, _start_time(pid))
+        (self.state / PIDS).write_text(json.dumps(records, indent=1))
 
     # -- starting -------------------------------------------------------------------------
     def start_namespace(self, relay_socket: Path, port: int) -> Started:
@@ -95,7 +100,7 @@ class Processes:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**env, MARKER: str(self.state.resolve())},
+                env=dict(env),
                 cwd=self.state,
                 start_new_session=True,
             )
@@ -138,17 +143,17 @@ class Processes:
     def stop_all(self, grace: float = 10.0) -> list[str]:
         """SIGTERM every recorded process group (the last started first), SIGKILL what is
         left after ``grace`` seconds; the names stopped."""
-        pids = self.recorded()
+        records = self._records()
         stopped = []
-        for name, pid in reversed(list(pids.items())):
-            if alive(pid) and _ours(pid, self.state):
+        for name, (pid, started) in reversed(list(records.items())):
+            if alive(pid) and _start_time(pid) == started:
                 _signal_group(pid, signal.SIGTERM)
                 stopped.append(name)
         deadline = time.monotonic() + grace
-        for pid in pids.values():
+        for pid, started in records.values():
             while alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            if alive(pid) and _ours(pid, self.state):
+            if alive(pid) and _start_time(pid) == started:
                 _signal_group(pid, signal.SIGKILL)
         (self.state / PIDS).unlink(missing_ok=True)
         return stopped
@@ -168,14 +173,15 @@ def alive(pid: int) -> bool:
         return False
 
 
-def _ours(pid: int, state: Path) -> bool:
-    """Whether ``pid`` still is a process this state directory started (its environment
-    names the state directory), not a stranger that reuses the number."""
+def _start_time(pid: int) -> int:
+    """When ``pid`` started, in clock ticks since boot (/proc/PID/stat field 22), or -1: a pid
+    recorded with its start time is signalled only while it is still that process, never a
+    stranger that reuses the number."""
     try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return f"{MARKER}={state.resolve()}".encode() in environ
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return -1
+    return int(fields[19])
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
