@@ -41,8 +41,13 @@ APPSET_PORTS = (16284, 16285, 16286)  # metrics, probe, webhook
 NAMESPACES = ("argo", "argocd", "ray-system")
 WORKFLOW_EXECUTOR = "quay.io/argoproj/argoexec:v4.0.5"
 """The image the Argo Workflows controller names in the pods it creates (none run here)."""
-ARGOCD_CM = {"timeout.reconciliation": "15s"}
-"""Set on top of upstream's argocd-cm: git is polled every 15 s instead of 120 s."""
+ARGOCD_RECONCILIATION = {
+    "ARGOCD_RECONCILIATION_TIMEOUT": "15s",
+    "ARGOCD_RECONCILIATION_JITTER": "0s",
+}
+"""What install.yaml's Deployments read from argocd-cm's timeout.reconciliation(.jitter) into
+the environment: git is polled every 15 s (upstream 120 s, plus up to 60 s of jitter), and
+the repo-server keeps a resolved branch as long."""
 STORED_ONLY = {"strimzi": "1.2.0", "prometheus-operator": "v0.93.0"}
 """Operators that do not run here, whose kinds the overlays use: their CRDs are made from the
 vendored schemas (deploy/k8s/schemas/<operator>/<version>) so the API server stores and
@@ -223,8 +228,6 @@ class Cluster:
         for x in yaml.load_all((up / "argo-cd" / "install.yaml").read_text(), Loader=loader):
             if x and x["kind"] in ("ConfigMap", "Secret"):
                 x["metadata"]["namespace"] = "argocd"
-                if x["metadata"]["name"] == "argocd-cm":
-                    x["data"] = {**(x.get("data") or {}), **ARGOCD_CM}
                 if x["metadata"]["name"] == "argocd-secret":  # as argocd-server would make it
                     x["stringData"] = {"server.secretkey": secrets.token_urlsafe(32)}
                 docs.append(x)
@@ -264,6 +267,7 @@ class Cluster:
             ARGOCD_SSH_DATA_PATH=str(self.state / "argocd" / "ssh"),
             ARGOCD_TLS_DATA_PATH=str(self.state / "argocd" / "tls"),
             ARGOCD_GNUPGHOME=str(self.state / "argocd" / "gpg"),
+            **ARGOCD_RECONCILIATION,
         )
         repo = f"127.0.0.1:{REPO_SERVER_PORTS[0]}"
         redis = f"127.0.0.1:{REDIS_PORT}"
