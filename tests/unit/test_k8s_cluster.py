@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from driftloop_workflows.k8s._crds import STORED_ONLY, schema_crds
 from driftloop_workflows.k8s._pki import Pki, kubeconfig
-from driftloop_workflows.k8s.cluster import STORED_ONLY, schema_crds
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "deploy/k8s/schemas"

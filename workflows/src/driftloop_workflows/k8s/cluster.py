@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from driftloop_workflows.k8s._crds import STORED_ONLY, schema_crds
 from driftloop_workflows.k8s._pki import Pki, kubeconfig, make_pki
 from driftloop_workflows.k8s._procs import NotReady, Processes, alive, require
 
@@ -48,47 +49,6 @@ ARGOCD_RECONCILIATION = {
 """What install.yaml's Deployments read from argocd-cm's timeout.reconciliation(.jitter) into
 the environment: git is polled every 15 s (upstream 120 s, plus up to 60 s of jitter), and
 the repo-server keeps a resolved branch as long."""
-STORED_ONLY = {"strimzi": "1.2.0", "prometheus-operator": "v0.93.0"}
-"""Operators that do not run here, whose kinds the overlays use: their CRDs are made from the
-vendored schemas (deploy/k8s/schemas/<operator>/<version>) so the API server stores and
-prunes those objects as the real CRDs would; no controller acts on them."""
-
-
-def schema_crds(schemas: Path, operator: str, version: str) -> list[dict[str, Any]]:
-    """A CustomResourceDefinition per kind of one vendored schema set (namespaced, plural
-    = the kind in lower case + "s", as every kind there is named upstream)."""
-    sets = json.loads((schemas / operator / version / "schemas.json").read_text())
-    by_kind: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for api_version, kinds in sets.items():
-        group, ver = api_version.split("/")
-        for kind, schema in kinds.items():
-            by_kind.setdefault((group, kind), []).append(
-                {
-                    "name": ver,
-                    "served": True,
-                    "storage": False,
-                    "schema": {"openAPIV3Schema": schema},
-                }
-            )
-    crds = []
-    for (group, kind), versions in sorted(by_kind.items()):
-        versions[-1]["storage"] = True
-        plural = kind.lower() + "s"
-        crds.append(
-            {
-                "apiVersion": "apiextensions.k8s.io/v1",
-                "kind": "CustomResourceDefinition",
-                "metadata": {"name": f"{plural}.{group}"},
-                "spec": {
-                    "group": group,
-                    "scope": "Namespaced",
-                    "names": {"kind": kind, "plural": plural, "singular": kind.lower(),
-                              "listKind": f"{kind}List"},
-                    "versions": versions,
-                },
-            }
-        )  # fmt: skip
-    return crds
 
 
 class Cluster:
