@@ -100,7 +100,7 @@ test-unit: install ## unit tests: no socket, no process, no services (under a mi
 # Starts the stack unless it already runs, runs every tier, and stops only what it started.
 test: install prometheus ## every test tier against the real local stack (started and stopped here; the image: make test-image)
 	@if $(DL) status >/dev/null 2>&1; then started=0; else started=1; $(DL) up || { $(DL) down; exit 1; }; fi; \
-	$(PYTEST) tests --ignore=tests/image --durations=25; rc=$$?; \
+	$(PYTEST) tests --ignore=tests/image --ignore=tests/k8s --durations=25; rc=$$?; \
 	if [ $$started = 1 ]; then $(DL) down; fi; \
 	if [ $$rc = 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 
@@ -133,3 +133,4 @@ test-image: install image ## run the image: entry points, non-root, labels, noth
 	TEST_IMAGE=$(IMAGE) $(PYTEST) tests/image --durations=10
 
 include deploy/k8s/tools.mk
+include deploy/k8s/cluster.mk

@@ -36,7 +36,7 @@ $(PROMETHEUS):
 
 prometheus: $(PROMETHEUS) ## build the Prometheus server `make up` runs into .driftloop/tools/bin (once)
 
-k8s-tools: $(KUSTOMIZE) $(PROMTOOL) ## build kustomize and promtool into .driftloop/tools/bin (once)
+k8s-tools: $(KUSTOMIZE) $(PROMTOOL) ## build kustomize, promtool and the control plane of the k8s tier (cluster.mk; once)
 
-check-k8s: install k8s-tools ## kustomize build of each overlay, every object against the vendored upstream schemas, promtool on the alert rules, dashboards parse
+check-k8s: install $(KUSTOMIZE) $(PROMTOOL) ## kustomize build of each overlay, every object against the vendored upstream schemas, promtool on the alert rules, dashboards parse
 	$(PY) -m driftloop_workflows.k8s.check --kustomize $(KUSTOMIZE) --promtool $(PROMTOOL)

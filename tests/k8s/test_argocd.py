@@ -1,0 +1,207 @@
+"""The real Argo CD on the documented bootstrap: `deploy/` committed to a git repository
+served on loopback (file://), its repoURL set to that repository as deploy/k8s/README.md
+says, and `deploy/argocd/root.yaml` applied once. Every Application it leads to reaches
+Synced, and the objects of the staging overlay are in the API server as git has them.
+Then git is the interface: a hand edit of a managed object is reverted (self-heal), a
+commit that changes serve.yaml (rendered as `make render` does) reaches the RayService's
+serveConfigV2, and its `git revert` takes it back. The tests of this module run in order, on
+one repository.
+
+Not testable here: pruning. The applications sync with PruneLast=true, so Argo CD prunes
+only after every other object is healthy, and without a controller-manager, scheduler,
+kubelet or volume provisioner the Deployments and PersistentVolumeClaims never are (a
+manifest removed from git left the sync "waiting for healthy state" and its PodMonitors
+in place)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from driftloop_workflows.k8s.cluster import Cluster
+
+from tests.k8s.support import Kube, staging_build, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+UPSTREAM = "https://github.com/driftloop/driftloop.git"
+APPS = ("driftloop-root", "driftloop-staging", "driftloop-prod")
+pytestmark = pytest.mark.timeout(900)
+
+
+def _git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+@dataclass(frozen=True)
+class Remote:
+    work: Path
+    bare: Path
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.bare}"
+
+    def commit(self, message: str) -> str:
+        """Commit every change in the work tree and push it to main; the new SHA."""
+        _git(self.work, "add", "-A")
+        _git(self.work, "-c", "user.name=k8s tier", "-c", "user.email=k8s@localhost",
+             "commit", "-qm", message)  # fmt: skip
+        _git(self.work, "push", "-q", str(self.bare), "main")
+        return _git(self.work, "rev-parse", "HEAD")
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Remote:
+    """A bare repository whose main holds this checkout's deploy/ with repoURL pointed at it,
+    and the work tree that pushes to it."""
+    base = tmp_path_factory.mktemp("gitops")
+    repo = Remote(base / "work", base / "driftloop.git")
+    shutil.copytree(ROOT / "deploy", repo.work / "deploy")
+    for f in (repo.work / "deploy/argocd").rglob("*.yaml"):
+        f.write_text(f.read_text().replace(UPSTREAM, repo.url))
+    _git(base, "init", "-q", "-b", "main", str(repo.work))
+    _git(base, "init", "-q", "--bare", "-b", "main", str(repo.bare))
+    repo.commit("deploy")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def synced(kube: Kube, remote: Remote) -> dict[str, dict[str, Any]]:
+    root = yaml.safe_load((ROOT / "deploy/argocd/root.yaml").read_text())
+    root["spec"]["source"]["repoURL"] = remote.url
+    kube.apply([root])
+
+    def applications() -> dict[str, dict[str, Any]]:
+        return {a["metadata"]["name"]: a for a in kube.list("application", "argocd")}
+
+    def all_synced() -> dict[str, dict[str, Any]] | None:
+        apps = applications()
+        done = set(APPS) <= set(apps) and all(
+            (a.get("status") or {}).get("sync", {}).get("status") == "Synced"
+            and (a["status"].get("operationState") or {}).get("phase") == "Succeeded"
+            for a in apps.values()
+        )
+        return apps if done else None
+
+    try:
+        return wait_for("every Application Synced", all_synced, timeout=600, every=3)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{_describe(applications())}") from None
+
+
+def _describe(apps: dict[str, dict[str, Any]]) -> str:
+    lines = []
+    for name, app in sorted(apps.items()):
+        st = app.get("status") or {}
+        op = st.get("operationState") or {}
+        lines.append(
+            f"{name}: sync={st.get('sync', {}).get('status')} op={op.get('phase')} "
+            f"{op.get('message', '')[:400]} conditions={st.get('conditions')}"
+        )
+        for r in (op.get("syncResult") or {}).get("resources", []):
+            if r.get("status") not in ("Synced", None):
+                lines.append(f"  {r.get('kind')} {r.get('name')}: {r.get('message')}")
+    return "\n".join(lines) or "no Application"
+
+
+def test_every_application_reaches_synced(synced: dict[str, dict[str, Any]]) -> None:
+    assert set(synced) == set(APPS)
+    for app in synced.values():
+        assert app["status"]["sync"]["status"] == "Synced", _describe(synced)
+
+
+def test_the_staging_objects_are_in_the_api_server_as_built(
+    cluster: Cluster, kube: Kube, synced: dict[str, dict[str, Any]]
+) -> None:
+    built = staging_build(cluster, ROOT)
+    missing = []
+    for doc in built:
+        meta = doc["metadata"]
+        group = doc["apiVersion"].rpartition("/")[0]
+        resource = f"{doc['kind'].lower()}.{group}" if group else doc["kind"].lower()
+        got = kube.get(resource, meta["name"], meta.get("namespace"))
+        if got is None:
+            missing.append(f"{doc['kind']} {meta['name']}")
+    assert missing == []
+    template = next(d for d in built if d["kind"] == "WorkflowTemplate")
+    stored = kube.get("workflowtemplate", "driftloop-retrain", "driftloop-staging")
+    assert stored is not None
+    assert stored["spec"] == template["spec"]
+    service = next(d for d in built if d["kind"] == "RayService")
+    stored = kube.get("rayservice", "driftloop-serve", "driftloop-staging")
+    assert stored is not None
+    assert stored["spec"]["serveConfigV2"] == service["spec"]["serveConfigV2"]
+
+
+STAGING = "driftloop-staging"
+
+
+def _serve_config(kube: Kube) -> str:
+    service = kube.get("rayservice", "driftloop-serve", STAGING)
+    assert service is not None
+    config: str = service["spec"]["serveConfigV2"]
+    return config
+
+
+def _synced_at(kube: Kube, sha: str) -> bool:
+    app = kube.get("application", "driftloop-staging", "argocd")
+    st = (app or {}).get("status") or {}
+    return bool(st.get("sync", {}).get("revision") == sha and st["sync"]["status"] == "Synced")
+
+
+def _render(remote: Remote) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "driftloop_workflows.render", "--root", str(remote.work)],
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_a_hand_edit_is_reverted(kube: Kube, synced: dict[str, dict[str, Any]]) -> None:
+    env = kube.get("configmap", "driftloop-env", STAGING)
+    assert env is not None
+    key, value = sorted(env["data"].items())[0]
+    kube.kubectl("patch", "configmap", "driftloop-env", "-n", STAGING, "--type=merge",
+                 "-p", json.dumps({"data": {key: "edited-by-hand"}}))  # fmt: skip
+
+    def restored() -> bool:
+        live = kube.get("configmap", "driftloop-env", STAGING)
+        return live is not None and live["data"][key] == value
+
+    wait_for(f"Argo CD to put {key} back", restored, timeout=120)
+
+
+def test_a_commit_to_serve_yaml_reaches_the_rayservice(
+    kube: Kube, remote: Remote, synced: dict[str, dict[str, Any]]
+) -> None:
+    serve = remote.work / "deploy/apps/fraud/serve.yaml"
+    text = serve.read_text()
+    assert "threshold: null" in text
+    serve.write_text(text.replace("threshold: null", "threshold: 0.42", 1))
+    _render(remote)
+    t0 = time.monotonic()
+    sha = remote.commit("fraud: threshold 0.42")
+    wait_for("the commit in the RayService", lambda: "threshold: 0.42" in _serve_config(kube), 180)
+    print(f"commit -> serveConfigV2 in the API server: {time.monotonic() - t0:.1f} s")
+    wait_for(f"driftloop-staging synced at {sha[:8]}", lambda: _synced_at(kube, sha), 120)
+    rendered = yaml.safe_load(
+        (remote.work / "deploy/k8s/base/serving/serve-config.yaml").read_text()
+    )
+    assert _serve_config(kube) == rendered["spec"]["serveConfigV2"]
+
+    # the rollback: `git revert` of that commit
+    _git(remote.work, "-c", "user.name=k8s tier", "-c", "user.email=k8s@localhost",
+         "revert", "--no-edit", "HEAD")  # fmt: skip
+    _git(remote.work, "push", "-q", str(remote.bare), "main")
+    sha = _git(remote.work, "rev-parse", "HEAD")
+    wait_for("the revert in the RayService", lambda: "threshold: null" in _serve_config(kube), 180)
+    wait_for(f"driftloop-staging synced at {sha[:8]}", lambda: _synced_at(kube, sha), 120)
