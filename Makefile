@@ -123,8 +123,10 @@ clean: down ## stop the stack and remove runtime state (Kafka data, logs) and th
 IMAGE_VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' libs/driftloop/pyproject.toml)
 IMAGE         ?= driftloop/driftloop:$(IMAGE_VERSION)
 
+# podman (build and run), buildah (its build engine), mmdebstrap (the base rootfs), runc (the
+# OCI runtime used here: crun refuses hybrid cgroup hierarchies).
 image-tools: ## install podman, buildah, mmdebstrap and runc from apt when missing (root or sudo)
-	deploy/image/install-tools.sh
+	deploy/install-debian-packages.sh podman buildah mmdebstrap runc uidmap
 
 image: image-tools ## build driftloop/driftloop:<version> with podman: a Debian base (mmdebstrap) + the uv-locked workspace
 	STATE=$(STATE) UV_VERSION=$(UV_VERSION) deploy/image/build.sh $(IMAGE) $(IMAGE_VERSION)

@@ -42,7 +42,12 @@ k8s_timed = @mkdir -p $(@D); echo "building $(@F) (nice -n 19; minutes on a cold
 	s=$$(date +%s); ( $(1) ) || exit 1; \
 	echo "$(@F) $$(( $$(date +%s) - s ))s $$(date -u +%FT%TZ)" | tee -a $(K8S_CLUSTER_DIR)/build-times.log
 
-.PHONY: k8s-cluster-tools k8s-up k8s-down k8s-status test-k8s
+.PHONY: k8s-cluster-tools k8s-deps k8s-up k8s-down k8s-status test-k8s
+
+# What k8s-up runs besides the built tools: redis for Argo CD, socat for the one host port,
+# unshare/nsenter/ip for the network namespace.
+k8s-deps: ## install socat, redis-server, iproute2, util-linux, curl and openssl from apt when missing (root or sudo)
+	deploy/install-debian-packages.sh socat redis-server iproute2 util-linux curl openssl
 
 $(K8S_CLUSTER_BIN)/etcd:
 	$(call k8s_timed,cd $(K8S_WRAPPERS)/etcd && $(K8S_GO_BUILD) -o $(abspath $@) .)
@@ -99,7 +104,7 @@ k8s-cluster-tools: $(K8S_CLUSTER_TOOLS) ## only the control plane of the k8s tie
 K8S_CLUSTER := $(PY) -m driftloop_workflows.k8s.cluster --tools $(K8S_CLUSTER_DIR) \
 	--kustomize $(KUSTOMIZE) --state $(K8S_CLUSTER_STATE)
 
-k8s-up: install k8s-tools ## start etcd, kube-apiserver, Argo Workflows, KubeRay and Argo CD on loopback (state in .driftloop/k8s)
+k8s-up: install k8s-deps k8s-tools ## start etcd, kube-apiserver, Argo Workflows, KubeRay and Argo CD on loopback (state in .driftloop/k8s)
 	$(K8S_CLUSTER) up
 
 k8s-down: ## stop what `make k8s-up` started
@@ -109,7 +114,7 @@ k8s-status: install ## each control-plane process, its pid and whether it answer
 	$(K8S_CLUSTER) status
 
 # Starts the control plane unless it already runs, runs tests/k8s, stops only what it started.
-test-k8s: install k8s-tools ## the k8s tier: real controllers acting on deploy/k8s (builds the tools once)
+test-k8s: install k8s-deps k8s-tools ## the k8s tier: real controllers acting on deploy/k8s (builds the tools once)
 	@if $(K8S_CLUSTER) status >/dev/null 2>&1; then started=0; else started=1; \
 	  $(K8S_CLUSTER) up || { $(K8S_CLUSTER) down; exit 1; }; fi; \
 	K8S_STATE=$(K8S_CLUSTER_STATE) K8S_TOOLS=$(K8S_CLUSTER_DIR) KUSTOMIZE=$(KUSTOMIZE) \

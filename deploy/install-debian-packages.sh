@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs what `make image` needs from Debian (or Ubuntu) packages: podman (build and run),
-# buildah (podman's build engine), mmdebstrap (the base rootfs) and runc (the OCI runtime
-# used here: crun refuses hybrid cgroup hierarchies). Needs root, or sudo without a password.
+# Installs the Debian (or Ubuntu) packages named as arguments that are missing, with apt.
+# Needs root, or sudo without a password. Used by `make image-tools` (podman, buildah,
+# mmdebstrap, runc: the image) and `make k8s-deps` (socat, redis-server...: the k8s tier).
 set -euo pipefail
-packages=(podman buildah mmdebstrap runc uidmap)
+[ $# -gt 0 ] || { echo "usage: $0 PACKAGE..." >&2; exit 2; }
+packages=("$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
