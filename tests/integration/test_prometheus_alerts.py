@@ -25,6 +25,7 @@ from driftloop_monitor._metrics import MonitorMetrics
 from driftloop.metrics import MetricsServer, serve_metrics
 from driftloop.settings import Settings
 from driftloop.stack._prometheus import register_targets, wait_ready, write_config
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / ".driftloop" / "tools" / "bin" / "prometheus"
@@ -95,17 +96,6 @@ def _get(stack: Settings, path: str) -> Any:
         return json.load(answer)["data"]
 
 
-def _until(what: str, check: Any, timeout_s: float = 15) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s:g} s: {what}")
-        time.sleep(0.25)
-
-
 def _drift_alerts(stack: Settings) -> list[dict[str, Any]]:
     return [
         a
@@ -128,7 +118,7 @@ def test_the_data_drift_alert_fires_and_resolves(
         result = _get(stack, '/api/v1/query?query=driftloop_monitor_drifting{kind="data"}')
         return bool(result["result"])
 
-    _until("the monitor's metrics scraped", scraped)
+    wait_for("the monitor's metrics scraped", scraped, 15, every=0.25)
     [target] = [
         t
         for t in _get(stack, "/api/v1/targets")["activeTargets"]
@@ -140,15 +130,17 @@ def test_the_data_drift_alert_fires_and_resolves(
 
     start = datetime.now(UTC)
     monitor.drifting.labels("fraud", "data").set(1)
-    [alert] = _until(
+    [alert] = wait_for(
         "DriftloopDataDrift firing",
         lambda: [a for a in _drift_alerts(stack) if a["state"] == "firing"],
+        15,
+        every=0.25,
     )
     assert alert["labels"]["model"] == "fraud" and alert["labels"]["severity"] == "warning"
     assert alert["annotations"]["summary"] == "Data drift on fraud"
 
     monitor.drifting.labels("fraud", "data").set(0)
-    _until("DriftloopDataDrift resolved", lambda: _drift_alerts(stack) == [])
+    wait_for("DriftloopDataDrift resolved", lambda: _drift_alerts(stack) == [], 15, every=0.25)
     time.sleep(1.5)  # the stale marker of ALERTS lands with the next evaluation
 
     # The demo's summary reads the same history from the ALERTS series.

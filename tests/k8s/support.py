@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 from driftloop_workflows.k8s import kustomize_build
-from driftloop_workflows.k8s.cluster import Cluster
-
-T = TypeVar("T")
-TOOLS = ("etcd", "kube-apiserver", "kubectl", "workflow-controller", "ray-operator", "argocd")
+from driftloop_workflows.k8s.cluster import TOOLS, Cluster
 
 
 def built_tools(root: Path) -> Path | None:
@@ -29,19 +24,6 @@ def built_tools(root: Path) -> Path | None:
         if all((d / "bin" / t).exists() for t in TOOLS) and (d / "upstream/SOURCE").exists():
             return d
     return None
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: float = 1.0) -> T:
-    """``probe()``'s first truthy answer; an AssertionError naming ``what`` after
-    ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(every)
 
 
 class Kube:

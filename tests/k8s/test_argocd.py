@@ -28,7 +28,8 @@ import pytest
 import yaml
 from driftloop_workflows.k8s.cluster import Cluster
 
-from tests.k8s.support import Kube, staging_build, wait_for
+from tests.k8s.support import Kube, staging_build
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM = "https://github.com/driftloop/driftloop.git"

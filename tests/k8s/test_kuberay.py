@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from driftloop_workflows.k8s.cluster import Cluster
 
-from tests.k8s.support import Kube, moved, staging_build, wait_for
+from tests.k8s.support import Kube, moved, staging_build
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "k8s-kuberay"

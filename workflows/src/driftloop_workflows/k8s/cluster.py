@@ -51,6 +51,10 @@ the environment: git is polled every 15 s (upstream 120 s, plus up to 60 s of ji
 the repo-server keeps a resolved branch as long."""
 
 
+TOOLS = ("etcd", "kube-apiserver", "kubectl", "workflow-controller", "ray-operator", "argocd")
+"""The programs `make k8s-tools` builds into ``<tools>/bin`` (cluster.mk's K8S_TOOL_NAMES)."""
+
+
 class Cluster:
     def __init__(self, tools: Path, kustomize: Path, state: Path, root: Path = Path()) -> None:
         self.root = root.resolve()
@@ -93,7 +97,7 @@ class Cluster:
         require("unshare", "nsenter", "ip", "socat", "curl", "openssl", "redis-server", "git")
         if os.geteuid() != 0:
             raise SystemExit("k8s-up makes a network namespace (unshare --net): run it as root")
-        missing = [b for b in ("etcd", "kube-apiserver", "kubectl") if not (self.bin / b).exists()]
+        missing = [b for b in TOOLS if not (self.bin / b).exists()]
         if missing:
             raise SystemExit(f"{', '.join(missing)} not built in {self.bin}: run make k8s-tools")
         if any(alive(pid) for pid in self.procs.recorded().values()):
