@@ -17,8 +17,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from driftloop_stream._labelled import HISTORY_SCHEMA
+from driftloop_stream._served import SERVED_SCHEMA
 
-from driftloop.events import DeadLetter, Label, Transaction
+from driftloop.events import DeadLetter, Label, Prediction, Transaction
 from driftloop.features import CUSTOMER_FEATURES, apply_repo, open_store, point_in_time, read_source
 from driftloop.kafka import EventConsumer, EventProducer
 from driftloop.settings import Settings
@@ -133,6 +134,10 @@ def published(base_settings, tmp_path_factory):
         for label in labels:
             if label.transaction_id not in early:
                 producer.send(label)
+        for i, prediction in enumerate(_predictions(events)):
+            producer.send(prediction)
+            if i == 10:
+                producer.send_raw("predictions", b'{"transaction_id": "p"}', key=b"p")
         producer.flush()
     yield settings, events
     next(gen, None)
@@ -146,6 +151,24 @@ def _labels(events: list[Transaction]) -> list[Label]:
         for i, e in enumerate(events)
         if i % 10 < 7
     ]  # fmt: skip
+
+
+def _predictions(events: list[Transaction]) -> list[Prediction]:
+    """What the endpoint logged for every second transaction, nulls among the features."""
+    return [
+        Prediction(request_id=f"r-{i}", transaction_id=e.transaction_id, model_name="fraud",
+                   model_version="1", score=0.1, decision=False, threshold=0.5,
+                   features={"amount": e.amount, "merchant_category": e.merchant_category,
+                             "txn_count_1h": None if i % 6 == 0 else i % 5},
+                   latency_ms=2.0, event_time=e.event_time)
+        for i, e in enumerate(events)
+        if i % 2 == 0
+    ]  # fmt: skip
+
+
+def _served(settings: Settings) -> pd.DataFrame:
+    frame = read_source(str(settings.state_dir / "data" / "served"))
+    return frame.sort_values("request_id").reset_index(drop=True)
 
 
 def _labelled(settings: Settings) -> pd.DataFrame:
@@ -237,6 +260,7 @@ def test_restart_after_sigkill_gives_the_same_features(published, uninterrupted,
     pd.testing.assert_frame_equal(_online(repo_a, customers), _online(repo_b, customers))
     pd.testing.assert_frame_equal(_offline(repo_a), _offline(repo_b))
     pd.testing.assert_frame_equal(_labelled(repo_a), _labelled(repo_b))
+    pd.testing.assert_frame_equal(_served(repo_a), _served(repo_b))
 
 
 def test_labels_join_their_transactions_into_the_history_training_reads(uninterrupted):
@@ -254,6 +278,22 @@ def test_labels_join_their_transactions_into_the_history_training_reads(uninterr
         assert (row.customer_id, row.amount, row.country) == (
             event.customer_id, event.amount, event.country)  # fmt: skip
     assert list(labelled.columns) == [f.name for f in HISTORY_SCHEMA]
+
+
+def test_predictions_become_the_served_features_log_training_reads(uninterrupted):
+    import json
+
+    repo, events, _ = uninterrupted
+    served = _served(repo)
+    expected = {p.request_id: p for p in _predictions(events)}
+    assert list(served.columns) == [f.name for f in SERVED_SCHEMA]
+    assert served["request_id"].is_unique and set(served["request_id"]) == set(expected)
+    for row in served.itertuples():
+        prediction = expected[str(row.request_id)]
+        assert row.transaction_id == prediction.transaction_id
+        assert row.event_timestamp == pd.Timestamp(prediction.event_time)
+        assert (row.model_name, row.model_version) == ("fraud", "1")
+        assert json.loads(str(row.features)) == prediction.features
 
 
 def test_online_features_equal_offline_point_in_time(uninterrupted):
@@ -283,7 +323,7 @@ def test_bad_and_too_late_records_go_to_the_dlq(published, uninterrupted):
     try:
         while (
             time.monotonic() < deadline
-            and len([x for x in letters if x.consumer_group == "stream-a"]) < 3
+            and len([x for x in letters if x.consumer_group.startswith("stream-a")]) < 4
         ):
             reader.poll_batch(lambda b: letters.extend(r.event for r in b), timeout_s=0.5)
     finally:
@@ -291,6 +331,8 @@ def test_bad_and_too_late_records_go_to_the_dlq(published, uninterrupted):
     mine = [x for x in letters if x.consumer_group == "stream-a"]
     reasons = sorted(x.reason.split(":")[0] for x in mine)
     assert reasons == ["invalid record", "invalid record", "late event"]
+    served = [x for x in letters if x.consumer_group == "stream-a-served"]
+    assert [x.reason.split(":")[0] for x in served] == ["invalid record"], served
 
 
 def test_metrics_expose_rate_push_latency_and_lag(uninterrupted):
@@ -301,3 +343,4 @@ def test_metrics_expose_rate_push_latency_and_lag(uninterrupted):
     assert "driftloop_stream_events_per_second" in body
     assert "driftloop_stream_consumer_lag" in body
     assert "driftloop_stream_late_events_total 1.0" in body
+    assert f"driftloop_stream_served_rows_total {float(N // 2)}" in body

@@ -19,6 +19,7 @@ class StreamMetrics:
     events_per_second: Gauge
     customers: Gauge
     labelled: Counter
+    served: Counter
 
     @classmethod
     def create(cls) -> StreamMetrics:
@@ -30,6 +31,11 @@ class StreamMetrics:
             labelled=Counter(
                 "driftloop_stream_labelled_rows",
                 "Transactions joined with their labels",
+                registry=r,
+            ),
+            served=Counter(
+                "driftloop_stream_served_rows",
+                "Predictions whose served features were logged for training",
                 registry=r,
             ),
             late=Counter(

@@ -1,4 +1,5 @@
-"""transactions → per-customer window aggregates → Feast (offline files, online push).
+"""transactions → per-customer window aggregates → Feast (offline files, online push);
+transactions + labels → the labelled history; predictions → the served-features log.
 
 Each micro-batch: apply the events to the windows, write the feature rows as one offline
 file named by the batch's offsets, push each touched customer's newest row online, then
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from feast import FeatureStore
 from feast.data_source import PushMode
 
-from driftloop.events import DeadLetter, Label, Transaction
+from driftloop.events import DeadLetter, Label, Prediction, Transaction
 from driftloop.features import (
     CUSTOMER_AGGREGATES_SCHEMA,
     WINDOWS,
@@ -38,6 +39,7 @@ from driftloop.metrics import serve_metrics
 from driftloop_stream._checkpoint import Checkpoint, save_offsets
 from driftloop_stream._labelled import HISTORY_SCHEMA, awaiting_rows, forget_older_than, match
 from driftloop_stream._metrics import StreamMetrics
+from driftloop_stream._served import SERVED_SCHEMA, served_frame
 from driftloop_stream._settings import StreamSettings
 
 PUSH_SOURCE = "customer_aggregates_push"
@@ -74,6 +76,10 @@ class StreamService:
             settings, Label, f"{settings.stream_group}-labels", dlq=self.dlq,
             max_records=settings.stream_batch_max, linger_s=settings.stream_linger_s,
         )  # fmt: skip
+        self.served = EventConsumer(
+            settings, Prediction, f"{settings.stream_group}-served", dlq=self.dlq,
+            max_records=settings.stream_batch_max, linger_s=settings.stream_linger_s,
+        )  # fmt: skip
         self._restore()
 
     def _restore(self) -> None:
@@ -98,6 +104,12 @@ class StreamService:
                 if starts and any(first >= saved.get(p, 0) for p, first in starts.items()):
                     delete_batch(self.settings.labelled_dir, name)
         self.labels.assign_from(label_offsets)
+        served_offsets = self.checkpoint.offsets(self.served.topic)
+        for name in list_batches(self.settings.served_dir):
+            starts = batch_starts(name, "served")
+            if starts and any(first >= served_offsets.get(p, 0) for p, first in starts.items()):
+                delete_batch(self.settings.served_dir, name)  # its batch is replayed
+        self.served.assign_from(served_offsets)
         self.metrics.customers.set(len(self.aggregator.customers))
         log.info("restored %d events of %d customers; offsets %s", restored,
                  len(self.aggregator.customers), offsets or "from the beginning")  # fmt: skip
@@ -182,6 +194,23 @@ class StreamService:
             raise
         db.execute("COMMIT")
 
+    def handle_served(self, batch: Batch[Prediction]) -> None:
+        """Write a batch of predictions' served features as one file named by their
+        offsets; then save those offsets."""
+        predictions = [received.event for received in batch]
+        if predictions:
+            name = batch_name(batch.first_offsets, batch.next_offsets, "served")
+            write_batch(served_frame(predictions), self.settings.served_dir, name, SERVED_SCHEMA)
+            self.metrics.served.inc(len(predictions))
+        db = self.checkpoint.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            save_offsets(db, self.served.topic, batch.next_offsets)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
     def _join(self, db: sqlite3.Connection, labels: list[Label], name: str) -> None:
         """Inside the caller's transaction: join and write the rows that met their label
         (labels that just came, or transactions that just came to labels that waited)."""
@@ -226,8 +255,9 @@ class StreamService:
             while not stop.is_set():
                 result = self.consumer.poll_batch(self.handle, timeout_s=0.5)
                 labels = self.labels.poll_batch(self.handle_labels, timeout_s=0.1)
+                served = self.served.poll_batch(self.handle_served, timeout_s=0.1)
                 now = time.monotonic()
-                if result.received or labels.received:
+                if result.received or labels.received or served.received:
                     idle_since = now
                 elif exit_when_idle_s is not None and now - idle_since > exit_when_idle_s:
                     break
@@ -240,5 +270,6 @@ class StreamService:
     def close(self) -> None:
         self.consumer.close()
         self.labels.close()
+        self.served.close()
         self.dlq.close()
         self.checkpoint.close()

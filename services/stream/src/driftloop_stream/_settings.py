@@ -35,5 +35,10 @@ class StreamSettings(Settings):
         return str(self.state_dir / "data" / "labelled")
 
     @property
+    def served_dir(self) -> str:
+        """Where the served-features log lands (one file per batch of predictions)."""
+        return str(self.state_dir / "data" / "served")
+
+    @property
     def checkpoint_path(self) -> Path:
         return self.stream_checkpoint or self.state_dir / "stream" / "checkpoint.sqlite"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -28,6 +29,8 @@ TS = "event_timestamp"
 LABEL = "label"
 ROW = "row"
 POST = "post_change"
+SERVED = "served"
+"""A column of the unencoded join only: 1 where the row's features are the served ones."""
 """Column names of the frames handed to the workers (besides the features); ``POST``
 (1 for a row at or after the change point) only when the dataset has a change point."""
 SPLITS = ("train", "validation", "holdout")
@@ -50,6 +53,9 @@ class Dataset:
     change_point: datetime | None = None
     """When the regime the dataset was built for began; the splits then carry ``POST``."""
     strategy: str = TIME_SPLIT
+    served_rows: dict[str, int] | None = None
+    """Rows per split whose features are the ones the endpoint served (None: the spec
+    trains on offline point-in-time features only)."""
 
     def post_change(self, split: str) -> np.ndarray | None:
         """Which rows of ``split`` are at or after the change point (None: no change point)."""
@@ -69,6 +75,10 @@ class Dataset:
                 y = self.splits[name][LABEL].to_numpy()
                 summary[name] = {"post_change_rows": int(post.sum()),
                                  "post_change_positives": int(y[post].sum())}  # fmt: skip
+        summary["features"] = {
+            "source": "offline" if self.served_rows is None else "served-where-logged",
+            "served_rows": dict(self.served_rows) if self.served_rows is not None else None,
+        }
         return summary
 
     @property
@@ -97,6 +107,57 @@ def read_labelled(spec: ModelSpec, settings: Settings, window: TrainingWindow) -
     keep = (ts >= start) & (ts < end) & labelled_at.notna() & (labelled_at <= end)
     out = history.loc[keep].sort_values([TS, "transaction_id"], kind="stable")
     return out.reset_index(drop=True)
+
+
+def read_served(directory: str, transaction_ids: pd.Series) -> dict[str, str]:
+    """{transaction id: JSON of the features it was first served with} for the given
+    transactions, from the stream service's served-features log."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    wanted = pa.array(transaction_ids.astype(str).unique())
+    table = ds.dataset(directory, format="parquet").to_table(
+        columns=["transaction_id", "features"], filter=pc.field("transaction_id").isin(wanted)
+    )
+    served: dict[str, str] = {}
+    for tid, vector in zip(table["transaction_id"].to_pylist(), table["features"].to_pylist(),
+                           strict=True):  # fmt: skip
+        served.setdefault(tid, vector)  # files in offset order: the first prediction wins
+    return served
+
+
+def overlay_served(
+    joined: pd.DataFrame, transaction_ids: pd.Series, served: dict[str, str],
+    features: list[Feature],
+) -> np.ndarray:  # fmt: skip
+    """Replace, in place, the point-in-time features of rows the endpoint served with the
+    values it served (a feature the logged vector lacks keeps its offline value); return
+    which rows were served."""
+    vectors = [served.get(str(t)) for t in transaction_ids]
+    mask = np.array([v is not None for v in vectors], dtype=bool)
+    if not mask.any():
+        return mask
+    rows = np.flatnonzero(mask)
+    parsed = [json.loads(v) for v in vectors if v is not None]
+    for feature in features:
+        present = np.array([feature.name in d for d in parsed], dtype=bool)
+        if not present.any():
+            continue
+        values = [d[feature.name] for d, has in zip(parsed, present, strict=True) if has]
+        offline = joined[feature.name]
+        if feature.type == "categorical":
+            text = offline.astype(object).to_numpy(copy=True)
+            text[rows[present]] = [None if v is None else str(v) for v in values]
+            joined[feature.name] = pd.Series(text, index=joined.index).astype(offline.dtype)
+        else:
+            numbers = pd.to_numeric(offline, errors="coerce").to_numpy("float64", copy=True)
+            numbers[rows[present]] = [np.nan if v is None else float(v) for v in values]
+            result = pd.Series(numbers, index=joined.index)
+            if pd.api.types.is_integer_dtype(offline.dtype):  # keep integers integers
+                result = result.astype("Int64" if result.isna().any() else offline.dtype)
+            joined[feature.name] = result
+    return mask
 
 
 def _feature_type(dtype: object) -> str:
@@ -192,9 +253,16 @@ def build_dataset(
     _check_entity(spec, store, service)
     features = model_features(spec, service)
     # History columns named like a feature (merchant_category) would collide in the join.
-    served = {f.name for p in service.feature_view_projections for f in p.features}
-    entities = training_entities(labelled.drop(columns=sorted(served & set(labelled.columns))))
+    offered = {f.name for p in service.feature_view_projections for f in p.features}
+    entities = training_entities(labelled.drop(columns=sorted(offered & set(labelled.columns))))
     joined = point_in_time(store, entities, service)
+    served_mask: np.ndarray | None = None
+    directory = spec.served_uri(settings)
+    if spec.training_features == "served":
+        # What the endpoint scored with (stream lag, stale rows) is what the model meets.
+        served = read_served(directory, labelled["transaction_id"]) if directory else {}
+        served_mask = overlay_served(joined, labelled["transaction_id"], served, features)
+        joined[SERVED] = served_mask.astype(np.int8)
     joined[TS] = labelled[TS].to_numpy()  # split on the transaction's own time
     joined[LABEL] = labelled[spec.label].astype("int32").to_numpy()
     raw, strategy = split_within_regimes(joined, spec, change_point)
@@ -215,9 +283,12 @@ def build_dataset(
     for name in SPLITS:
         if splits[name][LABEL].nunique() < 2:
             raise ValueError(f"the {name} split needs both classes; widen the window")
+    served_rows = None
+    if served_mask is not None:
+        served_rows = {name: int(part[SERVED].sum()) for name, part in raw.items()}
     names = [f.name for f in features]
     unencoded = {name: part[names].reset_index(drop=True) for name, part in raw.items()}
     return Dataset(
         features, vocab, splits, frame_hash(splits), unencoded, len(labelled),
-        change_point if POST in splits["train"].columns else None, strategy,
+        change_point if POST in splits["train"].columns else None, strategy, served_rows,
     )  # fmt: skip

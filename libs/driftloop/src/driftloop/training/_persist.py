@@ -56,6 +56,7 @@ def save_dataset(dataset: Dataset, uri: str) -> None:
         "labelled_rows": dataset.labelled_rows,
         "change_point": dataset.change_point.isoformat() if dataset.change_point else None,
         "strategy": dataset.strategy,
+        "served_rows": dataset.served_rows,
     }
     # Written last: a dataset without its header is incomplete and never read.
     write_bytes(f"{root}/dataset.json", json.dumps(header, indent=2).encode())
@@ -80,4 +81,5 @@ def load_dataset(uri: str) -> Dataset:
         labelled_rows=int(header["labelled_rows"]),
         change_point=datetime.fromisoformat(cp) if (cp := header.get("change_point")) else None,
         strategy=header.get("strategy", TIME_SPLIT),
+        served_rows=header.get("served_rows"),
     )

@@ -160,6 +160,12 @@ class ModelSpec(BaseModel):
     label: str = "is_fraud"
     request: str = Field("Transaction", description="the event contract a scoring request carries")
     history: str | None = Field(None, description="default: <state_dir>/data/transactions.parquet")
+    training_features: Literal["served", "offline"] = Field(
+        "served",
+        description="served: a transaction the endpoint scored trains on the features it was "
+        "served with (the stream service's log of predictions), others on offline "
+        "point-in-time features; offline: point-in-time features for every row",
+    )
     split: Split = Field(default_factory=Split)
     trainer: TrainerSpec = Field(default_factory=TrainerSpec)
     tune: TuneSpec = Field(default_factory=TuneSpec)
@@ -189,6 +195,15 @@ class ModelSpec(BaseModel):
         if self.history is not None:
             return None
         directory = settings.state_dir / "data" / "labelled"
+        return str(directory) if any(directory.glob("*.parquet")) else None
+
+    def served_uri(self, settings: Settings) -> str | None:
+        """The stream service's served-features log (``<state_dir>/data/served``) when the
+        spec trains on served features, the default history is used and that directory
+        holds files; None otherwise."""
+        if self.training_features != "served" or self.history is not None:
+            return None
+        directory = settings.state_dir / "data" / "served"
         return str(directory) if any(directory.glob("*.parquet")) else None
 
     def history_uri(self, settings: Settings) -> str:
