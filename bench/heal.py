@@ -1,7 +1,10 @@
 """Does the loop heal? The demo's loop (the code `make demo` runs) for several seeds on each
 learnable scenario, one table row per run:
 
-- v1 before the drift: PR-AUC and recall at its threshold on its own holdout;
+- v1 before the drift: PR-AUC and recall at its threshold on its own holdout (offline
+  point-in-time features), and live (``v1_live_*``: the labelled traffic it scored before
+  the onset, with the features it was served — v2's footing; ``healed_live`` judges v2
+  against these);
 - v1 and v2 after the drift, on the same labelled post-drift rows (v2 not trained on them);
 - onset → v2 serving, by phase;
 - drift events before the onset (false starts) and about v2 in the windows after it serves.
@@ -53,6 +56,14 @@ def row(scenario: str, seed: int, result: DemoResult) -> dict[str, Any]:
         out |= {"pr_auc_share": h.pr_auc_share, "recall_share": h.recall_share}
         out |= {"healed": h.healed, "windows_after_v2": h.windows_after_v2}
         out["events_after_v2"] = h.events_after_v2
+        if h.v1_live is not None:  # v1 on served features before the drift: v2's footing
+            live = h.v1_live
+            out |= {"v1_live_pr_auc": live.pr_auc, "v1_live_recall": live.recall}
+            out["live_pr_auc_share"] = h.v2_pr_auc / live.pr_auc if live.pr_auc else None
+            out["live_recall_share"] = h.v2_recall / live.recall if live.recall else None
+            out["healed_live"] = (out["live_pr_auc_share"] or 0) >= PR_AUC_SHARE and (
+                out["live_recall_share"] or 0
+            ) >= RECALL_SHARE
     onset = result.virtual_onset
     out["events_before_onset"] = (
         sum(1 for e in result.events if onset is not None and e.window.end < onset)
@@ -74,7 +85,8 @@ def _cell(value: object) -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     columns = [
         "scenario", "seed", "v1_pre_pr_auc", "v1_pre_recall", "v1_post_pr_auc",
-        "v2_post_pr_auc", "v1_post_recall", "v2_post_recall", "healed",
+        "v2_post_pr_auc", "v1_post_recall", "v2_post_recall", "healed", "v1_live_pr_auc",
+        "v1_live_recall", "healed_live",
         "events_before_onset", "events_after_v2", "windows_after_v2", "onset_→_v2_serving_s",
     ]  # fmt: skip
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -122,6 +134,8 @@ def main() -> None:
     for scenario in args.scenarios.split(","):
         mine = [r for r in rows if r["scenario"] == scenario]
         goals[f"{scenario}_healed"] = f"{sum(bool(r.get('healed')) for r in mine)}/{len(mine)}"
+        live = sum(bool(r.get("healed_live")) for r in mine)
+        goals[f"{scenario}_healed_live"] = f"{live}/{len(mine)}"
     record(
         "heal",
         {
