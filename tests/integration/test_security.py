@@ -331,8 +331,10 @@ def test_a_replica_with_no_key_refuses_to_start_unless_auth_is_off(serving_world
                "DRIFTLOOP_SERVE_API_KEY_PATH": str(tmp_path / "absent")}  # fmt: skip
     config = support.user_config(serving_world.v1)
     try:
-        with pytest.raises(RuntimeError, match="failed"):
-            support.deploy(refused, support.serve_args(settings), config, env=keyless)
+        with pytest.raises(RuntimeError, match="failed"):  # at its first start: the reason
+            # does not change by retrying (Serve's default is three starts, ~10 s each here)
+            support.deploy(refused, support.serve_args(settings), config, env=keyless,
+                           max_constructor_retry_count=1)  # fmt: skip
         # The application's status names the deployment; the deployment's, the reason.
         reason = serve.status().applications[refused].deployments[support.DEPLOYMENT].message
         assert "no API key for the scoring routes" in reason, reason[-3000:]

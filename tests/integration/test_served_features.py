@@ -46,10 +46,10 @@ def _prediction(tid: str, features: dict[str, object], version: str = "1") -> Pr
 def served_world(
     history: Settings, training_spec: ModelSpec, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Settings, pd.DataFrame, dict[str, dict[str, object]], Dataset]]:
-    """A state directory sharing the history's transactions and features, with a served log for every
-    third labelled transaction of the window: the offline values with one numeric and one
-    categorical feature changed (one of them null), some vectors lacking a feature, and
-    one transaction scored twice (the second vector must lose)."""
+    """A state directory sharing the history's transactions and features, with a served
+    log for every third labelled transaction of the window: the offline values with one
+    numeric and one categorical feature changed (one of them null), some vectors lacking a
+    feature, and one transaction scored twice (the second vector must lose)."""
     offline = build_dataset(training_spec.model_copy(update={"training_features": "offline"}),
                             history, WINDOW)  # fmt: skip
     labelled = read_labelled(training_spec, history, WINDOW)
