@@ -17,20 +17,28 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from driftloop.events import Label
-from driftloop.features import merchant_stats, open_store, read_source
+from driftloop.events import Label, Transaction
+from driftloop.features import (
+    MERCHANT_STATS_SCHEMA,
+    list_batches,
+    merchant_stats,
+    open_store,
+    write_batch,
+)
 from driftloop.kafka import EventProducer
 from tests.integration.test_stream_service import START, _events, _free_port, _repo
 
 pytestmark = pytest.mark.timeout(180)
 
 LATENESS_S = 300.0
+BACKFILLED = START + timedelta(days=2)
+"""The backfill's job ran at this midnight (its newest snapshot)."""
 
 
 @pytest.fixture
 def snapshotted(own_topics, base_settings, tmp_path):
-    """One run of the stream service over payments and labels in event-time order:
-    (settings, the history they make, the service's last merchant snapshot day)."""
+    """One run of the stream service over payments and labels in event-time order after a
+    backfill of their first two days: (settings, the history they make)."""
     from driftloop_stream import StreamService, StreamSettings
 
     events = _events(seed=11)
@@ -43,6 +51,10 @@ def snapshotted(own_topics, base_settings, tmp_path):
             producer.send(event)
         producer.flush()
     repo, _ = _repo(base_settings, tmp_path, own_topics.topic_prefix)
+    history = _history(events, labels)
+    # the backfill: the snapshots of its midnights (June 2 and 3), made on June 3
+    backfill = merchant_stats(history[history["event_timestamp"] < BACKFILLED], BACKFILLED)
+    write_batch(backfill, f"{repo.feature_data}/merchant_stats", "backfill", MERCHANT_STATS_SCHEMA)
     service = StreamService(
         StreamSettings(
             **repo.model_dump(), stream_group="merchants", stream_metrics_port=_free_port(),
@@ -53,8 +65,12 @@ def snapshotted(own_topics, base_settings, tmp_path):
         service.run(threading.Event(), exit_when_idle_s=3)
     finally:
         service.close()
+    return repo, history
+
+
+def _history(events: list[Transaction], labels: list[Label]) -> pd.DataFrame:
     by_id = {label.transaction_id: label for label in labels}
-    history = pd.DataFrame(
+    return pd.DataFrame(
         {
             "transaction_id": [e.transaction_id for e in events],
             "merchant_id": [e.merchant_id for e in events],
@@ -66,20 +82,24 @@ def snapshotted(own_topics, base_settings, tmp_path):
             ),
         }
     )
-    return repo, history
 
 
 def test_every_settled_midnight_gets_the_backfills_snapshot_offline_and_online(snapshotted):
     repo, history = snapshotted
-    made = read_source(f"{repo.feature_data}/merchant_stats")
+    source = f"{repo.feature_data}/merchant_stats"
+    daily = [name for name in list_batches(source) if name.startswith("daily-")]
+    made = pd.concat([pd.read_parquet(f"{source}/{name}.parquet") for name in daily])
     days = sorted(made["event_timestamp"].unique())
-    # both streams passed a midnight by more than the lateness: the payments' watermark is
-    # the older one (labels run six hours behind payments... and beyond their end)
+    # every midnight after the backfill's that both streams passed by more than the
+    # lateness: the payments' watermark is the older (labels run six hours behind... and
+    # on, past the payments' end), and no day is skipped or made twice
     newest_payment = history["event_timestamp"].max()
     settled = (newest_payment - pd.Timedelta(seconds=LATENESS_S)).floor("D")
-    assert days[-1] == settled and len(days) >= 5, days
-    expected_days = pd.date_range(pd.Timestamp(START) + pd.Timedelta(days=1), settled, freq="D")
-    assert [pd.Timestamp(d) for d in days] == list(expected_days), days  # the first is empty
+    expected_days = pd.date_range(pd.Timestamp(BACKFILLED) + pd.Timedelta(days=1), settled)
+    assert len(expected_days) >= 3
+    assert [pd.Timestamp(d) for d in days] == list(expected_days), days
+    assert len(daily) == len(days)
+    # each the snapshot the backfill would have made of that midnight
     backfill = merchant_stats(history, settled.to_pydatetime() + timedelta(seconds=1))
     backfill = backfill[backfill["event_timestamp"].isin(days)]
     columns = ["merchant_id", "event_timestamp", "merchant_txn_count_30d",

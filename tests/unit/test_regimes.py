@@ -142,14 +142,22 @@ def test_the_dataset_records_its_regimes_and_keeps_them_through_a_save(tmp_path)
         "train": {"post_change_rows": 600, "post_change_positives": 600},
         "validation": {"post_change_rows": 30, "post_change_positives": 30},
         "holdout": {"post_change_rows": 60, "post_change_positives": 60},
+        "features": {"source": "offline", "served_rows": None},
     }  # fmt: skip
     from driftloop.training._dataset import frame_hash
 
-    hashed = Dataset(**{**dataset.__dict__, "data_hash": frame_hash(dataset.splits)})
+    served = {"train": 500, "validation": 30, "holdout": 0}
+    hashed = Dataset(
+        **{**dataset.__dict__, "data_hash": frame_hash(dataset.splits), "served_rows": served}
+    )
     save_dataset(hashed, str(tmp_path / "ds"))
     loaded = load_dataset(str(tmp_path / "ds"))
     assert (loaded.change_point, loaded.strategy) == (T0, WITHIN_REGIMES)
-    assert loaded.regimes() == dataset.regimes()
+    assert loaded.regimes() == hashed.regimes()
+    assert loaded.regimes()["features"] == {"source": "served-where-logged", "served_rows": served}
     plain = _dataset(post_train=600, change=None)
     assert plain.post_change("holdout") is None
-    assert plain.regimes() == {"strategy": TIME_SPLIT, "change_point": None}
+    assert plain.regimes() == {
+        "strategy": TIME_SPLIT, "change_point": None,
+        "features": {"source": "offline", "served_rows": None},
+    }  # fmt: skip

@@ -16,6 +16,8 @@ of the same rows to the online store; the day is recorded after both.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,13 +41,25 @@ def mark(db: sqlite3.Connection, name: str) -> float | None:
     return None if row is None else float(row[0])
 
 
-def watermark(db: sqlite3.Connection, stream: str) -> float | None:
-    """A stream's watermark: the oldest of its partitions' newest event times (a partition
-    that has sent nothing yet does not hold it back), None before any event."""
-    (value,) = db.execute(
-        "SELECT min(value) FROM marks WHERE name LIKE ?", (f"{stream}/%",)
-    ).fetchone()
-    return None if value is None else float(value)
+@dataclass(frozen=True)
+class Progress:
+    """Where a consumer of one stream stands: its partitions, and those with records it
+    has not consumed yet (asked of the broker only when needed)."""
+
+    partitions: set[int]
+    behind: Callable[[], set[int]]
+
+
+def watermark(db: sqlite3.Connection, stream: str, progress: Progress) -> float | None:
+    """A stream's watermark: the oldest of its partitions' newest event times applied.
+    A partition none of whose events was applied yet holds it back (None) while it has
+    records to read; an empty one does not, so an idle partition blocks nothing."""
+    rows = db.execute("SELECT name, value FROM marks WHERE name LIKE ?", (f"{stream}/%",))
+    newest = {int(name.rsplit("/", 1)[1]): float(value) for name, value in rows}
+    missing = progress.partitions - set(newest)
+    if not newest or (missing and missing & progress.behind()):
+        return None
+    return min(newest.values())
 
 
 def raise_marks(db: sqlite3.Connection, stream: str, newest: dict[int, float]) -> None:
@@ -63,10 +77,13 @@ def raise_mark(db: sqlite3.Connection, name: str, value: float) -> None:
     )
 
 
-def due_days(db: sqlite3.Connection, lateness_s: float, backfilled: float | None) -> list[float]:
+def due_days(
+    db: sqlite3.Connection, lateness_s: float, backfilled: float | None,
+    transactions: Progress, labels: Progress,
+) -> list[float]:  # fmt: skip
     """Midnights (epoch seconds) whose snapshot is due: after the newest one made (or the
     backfill's newest), passed by both watermarks by more than ``lateness_s``."""
-    seen = [watermark(db, TRANSACTIONS), watermark(db, LABELS)]
+    seen = [watermark(db, TRANSACTIONS, transactions), watermark(db, LABELS, labels)]
     if any(v is None for v in seen):
         return []
     settled = min(v for v in seen if v is not None) - lateness_s

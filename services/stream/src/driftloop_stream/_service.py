@@ -42,6 +42,7 @@ from driftloop_stream._merchants import (
     LABELS,
     SNAPSHOT,
     TRANSACTIONS,
+    Progress,
     backfilled_until,
     due_days,
     raise_mark,
@@ -227,7 +228,8 @@ class StreamService:
         """Every due daily merchant snapshot (see ``_merchants``): offline file, online
         rows, then the day recorded."""
         db = self.checkpoint.db
-        for day in due_days(db, self.settings.stream_lateness_s, self.backfilled):
+        progress = [Progress(c.partitions(), c.behind) for c in (self.consumer, self.labels)]
+        for day in due_days(db, self.settings.stream_lateness_s, self.backfilled, *progress):
             history = window_history(
                 db, self.settings.seed_history_path, self.settings.labelled_dir, day
             )
