@@ -193,3 +193,19 @@ def test_sigterm_stops_the_cli_cleanly_after_a_flush(own_topics):
     assert sent > 0
     assert len(_consume(own_topics, Transaction, sent)) == sent
     assert len(_consume(own_topics, Label, labels)) == labels
+
+
+def test_labels_of_a_warped_stream_are_stamped_in_its_event_time(own_topics):
+    """At a time warp a label's wall delay spans warp times as much event time: a label
+    stamped with the wall clock would be days older than its payment, so label-time
+    reasoning downstream (labels known by a midnight, by a training window's end) breaks."""
+    config = StreamConfig(rate=50, count=50, label_delay_s=0.5, time_warp=600.0)
+    stats = run_stream(own_topics, config, echo=lambda _: None)
+    assert stats.labels_sent == stats.sent == 50
+    transactions = {t.transaction_id: t for t in _consume(own_topics, Transaction, 50)}
+    labels = _consume(own_topics, Label, 50)
+    assert {label.transaction_id for label in labels} == set(transactions)
+    gaps = {label.event_time - transactions[label.transaction_id].event_time for label in labels}
+    assert gaps == {timedelta(seconds=300)}
+    times = [t.event_time for t in transactions.values()]
+    assert max(times) - min(times) > timedelta(seconds=300)  # the stream ran in warped time

@@ -17,7 +17,7 @@ import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -144,11 +144,16 @@ def _timeline(
 class _Sender:
     """Publishes transactions, queues their labels, and publishes labels once due."""
 
-    def __init__(self, producer: EventProducer, delay_s: float, stats: StreamStats) -> None:
+    def __init__(
+        self, producer: EventProducer, delay_s: float, stats: StreamStats, warp: float = 1.0
+    ) -> None:
         self._producer = producer
         self._delay_s = delay_s
         self._stats = stats
-        self._labels: deque[tuple[float, str, bool]] = deque()
+        # A label is stamped in the stream's event time: the delay after its payment, as
+        # much event time as the wall delay spans (a time warp stretches it).
+        self._label_after = timedelta(seconds=delay_s * warp)
+        self._labels: deque[tuple[float, str, bool, datetime]] = deque()
         self._lock = threading.Lock()
 
     def _failed(self, _: Any) -> None:
@@ -161,7 +166,8 @@ class _Sender:
 
     def transaction(self, tx: Transaction, is_fraud: bool, pattern: str) -> None:
         self._send(tx)
-        self._labels.append((time.monotonic() + self._delay_s, tx.transaction_id, is_fraud))
+        due = time.monotonic() + self._delay_s
+        self._labels.append((due, tx.transaction_id, is_fraud, tx.event_time + self._label_after))
         self._stats.sent += 1
         if is_fraud:
             self._stats.fraud_sent += 1
@@ -169,8 +175,8 @@ class _Sender:
 
     def labels_due(self, now: float) -> None:
         while self._labels and self._labels[0][0] <= now:
-            _, transaction_id, is_fraud = self._labels.popleft()
-            self._send(Label(transaction_id=transaction_id, is_fraud=is_fraud))
+            _, transaction_id, is_fraud, at = self._labels.popleft()
+            self._send(Label(transaction_id=transaction_id, is_fraud=is_fraud, event_time=at))
             self._stats.labels_sent += 1
 
     @property
@@ -214,7 +220,7 @@ def run_stream(
     timeline = _timeline(world, config, _run_key(config.draw_key or run_id), origin_ns, active)
     stats = StreamStats()
     producer = EventProducer(settings)
-    sender = _Sender(producer, config.label_delay_s, stats)
+    sender = _Sender(producer, config.label_delay_s, stats, config.time_warp)
     predictor: Predictor[tuple[Transaction, bool, str]] | None = None
     if config.predict_url:
         predictor = Predictor(
