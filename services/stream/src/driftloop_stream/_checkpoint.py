@@ -14,7 +14,6 @@ from pathlib import Path
 from driftloop.features import Point
 from driftloop_stream._labelled import SCHEMA as LABELLED_SCHEMA
 from driftloop_stream._labelled import insert_awaiting
-from driftloop_stream._merchants import MARKS
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS retained (
@@ -40,7 +39,6 @@ class Checkpoint:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self._db.executescript(LABELLED_SCHEMA)
-        self._db.executescript(MARKS)
 
     @property
     def db(self) -> sqlite3.Connection:

@@ -20,7 +20,6 @@ class StreamMetrics:
     customers: Gauge
     labelled: Counter
     served: Counter
-    merchant_rows: Counter
 
     @classmethod
     def create(cls) -> StreamMetrics:
@@ -37,11 +36,6 @@ class StreamMetrics:
             served=Counter(
                 "driftloop_stream_served_rows",
                 "Predictions whose served features were logged for training",
-                registry=r,
-            ),
-            merchant_rows=Counter(
-                "driftloop_stream_merchant_snapshot_rows",
-                "Merchant rows of the daily snapshots (offline and online)",
                 registry=r,
             ),
             late=Counter(

@@ -38,19 +38,6 @@ from driftloop.kafka import Batch, EventConsumer, EventProducer
 from driftloop.metrics import serve_metrics
 from driftloop_stream._checkpoint import Checkpoint, save_offsets
 from driftloop_stream._labelled import HISTORY_SCHEMA, awaiting_rows, forget_older_than, match
-from driftloop_stream._merchants import (
-    LABELS,
-    SNAPSHOT,
-    TRANSACTIONS,
-    Progress,
-    backfilled_until,
-    due_days,
-    raise_mark,
-    raise_marks,
-    snapshot,
-    window_history,
-)
-from driftloop_stream._merchants import SCHEMA as MERCHANT_SCHEMA
 from driftloop_stream._metrics import StreamMetrics
 from driftloop_stream._served import SERVED_SCHEMA, served_frame
 from driftloop_stream._settings import StreamSettings
@@ -71,15 +58,6 @@ def batch_starts(name: str, kind: str = "stream") -> dict[int, int] | None:
     return {int(p): int(first) for p, first, _ in _BATCH.findall(name)}
 
 
-def _newest(batch: Batch[Transaction] | Batch[Label]) -> dict[int, float]:
-    """Per partition, the newest event time of a batch."""
-    newest: dict[int, float] = {}
-    for received in batch:
-        ts = received.event.event_time.timestamp()
-        newest[received.partition] = max(ts, newest.get(received.partition, ts))
-    return newest
-
-
 class StreamService:
     def __init__(self, settings: StreamSettings, store: FeatureStore | None = None) -> None:
         self.settings = settings
@@ -88,7 +66,6 @@ class StreamService:
         self.checkpoint = Checkpoint(settings.checkpoint_path)
         self.aggregator = Aggregator(settings.stream_lateness_s)
         self.offline_dir = f"{settings.feature_data}/customer_aggregates"
-        self.merchant_dir = f"{settings.feature_data}/merchant_stats"
         self.dlq = EventProducer(settings)
         self.consumer = EventConsumer(
             settings, Transaction, settings.stream_group, dlq=self.dlq,
@@ -133,7 +110,6 @@ class StreamService:
             if starts and any(first >= served_offsets.get(p, 0) for p, first in starts.items()):
                 delete_batch(self.settings.served_dir, name)  # its batch is replayed
         self.served.assign_from(served_offsets)
-        self.backfilled = backfilled_until(self.merchant_dir)
         self.metrics.customers.set(len(self.aggregator.customers))
         log.info("restored %d events of %d customers; offsets %s", restored,
                  len(self.aggregator.customers), offsets or "from the beginning")  # fmt: skip
@@ -189,14 +165,10 @@ class StreamService:
         horizons = {c: self.aggregator.customers[c].last_ts - span for c in touched}
         waiting = awaiting_rows([received.event for received in batch])
         name = batch_name(batch.first_offsets, batch.next_offsets, "joined")
-        newest = _newest(batch)
-
-        def then(db: sqlite3.Connection) -> None:
-            self._join(db, [], name)
-            raise_marks(db, TRANSACTIONS, newest)
-
-        self.checkpoint.save(self.topic, applied, batch.next_offsets, horizons, waiting, then)
-        self._merchant_snapshots()
+        self.checkpoint.save(
+            self.topic, applied, batch.next_offsets, horizons, waiting,
+            then=lambda db: self._join(db, [], name),
+        )  # fmt: skip
         elapsed = time.perf_counter() - started
         m = self.metrics
         m.events.inc(len(applied))
@@ -217,36 +189,10 @@ class StreamService:
             self._join(db, [received.event for received in batch], name)
             forget_older_than(db, self.settings.stream_label_horizon_s)
             save_offsets(db, self.labels.topic, batch.next_offsets)
-            raise_marks(db, LABELS, _newest(batch))
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
-        self._merchant_snapshots()
-
-    def _merchant_snapshots(self) -> None:
-        """Every due daily merchant snapshot (see ``_merchants``): offline file, online
-        rows, then the day recorded."""
-        db = self.checkpoint.db
-        progress = [Progress(c.partitions(), c.behind) for c in (self.consumer, self.labels)]
-        for day in due_days(db, self.settings.stream_lateness_s, self.backfilled, *progress):
-            history = window_history(
-                db, self.settings.seed_history_path, self.settings.labelled_dir, day
-            )
-            frame = snapshot(history, day)
-            stamp = datetime.fromtimestamp(day, UTC).strftime("%Y%m%d")
-            if not frame.empty:
-                write_batch(frame, self.merchant_dir, f"daily-{stamp}", MERCHANT_SCHEMA)
-                self.store.write_to_online_store("merchant_stats", frame)
-                self.metrics.merchant_rows.inc(len(frame))
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                raise_mark(db, SNAPSHOT, day)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            log.info("merchant snapshot of %s: %d merchants", stamp, len(frame))
 
     def handle_served(self, batch: Batch[Prediction]) -> None:
         """Write a batch of predictions' served features as one file named by their

@@ -109,57 +109,22 @@ def merchant_stats(history: pd.DataFrame, created: datetime, days: int = 30) -> 
         frame["event_timestamp"].max().normalize() + pd.Timedelta(days=1),
         pd.Timestamp(created).tz_convert("UTC").floor("D"),
     )
-    category = _categories(frame)
-    snapshots = [_counts(frame, day, days) for day in pd.date_range(first, last, freq="D")]
+    snapshots = []
+    category = frame.groupby("merchant_id")["merchant_category"].agg(lambda s: s.mode().iloc[0])
+    for day in pd.date_range(first, last, freq="D"):
+        window = frame[(frame["event_timestamp"] >= day - pd.Timedelta(days=days))
+                       & (frame["event_timestamp"] < day)]  # fmt: skip
+        known = window[window["label_timestamp"] < day]
+        counts = window.groupby("merchant_id").size()
+        fraud = known.groupby("merchant_id")["is_fraud"].agg(["sum", "size"])
+        snap = pd.DataFrame({"merchant_txn_count_30d": counts})
+        snap["merchant_fraud_rate_30d"] = (fraud["sum"] / fraud["size"]).reindex(snap.index)
+        snap["event_timestamp"] = day
+        snapshots.append(snap)
     if not snapshots:  # no midnight between the first payment and the job
         empty: pd.DataFrame = MERCHANT_STATS_SCHEMA.empty_table().to_pandas()
         return empty
-    return _merchant_frame(pd.concat(snapshots), category, created)
-
-
-def merchant_snapshot(
-    history: pd.DataFrame, day: datetime, created: datetime, days: int = 30
-) -> pd.DataFrame:
-    """The snapshot of one midnight ``day`` as :func:`merchant_stats` makes it, for the
-    daily job that keeps merchant features fresh after the backfill: ``history`` holds
-    (at least) the transactions of the ``days`` before it, a label known or not (null
-    ``label_timestamp``). A merchant's category is its most frequent one in those days."""
-    frame = history[["merchant_id", "merchant_category", "event_timestamp", "is_fraud",
-                     "label_timestamp"]]  # fmt: skip
-    midnight = pd.Timestamp(day).tz_convert("UTC")
-    snap = _counts(frame, midnight, days)
-    if snap.empty:
-        empty: pd.DataFrame = MERCHANT_STATS_SCHEMA.empty_table().to_pandas()
-        return empty
-    recent = frame[(frame["event_timestamp"] >= midnight - pd.Timedelta(days=days))
-                   & (frame["event_timestamp"] < midnight)]  # fmt: skip
-    return _merchant_frame(snap, _categories(recent), created)
-
-
-def _categories(frame: pd.DataFrame) -> pd.Series:
-    """Each merchant's most frequent category (ties: the first in sort order)."""
-    return frame.groupby("merchant_id")["merchant_category"].agg(lambda s: s.mode().iloc[0])
-
-
-def _counts(frame: pd.DataFrame, day: pd.Timestamp, days: int) -> pd.DataFrame:
-    """At midnight ``day``: per merchant, the transactions of the ``days`` before it and
-    the fraud rate among those whose label had arrived by then."""
-    window = frame[(frame["event_timestamp"] >= day - pd.Timedelta(days=days))
-                   & (frame["event_timestamp"] < day)]  # fmt: skip
-    known = window[window["label_timestamp"] < day]
-    counts = window.groupby("merchant_id").size()
-    fraud = known.groupby("merchant_id")["is_fraud"].agg(["sum", "size"])
-    snap = pd.DataFrame({"merchant_txn_count_30d": counts})
-    rate = fraud["sum"].astype("float64") / fraud["size"]
-    snap["merchant_fraud_rate_30d"] = rate.reindex(snap.index)
-    snap["event_timestamp"] = day
-    return snap
-
-
-def _merchant_frame(
-    snapshots: pd.DataFrame, category: pd.Series, created: datetime
-) -> pd.DataFrame:
-    out = snapshots.reset_index(names="merchant_id")
+    out = pd.concat(snapshots).reset_index(names="merchant_id")
     out["merchant_category"] = out["merchant_id"].map(category)
     out["created"] = pd.Timestamp(created)
     out = _conform(out, MERCHANT_STATS_SCHEMA)

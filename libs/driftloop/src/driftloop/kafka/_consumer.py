@@ -240,18 +240,6 @@ class EventConsumer(Generic[E]):
         while not stop.is_set():
             self.poll_batch(handler)
 
-    def partitions(self) -> set[int]:
-        """The topic's partitions this consumer is assigned."""
-        return {tp.partition for tp in self._consumer.assignment()}
-
-    def behind(self) -> set[int]:
-        """Assigned partitions that hold records not consumed yet."""
-        assigned = list(self._consumer.assignment())
-        if not assigned:
-            return set()
-        ends = self._consumer.end_offsets(assigned)
-        return {tp.partition for tp in assigned if ends[tp] > self._consumer.position(tp)}
-
     def lag(self) -> int:
         """Records in the assigned partitions not yet consumed (committed positions vs ends)."""
         assigned = list(self._consumer.assignment())
