@@ -58,6 +58,19 @@ def batch_starts(name: str, kind: str = "stream") -> dict[int, int] | None:
     return {int(p): int(first) for p, first, _ in _BATCH.findall(name)}
 
 
+def _remove_unsaved(directory: str, saved: dict[str, dict[int, int]]) -> None:
+    """Delete the files of ``directory`` written by batches never checkpointed (``saved``:
+    batch kind → the offsets its checkpoint holds): their records are replayed and the
+    files written again."""
+    for name in list_batches(directory):
+        for kind, offsets in saved.items():
+            starts = batch_starts(name, kind)
+            if starts and any(first >= offsets.get(p, 0) for p, first in starts.items()):
+                delete_batch(directory, name)
+                log.info("removed %s: its batch is replayed", name)
+                break
+
+
 class StreamService:
     def __init__(self, settings: StreamSettings, store: FeatureStore | None = None) -> None:
         self.settings = settings
@@ -90,25 +103,13 @@ class StreamService:
         offsets = self.checkpoint.offsets(self.topic)
         if not restored and not offsets:
             restored = self._seed()
-        for name in list_batches(self.offline_dir):
-            starts = batch_starts(name)
-            if starts and any(first >= offsets.get(p, 0) for p, first in starts.items()):
-                delete_batch(self.offline_dir, name)  # written by a batch never checkpointed
-                log.info("removed %s: its batch is replayed", name)
+        _remove_unsaved(self.offline_dir, {"stream": offsets})
         self.consumer.assign_from(offsets)
         label_offsets = self.checkpoint.offsets(self.labels.topic)
-        for name in list_batches(self.settings.labelled_dir):
-            # Files of batches never checkpointed: their records are replayed and rejoined.
-            for kind, saved in (("labels", label_offsets), ("joined", offsets)):
-                starts = batch_starts(name, kind)
-                if starts and any(first >= saved.get(p, 0) for p, first in starts.items()):
-                    delete_batch(self.settings.labelled_dir, name)
+        _remove_unsaved(self.settings.labelled_dir, {"labels": label_offsets, "joined": offsets})
         self.labels.assign_from(label_offsets)
         served_offsets = self.checkpoint.offsets(self.served.topic)
-        for name in list_batches(self.settings.served_dir):
-            starts = batch_starts(name, "served")
-            if starts and any(first >= served_offsets.get(p, 0) for p, first in starts.items()):
-                delete_batch(self.settings.served_dir, name)  # its batch is replayed
+        _remove_unsaved(self.settings.served_dir, {"served": served_offsets})
         self.served.assign_from(served_offsets)
         self.metrics.customers.set(len(self.aggregator.customers))
         log.info("restored %d events of %d customers; offsets %s", restored,

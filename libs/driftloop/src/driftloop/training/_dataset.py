@@ -29,10 +29,10 @@ TS = "event_timestamp"
 LABEL = "label"
 ROW = "row"
 POST = "post_change"
-SERVED = "served"
-"""A column of the unencoded join only: 1 where the row's features are the served ones."""
 """Column names of the frames handed to the workers (besides the features); ``POST``
 (1 for a row at or after the change point) only when the dataset has a change point."""
+SERVED = "served"
+"""A column of the unencoded join only: 1 where the row's features are the served ones."""
 SPLITS = ("train", "validation", "holdout")
 TIME_SPLIT, WITHIN_REGIMES = "time", "within-regimes"
 """How the rows were split: by event time alone, or by time within each regime."""
@@ -257,9 +257,9 @@ def build_dataset(
     entities = training_entities(labelled.drop(columns=sorted(offered & set(labelled.columns))))
     joined = point_in_time(store, entities, service)
     served_mask: np.ndarray | None = None
-    directory = spec.served_uri(settings)
     if spec.training_features == "served":
         # What the endpoint scored with (stream lag, stale rows) is what the model meets.
+        directory = spec.served_uri(settings)
         served = read_served(directory, labelled["transaction_id"]) if directory else {}
         served_mask = overlay_served(joined, labelled["transaction_id"], served, features)
         joined[SERVED] = served_mask.astype(np.int8)

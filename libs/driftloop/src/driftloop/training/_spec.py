@@ -199,9 +199,8 @@ class ModelSpec(BaseModel):
 
     def served_uri(self, settings: Settings) -> str | None:
         """The stream service's served-features log (``<state_dir>/data/served``) when the
-        spec trains on served features, the default history is used and that directory
-        holds files; None otherwise."""
-        if self.training_features != "served" or self.history is not None:
+        default history is used and that directory holds files; None otherwise."""
+        if self.history is not None:
             return None
         directory = settings.state_dir / "data" / "served"
         return str(directory) if any(directory.glob("*.parquet")) else None
