@@ -22,3 +22,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, tier))
             if item.get_closest_marker("timeout") is None:
                 item.add_marker(pytest.mark.timeout(TIERS[tier]))
+
+
+_SPENT: dict[str, float] = {}
+"""Seconds per test module (setup, call and teardown of its tests), for the summary."""
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    module = report.nodeid.split("::", 1)[0]
+    _SPENT[module] = _SPENT.get(module, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Each tier's time and the 15 costliest modules: what `--durations` (one phase of
+    one test at a time) does not add up, and what the tiers' table in tests/README.md
+    quotes."""
+    if not _SPENT:
+        return
+    tiers: dict[str, float] = {}
+    for module, seconds in _SPENT.items():
+        tier = Path(module).parts[1] if module.startswith("tests/") else "other"
+        tiers[tier] = tiers.get(tier, 0.0) + seconds
+    write = terminalreporter.write_line
+    terminalreporter.section("time per tier and costliest modules")
+    write("  ".join(f"{tier} {seconds:.1f} s" for tier, seconds in sorted(tiers.items())))
+    for module, seconds in sorted(_SPENT.items(), key=lambda kv: -kv[1])[:15]:
+        write(f"{seconds:8.1f} s  {module}")
