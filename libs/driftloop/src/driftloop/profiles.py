@@ -8,10 +8,18 @@ A version stores two reference profiles (serialized ``DatasetProfileView`` bytes
 - ``REFERENCE_SCORES``: the model's scores on the holdout, in one column ``SCORE_COLUMN``.
 
 Needs whylogs (the ``training`` extra, or any service that depends on whylogs).
+
+whylogs reports its use to its vendor: the first import in a process, and the first
+profile, each start a thread that POSTs the host name's hash and the environment (Python,
+packages, CI or not) to ``https://stats.whylogs.com/``, joined when the process exits,
+unless ``WHYLOGS_NO_ANALYTICS`` is set before that first import. driftloop sends nothing
+anywhere: every function here that imports whylogs opts the process out first
+(:func:`no_usage_reports`), and the image sets the variable too.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -22,10 +30,18 @@ if TYPE_CHECKING:
 REFERENCE_FEATURES = "features.whylogs"
 REFERENCE_SCORES = "scores.whylogs"
 SCORE_COLUMN = "score"
+WHYLOGS_OPT_OUT = "WHYLOGS_NO_ANALYTICS"
+
+
+def no_usage_reports() -> None:
+    """Opt this process out of whylogs' usage reports (any value does). Call before
+    importing whylogs: it reads the variable once, when first imported."""
+    os.environ.setdefault(WHYLOGS_OPT_OUT, "1")
 
 
 def profile_frame(frame: pd.DataFrame) -> DatasetProfileView:
     """Profile a pandas frame (whylogs' fast path: whole frames, not rows)."""
+    no_usage_reports()
     import whylogs
 
     view: DatasetProfileView = whylogs.log(pandas=frame).profile().view()
@@ -38,6 +54,7 @@ def serialize(view: DatasetProfileView) -> bytes:
 
 
 def deserialize(data: bytes) -> DatasetProfileView:
+    no_usage_reports()
     from whylogs.core import DatasetProfileView
 
     view: DatasetProfileView = DatasetProfileView.deserialize(data)
