@@ -171,3 +171,29 @@ def test_every_serve_container_needs_the_api_key_secret_and_auth_is_not_off():
     for app in _serve_yamls(ROOT).values():
         for application in app["applications"]:
             assert not {"auth", "api_key"} & set(application.get("args") or {})
+
+
+def test_rendering_the_serve_config_alone_touches_nothing_else(tmp_path):
+    """What a promotion runs: only the serveConfigV2 patch is compared and written; the
+    other rendered files are neither rewritten nor removed, stale or not."""
+    shutil.copytree(ROOT / "deploy" / "apps", tmp_path / "deploy" / "apps")
+    render(tmp_path, check=False)
+    template = tmp_path / OUT / "retrain-template.yaml"
+    template.write_text(template.read_text() + "# edited by hand\n")
+    (tmp_path / OUT / "stray.yaml").write_text("kind: Stray\n")
+    serve_yaml = tmp_path / "deploy" / "apps" / "fraud" / "serve.yaml"
+    serve_yaml.write_text(
+        serve_yaml.read_text().replace("model_uri: null", "model_uri: models:/fraud/v9")
+    )
+    patch = str(OUT / "../serving/serve-config.yaml")
+    assert render(tmp_path, check=True, serve_config_only=True) == [patch]
+    assert render(tmp_path, check=False, serve_config_only=True) == [patch]
+    assert render(tmp_path, check=True, serve_config_only=True) == []
+    [app] = _rendered_config(tmp_path / patch)["applications"]
+    assert app["deployments"][0]["user_config"]["model_uri"] == "models:/fraud/v9"
+    assert template.read_text().endswith("# edited by hand\n")
+    assert (tmp_path / OUT / "stray.yaml").is_file()
+    # ...which the full render, and `make check-render`, still report
+    assert sorted(render(tmp_path, check=True)) == sorted(
+        [str(OUT / "retrain-template.yaml"), f"{OUT / 'stray.yaml'} (no longer rendered)"]
+    )

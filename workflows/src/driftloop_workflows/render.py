@@ -5,6 +5,11 @@
 ``--check`` writes nothing and exits 1 naming every file that is missing or stale.
 WorkflowTemplate and CronWorkflows go to ``base/workflows``; the Argo Events EventSource
 and Sensor to the opt-in component ``components/argo-events`` (see ``events.py``).
+
+``--serve-config`` renders only the RayService's ``serveConfigV2`` patch: all that a change
+of the ``serve.yaml`` files moves, and all that a promotion commits beside its
+``serve.yaml``. It imports no Hera (whose Argo models take most of a full render's
+start-up: 9 s of 27 s wall on two busy cores, against 4.7 s for this part's imports).
 """
 
 from __future__ import annotations
@@ -17,19 +22,9 @@ from typing import Any
 
 import yaml
 
-from driftloop_workflows.events import (
-    API_VERSION,
-    COMPONENT,
-    drift_event_source,
-    load_rules,
-    retrain_sensor,
-)
 from driftloop_workflows.rayservice import PATCH, serve_config_patch
-from driftloop_workflows.retrain import retrain_template
-from driftloop_workflows.schedule import load_schedule, retrain_cron
 
 OUT = Path("deploy/k8s/base/workflows")
-EVENTS = os.path.relpath(COMPONENT, OUT) + "/"  # the Argo Events component, from OUT
 HEADER = "# Rendered by `make render` from workflows/; do not edit by hand.\n"
 RULES = Path("deploy/k8s/base/monitoring/rules.yaml")
 LOCAL_RULES = "../../../local/prometheus/alerts.yml"  # deploy/local/prometheus, from OUT
@@ -49,19 +44,37 @@ def local_alert_rules(root: Path) -> str:
 
 
 def _events_manifest(kind: str, model: Any) -> str:
+    from driftloop_workflows.events import API_VERSION
+
     body = {"apiVersion": API_VERSION, "kind": kind, **model.dict(exclude_none=True, by_alias=True)}
     return yaml.safe_dump(body, sort_keys=False)
 
 
+def serve_manifests(root: Path) -> dict[str, str]:
+    """File name → content of what the ``serve.yaml`` files render to: the RayService's
+    ``serveConfigV2`` patch (beside, not in, ``OUT``)."""
+    return {PATCH: HEADER + serve_config_patch(root)}
+
+
 def manifests(root: Path) -> dict[str, str]:
     """File name → content of every rendered manifest."""
+    from driftloop_workflows.events import (
+        COMPONENT,
+        drift_event_source,
+        load_rules,
+        retrain_sensor,
+    )
+    from driftloop_workflows.retrain import retrain_template
+    from driftloop_workflows.schedule import load_schedule, retrain_cron
+
+    events = os.path.relpath(COMPONENT, OUT) + "/"  # the Argo Events component, from OUT
     out = {
         "retrain-template.yaml": retrain_template().to_yaml(),
     }
     # Argo Events: an opt-in component, for clusters that run it instead of the trigger.
     rules = load_rules(root / "deploy" / "apps")
-    out[EVENTS + "drift-eventsource.yaml"] = _events_manifest("EventSource", drift_event_source())
-    out[EVENTS + "retrain-sensor.yaml"] = _events_manifest("Sensor", retrain_sensor(rules))
+    out[events + "drift-eventsource.yaml"] = _events_manifest("EventSource", drift_event_source())
+    out[events + "retrain-sensor.yaml"] = _events_manifest("Sensor", retrain_sensor(rules))
     for schedule in sorted((root / "deploy" / "apps").glob("*/retrain.yaml")):
         model = schedule.parent.name
         out[f"retrain-cron-{model}.yaml"] = retrain_cron(model, load_schedule(schedule)).to_yaml()
@@ -74,10 +87,11 @@ def manifests(root: Path) -> dict[str, str]:
     return {name: HEADER + text for name, text in out.items()}
 
 
-def render(root: Path, check: bool) -> list[str]:
-    """Write (or, with ``check``, compare) the manifests; the stale file names."""
+def render(root: Path, check: bool, serve_config_only: bool = False) -> list[str]:
+    """Write (or, with ``check``, compare) the manifests; the stale file names. With
+    ``serve_config_only``, only :func:`serve_manifests`' (and no other file is removed)."""
     directory = root / OUT
-    expected = manifests(root)
+    expected = serve_manifests(root) if serve_config_only else manifests(root)
     stale = []
     for name, text in expected.items():
         path = directory / name
@@ -86,7 +100,8 @@ def render(root: Path, check: bool) -> list[str]:
             if not check:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
-    for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
+    swept = directory.is_dir() and not serve_config_only
+    for path in sorted(directory.glob("*.yaml")) if swept else []:
         if path.name not in expected:
             stale.append(f"{OUT / path.name} (no longer rendered)")
             if not check:
@@ -98,8 +113,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--root", type=Path, default=Path.cwd())
+    parser.add_argument(
+        "--serve-config", action="store_true", help="only the RayService's serveConfigV2 patch"
+    )
     args = parser.parse_args()
-    stale = render(args.root, args.check)
+    stale = render(args.root, args.check, serve_config_only=args.serve_config)
     if args.check and stale:
         print("stale rendered files (run `make render`):", *stale, sep="\n  ", file=sys.stderr)
         sys.exit(1)

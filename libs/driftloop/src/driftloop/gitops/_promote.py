@@ -161,7 +161,11 @@ def _rerender(place: Path, tree: Git) -> None:
     if not (place / RENDERED).is_file():
         return  # a deploy repository without Kubernetes manifests
     # A process, not an import: libraries never import workflows/ (imports point one way).
-    command = [sys.executable, "-m", "driftloop_workflows.render", "--root", str(place)]
+    # Only what serve.yaml renders to: a promotion commits that and nothing else (and the
+    # full render's Hera import cost the promote step about 10 s under the demo's load).
+    command = [
+        sys.executable, "-m", "driftloop_workflows.render", "--serve-config", "--root", str(place),
+    ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     if result.returncode != 0:
         raise PromotionRefused(f"re-rendering the manifests failed: {result.stderr[-2000:]}")
