@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.unit.test_workspace import MODULES
 
@@ -69,8 +70,6 @@ def test_profiling_and_comparing_report_nothing_to_whylogs_vendor(tmp_path):
     unless opted out before that first import: a fresh interpreter that profiles,
     serializes, reads back and compares (as the register step and the monitor do) makes
     no name lookup and no URL request at all."""
-    from pathlib import Path
-
     from driftloop.profiles import WHYLOGS_OPT_OUT
 
     monitor = Path(__file__).resolve().parents[2] / "deploy" / "apps" / "fraud" / "monitor.yaml"

@@ -78,13 +78,11 @@ def manifests(root: Path) -> dict[str, str]:
     for schedule in sorted((root / "deploy" / "apps").glob("*/retrain.yaml")):
         model = schedule.parent.name
         out[f"retrain-cron-{model}.yaml"] = retrain_cron(model, load_schedule(schedule)).to_yaml()
-    # The RayService's serveConfigV2, from every serve.yaml (beside, not in, OUT).
-    out[PATCH] = serve_config_patch(root)
     # The local Prometheus's alert rules: the PrometheusRules' groups, one source for both
     # (in a checkout that has both; a deployment repository may hold deploy/apps alone).
     if (root / RULES).is_file() and (root / OUT / LOCAL_RULES).parent.is_dir():
         out[LOCAL_RULES] = local_alert_rules(root)
-    return {name: HEADER + text for name, text in out.items()}
+    return {**{name: HEADER + text for name, text in out.items()}, **serve_manifests(root)}
 
 
 def render(root: Path, check: bool, serve_config_only: bool = False) -> list[str]:

@@ -13,7 +13,8 @@ whylogs reports its use to its vendor: the first import in a process, and the fi
 profile, each start a thread that POSTs the host name's hash and the environment (Python,
 packages, CI or not) to ``https://stats.whylogs.com/``, joined when the process exits,
 unless ``WHYLOGS_NO_ANALYTICS`` is set before that first import. driftloop sends nothing
-anywhere: every function here that imports whylogs opts the process out first
+anywhere: the two functions here that a process reaches whylogs through (a view is either
+profiled or read back before anything compares it) opt the process out first
 (:func:`no_usage_reports`), and the image sets the variable too.
 """
 

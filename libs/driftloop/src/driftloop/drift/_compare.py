@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from driftloop.drift._policy import Algorithm, DriftSpec, PerformanceSpec
-from driftloop.profiles import no_usage_reports
 
 if TYPE_CHECKING:
     from whylogs.core.view.column_profile_view import ColumnProfileView
@@ -47,7 +46,6 @@ class ColumnTest:
 
 
 def _ks(target: ColumnProfileView, reference: ColumnProfileView) -> tuple[float, float, float]:
-    no_usage_reports()
     from whylogs.viz.drift.column_drift_algorithms import KS
 
     score = KS().calculate(target, reference)
@@ -61,7 +59,6 @@ def _hellinger(
 ) -> tuple[float, None, float]:
     import warnings
 
-    no_usage_reports()
     from whylogs.viz.drift.column_drift_algorithms import Hellinger
 
     with warnings.catch_warnings():
@@ -74,7 +71,6 @@ def _hellinger(
 
 def frequencies(column: ColumnProfileView) -> dict[str, float]:
     """Estimated count per category from the column's frequent-items sketch."""
-    no_usage_reports()
     from whylogs.viz.utils.frequent_items_calculations import get_frequent_stats
 
     stats: Any = get_frequent_stats(column, config=None)
