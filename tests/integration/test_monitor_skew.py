@@ -9,6 +9,8 @@ handed to the check as the monitor's consumers would hand them."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -33,6 +35,7 @@ from driftloop.features import (
 pytestmark = pytest.mark.integration
 END = datetime(2026, 5, 4, tzinfo=UTC)
 WRONG = ("txn_count_24h", "amount_mean_24h", "amount_max_24h")
+SEQS = itertools.count(1)
 
 
 def _history(n: int = 1500, seed: int = 3) -> pd.DataFrame:
@@ -96,13 +99,11 @@ def _check(settings, tmp_path, spec: SkewSpec) -> tuple[SkewCheck, AuditStore]:
     return SkewCheck(spec, 200, checkpoint, audit, settings, lambda _: "fraud_v1"), audit
 
 
-def _window(check: SkewCheck, audit: AuditStore, rows: pd.DataFrame, served: pd.DataFrame,
-            version: str) -> WindowRecord:  # fmt: skip
-    """Hand the window's predictions and transactions to the check, close it, compare."""
-    start, end = rows["event_timestamp"].min(), rows["event_timestamp"].max()
-    record = WindowRecord(kind="data", model="fraud", version=version, start=start, end=end,
-                          row_count=len(rows), verdict="no_drift")  # fmt: skip
-    audit.write(record)
+def _hold(check: SkewCheck, rows: pd.DataFrame, served: pd.DataFrame, version: str,
+          seqs: Iterator[int]) -> list[int]:  # fmt: skip
+    """Hand a window's predictions and transactions to the check, as the monitor does when
+    its windows hold them as rows ``seqs``; the row numbers used."""
+    held = []
     with check.checkpoint.transaction():
         for (_, row), (_, features) in zip(rows.iterrows(), served.iterrows(), strict=True):
             txn = Transaction(
@@ -114,8 +115,27 @@ def _window(check: SkewCheck, audit: AuditStore, rows: pd.DataFrame, served: pd.
             )  # fmt: skip
             check.transaction(txn)
             plain = {str(k): (None if pd.isna(v) else v) for k, v in features.items()}
-            check.prediction(txn.transaction_id, version, txn.event_time.timestamp(), plain)
-        check.closed(record, now=0.0)
+            held.append(next(seqs))
+            check.prediction(txn.transaction_id, version, txn.event_time.timestamp(), plain,
+                             held[-1])  # fmt: skip
+    return held
+
+
+def _close(check: SkewCheck, audit: AuditStore, rows: pd.DataFrame, version: str,
+           held: list[int]) -> None:  # fmt: skip
+    """The window of ``rows`` (held as rows ``held``) closes; it is compared when due."""
+    start, end = rows["event_timestamp"].min(), rows["event_timestamp"].max()
+    record = WindowRecord(kind="data", model="fraud", version=version, start=start, end=end,
+                          row_count=len(rows), verdict="no_drift")  # fmt: skip
+    audit.write(record)
+    with check.checkpoint.transaction():
+        check.closed(record, held, now=0.0)
+
+
+def _window(check: SkewCheck, audit: AuditStore, rows: pd.DataFrame, served: pd.DataFrame,
+            version: str) -> WindowRecord:  # fmt: skip
+    """One window: its predictions held, closed, compared."""
+    _close(check, audit, rows, version, _hold(check, rows, served, version, SEQS))
     (done,) = check.run_due(now=1.0)
     return done
 
@@ -154,6 +174,58 @@ def test_a_stream_window_computed_wrong_is_flagged_and_a_right_one_is_not(
     _, page = write_report(audit, "fraud", tmp_path / "report")
     text = page.read_text()
     assert "training-serving skew" in text and "SKEW" in text and "amount_max_24h" in text
+
+
+def test_windows_that_overlap_in_time_are_each_compared_on_their_own_rows(world, tmp_path):
+    """Windows closed by count overlap in event time when partitions are read unevenly (a
+    backlog after a restart): each window's comparison is of the sampled rows it held, and
+    comparing the first one takes nothing from the second."""
+    settings, history = world
+    store = open_store(settings)
+    service = store.get_feature_service("fraud_v1")
+    names = [f.name for p in service.feature_view_projections for f in p.features]
+    last_day = history[history["event_timestamp"] >= END - timedelta(days=1)]
+    # one partition read ahead: the second window's rows all lie inside the first's time span
+    first, second = last_day.iloc[::2], last_day.iloc[1:-1:2]
+    assert second["event_timestamp"].max() <= first["event_timestamp"].max()
+    check, audit = _check(settings, tmp_path, SkewSpec(enabled=True, sample=200, settle_s=0.0))
+    both = pd.concat([first, second])
+    served = point_in_time(store, _entities(both), service)[names]
+    held = _hold(check, both, served, "v1", SEQS)
+    _close(check, audit, first, "v1", held[: len(first)])
+    (one,) = check.run_due(now=1.0)
+    _close(check, audit, second, "v1", held[len(first) :])
+    (two,) = check.run_due(now=1.0)
+    assert one.skew is not None and (one.skew.sampled, one.skew.compared) == (len(first),) * 2
+    assert two.skew is not None and (two.skew.sampled, two.skew.compared) == (len(second),) * 2
+    assert one.skew.skewed == [] and two.skew.skewed == []
+    # nothing is left behind once both windows are compared
+    assert check.checkpoint.db.execute("SELECT count(*) FROM skew_rows").fetchone() == (0,)
+
+
+def test_a_checkpoint_from_before_windows_owned_their_rows_is_carried_over(world, tmp_path):
+    """A checkpoint written when sampled rows were matched to windows by time gains the
+    new columns on start, and the rows it holds are compared with the window they fall in."""
+    import sqlite3
+
+    settings, history = world
+    old = sqlite3.connect(tmp_path / "checkpoint.sqlite")
+    old.execute("CREATE TABLE skew_rows (transaction_id TEXT PRIMARY KEY, version TEXT NOT NULL,"
+                " event_time REAL NOT NULL, features TEXT NOT NULL)")  # fmt: skip
+    old.commit()
+    old.close()
+    store = open_store(settings)
+    service = store.get_feature_service("fraud_v1")
+    names = [f.name for p in service.feature_view_projections for f in p.features]
+    rows = history[history["event_timestamp"] >= END - timedelta(hours=6)]
+    served = point_in_time(store, _entities(rows), service)[names]
+    check, audit = _check(settings, tmp_path, SkewSpec(enabled=True, sample=200, settle_s=0.0))
+    _hold(check, rows, served, "v1", SEQS)
+    with check.checkpoint.transaction():  # as the old monitor kept them: no row number
+        check.checkpoint.db.execute("UPDATE skew_rows SET seq = NULL")
+    _close(check, audit, rows, "v1", [])
+    (done,) = check.run_due(now=1.0)
+    assert done.skew is not None and (done.skew.sampled, done.skew.compared) == (len(rows),) * 2
 
 
 def test_the_cheap_as_of_join_gives_feasts_point_in_time_features(world):

@@ -19,16 +19,20 @@ def _windows(tmp_path, **spec) -> tuple[Checkpoint, Windows]:
 
 def test_count_windows_close_at_their_size_and_survive_a_restart(tmp_path):
     _, windows = _windows(tmp_path, rows=3, min_rows=1)
-    closed = [windows.add(0, "v1", float(t), 0.5, {"x": t}) for t in range(5)]
+    added = [windows.add(0, "v1", float(t), 0.5, {"x": t}) for t in range(5)]
+    closed = [c for _, c in added]
     assert [c is not None for c in closed] == [False, False, True, False, False]
     third = closed[2]
     assert third is not None and [r.features["x"] for r in third.rows] == [0, 1, 2]
+    # each row's sequence number is the one its window holds it by
+    assert [r.seq for r in third.rows] == [seq for seq, _ in added[:3]]
     windows.save()
     again = Windows(WindowSpec(rows=3, min_rows=1), Checkpoint(tmp_path / "c.sqlite"))
     assert [r.features["x"] for r in again.open[("v1", 0)]] == [3, 4]
-    done = again.add(1, "v1", 5.0, 0.5, {"x": 5})
+    seq, done = again.add(1, "v1", 5.0, 0.5, {"x": 5})
     assert done is not None
     assert [r.features["x"] for r in done.rows] == [3, 4, 5]
+    assert [r.seq for r in done.rows] == [added[3][0], added[4][0], seq]
 
 
 def test_aligned_windows_wait_for_the_slowest_partition_and_count_late_rows(tmp_path):
@@ -42,7 +46,7 @@ def test_aligned_windows_wait_for_the_slowest_partition_and_count_late_rows(tmp_
     windows.add(1, "v1", 16.0, 0.1, {})
     (first,) = windows.expire()
     assert (first.start.timestamp(), first.end.timestamp(), len(first.rows)) == (0, 10, 12)
-    windows.add(1, "v1", 9.0, 0.1, {})
+    assert windows.add(1, "v1", 9.0, 0.1, {}) == (None, None)
     assert windows.late == 1
 
 

@@ -117,13 +117,13 @@ class MonitorService:
                     other += 1
                     continue
                 t = p.event_time.timestamp()
-                window = self.windows.add(
+                seq, window = self.windows.add(
                     received.partition, p.model_version, t, p.score, p.features
                 )
+                if self.skew is not None and seq is not None:
+                    self.skew.prediction(p.transaction_id, p.model_version, t, p.features, seq)
                 if window is not None:
                     closed.append(window)
-                if self.skew is not None:
-                    self.skew.prediction(p.transaction_id, p.model_version, t, p.features)
                 if self.labels is not None:
                     joined = self.join.prediction(p.transaction_id, p.model_version, t, p.score,
                                                   p.decision)  # fmt: skip
@@ -178,7 +178,7 @@ class MonitorService:
                 log.info("%s: %s rebased on window %s", window.version, ", ".join(adopted),
                          label)  # fmt: skip
         if self.skew is not None:
-            self.skew.closed(judged.record)
+            self.skew.closed(judged.record, [row.seq for row in window.rows])
         return judged
 
     def _evaluate(self, version: str) -> list[Judged]:

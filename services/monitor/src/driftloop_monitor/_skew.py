@@ -37,8 +37,12 @@ log = logging.getLogger(__name__)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS skew_rows (
     transaction_id TEXT PRIMARY KEY, version TEXT NOT NULL, event_time REAL NOT NULL,
-    features TEXT NOT NULL);
+    features TEXT NOT NULL, seq INTEGER, stem TEXT);
+"""
+INDEXES = """
 CREATE INDEX IF NOT EXISTS skew_rows_time ON skew_rows (version, event_time);
+CREATE INDEX IF NOT EXISTS skew_rows_seq ON skew_rows (version, seq);
+CREATE INDEX IF NOT EXISTS skew_rows_stem ON skew_rows (version, stem);
 CREATE TABLE IF NOT EXISTS skew_txn (
     transaction_id TEXT PRIMARY KEY, event_time REAL NOT NULL, request TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS skew_txn_time ON skew_txn (event_time);
@@ -97,16 +101,22 @@ class SkewCheck:
         self._feature_service = feature_service  # version -> feature service name, or None
         self._store: FeatureStore | None = None
         checkpoint.db.executescript(SCHEMA)
+        columns = {row[1] for row in checkpoint.db.execute("PRAGMA table_info(skew_rows)")}
+        for column, kind in (("seq", "INTEGER"), ("stem", "TEXT")):  # a checkpoint of 0.1
+            if column not in columns:
+                checkpoint.db.execute(f"ALTER TABLE skew_rows ADD COLUMN {column} {kind}")
+        checkpoint.db.executescript(INDEXES)
 
     # --- inside the batch's transaction
 
     def prediction(
-        self, transaction_id: str, version: str, t: float, features: dict[str, Any]
+        self, transaction_id: str, version: str, t: float, features: dict[str, Any], seq: int
     ) -> None:
+        """A prediction held in a window as row ``seq``: kept if it is in the sample."""
         if in_sample(transaction_id, self.rate):
             self.checkpoint.db.execute(
-                "INSERT OR REPLACE INTO skew_rows VALUES (?,?,?,?)",
-                (transaction_id, version, t, json.dumps(features)),
+                "INSERT OR REPLACE INTO skew_rows VALUES (?,?,?,?,?,NULL)",
+                (transaction_id, version, t, json.dumps(features), seq),
             )
 
     def transaction(self, txn: Transaction) -> None:
@@ -124,9 +134,18 @@ class SkewCheck:
             (keep,),
         )
 
-    def closed(self, record: WindowRecord, now: float | None = None) -> None:
-        """A data window closed: compare its sample ``settle_s`` from now."""
+    def closed(self, record: WindowRecord, seqs: list[int], now: float | None = None) -> None:
+        """A data window of the rows ``seqs`` closed: its sampled rows are its own from now
+        on, and compared ``settle_s`` from now. (Windows closed by count overlap in event
+        time when partitions are read unevenly, as after a restart: a window's sample is
+        the rows it held, not a time range.)"""
         due = (time.time() if now is None else now) + self.spec.settle_s
+        self.checkpoint.db.execute(
+            "UPDATE skew_rows SET stem = ? WHERE version = ? AND stem IS NULL AND (seq IN "
+            "(SELECT value FROM json_each(?)) OR (seq IS NULL AND event_time BETWEEN ? AND ?))",
+            (record.stem, record.version, json.dumps(seqs), record.start.timestamp(),
+             record.end.timestamp()),
+        )  # fmt: skip
         self.checkpoint.db.execute(
             "INSERT OR REPLACE INTO skew_due VALUES (?,?,?,?,?)",
             (record.version, record.stem, record.start.timestamp(), record.end.timestamp(), due),
@@ -150,7 +169,7 @@ class SkewCheck:
                     "DELETE FROM skew_due WHERE version = ? AND stem = ?", (version, stem)
                 )
                 self.checkpoint.db.execute(
-                    "DELETE FROM skew_rows WHERE version = ? AND event_time <= ?", (version, end)
+                    "DELETE FROM skew_rows WHERE version = ? AND stem = ?", (version, stem)
                 )
             if record is not None:
                 out.append(record)
@@ -164,9 +183,8 @@ class SkewCheck:
         sample = self.checkpoint.db.execute(
             "SELECT r.transaction_id, r.event_time, r.features, t.request FROM skew_rows r "
             "LEFT JOIN skew_txn t USING (transaction_id) "
-            "WHERE r.version = ? AND r.event_time >= ? AND r.event_time <= ? "
-            "ORDER BY r.event_time",
-            (due.version, due.start, due.end),
+            "WHERE r.version = ? AND r.stem = ? ORDER BY r.event_time",
+            (due.version, due.stem),
         ).fetchall()
         try:
             skew = self.figures(due.version, sample)

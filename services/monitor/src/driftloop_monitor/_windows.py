@@ -54,9 +54,10 @@ class Windows:
         t: float,
         score: float,
         features: dict[str, FeatureValue],
-    ) -> ClosedWindow | None:
-        """Hold a prediction; return the window it completes, if any. A prediction for an
-        aligned window that has already closed is late: counted and left out."""
+    ) -> tuple[int | None, ClosedWindow | None]:
+        """Hold a prediction; return its row's sequence number and the window it completes,
+        if any. A prediction for an aligned window that has already closed is late: counted
+        and left out (no sequence number)."""
         self._newest[partition] = max(self._newest.get(partition, t), t)
         bucket = 0
         if self._aligned:
@@ -64,13 +65,13 @@ class Windows:
             bucket = math.floor(t / duration)
             if (bucket + 1) * duration + self._spec.lateness_s <= self.watermark:
                 self.late += 1
-                return None
+                return None, None
         seq = self._checkpoint.add_row(version, bucket, t, score, features)
         rows = self.open.setdefault((version, bucket), [])
         rows.append(Row(seq, t, score, features))
         if self._spec.rows is not None and len(rows) >= self._spec.rows:
-            return self._close(version, bucket)
-        return None
+            return seq, self._close(version, bucket)
+        return seq, None
 
     def expire(self) -> list[ClosedWindow]:
         """Windows whose time is up by the newest event time seen."""
