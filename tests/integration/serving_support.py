@@ -549,12 +549,17 @@ class Shot:
 
 
 async def open_loop(
-    client: httpx.AsyncClient, path: str, rate: float, seconds: float, deadline_s: float
+    client: httpx.AsyncClient,
+    path: str,
+    rate: float,
+    seconds: float,
+    deadline_s: float,
+    body: Callable[[int], Any] = transaction,
 ) -> tuple[list[Shot], float]:
     """Send ``rate`` requests per second to ``path`` for ``seconds`` without waiting for
     answers (an open loop: a slow service does not slow the sender down), each given up
     after ``deadline_s`` in all; the answers and the rate actually sent (the sender may
-    fall behind on a busy machine)."""
+    fall behind on a busy machine). Request ``i`` carries ``body(i)`` as JSON."""
     import asyncio
 
     loop = asyncio.get_running_loop()
@@ -564,7 +569,7 @@ async def open_loop(
         sent = loop.time()
         try:
             async with asyncio.timeout(deadline_s):
-                r = await client.post(path, json=transaction(i))
+                r = await client.post(path, json=body(i))
         except (httpx.HTTPError, TimeoutError) as exc:
             return Shot(0, sent - start, loop.time() - sent, repr(exc))
         return Shot(r.status_code, sent - start, loop.time() - sent, r.text[:200])
@@ -701,11 +706,13 @@ async def ramp(
     step_s: float,
     deadline_s: float,
     headers: Mapping[str, str] | None = None,
+    path: str = "/predict",
+    body: Callable[[int], Any] = transaction,
 ) -> tuple[list[Step], Step]:
     """Open-loop steps of rising rate up to the first step with refusals (beyond it the
     sender and the proxy, on the same two cores, would measure each other); then a low
-    rate again. Each request carries serve.yaml's request timeout and ``headers`` (by
-    default the stack's API key), and is given up after ``deadline_s``."""
+    rate again. Each request (``body(i)`` to ``path``) carries serve.yaml's request timeout
+    and ``headers`` (by default the stack's API key), and is given up after ``deadline_s``."""
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     steps: list[Step] = []
     sent_headers = {"x-request-timeout-seconds": str(shipped_request_timeout_s()),
@@ -716,6 +723,7 @@ async def ramp(
         for rate in rates:
             if steps and steps[-1].seconds(refusal):
                 break
-            steps.append(Step(rate, *await open_loop(client, "/predict", rate, step_s, deadline_s)))
-        recovery = Step(10, *await open_loop(client, "/predict", 10, 2, deadline_s))
+            sent = await open_loop(client, path, rate, step_s, deadline_s, body)
+            steps.append(Step(rate, *sent))
+        recovery = Step(10, *await open_loop(client, path, 10, 2, deadline_s, body))
     return steps, recovery
