@@ -77,6 +77,9 @@ class _Scoring(BaseHTTPRequestHandler):
             else:
                 fail = len(self.bodies) % 5 == 0
         status = (500 if self.first_try else 422) if fail else 200
+        route = "/fraud/predict/batch" if "transactions" in body else "/fraud/predict"
+        if self.path != route:  # a batch to the one-payment route, or the other way
+            status = 404
         payload = b'{"score": 0.1}'
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -151,6 +154,35 @@ def test_a_500_is_retried_once_and_the_call_answered(own_topics, scoring_server)
     assert stats.sent == len(set(ids)) == 100
     assert stats.predict_retried == len(ids) - 100 == 20  # every fifth transaction, once
     assert (stats.predict_ok, stats.predict_failed) == (100, 0)
+
+
+def test_batched_scoring_sends_every_payment_once_and_counts_each(own_topics, scoring_server):
+    """With predict_batch, payments go to the batch route in calls of at most that many; a
+    refused call counts each of its payments failed; every payment is published once."""
+    url, bodies, _ = scoring_server
+    config = StreamConfig(rate=200, count=203, label_delay_s=0, predict_url=url,
+                          predict_batch=8)  # fmt: skip
+    stats = run_stream(own_topics, config, echo=lambda _: None)
+    sizes = [len(b["transactions"]) for b in bodies]
+    ids = [t["transaction_id"] for b in bodies for t in b["transactions"]]
+    assert stats.sent == len(ids) == len(set(ids)) == 203
+    assert max(sizes) == 8 and len(bodies) < 203 // 2
+    refused = sum(sizes[4::5])  # every fifth call answered 422: not retried
+    assert (stats.predict_ok, stats.predict_failed) == (203 - refused, refused)
+    assert stats.predict_retried == 0
+    published = {t.transaction_id for t in _consume(own_topics, Transaction, 203)}
+    assert published == set(ids)
+
+
+def test_a_partly_filled_batch_is_sent_after_its_linger(own_topics, scoring_server):
+    """At a rate that never fills a batch, payments still leave within the linger (0.1 s),
+    not at the end of the stream."""
+    url, bodies, _ = scoring_server
+    config = StreamConfig(rate=20, count=30, label_delay_s=0, predict_url=url,
+                          predict_batch=64)  # fmt: skip
+    stats = run_stream(own_topics, config, echo=lambda _: None)
+    assert stats.sent == sum(len(b["transactions"]) for b in bodies) == 30
+    assert len(bodies) >= 5, [len(b["transactions"]) for b in bodies]
 
 
 def test_an_unreachable_scoring_endpoint_is_counted_not_fatal(own_topics):

@@ -67,6 +67,14 @@ class DemoConfig(BaseModel):
         "aggregate",
     )
     rate: float = Field(40.0, gt=0, description="transactions per second through the endpoint")
+    predict_batch: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="payments per scoring call: 1 calls /predict for each payment, as a card "
+        "network does; more gathers them (at most 0.1 s) for /predict/batch, a fraction of "
+        "the serving CPU per payment",
+    )
     onset_s: float = Field(60.0, ge=0, description="seconds of traffic before the drift starts")
     label_delay_s: float = Field(10.0, ge=0, description="seconds until a label follows")
     after_v2_s: float = Field(

@@ -9,6 +9,12 @@ server error (a 500: Ray Serve's answer when the replica handling the call dies)
 after a short back-off, up to ``retries`` times — scoring is idempotent, a retried call only logs
 its prediction twice under the same transaction id. A timeout is not retried: the
 caller's time budget is spent. A failed call is counted, never raised.
+
+With ``batch`` > 1, payments are sent ``batch`` at a time to the endpoint's batch route
+(``<url>/batch``), a partly filled batch at most ``linger_s`` after its first payment: what
+an acquirer that gathers its payments does, and a fraction of the serving CPU per payment
+(a call costs Serve's proxy and replica ~25 ms of CPU here, a payment in a batch ~0.5 ms).
+A batch is answered, retried or failed whole.
 """
 
 from __future__ import annotations
@@ -36,8 +42,14 @@ class Predictor(Generic[T]):
         concurrency: int,
         retries: int = 2,
         headers: Mapping[str, str] | None = None,
+        batch: int = 1,
+        linger_s: float = 0.1,
     ) -> None:
-        self._url = url
+        self._url = url if batch == 1 else f"{url}/batch"
+        self._batch = batch
+        self._linger_s = linger_s
+        self._pending: list[tuple[dict[str, Any], T]] = []
+        self._pending_since = 0.0
         self._retries = retries
         self._concurrency = max(1, concurrency)
         self._client = httpx.Client(
@@ -48,7 +60,7 @@ class Predictor(Generic[T]):
             ),
         )
         self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="predict")
-        self._in_flight: deque[tuple[Future[bool], T]] = deque()
+        self._in_flight: deque[tuple[Future[bool], list[T]]] = deque()
         self.ok = 0
         self.failed = 0
         self.retried = 0  # calls sent again after a refusal
@@ -71,26 +83,45 @@ class Predictor(Generic[T]):
         return False
 
     def submit(self, payload: dict[str, Any], item: T) -> list[T]:
-        """Start a call for ``item``; return the items whose calls are done, in order."""
-        self._in_flight.append((self._pool.submit(self._post, payload), item))
-        return self._release(block=len(self._in_flight) >= self._concurrency)
+        """Score ``item`` (at once, or with its batch); return the items whose calls are
+        done, in order."""
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending.append((payload, item))
+        if len(self._pending) < self._batch:
+            return self._release(block=False)
+        return self._send()
+
+    def poll(self) -> list[T]:
+        """Send a partly filled batch that has waited ``linger_s``; return the items whose
+        calls are done, in order."""
+        if self._pending and time.monotonic() - self._pending_since >= self._linger_s:
+            return self._send()
+        return self._release(block=False)
 
     def drain(self) -> list[T]:
-        """Wait for every call in flight; return their items in order."""
-        released: list[T] = []
+        """Send what waits, wait for every call in flight; return their items in order."""
+        released = self._send() if self._pending else []
         while self._in_flight:
             released.extend(self._release(block=True))
         return released
 
+    def _send(self) -> list[T]:
+        payloads, items = [p for p, _ in self._pending], [i for _, i in self._pending]
+        self._pending = []
+        body = payloads[0] if self._batch == 1 else {"transactions": payloads}
+        self._in_flight.append((self._pool.submit(self._post, body), items))
+        return self._release(block=len(self._in_flight) >= self._concurrency)
+
     def _release(self, block: bool) -> list[T]:
         released: list[T] = []
         while self._in_flight and (block or self._in_flight[0][0].done()):
-            future, item = self._in_flight.popleft()
+            future, items = self._in_flight.popleft()
             if future.result():
-                self.ok += 1
+                self.ok += len(items)
             else:
-                self.failed += 1
-            released.append(item)
+                self.failed += len(items)
+            released.extend(items)
             block = False
         return released
 

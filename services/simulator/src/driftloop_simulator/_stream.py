@@ -55,6 +55,9 @@ class StreamConfig(BaseModel):
     predict_url: str | None = None
     predict_timeout_s: float = Field(2.0, gt=0)
     predict_concurrency: int = Field(4, ge=1)
+    predict_batch: int = Field(
+        1, ge=1, le=256, description="payments per call (>1: the endpoint's batch route)"
+    )
     predict_retries: int = Field(2, ge=0, description="retries of a call the endpoint refused")
     progress_every_s: float = Field(5.0, gt=0)
     time_warp: float = Field(
@@ -229,6 +232,7 @@ def run_stream(
             config.predict_concurrency,
             config.predict_retries,
             headers=client_headers(settings),
+            batch=config.predict_batch,
         )
     prefix = f"tx-s{config.world.seed}-{run_id}-"
     warped = None if config.time_warp == 1 else _virtual_time
@@ -266,6 +270,9 @@ def run_stream(
                     sender.transaction(tx, d[9], d[10])
                     continue
                 for done in predictor.submit(tx.model_dump(mode="json"), (tx, d[9], d[10])):
+                    sender.transaction(*done)
+            if predictor is not None:
+                for done in predictor.poll():
                     sender.transaction(*done)
             stats.send_seconds = time.monotonic() - origin
             if now - last_progress >= config.progress_every_s:

@@ -144,6 +144,9 @@ def stream_command(
     ] = None,
     predict_timeout: Annotated[float, typer.Option(help="seconds per scoring call")] = 2.0,
     predict_concurrency: Annotated[int, typer.Option(help="scoring calls in flight")] = 4,
+    predict_batch: Annotated[
+        int, typer.Option(help="payments per scoring call (>1: the endpoint's /batch route)")
+    ] = 1,
     seed: Seed = 7,
     n_customers: Customers = 2000,
     n_merchants: Merchants = 300,
@@ -175,6 +178,7 @@ def stream_command(
         predict_url=predict_url,
         predict_timeout_s=predict_timeout,
         predict_concurrency=predict_concurrency,
+        predict_batch=predict_batch,
         progress_every_s=progress_every,
         time_warp=time_warp,
     )
