@@ -325,6 +325,7 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
             predict_url=f"{settings.serve_url}/{config.model}/predict",
             predict_timeout_s=10.0,
             predict_batch=config.predict_batch,
+            customer_gap_s=config.customer_gap_s,
             progress_every_s=config.progress_every_s,
             run_id=stamp[-8:],  # transaction ids stay unique across runs...
             draw_key=f"demo-{config.seed}",  # ...while the traffic repeats with the seed

@@ -30,6 +30,7 @@ from driftloop.kafka import EventProducer
 from driftloop.settings import Settings
 from driftloop_simulator._catalog import NS_PER_S, country_codes
 from driftloop_simulator._generate import GeneratorConfig, stream_warmup, stream_window
+from driftloop_simulator._pace import CustomerPacer
 from driftloop_simulator._predict import Predictor
 from driftloop_simulator._rows import Rows
 from driftloop_simulator._scenarios import ActiveScenario, ScenarioChoice
@@ -57,6 +58,12 @@ class StreamConfig(BaseModel):
     predict_concurrency: int = Field(4, ge=1)
     predict_batch: int = Field(
         1, ge=1, le=256, description="payments per call (>1: the endpoint's batch route)"
+    )
+    customer_gap_s: float = Field(
+        0.0,
+        ge=0,
+        description="wall seconds at least between one customer's payments (see _pace): a "
+        "warped stream's episodes otherwise outrun the stream service's features",
     )
     predict_retries: int = Field(2, ge=0, description="retries of a call the endpoint refused")
     progress_every_s: float = Field(5.0, gt=0)
@@ -234,6 +241,16 @@ def run_stream(
             headers=client_headers(settings),
             batch=config.predict_batch,
         )
+    pacer: CustomerPacer[tuple[Transaction, bool, str]] = CustomerPacer(config.customer_gap_s)
+
+    def dispatch(items: list[tuple[Transaction, bool, str]]) -> None:
+        for item in items:
+            if predictor is None:
+                sender.transaction(*item)
+                continue
+            for done in predictor.submit(item[0].model_dump(mode="json"), item):
+                sender.transaction(*done)
+
     prefix = f"tx-s{config.world.seed}-{run_id}-"
     warped = None if config.time_warp == 1 else _virtual_time
     created, last_progress, last_sent = 0, origin, 0
@@ -266,11 +283,8 @@ def run_stream(
                     event_time=utcnow() if warped is None else warped(d[11]),
                 )
                 created += 1
-                if predictor is None:
-                    sender.transaction(tx, d[9], d[10])
-                    continue
-                for done in predictor.submit(tx.model_dump(mode="json"), (tx, d[9], d[10])):
-                    sender.transaction(*done)
+                dispatch(pacer.offer(tx.customer_id, (tx, d[9], d[10]), now))
+            dispatch(pacer.due(time.monotonic()))
             if predictor is not None:
                 for done in predictor.poll():
                     sender.transaction(*done)
@@ -288,6 +302,7 @@ def run_stream(
                 if label_at is not None:
                     wait = min(wait, label_at - time.monotonic())
                 stop.wait(min(max(wait, 0.0), 0.05))
+        dispatch(pacer.flush())
         if predictor is not None:
             for done in predictor.drain():
                 sender.transaction(*done)

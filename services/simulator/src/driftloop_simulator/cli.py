@@ -160,6 +160,13 @@ def stream_command(
         float, typer.Option(help="virtual seconds per wall second (event_time is virtual)")
     ] = 1.0,
     weekly: Weekly = True,
+    customer_gap: Annotated[
+        float,
+        typer.Option(
+            help="wall seconds at least between one customer's payments (for warped time: "
+            "the stream's features keep up with each customer)"
+        ),
+    ] = 0.0,
 ) -> None:
     """Send transactions to Kafka at RATE/s and their labels LABEL_DELAY seconds later.
 
@@ -179,6 +186,7 @@ def stream_command(
         predict_timeout_s=predict_timeout,
         predict_concurrency=predict_concurrency,
         predict_batch=predict_batch,
+        customer_gap_s=customer_gap,
         progress_every_s=progress_every,
         time_warp=time_warp,
     )
