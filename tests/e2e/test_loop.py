@@ -56,11 +56,14 @@ LOST_LOGS_BOUND = 64
 """Predictions a SIGKILLed replica may have answered but not yet handed to Kafka: its
 log queue lingers 20 ms (serve.yaml), and at most the traffic's calls in flight (4 calls of
 up to 8 payments) are in it."""
-PR_AUC_FLOOR, RECALL_FLOOR = 0.55, 0.5
-"""What this seed's loop must recover at least, as a share of v1's pre-drift holdout: the
-goals are PR_AUC_SHARE and RECALL_SHARE (bench/heal.py measures them over seeds). Runs
-retrained on half a day measured 0.71-0.73 of v1's holdout PR-AUC and 0.40-0.63 of its
-recall; on three days (the demo's retraining window now) 0.75 and 1.08."""
+PR_AUC_FLOOR, RECALL_FLOOR = PR_AUC_SHARE, RECALL_SHARE
+"""This seed's loop must heal: v2's post-drift PR-AUC and recall reach the goal's shares of
+v1's pre-drift holdout figures. Measured with the simulator's customer pacer (each
+customer's payments at least 1 s apart in wall time, so each is scored with its
+predecessor in its features): 0.98 and 1.15 on this seed, with the fault round; 0.96-1.02
+and 1.11-1.15 on seed 3 of the three learnable scenarios (bench/heal.py). Without the
+pacer this seed measured 0.68-0.72 PR-AUC share: most fraud rows were served features
+that missed their episode's previous payment."""
 
 
 @pytest.fixture(scope="module")
@@ -171,9 +174,7 @@ def test_v2_heals_what_the_drift_took(loop: DemoResult) -> None:
     assert comparison.recall["v2"] >= max(2 * comparison.recall["v1"], 0.15), healing.line()
     assert healing.pr_auc_share >= PR_AUC_FLOOR, healing.line()
     assert healing.recall_share >= RECALL_FLOOR, healing.line()
-    assert healing.healed == (
-        healing.pr_auc_share >= PR_AUC_SHARE and healing.recall_share >= RECALL_SHARE
-    )
+    assert healing.healed, healing.line()  # the loop's own verdict agrees
     # quiet afterwards: v2's references are the new regime's, so no drift event about v2
     assert healing.events_after_v2 == 0, [
         e.window for e in loop.events if e.model_version == loop.v2
