@@ -38,11 +38,6 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS skew_rows (
     transaction_id TEXT PRIMARY KEY, version TEXT NOT NULL, event_time REAL NOT NULL,
     features TEXT NOT NULL, seq INTEGER, stem TEXT);
-"""
-INDEXES = """
-CREATE INDEX IF NOT EXISTS skew_rows_time ON skew_rows (version, event_time);
-CREATE INDEX IF NOT EXISTS skew_rows_seq ON skew_rows (version, seq);
-CREATE INDEX IF NOT EXISTS skew_rows_stem ON skew_rows (version, stem);
 CREATE TABLE IF NOT EXISTS skew_txn (
     transaction_id TEXT PRIMARY KEY, event_time REAL NOT NULL, request TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS skew_txn_time ON skew_txn (event_time);
@@ -50,6 +45,13 @@ CREATE TABLE IF NOT EXISTS skew_due (
     version TEXT NOT NULL, stem TEXT NOT NULL, start REAL NOT NULL, end_ REAL NOT NULL,
     due REAL NOT NULL, PRIMARY KEY (version, stem));
 """
+ROW_INDEXES = """
+DROP INDEX IF EXISTS skew_rows_time;
+CREATE INDEX IF NOT EXISTS skew_rows_seq ON skew_rows (version, seq);
+CREATE INDEX IF NOT EXISTS skew_rows_stem ON skew_rows (version, stem);
+"""
+"""Created once skew_rows has its columns (a checkpoint of 0.1 gains them first). Rows are
+found by window row number and by window, no longer by time."""
 KEEP_TXN = 50
 """Sampled transactions kept, in samples: those no prediction claimed are dropped oldest
 first beyond ``KEEP_TXN * sample``."""
@@ -105,7 +107,7 @@ class SkewCheck:
         for column, kind in (("seq", "INTEGER"), ("stem", "TEXT")):  # a checkpoint of 0.1
             if column not in columns:
                 checkpoint.db.execute(f"ALTER TABLE skew_rows ADD COLUMN {column} {kind}")
-        checkpoint.db.executescript(INDEXES)
+        checkpoint.db.executescript(ROW_INDEXES)
 
     # --- inside the batch's transaction
 
