@@ -7,14 +7,19 @@ learnable scenario, one table row per run:
   against these);
 - v1 and v2 after the drift, on the same labelled post-drift rows (v2 not trained on them);
 - onset → v2 serving, by phase;
-- drift events before the onset (false starts) and about v2 in the windows after it serves.
+- drift events before the onset (false starts) and about v2 in the windows after it serves;
+- v2 after the drift once more on the offline point-in-time features of the same payments,
+  and the share of rows (all, fraud) served with features that differ from those: a
+  training-serving skew shows as a gap between the two footings.
 
 Goals (issue "Retraining that heals"): v2 post-drift PR-AUC ≥ 0.85 x v1 pre-drift PR-AUC
 and recall ≥ 0.8 x v1's in at least 4 of 5 seeds per scenario; 0 events before the onset;
 ≤ 1 event in the 20 windows after v2 serves; onset → v2 ≤ 8 min.
 
 Each run takes 10-20 minutes on two cores (the 20 windows after v2 are about 8 of them):
-`--seeds 1 --windows-after 4` is a quick look. Needs the stack (`make up`).
+`--seeds 1 --windows-after 4` is a quick look. Needs the stack (`make up`). Each run's
+directory is kept (its path is in the row); `--footing DIR` recomputes the two footings of
+a kept run without running anything.
 
     .venv/bin/python bench/heal.py --scenarios crypto-cash-out,gift-card-fraud --seeds 5
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import uuid
@@ -35,6 +41,7 @@ from driftloop_demo import DemoConfig, DemoResult, phases, run_demo, tear_down
 from driftloop_demo._evidence import PR_AUC_SHARE, RECALL_SHARE
 
 from bench._common import RESULTS, record
+from bench._footing import offline_footing
 from driftloop.settings import Settings
 
 LEARNABLE = ("crypto-cash-out", "gift-card-fraud", "online-takeover")
@@ -88,10 +95,44 @@ def table(rows: list[dict[str, Any]]) -> str:
         "v2_post_pr_auc", "v1_post_recall", "v2_post_recall", "healed", "v1_live_pr_auc",
         "v1_live_recall", "healed_live",
         "events_before_onset", "events_after_v2", "windows_after_v2", "onset_→_v2_serving_s",
+        "v2_offline_pr_auc", "v2_offline_recall", "skewed_rows_share", "skewed_fraud_share",
     ]  # fmt: skip
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def footing(result: DemoResult) -> dict[str, Any]:
+    """v2's post-drift figures on both footings (see bench/_footing.py); a failure to
+    compute them is reported in the row, never loses it."""
+    if result.v2 is None or result.comparison is None or result.scores is None:
+        return {}
+    try:
+        return offline_footing(
+            result.settings, result.scores, result.config.model, result.v2,
+            result.comparison.since,
+        )  # fmt: skip
+    except Exception as exc:  # a post-mortem column: the run's own figures stand
+        return {"footing_failure": f"{type(exc).__name__}: {exc}"}
+
+
+def kept(root: Path) -> dict[str, Any]:
+    """Both footings of a kept run directory: its settings from its ``driftloop.env``, the
+    version serving at the end as v2, its rows from the end of v2's training window."""
+    import pandas as pd
+
+    from driftloop.models import ModelStore
+
+    for line in (root / "driftloop.env").read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line.removeprefix("export ").partition("=")
+            os.environ[key] = value
+    settings = Settings()
+    scores = pd.read_parquet(root / "scores.parquet").sort_values("scored_at")
+    model = DemoConfig().model
+    v2 = str(scores["model_version"].iloc[-1])
+    since = ModelStore.from_settings(settings).get(model, v2).metadata.training_window.end
+    return {"root": str(root), "v2": v2} | offline_footing(settings, scores, model, v2, since)
 
 
 def main() -> None:
@@ -104,7 +145,12 @@ def main() -> None:
     parser.add_argument("--retrain-days", type=float, default=defaults.retrain_days)
     parser.add_argument("--evidence-rows", type=int, default=defaults.evidence_rows)
     parser.add_argument("--evidence-positives", type=int, default=defaults.evidence_positives)
+    parser.add_argument("--footing", type=Path, metavar="DIR",
+                        help="only recompute both footings of a kept run directory")  # fmt: skip
     args = parser.parse_args()
+    if args.footing:
+        print(json.dumps(kept(args.footing), default=str))
+        return
     policy = {
         "retrain_days": args.retrain_days,
         "evidence_rows": args.evidence_rows,
@@ -127,7 +173,7 @@ def main() -> None:
                 # every logged prediction with its served features and label, for a post-mortem
                 scores = result.scores.astype({"scored_at": "datetime64[ns, UTC]"})
                 scores.to_parquet(root / "scores.parquet")
-            rows.append(row(scenario, seed, result) | {"root": str(root)})
+            rows.append(row(scenario, seed, result) | footing(result) | {"root": str(root)})
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     print("\n" + table(rows))
     goals: dict[str, Any] = {}
