@@ -43,8 +43,8 @@ def offline_footing(
     settings: Settings, scores: pd.DataFrame, model: str, version: str, since: datetime
 ) -> dict[str, Any]:
     """``version`` scored on the labelled rows logged at or after ``since``, on served and
-    on offline point-in-time features; and the share of rows (all, fraud) with at least
-    one feature served differently from its offline value."""
+    on offline point-in-time features; the share of rows (all, fraud) with at least one
+    feature served differently from its offline value, and that share per feature."""
     from sklearn.metrics import average_precision_score  # type: ignore[import-untyped]
 
     from driftloop.features import open_store, point_in_time, training_entities
@@ -73,8 +73,13 @@ def offline_footing(
         out[f"v2_{footing}_pr_auc"] = float(average_precision_score(y, got)) if both else None
         out[f"v2_{footing}_recall"] = float(((got >= threshold) & y).sum() / max(1, y.sum()))
     differs = np.zeros(len(rows), dtype=bool)
+    by_feature: dict[str, float] = {}
     for name in names:
-        differs |= _differs(served[name], offline[name])
+        feature = _differs(served[name], offline[name])
+        differs |= feature
+        if len(rows) and feature.mean() >= 0.01:
+            by_feature[name] = round(float(feature.mean()), 3)
+    out["skew_by_feature"] = by_feature  # features served differently on >= 1 % of rows
     out["skewed_rows_share"] = float(differs.mean()) if len(rows) else None
     out["skewed_fraud_share"] = float(differs[y].mean()) if y.any() else None
     return out
