@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import driftloop.features  # noqa: F401  Feast before any test module imports it (features/_feast.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 TIERS = {"unit": 60, "integration": 120, "e2e": 600, "k8s": 600}
 """Tier → default per-test timeout in seconds (setup and teardown included): a guard against

@@ -21,9 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from feast import FeatureStore
 from pydantic import ValidationError
 
 from driftloop.events import Transaction
@@ -32,6 +31,9 @@ from driftloop.models import LoadedModel, ModelStore
 from driftloop.settings import Settings
 from driftloop_serving._config import ModelConfig, locate
 from driftloop_serving._scoring import ActiveModel, ScoringPlan
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 T = TypeVar("T")
 Serial = Callable[[Callable[[], T]], T]

@@ -17,9 +17,7 @@ import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
-
-from feast import FeatureStore
-from feast.data_source import PushMode
+from typing import TYPE_CHECKING
 
 from driftloop.events import DeadLetter, Label, Prediction, Transaction
 from driftloop.features import (
@@ -41,6 +39,9 @@ from driftloop_stream._labelled import HISTORY_SCHEMA, awaiting_rows, forget_old
 from driftloop_stream._metrics import StreamMetrics
 from driftloop_stream._served import SERVED_SCHEMA, served_frame
 from driftloop_stream._settings import StreamSettings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 PUSH_SOURCE = "customer_aggregates_push"
 _BATCH = re.compile(r"p(\d+)-(\d+)-(\d+)")
@@ -221,6 +222,8 @@ class StreamService:
             self.metrics.labelled.inc(len(rows))
 
     def _write(self, rows: list[dict[str, object]], batch: Batch[Transaction]) -> None:
+        from feast.data_source import PushMode  # Feast after driftloop.features (its _feast)
+
         frame = aggregate_rows_frame(rows, datetime.now(UTC))
         t0 = time.perf_counter()
         write_batch(

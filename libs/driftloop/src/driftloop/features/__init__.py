@@ -1,6 +1,9 @@
 """Customer and merchant features: the window aggregates shared by stream and backfill,
 the batch sources they append to, and point-in-time training sets from Feast."""
 
+from driftloop.features import _feast  # noqa: F401  first: Feast without typeguard's rewrites
+
+# isort: split
 from driftloop.features._asof import AsOfOfflineStore, AsOfOfflineStoreConfig, AsOfRetrievalJob
 from driftloop.features._asof_ray import (
     RayAsOfOfflineStore,
