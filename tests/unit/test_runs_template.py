@@ -78,7 +78,7 @@ def test_a_retry_limit_that_is_not_a_whole_number_is_refused(tmp_path, limit):
 def test_where_a_step_runs_locally_is_read_from_its_annotation(tmp_path):
     template = load_template(_variant(tmp_path, lambda d: None))
     in_driver = {t.name: template.template(t.template).in_driver for t in template.dag()}
-    assert in_driver == {"build-dataset": False, "train": False, "evaluate": True,
+    assert in_driver == {"build-dataset": True, "train": False, "evaluate": True,
                          "register": True, "promote": True}  # fmt: skip
 
     def as_job(d: Doc) -> None:

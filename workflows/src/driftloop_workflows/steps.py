@@ -5,9 +5,12 @@ step the same way on Argo and in the local executor; what a function returns (a 
 object) is printed on stdout and becomes the task's ``outputs.result``. Logs go to
 stderr, so they never mix into the result.
 
-evaluate, register and promote are light (a second's work after their imports): annotated
-:data:`~driftloop.runs.IN_DRIVER`, the local executor runs them in its driver's process
-instead of paying a Ray Job's start-up for each. On Argo every step is a pod all the same.
+build-dataset, evaluate, register and promote are light (seconds of work after their
+imports: the dataset's as-of join took 2.6 s for a demo run's 25 k labelled rows, in a
+Ray Job that took 32 s in all): annotated :data:`~driftloop.runs.IN_DRIVER`, the local
+executor runs them in its driver's process instead of paying a Ray Job's start-up for
+each. train stays a Ray Job of its own, so that a driver that dies does not take the
+training with it. On Argo every step is a pod all the same.
 """
 
 import logging
@@ -28,7 +31,7 @@ def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
 
-@script(constructor="runner", image=IMAGE, retry_strategy=TRANSIENT)
+@script(constructor="runner", image=IMAGE, retry_strategy=TRANSIENT, annotations=IN_DRIVER)
 def build_dataset(
     model: str, window: str, window_end: str, run_id: str, change_point: str
 ) -> dict[str, Any]:
