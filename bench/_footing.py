@@ -14,12 +14,11 @@ import pandas as pd
 from driftloop.settings import Settings
 
 
-def _labelled(settings: Settings, ids: pd.Series) -> pd.DataFrame:
+def _labelled(directory: str, ids: pd.Series) -> pd.DataFrame:
     """The stream-labelled transactions (entity columns, request-time inputs) of ``ids``."""
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    directory = settings.state_dir / "data" / "labelled"
     wanted = ids.astype(str).unique().tolist()
     table = ds.dataset(directory, format="parquet").to_table(
         filter=pc.field("transaction_id").isin(wanted)
@@ -47,29 +46,33 @@ def offline_footing(
     feature served differently from its offline value, and that share per feature."""
     from sklearn.metrics import average_precision_score  # type: ignore[import-untyped]
 
-    from driftloop.features import open_store, point_in_time, training_entities
+    from driftloop.features import open_store
     from driftloop.models import LoadedModel, ModelStore
+    from driftloop.training import load_model_spec
+    from driftloop.training._dataset import offline_features
 
+    spec = load_model_spec(settings.deploy_dir / "apps" / model / "model.yaml")
+    directory = spec.labelled_uri(settings)
+    if directory is None:
+        raise ValueError(f"{model}: no stream-labelled history under {settings.state_dir}")
     rows = scores[(scores["scored_at"] >= pd.Timestamp(since)) & scores["is_fraud"].notna()]
     rows = rows.drop_duplicates("transaction_id", keep="first")
-    labelled = _labelled(settings, rows["transaction_id"])
+    labelled = _labelled(directory, rows["transaction_id"])
     rows = rows.merge(labelled[["transaction_id"]], on="transaction_id", how="inner")
     labelled = rows[["transaction_id"]].merge(labelled, on="transaction_id", how="left")
     loaded = LoadedModel.load(ModelStore.from_settings(settings).get(model, version))
     names = loaded.features.names
     store = open_store(settings)
     service = store.get_feature_service(loaded.metadata.feature_service)
-    offered = {f.name for p in service.feature_view_projections for f in p.features}
-    entities = training_entities(labelled.drop(columns=sorted(offered & set(labelled.columns))))
-    offline = point_in_time(store, entities, service)[names].reset_index(drop=True)
+    offline = offline_features(store, service, labelled)[names].reset_index(drop=True)
     served = rows[[f"f.{n}" for n in names]].reset_index(drop=True)
     served.columns = pd.Index(names)
     y = rows["is_fraud"].astype(bool).to_numpy()
     threshold = loaded.threshold if loaded.threshold is not None else 0.5
     out: dict[str, Any] = {"footing_rows": len(rows), "footing_positives": int(y.sum())}
+    both = 0 < y.sum() < len(y)
     for footing, frame in (("served", served), ("offline", offline)):
         got = loaded.predict(frame)
-        both = 0 < y.sum() < len(y)
         out[f"v2_{footing}_pr_auc"] = float(average_precision_score(y, got)) if both else None
         out[f"v2_{footing}_recall"] = float(((got >= threshold) & y).sum() / max(1, y.sum()))
     differs = np.zeros(len(rows), dtype=bool)

@@ -5,7 +5,7 @@ sources, ...) with typeguard's ``@typechecked``, which re-reads each class's sou
 rewrites its syntax tree and compiles it again at import: 19 such rewrites make ``import
 feast`` cost about 4 s more CPU on this project's 2-core machine (6.0 s against 2.0 s
 measured side by side), paid by every process that reads features: each service, Serve
-replica, retraining step, Ray Train worker and CLI call (typeguard issue #468). The
+replica, retraining step and CLI call (typeguard issue #468). The
 checks themselves only catch wrong argument types given to Feast's constructors, which
 the feature repository's tests exercise (``feast apply`` in its own process keeps them).
 

@@ -235,6 +235,19 @@ def _check_entity(spec: ModelSpec, store: FeatureStore, service: FeatureService)
         )
 
 
+def offline_features(
+    store: FeatureStore, service: FeatureService, labelled: pd.DataFrame
+) -> pd.DataFrame:
+    """The service's point-in-time features of labelled transactions, as of just before
+    each (what serving saw): one row per input row, in input order."""
+    from driftloop.features import point_in_time, training_entities
+
+    # History columns named like a feature (merchant_category) would collide in the join.
+    offered = {f.name for p in service.feature_view_projections for f in p.features}
+    entities = training_entities(labelled.drop(columns=sorted(offered & set(labelled.columns))))
+    return point_in_time(store, entities, service)
+
+
 def build_dataset(
     spec: ModelSpec,
     settings: Settings,
@@ -243,7 +256,7 @@ def build_dataset(
 ) -> Dataset:
     """The encoded, split training set of the window; with a ``change_point``, split
     within regimes (see :func:`split_within_regimes`)."""
-    from driftloop.features import open_store, point_in_time, training_entities
+    from driftloop.features import open_store
 
     labelled = read_labelled(spec, settings, window)
     if labelled.empty:
@@ -252,10 +265,7 @@ def build_dataset(
     service = store.get_feature_service(spec.feature_service)
     _check_entity(spec, store, service)
     features = model_features(spec, service)
-    # History columns named like a feature (merchant_category) would collide in the join.
-    offered = {f.name for p in service.feature_view_projections for f in p.features}
-    entities = training_entities(labelled.drop(columns=sorted(offered & set(labelled.columns))))
-    joined = point_in_time(store, entities, service)
+    joined = offline_features(store, service, labelled)
     served_mask: np.ndarray | None = None
     if spec.training_features == "served":
         # What the endpoint scored with (stream lag, stale rows) is what the model meets.
