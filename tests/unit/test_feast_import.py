@@ -31,3 +31,25 @@ def test_feast_classes_are_plain_and_typeguard_is_restored() -> None:
     assert _instrumented(double)  # typeguard still works for other code in the process
     with pytest.raises(typeguard.TypeCheckError):
         double("2")  # type: ignore[arg-type]
+
+
+def test_feast_leaves_prometheus_metrics_in_process_and_the_environment_as_it_was() -> None:
+    """Feast's metrics module sets PROMETHEUS_MULTIPROC_DIR to a directory of its own; had
+    prometheus_client been imported after it, two registries of one process would share
+    every count of the same name (seen: a test's fresh serving registry started at the 10
+    422s of another one), and every process started from here would inherit the mode."""
+    import os
+    from pathlib import Path
+
+    import feast.metrics
+    from prometheus_client import CollectorRegistry, Counter
+
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    assert "PROMETHEUS_MULTIPROCESS_DIR" not in os.environ
+    made = feast.metrics._prometheus_mp_dir
+    assert made is None or not Path(made).exists()
+    first, second = CollectorRegistry(), CollectorRegistry()
+    Counter("feast_import_probe", "probe", registry=first).inc(10)
+    Counter("feast_import_probe", "probe", registry=second).inc()
+    assert second.get_sample_value("feast_import_probe_total") == 1
+    assert first.get_sample_value("feast_import_probe_total") == 10
