@@ -98,9 +98,12 @@ test-unit: install ## unit tests: no socket, no process, no services (under a mi
 	$(PYTEST) tests/unit --durations=10
 
 # Starts the stack unless it already runs, runs every tier, and stops only what it started.
+# Two pytest processes (-n 2): the modules that change what every test shares (the loop,
+# the sync tests, the broker's restart) one after another in one, the rest in the other
+# (the lanes: tests/conftest.py). About 40 % of two cores sat idle in one process.
 test: install prometheus ## every test tier against the real local stack (started and stopped here; the image: make test-image)
 	@if $(DL) status >/dev/null 2>&1; then started=0; else started=1; $(DL) up || { $(DL) down; exit 1; }; fi; \
-	$(PYTEST) tests --ignore=tests/image --ignore=tests/k8s --durations=25; rc=$$?; \
+	$(PYTEST) tests --ignore=tests/image --ignore=tests/k8s --durations=25 -n 2; rc=$$?; \
 	if [ $$started = 1 ]; then $(DL) down; fi; \
 	if [ $$rc = 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 
