@@ -10,8 +10,6 @@ Kafka, a SOCKS proxy, the shipped request limits) deploy a variant of their own.
 
 from __future__ import annotations
 
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -55,16 +53,6 @@ def serving_world(settings: Settings, tmp_path_factory: pytest.TempPathFactory) 
     return ServingWorld(repo, spec, v1, v2, gone)
 
 
-def wait_for_serve_owner() -> None:
-    """The demo's sync service replaces Serve's applications: never deploy beside it."""
-    deadline = time.monotonic() + 1800
-    while subprocess.run(["pgrep", "-f", "driftloop-sync run"], capture_output=True,
-                         check=False).stdout.strip():  # fmt: skip
-        if time.monotonic() > deadline:
-            pytest.fail("driftloop-sync run kept Serve for 30 minutes")
-        time.sleep(60)
-
-
 @dataclass
 class FraudApp:
     """The shared application: ``home`` is the configuration it returns to after a test."""
@@ -95,7 +83,6 @@ class FraudApp:
 def fraud_app_session(serving_world: ServingWorld) -> Iterator[FraudApp]:
     from ray import serve
 
-    wait_for_serve_owner()
     name = support.app_name()
     args = support.serve_args(serving_world.settings, api_key=APP_KEY,
                               max_request_items=APP_MAX_ITEMS)  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -121,6 +122,17 @@ def process_env(settings: Any, **extra: str) -> dict[str, str]:
         "DRIFTLOOP_SYNC_METRICS_PORT": "0",
         **extra,
     }
+
+
+def status(settings: Any, **extra: str) -> dict[str, Any]:
+    """What ``driftloop sync status --json`` says about ``settings``' sync."""
+    done = subprocess.run(
+        [str(BIN / "driftloop"), "sync", "status", "--json"],
+        env=process_env(settings, **extra), capture_output=True, text=True, timeout=120,
+        check=True,
+    )  # fmt: skip
+    answer: dict[str, Any] = json.loads(done.stdout)
+    return answer
 
 
 def wait_synced(

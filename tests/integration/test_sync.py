@@ -79,6 +79,35 @@ def test_git_is_the_record_of_what_serves(world):
     sync.wait_model(settings, v1.version)
 
 
+def test_an_application_deployed_with_serve_run_is_neither_drift_nor_touched(world):
+    """The sync service owns what the REST API deploys; an application deployed beside it
+    with ``serve.run`` (a trial, a test's own) is not drift to put back on every pass, and
+    an apply of a new commit leaves it serving."""
+    from ray import serve
+
+    settings, (v1, v2), _ = world
+    service = SyncService(settings)
+    promote(settings, "fraud", v1.version, reason="serve v1")  # a no-op if it serves already
+    service.reconcile()
+    support.connect_ray(settings)
+    name = support.app_name()
+    support.deploy(name, support.serve_args(settings), support.user_config(v2))
+    try:
+        heals = service.reconcile().heals
+        assert service.reconcile().heals == heals  # no heal: nothing of the sync's differs
+        status = sync.status(settings)
+        assert name not in status["applications"] and status["applications"]["fraud"] == "RUNNING"
+        promote(settings, "fraud", v2.version, reason="a commit beside a serve.run app")
+        state = service.reconcile()
+        assert state.last_error is None and state.heals == heals, state
+        sync.wait_model(settings, v2.version)
+        live = dashboard_request(settings, "GET", "/api/serve/applications/")["applications"]
+        assert live[name]["status"] == "RUNNING" and live[name]["source"] == "imperative"
+        assert sync.served_model(settings, name) == v2.version
+    finally:
+        serve.delete(name)
+
+
 def test_scaling_is_a_commit_applied_under_load(world):
     settings, (v1, _), repo = world
     service = SyncService(settings)

@@ -40,13 +40,7 @@ BIN = sync.BIN
 _env = sync.process_env
 
 
-def _status(settings: Any, **extra: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [str(BIN / "driftloop"), "sync", "status", "--json"], env=_env(settings, **extra),
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    answer: dict[str, Any] = json.loads(done.stdout)
-    return answer
+_status = sync.status
 
 
 def _closed_port() -> int:

@@ -30,7 +30,11 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         head = state.git_sha if state else None
     try:
         live = dashboard_request(settings, "GET", "/api/serve/applications/") or {}
-        health = {n: a.get("status") for n, a in (live.get("applications") or {}).items()}
+        health = {
+            n: a.get("status")
+            for n, a in (live.get("applications") or {}).items()
+            if a.get("source") != "imperative"  # not the sync's: deployed with serve.run
+        }
     except (RayApiError, OSError) as exc:
         health = {"error": str(exc)}
     report = {

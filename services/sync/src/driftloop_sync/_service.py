@@ -139,9 +139,15 @@ class SyncService:
         return state
 
     def _live(self) -> dict[str, dict[str, Any]]:
+        """The live applications this service owns: those deployed through the REST API.
+        One deployed with ``serve.run`` (a data scientist's trial, a test's own) is not
+        drift: an apply leaves it alone, so treating it as drift would put back the same
+        config on every pass."""
         answer = dashboard_request(self.settings, "GET", PATH) or {}
         out: dict[str, dict[str, Any]] = {}
         for name, app in (answer.get("applications") or {}).items():
+            if app.get("source") == "imperative":
+                continue
             config = dict(app.get("deployed_app_config") or {})
             config["status"] = app.get("status", "")
             out[name] = config
