@@ -1,7 +1,8 @@
 """The real Argo Workflows controller on the rendered retraining template, as the staging
 overlay builds it: the API server stores the template whole (no field pruned by the CRD's
 schema), a Workflow from it starts its first step's pod (Pending: no kubelet runs here),
-and the per-model mutex keeps a second run of the same model waiting, without a pod."""
+the per-model mutex keeps a second run of the same model waiting, without a pod, and the
+model's CronWorkflow, as rendered but for its schedule, starts runs of the template."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ def template(cluster: Cluster, kube: Kube) -> dict[str, Any]:
     kube.ensure_namespace(NAMESPACE)
     kube.apply([moved(d, NAMESPACE) for d in wanted])
     return next(d for d in wanted if d["kind"] == "WorkflowTemplate")
+
+
+@pytest.fixture(scope="module")
+def cron(cluster: Cluster) -> dict[str, Any]:
+    built = staging_build(cluster, ROOT)
+    return next(d for d in built if d["kind"] == "CronWorkflow")
 
 
 @pytest.fixture
@@ -131,3 +138,44 @@ def test_a_second_run_of_the_same_model_waits_for_the_mutex(
     wf = wait_for(f"{second} waiting on the mutex", waiting, timeout=60)
     assert wf["status"]["phase"] == "Pending"
     assert _pods(kube, second) == []
+
+
+def test_the_cronworkflow_starts_runs_of_the_template_with_its_parameters(
+    kube: Kube, template: dict[str, Any], cron: dict[str, Any], submitted: list[str]
+) -> None:
+    """The rendered CronWorkflow, its schedule made every minute (a weekly one would not
+    fire during a test), is taken by the controller's cron loop: it starts a Workflow from
+    the retraining template with the schedule's parameters, whose first step gets its pod."""
+    every_minute = moved(cron, NAMESPACE)
+    name = f"{cron['metadata']['name']}-{uuid.uuid4().hex[:6]}"
+    every_minute["metadata"]["name"] = name
+    every_minute["spec"]["schedules"] = ["* * * * *"]
+    kube.create(every_minute)
+    try:
+
+        def started() -> list[dict[str, Any]]:
+            return kube.list("workflow", NAMESPACE, f"workflows.argoproj.io/cron-workflow={name}")
+
+        runs = wait_for(f"a run started by CronWorkflow {name}", started, timeout=150)
+        submitted.extend(r["metadata"]["name"] for r in runs)
+        run = runs[0]
+        assert run["spec"]["workflowTemplateRef"] == {"name": template["metadata"]["name"]}
+        given = {p["name"]: p["value"] for p in run["spec"]["arguments"]["parameters"]}
+        wanted = cron["spec"]["workflowSpec"]["arguments"]["parameters"]
+        assert given == {p["name"]: p["value"] for p in wanted}
+        assert given["reason"] == "schedule"
+        wf = run["metadata"]["name"]
+        pods = wait_for(f"a pod of {wf}", lambda: _pods(kube, wf), timeout=90)
+        node = pods[0]["metadata"]["annotations"]["workflows.argoproj.io/node-name"]
+        assert node == f"{wf}.build-dataset(0)"
+        stored = kube.get("cronworkflow", name, NAMESPACE)
+        assert stored is not None
+        conditions = (stored.get("status") or {}).get("conditions") or []
+        assert not [c for c in conditions if c.get("type") == "SpecError"], conditions
+    finally:
+        kube.delete("cronworkflow", name, NAMESPACE)
+        submitted.extend(
+            r["metadata"]["name"]
+            for r in kube.list("workflow", NAMESPACE, f"workflows.argoproj.io/cron-workflow={name}")
+            if r["metadata"]["name"] not in submitted
+        )
