@@ -4,8 +4,9 @@ says, and `deploy/argocd/root.yaml` applied once. Every Application it leads to 
 Synced, and the objects of the staging overlay are in the API server as git has them.
 Then git is the interface: a hand edit of a managed object is reverted (self-heal), a
 commit that changes serve.yaml (rendered as `make render` does) reaches the RayService's
-serveConfigV2, and its `git revert` takes it back. The tests of this module run in order, on
-one repository.
+serveConfigV2, and its `git revert` takes it back; so does a promotion made by the real
+`driftloop promote` (its store URI and digest, no local path), undone by reverting its
+commit. The tests of this module run in order, on one repository.
 
 Not testable here: pruning. The applications sync with PruneLast=true, so Argo CD prunes
 only after every other object is healthy, and without a controller-manager, scheduler,
@@ -16,6 +17,7 @@ in place)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -205,4 +207,89 @@ def test_a_commit_to_serve_yaml_reaches_the_rayservice(
     _git(remote.work, "push", "-q", str(remote.bare), "main")
     sha = _git(remote.work, "rev-parse", "HEAD")
     wait_for("the revert in the RayService", lambda: "threshold: null" in _serve_config(kube), 180)
+    wait_for(f"driftloop-staging synced at {sha[:8]}", lambda: _synced_at(kube, sha), 120)
+
+
+def _stored_model(store: str) -> Any:
+    """A model version in ``store``: a small booster of its own, what a promotion names."""
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+    import xgboost
+
+    from driftloop.models import (
+        Feature,
+        FeatureSpec,
+        Lineage,
+        ModelStore,
+        RowCounts,
+        TrainingWindow,
+    )
+
+    rng = np.random.default_rng(3)
+    x = rng.gamma(2.0, 2.0, (300, 2))
+    matrix = xgboost.DMatrix(x, label=(x[:, 0] > 6).astype(int), feature_names=["amount", "hour"])
+    booster = xgboost.train({"max_depth": 2, "seed": 3, "nthread": 1}, matrix, num_boost_round=5)
+    end = datetime(2026, 6, 1, tzinfo=UTC)
+    lineage = Lineage(
+        git_sha="0" * 40, git_dirty=False, feature_service="fraud_v1",
+        feature_views_hash="sha256:" + "1" * 64,
+        training_window=TrainingWindow(start=end - timedelta(days=7), end=end),
+        rows=RowCounts(train=200, validation=50, holdout=50), data_hash="sha256:" + "3" * 64,
+        params={"max_depth": 2}, metrics={"threshold": 0.5, "pr_auc": 0.5}, seed=3,
+    )  # fmt: skip
+    spec = FeatureSpec(features=[Feature(name="amount", type="float"),
+                                 Feature(name="hour", type="float")])  # fmt: skip
+    return ModelStore(store).put(
+        "fraud", bytes(booster.save_raw("json")), filename="model.json", features=spec,
+        lineage=lineage,
+    )  # fmt: skip
+
+
+def test_a_promotion_by_driftloop_promote_reaches_the_rayservice_and_a_revert_undoes_it(
+    kube: Kube, remote: Remote, synced: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """`driftloop promote` (merge policy) commits serve.yaml and its rendered RayService
+    config on main; pushed, Argo CD brings the version into the RayService; `git revert` of
+    the promotion commit takes it out again. The declared config names the model by its
+    store URI and digest, never by a path of this machine."""
+    store = str(tmp_path / "models")
+    version = _stored_model(store)
+    before = _serve_config(kube)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")},
+        "DRIFTLOOP_GIT_REPO": str(remote.work),
+        "DRIFTLOOP_DEPLOY_DIR": str(remote.work / "deploy"),
+        "DRIFTLOOP_MODEL_STORE_URI": store,
+        "DRIFTLOOP_STATE_DIR": str(tmp_path / "state"),
+        "DRIFTLOOP_PROMOTION_POLICY": "merge",
+        "GIT_AUTHOR_NAME": "k8s tier", "GIT_AUTHOR_EMAIL": "k8s@localhost",
+        "GIT_COMMITTER_NAME": "k8s tier", "GIT_COMMITTER_EMAIL": "k8s@localhost",
+    }  # fmt: skip
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "driftloop"), "promote", version.version,
+         "--reason", "k8s tier"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    _git(remote.work, "push", "-q", str(remote.bare), "main")
+    sha = _git(remote.work, "rev-parse", "HEAD")
+    t0 = time.monotonic()
+    declared = f"models:/fraud/{version.version}"
+    wait_for(f"{declared} in the RayService", lambda: declared in _serve_config(kube), 180)
+    print(f"driftloop promote's commit -> serveConfigV2: {time.monotonic() - t0:.1f} s")
+    wait_for(f"driftloop-staging synced at {sha[:8]}", lambda: _synced_at(kube, sha), 120)
+    config = _serve_config(kube)
+    assert version.sha256 in config
+    assert str(tmp_path) not in config  # a store URI and a digest, no local path
+    rendered = yaml.safe_load(
+        (remote.work / "deploy/k8s/base/serving/serve-config.yaml").read_text()
+    )
+    assert config == rendered["spec"]["serveConfigV2"]
+
+    _git(remote.work, "-c", "user.name=k8s tier", "-c", "user.email=k8s@localhost",
+         "revert", "--no-edit", "HEAD")  # fmt: skip
+    _git(remote.work, "push", "-q", str(remote.bare), "main")
+    sha = _git(remote.work, "rev-parse", "HEAD")
+    wait_for("the revert in the RayService", lambda: _serve_config(kube) == before, 180)
     wait_for(f"driftloop-staging synced at {sha[:8]}", lambda: _synced_at(kube, sha), 120)
