@@ -96,10 +96,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     write = terminalreporter.write_line
     terminalreporter.section("time per tier and costliest modules")
     write("  ".join(f"{tier} {seconds:.1f} s" for tier, seconds in sorted(tiers.items())))
-    lanes: dict[str, float] = {}
-    for module, seconds in _SPENT.items():
-        lanes[lane(module)] = lanes.get(lane(module), 0.0) + seconds
     if terminalreporter.config.getoption("numprocesses", None):
+        lanes: dict[str, float] = {}
+        for module, seconds in _SPENT.items():
+            lanes[lane(module)] = lanes.get(lane(module), 0.0) + seconds
         write(
             "lanes (each one process, its modules one after another): "
             + "  ".join(f"{name} {seconds:.1f} s" for name, seconds in sorted(lanes.items()))

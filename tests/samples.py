@@ -17,6 +17,7 @@ from driftloop.events import (
     Window,
     WorkflowEvent,
 )
+from driftloop.models import Lineage, RowCounts, TrainingWindow
 
 
 def sample_events(tag: str | None = None) -> list[Event]:
@@ -81,3 +82,16 @@ def sample_events(tag: str | None = None) -> list[Event]:
             value_b64=base64.b64encode(b"{bad").decode(),
         ),
     ]
+
+
+def sample_lineage(seed: int, threshold: float, service: str = "fraud_v1") -> Lineage:
+    """The lineage of a small test model stored without a training run (seven days up to
+    2026-06-01, 600 rows): what the model store and a promotion need to record."""
+    end = datetime(2026, 6, 1, tzinfo=UTC)
+    return Lineage(
+        git_sha="0" * 40, git_dirty=False, feature_service=service,
+        feature_views_hash="sha256:" + "1" * 64,
+        training_window=TrainingWindow(start=end - timedelta(days=7), end=end),
+        rows=RowCounts(train=420, validation=90, holdout=90), data_hash=f"sha256:{seed:064d}",
+        params={"max_depth": 3}, metrics={"threshold": threshold, "pr_auc": 0.5}, seed=seed,
+    )  # fmt: skip

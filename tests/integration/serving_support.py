@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
@@ -28,15 +28,13 @@ from driftloop.features import aggregate_rows_frame, apply_repo, open_store
 from driftloop.models import (
     Feature,
     FeatureSpec,
-    Lineage,
     ModelStore,
     ModelVersion,
-    RowCounts,
-    TrainingWindow,
     categorical_preprocessing,
     encode_features,
 )
 from driftloop.settings import Settings
+from tests.samples import sample_lineage
 
 SERVICE = "fraud_v1"
 REPORT_MS = 500  # how often the tests' replicas report metrics to Ray (see deploy)
@@ -126,17 +124,10 @@ def train_booster(spec: FeatureSpec, seed: int, rounds: int = 15) -> bytes:
 
 
 def put_model(settings: Settings, spec: FeatureSpec, seed: int, threshold: float) -> ModelVersion:
-    end = datetime(2026, 6, 1, tzinfo=UTC)
-    lineage = Lineage(
-        git_sha="0" * 40, git_dirty=False, feature_service=SERVICE,
-        feature_views_hash="sha256:" + "1" * 64,
-        training_window=TrainingWindow(start=end - timedelta(days=7), end=end),
-        rows=RowCounts(train=420, validation=90, holdout=90), data_hash=f"sha256:{seed:064d}",
-        params={"max_depth": 3}, metrics={"threshold": threshold, "pr_auc": 0.5}, seed=seed,
-    )  # fmt: skip
     return ModelStore(settings.model_store).put(
-        "fraud", train_booster(spec, seed), filename="model.json", features=spec, lineage=lineage
-    )
+        "fraud", train_booster(spec, seed), filename="model.json", features=spec,
+        lineage=sample_lineage(seed, threshold, SERVICE),
+    )  # fmt: skip
 
 
 def stack_headers() -> dict[str, str]:

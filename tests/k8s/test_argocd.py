@@ -32,6 +32,7 @@ from driftloop_workflows.k8s.cluster import Cluster
 
 from tests.k8s.support import Kube, staging_build
 from tests.polling import wait_for
+from tests.samples import sample_lineage
 
 ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM = "https://github.com/driftloop/driftloop.git"
@@ -212,37 +213,20 @@ def test_a_commit_to_serve_yaml_reaches_the_rayservice(
 
 def _stored_model(store: str) -> Any:
     """A model version in ``store``: a small booster of its own, what a promotion names."""
-    from datetime import UTC, datetime, timedelta
-
     import numpy as np
     import xgboost
 
-    from driftloop.models import (
-        Feature,
-        FeatureSpec,
-        Lineage,
-        ModelStore,
-        RowCounts,
-        TrainingWindow,
-    )
+    from driftloop.models import Feature, FeatureSpec, ModelStore
 
     rng = np.random.default_rng(3)
     x = rng.gamma(2.0, 2.0, (300, 2))
     matrix = xgboost.DMatrix(x, label=(x[:, 0] > 6).astype(int), feature_names=["amount", "hour"])
     booster = xgboost.train({"max_depth": 2, "seed": 3, "nthread": 1}, matrix, num_boost_round=5)
-    end = datetime(2026, 6, 1, tzinfo=UTC)
-    lineage = Lineage(
-        git_sha="0" * 40, git_dirty=False, feature_service="fraud_v1",
-        feature_views_hash="sha256:" + "1" * 64,
-        training_window=TrainingWindow(start=end - timedelta(days=7), end=end),
-        rows=RowCounts(train=200, validation=50, holdout=50), data_hash="sha256:" + "3" * 64,
-        params={"max_depth": 2}, metrics={"threshold": 0.5, "pr_auc": 0.5}, seed=3,
-    )  # fmt: skip
     spec = FeatureSpec(features=[Feature(name="amount", type="float"),
                                  Feature(name="hour", type="float")])  # fmt: skip
     return ModelStore(store).put(
         "fraud", bytes(booster.save_raw("json")), filename="model.json", features=spec,
-        lineage=lineage,
+        lineage=sample_lineage(3, 0.5),
     )  # fmt: skip
 
 

@@ -19,7 +19,7 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     (``retrying``: the environment's error, tried again next interval; otherwise the
     commit ``failed_sha`` is not tried again until the branch moves)."""
     from driftloop.gitops import Git, GitError, read_state
-    from driftloop.raycluster import RayApiError, dashboard_request
+    from driftloop.raycluster import RayApiError, declared_applications
 
     settings = get_settings()
     state = read_state(settings)
@@ -29,12 +29,7 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     except (GitError, OSError):
         head = state.git_sha if state else None
     try:
-        live = dashboard_request(settings, "GET", "/api/serve/applications/") or {}
-        health = {
-            n: a.get("status")
-            for n, a in (live.get("applications") or {}).items()
-            if a.get("source") != "imperative"  # not the sync's: deployed with serve.run
-        }
+        health = {n: a.get("status") for n, a in declared_applications(settings).items()}
     except (RayApiError, OSError) as exc:
         health = {"error": str(exc)}
     report = {

@@ -92,3 +92,16 @@ def enable_token_auth(settings: Settings) -> None:
     from ray._raylet import Config  # type: ignore[attr-defined]
 
     Config.initialize("")
+
+
+def declared_applications(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Serve's applications deployed through the REST API (``PUT
+    /api/serve/applications/``), by name, as the dashboard describes them: what a sync owns.
+    Those deployed with ``serve.run`` (a trial, a test's own) are left out: an apply never
+    touches them."""
+    answer = dashboard_request(settings, "GET", "/api/serve/applications/") or {}
+    return {
+        name: app
+        for name, app in (answer.get("applications") or {}).items()
+        if app.get("source") != "imperative"
+    }

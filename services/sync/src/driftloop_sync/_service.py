@@ -26,7 +26,7 @@ from typing import Any
 from driftloop.events import utcnow
 from driftloop.gitops import SyncState, read_state, write_state
 from driftloop.models import ModelStore
-from driftloop.raycluster import RayApiError, dashboard_request
+from driftloop.raycluster import RayApiError, dashboard_request, declared_applications
 from driftloop_sync._compose import (
     InvalidConfig,
     check_models,
@@ -139,15 +139,11 @@ class SyncService:
         return state
 
     def _live(self) -> dict[str, dict[str, Any]]:
-        """The live applications this service owns: those deployed through the REST API.
-        One deployed with ``serve.run`` (a data scientist's trial, a test's own) is not
+        """The live applications this service owns. One deployed with ``serve.run`` is not
         drift: an apply leaves it alone, so treating it as drift would put back the same
         config on every pass."""
-        answer = dashboard_request(self.settings, "GET", PATH) or {}
         out: dict[str, dict[str, Any]] = {}
-        for name, app in (answer.get("applications") or {}).items():
-            if app.get("source") == "imperative":
-                continue
+        for name, app in declared_applications(self.settings).items():
             config = dict(app.get("deployed_app_config") or {})
             config["status"] = app.get("status", "")
             out[name] = config
