@@ -99,7 +99,7 @@ def promote(
     evidence = AuditStore(audit_root, model).find(trigger_event_id) if trigger_event_id else None
     message = commit_message(
         stored, path, evaluation, trigger_event_id, reason, uri,
-        evidence=evidence, audit_root=audit_root,
+        evidence=evidence,
     )  # fmt: skip
     content = set_model(current, model, version, stored.sha256)
     commit = _commit_on(git, settings, base, path, content, message)

@@ -12,10 +12,10 @@ service, the end-to-end test and ``git log --grep`` find promotions by them."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from driftloop.models import ModelVersion
+from driftloop.models._version import METADATA
 
 if TYPE_CHECKING:
     from driftloop.drift import WindowRecord
@@ -47,13 +47,13 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
-def _evidence(event_id: str, record: WindowRecord | None, audit_root: Path | None) -> list[str]:
+def _evidence(event_id: str, record: WindowRecord | None, stored: ModelVersion) -> list[str]:
     if record is None:
-        where = f"under {audit_root}" if audit_root is not None else "(no audit root given)"
         return [
-            f"Drift evidence: event {event_id}; its window record was not found {where}",
-            "    (the monitor keeps it there; a process that does not share the monitor's",
-            "    state directory sees only the event id — see `driftloop drift report`)",
+            f"Drift evidence: event {event_id}; its window record was not found by the"
+            " promoting process",
+            "    (the monitor keeps it in its state directory; a process that does not share",
+            "    that directory sees only the event id — see `driftloop drift report`)",
             "",
         ]
     drifted = [c for c in record.columns if c.category != "NO_DRIFT"]
@@ -80,7 +80,7 @@ def _evidence(event_id: str, record: WindowRecord | None, audit_root: Path | Non
         shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(record.metrics.items()))
         lines.append(f"    metrics: {shown}")
     if record.reference_profile:
-        lines.append(f"    reference: {record.reference_profile}")
+        lines.append(f"    reference: {stored.in_store_scheme(record.reference_profile)}")
     return [*lines, ""]
 
 
@@ -93,7 +93,6 @@ def commit_message(
     previous_uri: str | None,
     *,
     evidence: WindowRecord | None = None,
-    audit_root: Path | None = None,
 ) -> str:
     meta = stored.metadata
     window = meta.training_window
@@ -107,11 +106,11 @@ def commit_message(
         f"{meta.rows.holdout} holdout rows, data {meta.data_hash})",
         f"Features: {meta.feature_service} ({meta.feature_views_hash})",
         f"Trained from: {meta.git_sha}{' (dirty tree)' if meta.git_dirty else ''}",
-        f"Lineage: {stored.metadata_uri}",
+        f"Lineage: {stored.store_uri(METADATA)}",
         "",
     ]
     if trigger_event_id:
-        lines += _evidence(trigger_event_id, evidence, audit_root)
+        lines += _evidence(trigger_event_id, evidence, stored)
     if evaluation:
         champion = evaluation.get("champion_version") or "none"
         lines += [f"Holdout metrics (champion: {champion}):", *_table(evaluation), ""]

@@ -85,6 +85,22 @@ class ModelVersion:
     def file_uri(self, relative: str) -> str:
         return self._location.uri(f"{self._path}/{relative}")
 
+    def store_uri(self, relative: str = "") -> str:
+        """``models:/<model>/<version>[/<relative>]``: a part of this version named as git
+        names models, in whichever model store the reader has, never by where this process
+        keeps it."""
+        from driftloop.deployments import STORE_SCHEME
+
+        return f"{STORE_SCHEME}{self.name}/{self.version}" + (f"/{relative}" if relative else "")
+
+    def in_store_scheme(self, uri: str) -> str:
+        """``uri`` as ``models:/...`` when it names something in this version's store (a part
+        of any version there, as the monitor's reference profiles do), else unchanged."""
+        from driftloop.deployments import STORE_SCHEME
+
+        root = self._location.uri(self._location.root).rstrip("/") + "/"
+        return STORE_SCHEME + uri.removeprefix(root) if uri.startswith(root) else uri
+
     def read_model(self) -> bytes:
         """The model file's bytes, verified; pass them to ``Booster.load_model(bytearray(...))``."""
         return self.read_file(self.model_file)
