@@ -1,8 +1,9 @@
-# A real control plane for the `k8s` test tier: kube-apiserver and etcd, the Argo Workflows
-# controller, the KubeRay operator and Argo CD's application controller, repo-server and
-# applicationset controller, each built from the Go module proxy at the versions pinned
-# here and in cluster/tools/*/go.mod (wrapper modules for the three whose go.mod carries
-# replace directives). Included from the Makefile after tools.mk.
+# A real control plane for the `k8s` test tier: kube-apiserver, etcd and three controllers
+# of kube-controller-manager (garbage collector, namespaces, service-account tokens), the
+# Argo Workflows controller and server, the KubeRay operator and Argo CD's application
+# controller, repo-server and applicationset controller, each built from the Go module proxy
+# at the versions pinned here and in cluster/tools/*/go.mod (wrapper modules for the three
+# whose go.mod carries replace directives). Included from the Makefile after tools.mk.
 #
 # The binaries go into $(K8S_CLUSTER_DIR)/bin, a directory keyed by the pins (a change of
 # any pin builds into a new directory; the Go caches make that cheap); a target skips a
@@ -34,7 +35,8 @@ K8S_LDFLAGS      := $(foreach p,k8s.io/component-base/version k8s.io/client-go/p
                       -X $(p).gitVersion=$(K8S_VERSION) -X $(p).gitTreeState=clean \
                       -X $(p).gitMajor=$(patsubst v%,%,$(word 1,$(subst ., ,$(K8S_VERSION)))) \
                       -X $(p).gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION))))
-K8S_TOOL_NAMES   := etcd kube-apiserver kubectl workflow-controller ray-operator argocd
+K8S_TOOL_NAMES   := etcd kube-apiserver kube-controller-manager kubectl workflow-controller argo \
+                    ray-operator argocd
 K8S_CLUSTER_TOOLS := $(addprefix $(K8S_CLUSTER_BIN)/,$(K8S_TOOL_NAMES)) $(K8S_CLUSTER_DIR)/upstream/SOURCE
 
 # $(call k8s_timed,COMMAND): run COMMAND for the target $@ and log how long it took.
@@ -56,6 +58,10 @@ $(K8S_CLUSTER_BIN)/kube-apiserver:
 	$(call k8s_timed,cd $(K8S_WRAPPERS)/kubernetes && $(K8S_GO_BUILD) -ldflags '$(K8S_LDFLAGS)' -o $(abspath $@) \
 	  k8s.io/kubernetes/cmd/kube-apiserver)
 
+$(K8S_CLUSTER_BIN)/kube-controller-manager:
+	$(call k8s_timed,cd $(K8S_WRAPPERS)/kubernetes && $(K8S_GO_BUILD) -ldflags '$(K8S_LDFLAGS)' -o $(abspath $@) \
+	  k8s.io/kubernetes/cmd/kube-controller-manager)
+
 $(K8S_CLUSTER_BIN)/kubectl:
 	$(call k8s_timed,cd $(K8S_WRAPPERS)/kubernetes && $(K8S_GO_BUILD) -ldflags '$(K8S_LDFLAGS)' -o $(abspath $@) \
 	  k8s.io/kubernetes/cmd/kubectl)
@@ -63,6 +69,23 @@ $(K8S_CLUSTER_BIN)/kubectl:
 $(K8S_CLUSTER_BIN)/workflow-controller:
 	$(call k8s_timed,GOBIN=$(abspath $(@D)) nice -n 19 go install -trimpath \
 	  github.com/argoproj/argo-workflows/v4/cmd/workflow-controller@$(ARGO_WORKFLOWS_VERSION))
+
+# The argo CLI, whose `argo server` is the Argo server. Its module embeds the web UI's built
+# assets (ui/dist/app), which need a Node.js build and are not in the module: it is built
+# from a copy of the module with a one-page placeholder there (the API is all the tests and
+# Hera use), stamped with its version; the copy is removed after.
+ARGO_LDFLAGS := $(foreach v,version=$(ARGO_WORKFLOWS_VERSION) gitTag=$(ARGO_WORKFLOWS_VERSION) \
+                  gitCommit=release gitTreeState=clean,-X github.com/argoproj/argo-workflows/v4.$(v))
+$(K8S_CLUSTER_BIN)/argo:
+	$(call k8s_timed,src=$(abspath $(K8S_CLUSTER_DIR))/src/argo-workflows; rm -rf $$src; \
+	  mod=$$(go mod download -json github.com/argoproj/argo-workflows/v4@$(ARGO_WORKFLOWS_VERSION) \
+	    | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); test -d "$$mod"; \
+	  mkdir -p $$(dirname $$src) && cp -r $$mod $$src && chmod -R u+w $$src && \
+	  mkdir -p $$src/ui/dist/app && \
+	  echo '<!doctype html><title>Argo</title><p>The web UI is not built into this argo.</p>' \
+	    > $$src/ui/dist/app/index.html && \
+	  cd $$src && $(K8S_GO_BUILD) -ldflags '$(ARGO_LDFLAGS)' -o $(abspath $@) ./cmd/argo; \
+	  rc=$$?; rm -rf $$(dirname $$src); exit $$rc)
 
 $(K8S_CLUSTER_BIN)/ray-operator:
 	$(call k8s_timed,GOBIN=$(abspath $(@D)) nice -n 19 go install -trimpath \

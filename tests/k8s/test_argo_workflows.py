@@ -1,12 +1,18 @@
 """The real Argo Workflows controller on the rendered retraining template, as the staging
 overlay builds it: the API server stores the template whole (no field pruned by the CRD's
 schema), a Workflow from it starts its first step's pod (Pending: no kubelet runs here),
-the per-model mutex keeps a second run of the same model waiting, without a pod, and the
-model's CronWorkflow, as rendered but for its schedule, starts runs of the template."""
+the per-model mutex keeps a second run of the same model waiting, without a pod, the
+model's CronWorkflow, as rendered but for its schedule, starts runs of the template, and
+`driftloop retrain` with DRIFTLOOP_ARGO_SERVER submits a run through Hera to the real Argo
+server with the submitter account's token, once per event."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +32,13 @@ WORKFLOW_LABEL = "workflows.argoproj.io/workflow"
 @pytest.fixture(scope="module")
 def template(cluster: Cluster, kube: Kube) -> dict[str, Any]:
     built = staging_build(cluster, ROOT)
-    wanted = [d for d in built if d["kind"] in ("WorkflowTemplate", "ServiceAccount")]
+    kinds = ("WorkflowTemplate", "ServiceAccount", "Role", "RoleBinding", "Secret")
+    wanted = [moved(d, NAMESPACE) for d in built if d["kind"] in kinds]
+    for binding in (d for d in wanted if d["kind"] == "RoleBinding"):
+        for subject in binding["subjects"]:
+            subject["namespace"] = NAMESPACE
     kube.ensure_namespace(NAMESPACE)
-    kube.apply([moved(d, NAMESPACE) for d in wanted])
+    kube.apply(wanted)
     return next(d for d in wanted if d["kind"] == "WorkflowTemplate")
 
 
@@ -40,8 +50,7 @@ def cron(cluster: Cluster) -> dict[str, Any]:
 
 @pytest.fixture
 def submitted(kube: Kube, template: dict[str, Any]) -> Iterator[list[str]]:
-    """Names of the Workflows a test submits; deleted with their pods afterwards (there is no
-    garbage collector without a controller-manager)."""
+    """Names of the Workflows a test submits; deleted with their pods afterwards."""
     names: list[str] = []
     yield names
     for name in names:
@@ -179,3 +188,100 @@ def test_the_cronworkflow_starts_runs_of_the_template_with_its_parameters(
             for r in kube.list("workflow", NAMESPACE, f"workflows.argoproj.io/cron-workflow={name}")
             if r["metadata"]["name"] not in submitted
         )
+
+
+def _token(cluster: Cluster, kube: Kube, account: str) -> str:
+    """A bearer token of ``account``: for the submitter, the one Kubernetes' token controller
+    puts into the overlay's ``driftloop-submitter-token`` Secret (what the trigger service
+    reads), for any other a token requested for it."""
+    if account != "driftloop-submitter":
+        return cluster.kubectl("create", "token", account, "-n", NAMESPACE, "--duration=10m")
+
+    def minted() -> str | None:
+        secret = kube.get("secret", "driftloop-submitter-token", NAMESPACE)
+        token = ((secret or {}).get("data") or {}).get("token")
+        return base64.b64decode(token).decode() if token else None
+
+    return wait_for("the token controller to fill driftloop-submitter-token", minted, 60)
+
+
+def _retrain(
+    cluster: Cluster, kube: Kube, account: str, event_id: str, *, trust: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`driftloop retrain` for a drift event, pointed at the Argo server with a token of
+    ``account``."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")},
+        "DRIFTLOOP_ARGO_SERVER": cluster.argo_server,
+        "DRIFTLOOP_ARGO_NAMESPACE": NAMESPACE,
+        "DRIFTLOOP_ARGO_TOKEN": _token(cluster, kube, account).strip(),
+    }
+    if trust:  # the Argo server's certificate is verified, against the cluster's CA
+        env["REQUESTS_CA_BUNDLE"] = str(cluster.pki.ca)
+    argv = [str(Path(sys.executable).parent / "driftloop"), "retrain", "--model", "fraud",
+            "--reason", "data_drift", "--window", "3d", "--trigger-event-id", event_id]  # fmt: skip
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_driftloop_retrain_submits_one_run_per_event_through_the_argo_server(
+    cluster: Cluster, kube: Kube, template: dict[str, Any], submitted: list[str]
+) -> None:
+    event_id = str(uuid.uuid4())
+    run_id = f"retrain-{event_id}"
+    first = _retrain(cluster, kube, "driftloop-submitter", event_id)
+    assert first.returncode == 0, first.stderr
+    submitted.append(run_id)
+    assert f"submitted {run_id} (argo)" in first.stdout
+    wf = kube.get("workflow", run_id, NAMESPACE)
+    assert wf is not None
+    assert wf["spec"]["workflowTemplateRef"] == {"name": template["metadata"]["name"]}
+    given = {p["name"]: p["value"] for p in wf["spec"]["arguments"]["parameters"]}
+    assert given == {"model": "fraud", "reason": "data_drift", "window": "3d",
+                     "window-end": "", "trigger-event-id": event_id}  # fmt: skip
+    # the Argo server created it as the submitter's account, not as its own identity
+    assert wf["metadata"]["labels"]["workflows.argoproj.io/creator"] == (
+        f"system-serviceaccount-{NAMESPACE}-driftloop-submitter"
+    )
+    pods = wait_for(f"a pod of {run_id}", lambda: _pods(kube, run_id), timeout=90)
+    node = pods[0]["metadata"]["annotations"]["workflows.argoproj.io/node-name"]
+    assert node == f"{run_id}.build-dataset(0)"
+    init = next(c for c in pods[0]["spec"]["initContainers"] if c["name"] == "init")
+    step = json.loads(next(e["value"] for e in init["env"] if e["name"] == "ARGO_TEMPLATE"))
+    inputs = {p["name"]: p["value"] for p in json.loads(step["script"]["source"])}
+    assert inputs["run_id"] == run_id and inputs["window"] == "3d"
+
+    again = _retrain(cluster, kube, "driftloop-submitter", event_id)  # the event delivered twice
+    assert again.returncode == 0, again.stderr
+    assert f"already submitted {run_id} (argo)" in again.stdout
+    runs = kube.list("workflow", NAMESPACE, "driftloop/model=fraud")
+    assert [r["metadata"]["name"] for r in runs].count(run_id) == 1
+    still = kube.get("workflow", run_id, NAMESPACE)
+    assert still is not None and still["metadata"]["uid"] == wf["metadata"]["uid"]
+
+
+def test_the_argo_server_refuses_an_account_that_may_not_submit(
+    cluster: Cluster, kube: Kube, template: dict[str, Any]
+) -> None:
+    """The workflow pods' account may report step results, not start runs: the Argo server
+    passes its token to Kubernetes, whose RBAC refuses, and nothing is created."""
+    event_id = str(uuid.uuid4())
+    refused = _retrain(cluster, kube, "driftloop-workflow", event_id)
+    assert refused.returncode == 1
+    assert f"refused retrain-{event_id}" in refused.stderr
+    assert "system:serviceaccount:k8s-workflows:driftloop-workflow" in refused.stderr
+    assert 'cannot create resource "workflows"' in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert kube.get("workflow", f"retrain-{event_id}", NAMESPACE) is None
+
+
+def test_a_client_that_does_not_trust_the_argo_server_sends_nothing(
+    cluster: Cluster, kube: Kube, template: dict[str, Any]
+) -> None:
+    """Without the CA of the server's certificate the client stops at the TLS handshake,
+    before the token is sent, and says what to set."""
+    event_id = str(uuid.uuid4())
+    untrusted = _retrain(cluster, kube, "driftloop-submitter", event_id, trust=False)
+    assert untrusted.returncode == 1
+    assert "certificate" in untrusted.stderr and "REQUESTS_CA_BUNDLE" in untrusted.stderr
+    assert "Traceback" not in untrusted.stderr
+    assert kube.get("workflow", f"retrain-{event_id}", NAMESPACE) is None

@@ -8,21 +8,20 @@ serveConfigV2, and its `git revert` takes it back; so does a promotion made by t
 `driftloop promote` (its store URI and digest, no local path), undone by reverting its
 commit. The tests of this module run in order, on one repository.
 
-Not testable here: pruning. The applications sync with PruneLast=true, so Argo CD prunes
-only after every other object is healthy, and without a controller-manager, scheduler,
-kubelet or volume provisioner the Deployments and PersistentVolumeClaims never are (a
-manifest removed from git left the sync "waiting for healthy state" and its PodMonitors
-in place)."""
+A manifest removed from git is pruned by the root Application. Not testable here: pruning
+by the environments' applications. They sync with PruneLast=true, so Argo CD prunes only
+after every other object is healthy, and without the Deployment controllers, a scheduler,
+kubelet or volume provisioner the Deployments and PersistentVolumeClaims never are (a manifest
+removed from git left the sync "waiting for healthy state" and its PodMonitors in
+place)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,97 +29,39 @@ import pytest
 import yaml
 from driftloop_workflows.k8s.cluster import Cluster
 
-from tests.k8s.support import Kube, staging_build
+from tests.k8s.support import (
+    APPS,
+    STAGING,
+    Kube,
+    Remote,
+    bootstrap,
+    describe,
+    git,
+    serve_config,
+    staging_build,
+    synced_at,
+)
 from tests.polling import wait_for
 from tests.samples import sample_lineage
 
 ROOT = Path(__file__).resolve().parents[2]
-UPSTREAM = "https://github.com/driftloop/driftloop.git"
-APPS = ("driftloop-root", "driftloop-staging", "driftloop-prod")
 pytestmark = pytest.mark.timeout(900)
-
-
-def _git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
-
-
-@dataclass(frozen=True)
-class Remote:
-    work: Path
-    bare: Path
-
-    @property
-    def url(self) -> str:
-        return f"file://{self.bare}"
-
-    def commit(self, message: str) -> str:
-        """Commit every change in the work tree and push it to main; the new SHA."""
-        _git(self.work, "add", "-A")
-        _git(self.work, "-c", "user.name=k8s tier", "-c", "user.email=k8s@localhost",
-             "commit", "-qm", message)  # fmt: skip
-        _git(self.work, "push", "-q", str(self.bare), "main")
-        return _git(self.work, "rev-parse", "HEAD")
 
 
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory: pytest.TempPathFactory) -> Remote:
-    """A bare repository whose main holds this checkout's deploy/ with repoURL pointed at it,
-    and the work tree that pushes to it."""
-    base = tmp_path_factory.mktemp("gitops")
-    repo = Remote(base / "work", base / "driftloop.git")
-    shutil.copytree(ROOT / "deploy", repo.work / "deploy")
-    for f in (repo.work / "deploy/argocd").rglob("*.yaml"):
-        f.write_text(f.read_text().replace(UPSTREAM, repo.url))
-    _git(base, "init", "-q", "-b", "main", str(repo.work))
-    _git(base, "init", "-q", "--bare", "-b", "main", str(repo.bare))
-    repo.commit("deploy")
-    return repo
+    return Remote.of_checkout(ROOT, tmp_path_factory.mktemp("gitops"))
 
 
 @pytest.fixture(scope="module")
 def synced(kube: Kube, remote: Remote) -> dict[str, dict[str, Any]]:
-    root = yaml.safe_load((ROOT / "deploy/argocd/root.yaml").read_text())
-    root["spec"]["source"]["repoURL"] = remote.url
-    kube.apply([root])
-
-    def applications() -> dict[str, dict[str, Any]]:
-        return {a["metadata"]["name"]: a for a in kube.list("application", "argocd")}
-
-    def all_synced() -> dict[str, dict[str, Any]] | None:
-        apps = applications()
-        done = set(APPS) <= set(apps) and all(
-            (a.get("status") or {}).get("sync", {}).get("status") == "Synced"
-            and (a["status"].get("operationState") or {}).get("phase") == "Succeeded"
-            for a in apps.values()
-        )
-        return apps if done else None
-
-    try:
-        return wait_for("every Application Synced", all_synced, timeout=600, every=3)
-    except AssertionError as e:
-        raise AssertionError(f"{e}\n{_describe(applications())}") from None
-
-
-def _describe(apps: dict[str, dict[str, Any]]) -> str:
-    lines = []
-    for name, app in sorted(apps.items()):
-        st = app.get("status") or {}
-        op = st.get("operationState") or {}
-        lines.append(
-            f"{name}: sync={st.get('sync', {}).get('status')} op={op.get('phase')} "
-            f"{op.get('message', '')[:400]} conditions={st.get('conditions')}"
-        )
-        for r in (op.get("syncResult") or {}).get("resources", []):
-            if r.get("status") not in ("Synced", None):
-                lines.append(f"  {r.get('kind')} {r.get('name')}: {r.get('message')}")
-    return "\n".join(lines) or "no Application"
+    return bootstrap(kube, ROOT, remote)
 
 
 def test_every_application_reaches_synced(synced: dict[str, dict[str, Any]]) -> None:
     assert set(synced) == set(APPS)
     for app in synced.values():
-        assert app["status"]["sync"]["status"] == "Synced", _describe(synced)
+        assert app["status"]["sync"]["status"] == "Synced", describe(synced)
 
 
 def test_the_staging_objects_are_in_the_api_server_as_built(
@@ -146,30 +87,6 @@ def test_the_staging_objects_are_in_the_api_server_as_built(
     assert stored["spec"]["serveConfigV2"] == service["spec"]["serveConfigV2"]
 
 
-STAGING = "driftloop-staging"
-
-
-def _serve_config(kube: Kube) -> str:
-    service = kube.get("rayservice", "driftloop-serve", STAGING)
-    assert service is not None
-    config: str = service["spec"]["serveConfigV2"]
-    return config
-
-
-def _synced_at(kube: Kube, sha: str) -> bool:
-    app = kube.get("application", "driftloop-staging", "argocd")
-    st = (app or {}).get("status") or {}
-    return bool(st.get("sync", {}).get("revision") == sha and st["sync"]["status"] == "Synced")
-
-
-def _render(remote: Remote) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "driftloop_workflows.render", "--root", str(remote.work)],
-        check=True,
-        capture_output=True,
-    )
-
-
 def test_a_hand_edit_is_reverted(kube: Kube, synced: dict[str, dict[str, Any]]) -> None:
     env = kube.get("configmap", "driftloop-env", STAGING)
     assert env is not None
@@ -191,24 +108,54 @@ def test_a_commit_to_serve_yaml_reaches_the_rayservice(
     text = serve.read_text()
     assert "threshold: null" in text
     serve.write_text(text.replace("threshold: null", "threshold: 0.42", 1))
-    _render(remote)
+    remote.render()
     t0 = time.monotonic()
     sha = remote.commit("fraud: threshold 0.42")
-    wait_for("the commit in the RayService", lambda: "threshold: 0.42" in _serve_config(kube), 180)
+    wait_for("the commit in the RayService", lambda: "threshold: 0.42" in serve_config(kube), 180)
     print(f"commit -> serveConfigV2 in the API server: {time.monotonic() - t0:.1f} s")
-    wait_for(f"driftloop-staging synced at {sha[:8]}", lambda: _synced_at(kube, sha), 120)
+    wait_for(f"driftloop-staging synced at {sha[:8]}", lambda: synced_at(kube, STAGING, sha), 120)
     rendered = yaml.safe_load(
         (remote.work / "deploy/k8s/base/serving/serve-config.yaml").read_text()
     )
-    assert _serve_config(kube) == rendered["spec"]["serveConfigV2"]
+    assert serve_config(kube) == rendered["spec"]["serveConfigV2"]
 
     # the rollback: `git revert` of that commit
-    _git(remote.work, "-c", "user.name=k8s tier", "-c", "user.email=k8s@localhost",
-         "revert", "--no-edit", "HEAD")  # fmt: skip
-    _git(remote.work, "push", "-q", str(remote.bare), "main")
-    sha = _git(remote.work, "rev-parse", "HEAD")
-    wait_for("the revert in the RayService", lambda: "threshold: null" in _serve_config(kube), 180)
-    wait_for(f"driftloop-staging synced at {sha[:8]}", lambda: _synced_at(kube, sha), 120)
+    git(remote.work, "-c", "user.name=k8s tier", "-c", "user.email=k8s@localhost",
+        "revert", "--no-edit", "HEAD")  # fmt: skip
+    sha = remote.push()
+    wait_for("the revert in the RayService", lambda: "threshold: null" in serve_config(kube), 180)
+    wait_for(f"driftloop-staging synced at {sha[:8]}", lambda: synced_at(kube, STAGING, sha), 120)
+
+
+def test_a_manifest_removed_from_git_is_pruned(
+    kube: Kube, remote: Remote, synced: dict[str, dict[str, Any]]
+) -> None:
+    """The root Application prunes (automated, no PruneLast): an object committed under
+    deploy/argocd/apps/ is created, and deleted once its manifest is removed from git; the
+    objects still in git stay. (The environments' applications prune last, after every
+    other object is healthy, which without a kubelet theirs never are: not tested here.)"""
+    name = "driftloop-k8s-tier-prune"
+    manifest = remote.work / "deploy/argocd/apps/prune-check.yaml"
+    manifest.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "argocd"}, "data": {"added": "by a commit"},
+    }))  # fmt: skip
+    remote.commit("argocd/apps: a ConfigMap to prune")
+    wait_for(f"ConfigMap {name} created", lambda: kube.get("configmap", name, "argocd"), 180)
+    manifest.unlink()
+    t0 = time.monotonic()
+    sha = remote.commit("argocd/apps: remove the ConfigMap")
+    wait_for(f"ConfigMap {name} pruned", lambda: kube.get("configmap", name, "argocd") is None,
+             180)  # fmt: skip
+    print(f"manifest removed -> object pruned: {time.monotonic() - t0:.1f} s")
+
+    wait_for(f"driftloop-root synced at {sha[:8]}", lambda: synced_at(kube, "driftloop-root", sha),
+             120)  # fmt: skip
+    assert kube.get("applicationset", "driftloop", "argocd") is not None
+    assert kube.get("appproject", "driftloop", "argocd") is not None
+    assert {"driftloop-staging", "driftloop-prod"} <= {
+        a["metadata"]["name"] for a in kube.list("application", "argocd")
+    }
 
 
 def _stored_model(store: str) -> Any:
@@ -239,7 +186,7 @@ def test_a_promotion_by_driftloop_promote_reaches_the_rayservice_and_a_revert_un
     store URI and digest, never by a path of this machine."""
     store = str(tmp_path / "models")
     version = _stored_model(store)
-    before = _serve_config(kube)
+    before = serve_config(kube)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")},
         "DRIFTLOOP_GIT_REPO": str(remote.work),
@@ -256,14 +203,16 @@ def test_a_promotion_by_driftloop_promote_reaches_the_rayservice_and_a_revert_un
         env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    _git(remote.work, "push", "-q", str(remote.bare), "main")
-    sha = _git(remote.work, "rev-parse", "HEAD")
+    message = git(remote.work, "log", "-1", "--format=%B")
+    assert f"Lineage: models:/fraud/{version.version}/metadata.json" in message.splitlines()
+    assert str(tmp_path) not in message  # the commit names the store's parts by URI only
+    sha = remote.push()
     t0 = time.monotonic()
     declared = f"models:/fraud/{version.version}"
-    wait_for(f"{declared} in the RayService", lambda: declared in _serve_config(kube), 180)
+    wait_for(f"{declared} in the RayService", lambda: declared in serve_config(kube), 180)
     print(f"driftloop promote's commit -> serveConfigV2: {time.monotonic() - t0:.1f} s")
-    wait_for(f"driftloop-staging synced at {sha[:8]}", lambda: _synced_at(kube, sha), 120)
-    config = _serve_config(kube)
+    wait_for(f"driftloop-staging synced at {sha[:8]}", lambda: synced_at(kube, STAGING, sha), 120)
+    config = serve_config(kube)
     assert version.sha256 in config
     assert str(tmp_path) not in config  # a store URI and a digest, no local path
     rendered = yaml.safe_load(
@@ -271,9 +220,8 @@ def test_a_promotion_by_driftloop_promote_reaches_the_rayservice_and_a_revert_un
     )
     assert config == rendered["spec"]["serveConfigV2"]
 
-    _git(remote.work, "-c", "user.name=k8s tier", "-c", "user.email=k8s@localhost",
-         "revert", "--no-edit", "HEAD")  # fmt: skip
-    _git(remote.work, "push", "-q", str(remote.bare), "main")
-    sha = _git(remote.work, "rev-parse", "HEAD")
-    wait_for("the revert in the RayService", lambda: _serve_config(kube) == before, 180)
-    wait_for(f"driftloop-staging synced at {sha[:8]}", lambda: _synced_at(kube, sha), 120)
+    git(remote.work, "-c", "user.name=k8s tier", "-c", "user.email=k8s@localhost",
+        "revert", "--no-edit", "HEAD")  # fmt: skip
+    sha = remote.push()
+    wait_for("the revert in the RayService", lambda: serve_config(kube) == before, 180)
+    wait_for(f"driftloop-staging synced at {sha[:8]}", lambda: synced_at(kube, STAGING, sha), 120)

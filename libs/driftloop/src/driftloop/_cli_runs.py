@@ -24,14 +24,18 @@ def retrain(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the run")] = True,
 ) -> None:
     """Run the retraining workflow (driftloop-retrain) for a model."""
-    from driftloop.runs import backend, manual_run_id, run_id_for_event
+    from driftloop.runs import SubmitError, backend, manual_run_id, run_id_for_event
 
     settings = get_settings()
     runner = backend(settings)
     run_id = run_id_for_event(trigger_event_id) if trigger_event_id else manual_run_id(model)
     parameters = {"model": model, "reason": reason, "window": window,
                   "window-end": window_end, "trigger-event-id": trigger_event_id}  # fmt: skip
-    submitted = runner.submit(parameters, run_id)
+    try:
+        submitted = runner.submit(parameters, run_id)
+    except SubmitError as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        raise typer.Exit(1) from exc
     verb = "submitted" if submitted.created else "already submitted"
     typer.echo(f"{verb} {run_id} ({submitted.backend}); Ray dashboard: {settings.dashboard_url}")
     if not wait or submitted.backend != "local":

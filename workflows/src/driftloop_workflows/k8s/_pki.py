@@ -1,7 +1,7 @@
 """The control plane's credentials, made with openssl at each start: a CA, the API server's
-serving certificate (127.0.0.1 and the in-cluster names), one client certificate in
-``system:masters`` that every controller and the tests use, and the service-account
-signing key. Nothing here is reused across starts or kept in git."""
+serving certificate (127.0.0.1 and the in-cluster names), the Argo server's, one client
+certificate in ``system:masters`` that every controller and the tests use, and the
+service-account signing key. Nothing here is reused across starts or kept in git."""
 
 from __future__ import annotations
 
@@ -35,6 +35,14 @@ class Pki:
     @property
     def client_key(self) -> Path:
         return self.directory / "admin.key"
+
+    @property
+    def argo_server_cert(self) -> Path:
+        return self.directory / "argo-server.crt"
+
+    @property
+    def argo_server_key(self) -> Path:
+        return self.directory / "argo-server.key"
 
     @property
     def sa_key(self) -> Path:
@@ -78,6 +86,13 @@ def make_pki(directory: Path) -> Pki:
         "/CN=kube-apiserver",
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
         "DNS:kubernetes.default.svc,IP:10.96.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    _signed(
+        d,
+        "argo-server",
+        "/CN=argo-server",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:argo-server.argo,DNS:argo-server.argo.svc"
+        "\nextendedKeyUsage=serverAuth\n",
     )
     _signed(d, "admin", "/O=system:masters/CN=driftloop-admin", "extendedKeyUsage=clientAuth\n")
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=d)

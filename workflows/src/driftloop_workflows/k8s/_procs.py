@@ -3,8 +3,8 @@ pid in the state directory, probed until ready, stopped by pid.
 
 The namespace has only a loopback device, so what a controller binds there (the Argo
 Workflows controller's fixed ``:6060``, metrics and probe ports, redis) is reachable from
-no other namespace; the API server's port reaches the host's 127.0.0.1 through two socat
-relays joined by a unix socket in the state directory.
+no other namespace; the API server's port, and the Argo server's, reach the host's
+127.0.0.1 through two socat relays each, joined by a unix socket in the state directory.
 """
 
 from __future__ import annotations
@@ -79,6 +79,16 @@ class Processes:
         started = self._spawn("netns-relay", argv, dict(os.environ))
         self.netns_pid = started.pid
         return started
+
+    def relay_to_host(self, name: str, port: int, host_port: int) -> None:
+        """``127.0.0.1:port`` inside the namespace on the host's ``127.0.0.1:host_port``, as
+        the API server's: socat in the namespace behind a unix socket of the state
+        directory, socat on the host."""
+        sock = self.state / f"{name}.sock"
+        inner = ["socat", f"UNIX-LISTEN:{sock},fork,unlink-early,mode=600", f"TCP:127.0.0.1:{port}"]
+        self.start(f"{name}-netns-relay", inner, dict(os.environ))
+        listen = f"TCP-LISTEN:{host_port},bind=127.0.0.1,reuseaddr,fork"
+        self.start_on_host(f"{name}-host-relay", ["socat", listen, f"UNIX-CONNECT:{sock}"])
 
     def in_namespace(self, argv: Sequence[str]) -> list[str]:
         if self.netns_pid is None:

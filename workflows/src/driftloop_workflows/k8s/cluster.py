@@ -5,11 +5,16 @@ test tier, from the binaries ``make k8s-tools`` builds (``deploy/k8s/cluster.mk`
 
 ``up`` starts, each in one network namespace of their own (see ``_procs``): etcd,
 kube-apiserver (client certificates only, no anonymous access, RBAC), then installs the
-controllers' CRDs and Argo CD's ConfigMaps/Secret, then starts redis, Argo CD's
+controllers' CRDs and Argo CD's ConfigMaps/Secret, then starts three controllers of
+kube-controller-manager (the garbage collector, which finishes foreground deletions such
+as Argo CD's prunes; namespace deletion; service-account token Secrets), redis, Argo CD's
 repo-server, application controller and applicationset controller (out of cluster:
-``ARGOCD_FAKE_IN_CLUSTER``), the Argo Workflows controller and the KubeRay operator. No
-kubelet, scheduler or controller-manager: pods are created and stay Pending. The only
-port on the host is the API server's, on 127.0.0.1; ``state/kubeconfig`` reaches it.
+``ARGOCD_FAKE_IN_CLUSTER``), the Argo Workflows controller, the Argo server and the KubeRay
+operator. No kubelet, scheduler or other controllers: pods are created and stay Pending,
+Deployments get no ReplicaSets.
+The only ports on the host are the API server's and the Argo server's, on 127.0.0.1;
+``state/kubeconfig`` reaches the first, the Argo server takes bearer tokens of Kubernetes
+(``--auth-mode client``) over TLS with a certificate of the same CA (``state/pki/ca.crt``).
 Each start is fresh (the state directory is emptied first); logs are in ``state/logs``.
 """
 
@@ -35,6 +40,20 @@ API_PORT = 16443
 ETCD_PORT = 16379
 REDIS_PORT = 16637
 WORKFLOWS_METRICS_PORT = 16090
+CONTROLLER_MANAGER_PORT = 16257
+KUBE_CONTROLLERS = (
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-token-controller",
+)
+"""What kube-controller-manager runs here: the garbage collector, which completes foreground
+deletions (Argo CD prunes that way) and removes dependents of deleted owners, namespace
+deletion, and the token Secrets of ``kubernetes.io/service-account-token`` (the overlay's
+``driftloop-submitter-token``). Not the Deployment, ReplicaSet or Job controllers: without a
+kubelet their pods would only pile up Pending."""
+ARGO_SERVER_PORT = 2746  # in the namespace; on the host:
+ARGO_SERVER_HOST_PORT = 16746
+ARGO_SERVER_TLS = "argo-server-tls"
 KUBERAY_PORTS = (16180, 16181)  # metrics, probe
 REPO_SERVER_PORTS = (16281, 16282)  # gRPC, metrics
 CONTROLLER_METRICS_PORT = 16283
@@ -51,7 +70,16 @@ the environment: git is polled every 15 s (upstream 120 s, plus up to 60 s of ji
 the repo-server keeps a resolved branch as long."""
 
 
-TOOLS = ("etcd", "kube-apiserver", "kubectl", "workflow-controller", "ray-operator", "argocd")
+TOOLS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kubectl",
+    "workflow-controller",
+    "argo",
+    "ray-operator",
+    "argocd",
+)
 """The programs `make k8s-tools` builds into ``<tools>/bin`` (cluster.mk's K8S_TOOL_NAMES)."""
 
 
@@ -66,6 +94,7 @@ class Cluster:
         self.pki = Pki(self.state / "pki")
         self.kubeconfig = self.state / "kubeconfig"
         self.server = f"https://127.0.0.1:{API_PORT}"
+        self.argo_server = f"https://127.0.0.1:{ARGO_SERVER_HOST_PORT}"
 
     # -- helpers ----------------------------------------------------------------------------
     def _env(self, **extra: str) -> dict[str, str]:
@@ -127,8 +156,10 @@ class Cluster:
         for name, argv, env, probe in self._controllers():
             started = self.procs.start(name, argv, env)
             times[name] = self.procs.wait(started, probe, 120)
+        self.procs.relay_to_host("argo-server", ARGO_SERVER_PORT, ARGO_SERVER_HOST_PORT)
         times["total"] = time.monotonic() - t0
-        info = {"server": self.server, "kubeconfig": str(self.kubeconfig), "bin": str(self.bin)}
+        info = {"server": self.server, "kubeconfig": str(self.kubeconfig), "bin": str(self.bin),
+                "argo_server": self.argo_server, "ca": str(self.pki.ca)}  # fmt: skip
         (self.state / "cluster.json").write_text(json.dumps({**info, "ready_s": times}, indent=1))
         return times
 
@@ -203,6 +234,18 @@ class Cluster:
                 "data": {"metricsConfig": f"port: {WORKFLOWS_METRICS_PORT}\n"},
             }
         )
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "kubernetes.io/tls",
+                "metadata": {"name": ARGO_SERVER_TLS, "namespace": "argo"},
+                "stringData": {
+                    "tls.crt": self.pki.argo_server_cert.read_text(),
+                    "tls.key": self.pki.argo_server_key.read_text(),
+                },
+            }
+        )
         apply = ["apply", "--server-side", "--field-manager=k8s-up"]
         self.kubectl(*apply, *(a for f in crd_files for a in ("-f", str(f))))
         self.kubectl(*apply, "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
@@ -236,7 +279,24 @@ class Cluster:
         repo = f"127.0.0.1:{REPO_SERVER_PORTS[0]}"
         redis = f"127.0.0.1:{REDIS_PORT}"
         loop = "http://127.0.0.1"
+        kcm = self.state / "kube-controller-manager"
         return [
+            (
+                "kube-controller-manager",
+                [str(b / "kube-controller-manager"), *kc,
+                 f"--authentication-kubeconfig={self.kubeconfig}",
+                 f"--authorization-kubeconfig={self.kubeconfig}",
+                 f"--controllers={','.join(KUBE_CONTROLLERS)}",
+                 f"--service-account-private-key-file={self.pki.sa_key}",
+                 f"--root-ca-file={self.pki.ca}",
+                 "--use-service-account-credentials=false", "--leader-elect=false",
+                 "--bind-address=127.0.0.1", f"--secure-port={CONTROLLER_MANAGER_PORT}",
+                 f"--cert-dir={kcm}", "--profiling=false"],
+                self._env(),
+                # its serving certificate is its own, self-signed: readiness only, no data
+                p.command_ok(["curl", "-sfk", "-o", "/dev/null", "--max-time", "2",
+                              f"https://127.0.0.1:{CONTROLLER_MANAGER_PORT}/healthz"]),
+            ),
             (
                 "redis",
                 ["redis-server", "--bind", "127.0.0.1", "--port", str(REDIS_PORT), "--save", "",
@@ -279,6 +339,19 @@ class Cluster:
                  "--executor-image", WORKFLOW_EXECUTOR],
                 self._env(LEADER_ELECTION_IDENTITY="driftloop-k8s"),
                 p.http_ok(f"{loop}:6060/healthz"),
+            ),
+            (
+                # client auth: each request's bearer token is its Kubernetes identity (the
+                # server's own certificate only reads its ConfigMap and TLS Secret)
+                "argo-server",
+                [str(b / "argo"), "server", *kc, "--namespace", "argo",
+                 "--auth-mode", "client", "--secure", "--port", str(ARGO_SERVER_PORT),
+                 "--tls-certificate-secret-name", ARGO_SERVER_TLS,
+                 "--configmap", "workflow-controller-configmap"],
+                self._env(),
+                p.command_ok(["curl", "-sf", "-o", "/dev/null", "--max-time", "2",
+                              "--cacert", str(self.pki.ca),
+                              f"https://127.0.0.1:{ARGO_SERVER_PORT}/"]),
             ),
             (
                 "ray-operator",

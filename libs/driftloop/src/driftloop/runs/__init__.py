@@ -12,7 +12,7 @@ import re
 import uuid
 
 from driftloop.events import utcnow
-from driftloop.runs._argo import ArgoBackend
+from driftloop.runs._argo import ArgoBackend, SubmitError
 from driftloop.runs._executor import MAX_DRIVERS, LocalExecutor, Submission, template_path
 from driftloop.runs._jobs import RayJobs, settings_environment
 from driftloop.runs._state import AlreadySubmitted, RunRecord, RunStore, StepState
@@ -57,6 +57,7 @@ __all__ = [
     "RunStore",
     "StepState",
     "Submission",
+    "SubmitError",
     "UnsupportedFeature",
     "Waiting",
     "WaitingStore",

@@ -1,7 +1,12 @@
 """The Argo backend: with ``DRIFTLOOP_ARGO_SERVER`` set, runs are Workflows submitted to
 an Argo server through Hera's WorkflowsService — a ``workflowTemplateRef`` to
 ``driftloop-retrain`` with the parameters, under the run's deterministic name, so an
-"already exists" answer means the run was submitted before."""
+"already exists" answer means the run was submitted before.
+
+The server's certificate is verified (requests' ``REQUESTS_CA_BUNDLE`` names the CA of a
+server whose certificate is not publicly trusted, as Argo's self-made one is not); the
+token (``DRIFTLOOP_ARGO_TOKEN``) is a Kubernetes bearer token of an account that may create
+Workflows, which the server passes on to Kubernetes (``--auth-mode client``)."""
 
 from __future__ import annotations
 
@@ -9,6 +14,10 @@ from driftloop.runs._executor import Submission
 from driftloop.settings import Settings
 
 TEMPLATE = "driftloop-retrain"
+
+
+class SubmitError(RuntimeError):
+    """The Argo server refused the run or could not be reached; the message says which."""
 
 
 class ArgoBackend:
@@ -44,7 +53,8 @@ class ArgoBackend:
         )
 
     def submit(self, parameters: dict[str, str], run_id: str) -> Submission:
-        from hera.exceptions import AlreadyExists
+        import requests
+        from hera.exceptions import AlreadyExists, HeraException
         from hera.workflows.service import WorkflowsService
 
         token = self.settings.argo_token
@@ -57,4 +67,16 @@ class ArgoBackend:
             service.create_workflow(self.request(parameters, run_id))  # type: ignore[arg-type]
         except AlreadyExists:
             return Submission(run_id, False, self.name)
+        except HeraException as exc:
+            raise SubmitError(f"the Argo server at {self.settings.argo_server} refused {run_id}: "
+                              f"{exc}") from exc  # fmt: skip
+        except requests.exceptions.SSLError as exc:
+            raise SubmitError(
+                f"the Argo server at {self.settings.argo_server} has a certificate this client"
+                f" does not trust ({exc}); set REQUESTS_CA_BUNDLE to its CA's file"
+            ) from exc
+        except requests.RequestException as exc:
+            raise SubmitError(
+                f"the Argo server at {self.settings.argo_server} is not reachable: {exc}"
+            ) from exc
         return Submission(run_id, True, self.name)
