@@ -138,6 +138,7 @@ def test_stream_publishes_scores_and_labels_after_the_delay(own_topics, scoring_
     assert first == by_id[first["transaction_id"]].model_dump(mode="json")
     assert stats.predict_failed == len(bodies) // 5
     assert stats.predict_ok == len(bodies) - stats.predict_failed
+    assert stats.predict_failures == {"HTTP 422": stats.predict_failed}  # with the reason
     assert set(keys) == {"the-endpoint-s-key"}  # every call carries the endpoint's key
 
     # streamed customers are the backfill's customers (same seed, same world)
@@ -154,6 +155,7 @@ def test_a_500_is_retried_once_and_the_call_answered(own_topics, scoring_server)
     assert stats.sent == len(set(ids)) == 100
     assert stats.predict_retried == len(ids) - 100 == 20  # every fifth transaction, once
     assert (stats.predict_ok, stats.predict_failed) == (100, 0)
+    assert stats.predict_failures == {}
 
 
 def test_batched_scoring_sends_every_payment_once_and_counts_each(own_topics, scoring_server):
@@ -169,6 +171,7 @@ def test_batched_scoring_sends_every_payment_once_and_counts_each(own_topics, sc
     assert max(sizes) == 8 and len(bodies) < 203 // 2
     refused = sum(sizes[4::5])  # every fifth call answered 422: not retried
     assert (stats.predict_ok, stats.predict_failed) == (203 - refused, refused)
+    assert stats.predict_failures == {"HTTP 422": refused}
     assert stats.predict_retried == 0
     published = {t.transaction_id for t in _consume(own_topics, Transaction, 203)}
     assert published == set(ids)
@@ -198,6 +201,7 @@ def test_an_unreachable_scoring_endpoint_is_counted_not_fatal(own_topics):
     )
     stats = run_stream(own_topics, config, echo=lambda _: None)
     assert (stats.sent, stats.predict_failed, stats.predict_ok) == (60, 60, 0)
+    assert stats.predict_failures == {"no connection": 60}
     assert stats.predict_retried == 60 * config.predict_retries  # retried, then counted
     assert len(_consume(own_topics, Transaction, 60)) == 60
 

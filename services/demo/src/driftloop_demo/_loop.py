@@ -62,6 +62,7 @@ class Counts:
     sent: int = 0
     predicted_ok: int = 0
     predicted_failed: int = 0
+    predict_failures: dict[str, int] = field(default_factory=dict)  # reason -> payments
     predict_retried: int = 0
     transactions: int = 0  # on the transactions topic
     stream_consumed: int = 0  # in the stream service's checkpoint
@@ -453,6 +454,12 @@ def _fire(
     echo(f"[fault] {name}: {fault.detail} after {fault.down_s:.1f} s")
 
 
+def failure_reasons(counts: Counts) -> str:
+    """``: timeout 1, HTTP 503 2`` after a failure count, or nothing."""
+    reasons = sorted(counts.predict_failures.items())
+    return (": " + ", ".join(f"{k} {v}" for k, v in reasons)) if reasons else ""
+
+
 def _settle(settings: Settings, result: DemoResult, stats_box: list[Any], echo: Echo) -> None:
     """After the traffic: wait (90 s at most) until the stream service has checkpointed
     every transaction and the monitor every logged prediction, then count."""
@@ -461,6 +468,7 @@ def _settle(settings: Settings, result: DemoResult, stats_box: list[Any], echo: 
         stats = stats_box[0]
         counts.sent, counts.labels_sent = stats.sent, stats.labels_sent
         counts.predicted_ok, counts.predicted_failed = stats.predict_ok, stats.predict_failed
+        counts.predict_failures = dict(stats.predict_failures)
         counts.predict_retried = stats.predict_retried
     deadline = time.monotonic() + 90
     while True:
@@ -480,7 +488,8 @@ def _settle(settings: Settings, result: DemoResult, stats_box: list[Any], echo: 
     counts.rows_windowed = monitor.rows + monitor.open_rows
     echo(
         f"[counts] sent {counts.sent}, answered {counts.predicted_ok} "
-        f"(failed {counts.predicted_failed}, {counts.predict_retried} retries); "
+        f"(failed {counts.predicted_failed}{failure_reasons(counts)}, "
+        f"{counts.predict_retried} retries); "
         f"transactions on the topic {counts.transactions}, checkpointed by the stream "
         f"{counts.stream_consumed}, feature rows {counts.feature_rows}; predictions logged "
         f"{counts.predictions_logged}, checkpointed by the monitor {counts.monitor_consumed}, "

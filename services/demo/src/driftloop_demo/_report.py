@@ -10,7 +10,7 @@ from typing import Any
 
 from driftloop.apikey import key_source
 from driftloop.settings import Settings
-from driftloop_demo._loop import DemoResult
+from driftloop_demo._loop import DemoResult, failure_reasons
 
 # (mark, label) in the order the loop passes them
 TIMELINE = (
@@ -67,9 +67,9 @@ def summary_lines(result: DemoResult) -> list[str]:
         + ", ".join(f"{r.run_id} ({r.status})" for r in result.runs),
         f"  promotion       {result.promotion_commit or '-'} in {s.git_repo}",
         f"  counts          sent {c.sent}, answered {c.predicted_ok} (failed "
-        f"{c.predicted_failed}), feature rows {c.feature_rows}, predictions logged "
-        f"{c.predictions_logged} ({c.predictions_distinct} distinct), windowed by the "
-        f"monitor {c.rows_windowed}",
+        f"{c.predicted_failed}{failure_reasons(c)}), feature rows {c.feature_rows}, "
+        f"predictions logged {c.predictions_logged} ({c.predictions_distinct} distinct), "
+        f"windowed by the monitor {c.rows_windowed}",
     ]
     for fault in result.faults:
         down = f"{fault.down_s:.1f} s" if fault.down_s is not None else "not back"

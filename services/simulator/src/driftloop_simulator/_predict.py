@@ -8,7 +8,9 @@ endpoint's API key (``headers``, from ``driftloop.apikey.client_headers``). A ca
 server error (a 500: Ray Serve's answer when the replica handling the call dies) is retried
 after a short back-off, up to ``retries`` times — scoring is idempotent, a retried call only logs
 its prediction twice under the same transaction id. A timeout is not retried: the
-caller's time budget is spent. A failed call is counted, never raised.
+caller's time budget is spent. A failed call is counted, never raised, with its reason
+(``failures``: "timeout", "HTTP <status>", "no connection" after the retries, or the
+exception's name).
 
 With ``batch`` > 1, payments are sent ``batch`` at a time to the endpoint's batch route
 (``<url>/batch``), a partly filled batch at most ``linger_s`` after its first payment: what
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
@@ -60,13 +62,16 @@ class Predictor(Generic[T]):
             ),
         )
         self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="predict")
-        self._in_flight: deque[tuple[Future[bool], list[T]]] = deque()
+        self._in_flight: deque[tuple[Future[str | None], list[T]]] = deque()
         self.ok = 0
         self.failed = 0
+        self.failures: Counter[str] = Counter()  # reason -> payments
         self.retried = 0  # calls sent again after a refusal
         self._retried_lock = threading.Lock()
 
-    def _post(self, payload: dict[str, Any]) -> bool:
+    def _post(self, payload: dict[str, Any]) -> str | None:
+        """None when answered, else why not."""
+        why = "no connection"
         for attempt in range(self._retries + 1):
             if attempt:
                 with self._retried_lock:
@@ -75,12 +80,16 @@ class Predictor(Generic[T]):
             try:
                 response = self._client.post(self._url, json=payload)
             except (httpx.ConnectError, httpx.RemoteProtocolError):
+                why = "no connection"
                 continue  # never reached the endpoint's handler
-            except Exception:  # a timeout or anything else: counted, not raised
-                return False
+            except httpx.TimeoutException:
+                return "timeout"
+            except Exception as exc:  # anything else: counted, not raised
+                return type(exc).__name__
             if response.status_code not in _RETRIED:
-                return response.is_success
-        return False
+                return None if response.is_success else f"HTTP {response.status_code}"
+            why = f"HTTP {response.status_code}"
+        return why
 
     def submit(self, payload: dict[str, Any], item: T) -> list[T]:
         """Score ``item`` (at once, or with its batch); return the items whose calls are
@@ -117,10 +126,12 @@ class Predictor(Generic[T]):
         released: list[T] = []
         while self._in_flight and (block or self._in_flight[0][0].done()):
             future, items = self._in_flight.popleft()
-            if future.result():
+            why = future.result()
+            if why is None:
                 self.ok += len(items)
             else:
                 self.failed += len(items)
+                self.failures[why] += len(items)
             released.extend(items)
             block = False
         return released

@@ -89,6 +89,8 @@ class StreamStats:
     fraud_sent: int = 0
     predict_ok: int = 0
     predict_failed: int = 0
+    predict_failures: dict[str, int] = field(default_factory=dict)
+    """Failed payments by reason ("timeout", "HTTP 503", ...)."""
     predict_retried: int = 0
     send_errors: int = 0
     send_seconds: float = 0.0
@@ -292,6 +294,7 @@ def run_stream(
             if now - last_progress >= config.progress_every_s:
                 if predictor is not None:
                     stats.predict_ok, stats.predict_failed = predictor.ok, predictor.failed
+                    stats.predict_failures = dict(predictor.failures)
                     stats.predict_retried = predictor.retried
                 recent = (stats.sent - last_sent) / (now - last_progress)
                 echo(_progress(stats, recent, sender.pending))
@@ -318,6 +321,7 @@ def run_stream(
     finally:
         if predictor is not None:
             stats.predict_ok, stats.predict_failed = predictor.ok, predictor.failed
+            stats.predict_failures = dict(predictor.failures)
             stats.predict_retried = predictor.retried
             predictor.close()
         producer.flush(timeout_s=settings.kafka_timeout_s * 3)
@@ -336,6 +340,12 @@ def _progress(stats: StreamStats, rate: float, pending: int) -> str:
         line += f" / {stats.labels_dropped} dropped"
     if stats.predict_ok or stats.predict_failed:
         line += f", predict {stats.predict_ok} ok / {stats.predict_failed} failed"
+        if stats.predict_failures:
+            line += (
+                " ("
+                + ", ".join(f"{k} {v}" for k, v in sorted(stats.predict_failures.items()))
+                + ")"
+            )
     if stats.send_errors:
         line += f", kafka errors {stats.send_errors}"
     return line
