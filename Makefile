@@ -12,7 +12,7 @@ PYTEST     := .venv/bin/pytest
 
 .PHONY: help install up down status topics schemas lint format test test-unit \
         test-integration test-e2e ci demo clean backfill features-plan features-apply \
-        features-materialize features stream bench bench-heal render check-render \
+        features-materialize features stream bench bench-gitops bench-heal render check-render \
         image image-tools test-image
 
 help: ## list the targets
@@ -75,9 +75,15 @@ check-render: install ## fail when a rendered manifest under deploy/k8s is stale
 	$(PY) -m driftloop_workflows.render --check
 
 bench: install ## run every benchmark under bench/ (needs `make up`); results in bench/results/latest.json
-	@for b in $(filter-out bench/table.py bench/heal.py,$(wildcard bench/[a-z]*.py)); do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in $(filter-out bench/table.py bench/heal.py bench/gitops.py,$(wildcard bench/[a-z]*.py)); do echo "== $$b"; $(PY) $$b || exit 1; done
 	@$(PY) bench/table.py
 	@echo "results: bench/results/latest.json"
+
+# Both GitOps paths in one run: commit -> object by Argo CD on the control plane of k8s-up
+# (started and stopped here unless one runs), commit -> Serve answering by the sync service
+# on the running stack (make up).
+bench-gitops: install k8s-deps k8s-tools ## commit -> API server by Argo CD, commit -> Serve by the sync service (needs `make up`)
+	$(PY) bench/gitops.py --tools $(K8S_CLUSTER_DIR) --kustomize $(KUSTOMIZE) --state $(K8S_CLUSTER_STATE)
 
 HEAL_ARGS ?=
 bench-heal: install ## does the loop heal? 5 seeds x 3 scenarios (hours; HEAL_ARGS="--seeds 1" for a look)
