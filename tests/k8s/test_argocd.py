@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,34 @@ def test_the_staging_objects_are_in_the_api_server_as_built(
     stored = kube.get("rayservice", "driftloop-serve", "driftloop-staging")
     assert stored is not None
     assert stored["spec"]["serveConfigV2"] == service["spec"]["serveConfigV2"]
+
+
+def test_the_synced_retraining_template_runs_and_its_cronworkflow_is_accepted(
+    kube: Kube, synced: dict[str, dict[str, Any]]
+) -> None:
+    """What Argo CD synced into the staging namespace is what the Workflows controller runs:
+    a Workflow from the synced template gets its first step's pod, with the synced account,
+    and the synced CronWorkflow carries no spec error."""
+    name = f"k8s-tier-{uuid.uuid4().hex[:6]}"
+    kube.create({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+        "metadata": {"name": name, "namespace": STAGING},
+        "spec": {"workflowTemplateRef": {"name": "driftloop-retrain"},
+                 "arguments": {"parameters": [{"name": "model", "value": "fraud"}]}},
+    })  # fmt: skip
+    label = f"workflows.argoproj.io/workflow={name}"
+    try:
+        pods = wait_for(f"a pod of {name}", lambda: kube.list("pod", STAGING, label), 90)
+        node = pods[0]["metadata"]["annotations"]["workflows.argoproj.io/node-name"]
+        assert node == f"{name}.build-dataset(0)"
+        assert pods[0]["spec"]["serviceAccountName"] == "driftloop-workflow"
+    finally:
+        kube.delete("workflow", name, STAGING)  # its pods go with it (garbage collector)
+    crons = kube.list("cronworkflow", STAGING)
+    assert crons, "Argo CD synced no CronWorkflow"
+    for cron in crons:
+        conditions = (cron.get("status") or {}).get("conditions") or []
+        assert not [c for c in conditions if c.get("type") == "SpecError"], conditions
 
 
 def test_a_hand_edit_is_reverted(kube: Kube, synced: dict[str, dict[str, Any]]) -> None:
