@@ -32,6 +32,7 @@ from driftloop.runs import (
     RunRecord,
     RunStore,
     StepState,
+    run_id_for_event,
     settings_environment,
     template_path,
 )
@@ -269,6 +270,50 @@ def test_runs_json_lists_a_finished_run_as_recorded_and_a_dead_ray_is_no_traceba
     assert executor.recover() == [waiting]
     assert executor.recover() == []  # its driver runs (or has finished)
     _succeeded(_finished(executor.store, waiting))
+
+
+@pytest.fixture
+def cheap_cli(settings: Settings, tmp_path: Path) -> Settings:
+    """The cheap template with every parameter `driftloop retrain` passes."""
+    template = copy.deepcopy(CHEAP)
+    template["spec"]["arguments"]["parameters"] += [
+        {"name": n, "value": ""} for n in ("window", "window-end", "trigger-event-id")
+    ]
+    return _with_template(settings, tmp_path, template)
+
+
+def test_retrain_with_ray_away_records_the_run_and_says_so_without_a_traceback(cheap_cli):
+    """`driftloop retrain` while Ray is away: exit 1 with one line that names the run and
+    what starts it; the run is recorded (nothing lost) and starts once Ray answers."""
+    cheap = cheap_cli
+    away = cheap.model_copy(update={"ray_dashboard_url": f"http://127.0.0.1:{_closed_port()}"})
+    event = uuid.uuid4().hex[:12]
+    shown = _cli(away, "retrain", "--model", "cheap", "--no-wait", "--trigger-event-id", event)
+    run_id = run_id_for_event(event)
+    assert shown.returncode == 1
+    assert "Traceback" not in shown.stderr
+    assert f"run {run_id} is recorded, but Ray at {away.dashboard_url} is not reachable" in (
+        shown.stderr
+    )
+    assert "`driftloop runs` starts it once Ray answers, as does this command again" in (
+        shown.stderr
+    )
+    executor = LocalExecutor(cheap)
+    assert executor.store.get(run_id).status == "pending"
+    again = _cli(cheap, "retrain", "--model", "cheap", "--no-wait", "--trigger-event-id", event)
+    assert again.returncode == 0, again.stderr
+    assert f"already submitted {run_id} (local)" in again.stdout
+    _succeeded(_finished(executor.store, run_id))
+
+
+def test_retrain_without_the_template_says_where_it_looked(cheap_cli, tmp_path):
+    elsewhere = cheap_cli.model_copy(update={"deploy_dir": tmp_path / "no-deploy"})
+    shown = _cli(elsewhere, "retrain", "--model", "cheap", "--no-wait")
+    assert shown.returncode == 1
+    assert "Traceback" not in shown.stderr
+    missing = tmp_path / "no-deploy/k8s/base/workflows/retrain-template.yaml"
+    assert f"no retraining template at {missing}" in shown.stderr
+    assert "DRIFTLOOP_DEPLOY_DIR" in shown.stderr
 
 
 def _until(predicate: Callable[[], bool], what: str, timeout_s: float = 60) -> None:

@@ -24,10 +24,21 @@ def retrain(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the run")] = True,
 ) -> None:
     """Run the retraining workflow (driftloop-retrain) for a model."""
-    from driftloop.runs import SubmitError, backend, manual_run_id, run_id_for_event
+    from driftloop.raycluster import RayApiError
+    from driftloop.runs import (
+        SubmitError,
+        UnsupportedFeature,
+        backend,
+        manual_run_id,
+        run_id_for_event,
+    )
 
     settings = get_settings()
-    runner = backend(settings)
+    try:
+        runner = backend(settings)
+    except (FileNotFoundError, UnsupportedFeature) as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        raise typer.Exit(1) from exc
     run_id = run_id_for_event(trigger_event_id) if trigger_event_id else manual_run_id(model)
     parameters = {"model": model, "reason": reason, "window": window,
                   "window-end": window_end, "trigger-event-id": trigger_event_id}  # fmt: skip
@@ -35,6 +46,17 @@ def retrain(
         submitted = runner.submit(parameters, run_id)
     except SubmitError as exc:
         typer.secho(f"error: {exc}", err=True, fg="red")
+        raise typer.Exit(1) from exc
+    except (OSError, RayApiError) as exc:  # the local executor recorded the run first
+        what = "refused the job" if isinstance(exc, RayApiError) else "is not reachable"
+        # a manual run's id is new each time: only an event's id makes a resubmission safe
+        again = ", as does this command again (the same run)" if trigger_event_id else ""
+        typer.secho(
+            f"error: run {run_id} is recorded, but Ray at {settings.dashboard_url} {what} "
+            f"({exc}); `driftloop runs` starts it once Ray answers{again}",
+            err=True,
+            fg="red",
+        )
         raise typer.Exit(1) from exc
     verb = "submitted" if submitted.created else "already submitted"
     typer.echo(f"{verb} {run_id} ({submitted.backend}); Ray dashboard: {settings.dashboard_url}")

@@ -278,6 +278,11 @@ def load_template(path: Path) -> WorkflowTemplate:
     """Read and check a rendered WorkflowTemplate; refuse anything not supported."""
     import yaml
 
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no retraining template at {path}: run from the repository's root, or set "
+            "DRIFTLOOP_DEPLOY_DIR to its deploy/ directory (`make render` writes the template)"
+        )
     try:
         template = WorkflowTemplate.model_validate(yaml.safe_load(path.read_text()))
     except ValidationError as exc:
