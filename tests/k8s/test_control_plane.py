@@ -8,7 +8,7 @@ import subprocess
 
 import httpx
 import pytest
-from driftloop_workflows.k8s.cluster import API_PORT, Cluster
+from driftloop_workflows.k8s.cluster import API_PORT, ARGO_SERVER_HOST_PORT, Cluster
 
 from tests.k8s.support import Kube
 
@@ -44,12 +44,19 @@ def test_refuses_a_client_without_a_certificate(cluster: Cluster) -> None:
     assert r.status_code == 401
 
 
-def test_listens_on_loopback_only(cluster: Cluster) -> None:
+@pytest.mark.parametrize("port", [API_PORT, ARGO_SERVER_HOST_PORT], ids=["api", "argo-server"])
+def test_listens_on_loopback_only(cluster: Cluster, port: int) -> None:
+    """The host's ports of the control plane: the API server's and the Argo server's."""
     listening = subprocess.run(
-        ["ss", "-Hltn", f"sport = :{API_PORT}"], capture_output=True, text=True, check=True
+        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
     ).stdout.split()
-    addresses = [w for w in listening if w.endswith(f":{API_PORT}")]
-    assert addresses == [f"127.0.0.1:{API_PORT}"]
+    addresses = [w for w in listening if w.endswith(f":{port}")]
+    assert addresses == [f"127.0.0.1:{port}"]
+
+
+def test_the_argo_server_refuses_a_request_without_a_token(cluster: Cluster) -> None:
+    r = httpx.get(f"{cluster.argo_server}/api/v1/workflows/argo", verify=_context(cluster, False))
+    assert r.status_code == 401, r.text
 
 
 @pytest.mark.parametrize("name", CRDS)

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -80,15 +81,23 @@ class Processes:
         self.netns_pid = started.pid
         return started
 
-    def relay_to_host(self, name: str, port: int, host_port: int) -> None:
+    def relay_to_host(self, name: str, port: int, host_port: int) -> float:
         """``127.0.0.1:port`` inside the namespace on the host's ``127.0.0.1:host_port``, as
         the API server's: socat in the namespace behind a unix socket of the state
-        directory, socat on the host."""
+        directory, socat on the host. Seconds until a connection through both is taken."""
         sock = self.state / f"{name}.sock"
         inner = ["socat", f"UNIX-LISTEN:{sock},fork,unlink-early,mode=600", f"TCP:127.0.0.1:{port}"]
         self.start(f"{name}-netns-relay", inner, dict(os.environ))
         listen = f"TCP-LISTEN:{host_port},bind=127.0.0.1,reuseaddr,fork"
-        self.start_on_host(f"{name}-host-relay", ["socat", listen, f"UNIX-CONNECT:{sock}"])
+        host = self.start_on_host(f"{name}-host-relay", ["socat", listen, f"UNIX-CONNECT:{sock}"])
+
+        def through() -> bool:
+            if not sock.exists():
+                return False
+            with socket.create_connection(("127.0.0.1", host_port), timeout=2):
+                return True
+
+        return self.wait(host, through, 30)
 
     def in_namespace(self, argv: Sequence[str]) -> list[str]:
         if self.netns_pid is None:

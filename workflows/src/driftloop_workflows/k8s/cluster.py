@@ -156,7 +156,9 @@ class Cluster:
         for name, argv, env, probe in self._controllers():
             started = self.procs.start(name, argv, env)
             times[name] = self.procs.wait(started, probe, 120)
-        self.procs.relay_to_host("argo-server", ARGO_SERVER_PORT, ARGO_SERVER_HOST_PORT)
+        times["argo-server relay"] = self.procs.relay_to_host(
+            "argo-server", ARGO_SERVER_PORT, ARGO_SERVER_HOST_PORT
+        )
         times["total"] = time.monotonic() - t0
         info = {"server": self.server, "kubeconfig": str(self.kubeconfig), "bin": str(self.bin),
                 "argo_server": self.argo_server, "ca": str(self.pki.ca)}  # fmt: skip
@@ -341,8 +343,8 @@ class Cluster:
                 p.http_ok(f"{loop}:6060/healthz"),
             ),
             (
-                # client auth: each request's bearer token is its Kubernetes identity (the
-                # server's own certificate only reads its ConfigMap and TLS Secret)
+                # client auth: each request's bearer token is its Kubernetes identity; the
+                # server's own (the admin kubeconfig here) reads its ConfigMap and TLS Secret
                 "argo-server",
                 [str(b / "argo"), "server", *kc, "--namespace", "argo",
                  "--auth-mode", "client", "--secure", "--port", str(ARGO_SERVER_PORT),
