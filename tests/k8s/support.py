@@ -125,6 +125,12 @@ class Remote:
             "commit", "-qm", message)  # fmt: skip
         return self.push()
 
+    def revert(self) -> str:
+        """`git revert` of the last commit, pushed to main; the new SHA."""
+        git(self.work, "-c", "user.name=k8s tier", "-c", "user.email=k8s@localhost",
+            "revert", "--no-edit", "HEAD")  # fmt: skip
+        return self.push()
+
     def push(self) -> str:
         git(self.work, "push", "-q", str(self.bare), "main")
         return git(self.work, "rev-parse", "HEAD")

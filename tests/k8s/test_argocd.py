@@ -149,9 +149,7 @@ def test_a_commit_to_serve_yaml_reaches_the_rayservice(
     assert serve_config(kube) == rendered["spec"]["serveConfigV2"]
 
     # the rollback: `git revert` of that commit
-    git(remote.work, "-c", "user.name=k8s tier", "-c", "user.email=k8s@localhost",
-        "revert", "--no-edit", "HEAD")  # fmt: skip
-    sha = remote.push()
+    sha = remote.revert()
     wait_for("the revert in the RayService", lambda: "threshold: null" in serve_config(kube), 180)
     wait_for(f"driftloop-staging synced at {sha[:8]}", lambda: synced_at(kube, STAGING, sha), 120)
 
@@ -249,8 +247,6 @@ def test_a_promotion_by_driftloop_promote_reaches_the_rayservice_and_a_revert_un
     )
     assert config == rendered["spec"]["serveConfigV2"]
 
-    git(remote.work, "-c", "user.name=k8s tier", "-c", "user.email=k8s@localhost",
-        "revert", "--no-edit", "HEAD")  # fmt: skip
-    sha = remote.push()
+    sha = remote.revert()
     wait_for("the revert in the RayService", lambda: serve_config(kube) == before, 180)
     wait_for(f"driftloop-staging synced at {sha[:8]}", lambda: synced_at(kube, STAGING, sha), 120)

@@ -456,8 +456,9 @@ def _fire(
 
 def failure_reasons(counts: Counts) -> str:
     """``: timeout 1, HTTP 503 2`` after a failure count, or nothing."""
-    reasons = sorted(counts.predict_failures.items())
-    return (": " + ", ".join(f"{k} {v}" for k, v in reasons)) if reasons else ""
+    from driftloop_simulator import failure_summary
+
+    return f": {failure_summary(counts.predict_failures)}" if counts.predict_failures else ""
 
 
 def _settle(settings: Settings, result: DemoResult, stats_box: list[Any], echo: Echo) -> None:

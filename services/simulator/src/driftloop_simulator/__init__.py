@@ -12,6 +12,7 @@ from driftloop_simulator._backfill import (
 )
 from driftloop_simulator._catalog import FRAUD_PATTERNS
 from driftloop_simulator._generate import GeneratorConfig
+from driftloop_simulator._predict import failure_summary
 from driftloop_simulator._scenarios import (
     ActiveScenario,
     ScenarioChoice,
@@ -42,6 +43,7 @@ __all__ = [
     "build_world",
     "choose_scenario",
     "default_scenarios_path",
+    "failure_summary",
     "load_scenarios",
     "run_stream",
 ]

@@ -34,6 +34,11 @@ T = TypeVar("T")
 _RETRIED = frozenset({500, 502, 503, 504})
 
 
+def failure_summary(failures: Mapping[str, int]) -> str:
+    """``HTTP 503 2, timeout 1``: failed payments by reason, in one order."""
+    return ", ".join(f"{reason} {count}" for reason, count in sorted(failures.items()))
+
+
 class Predictor(Generic[T]):
     """POSTs JSON payloads to ``url`` with at most ``concurrency`` calls in flight."""
 

@@ -31,7 +31,7 @@ from driftloop.settings import Settings
 from driftloop_simulator._catalog import NS_PER_S, country_codes
 from driftloop_simulator._generate import GeneratorConfig, stream_warmup, stream_window
 from driftloop_simulator._pace import CustomerPacer
-from driftloop_simulator._predict import Predictor
+from driftloop_simulator._predict import Predictor, failure_summary
 from driftloop_simulator._rows import Rows
 from driftloop_simulator._scenarios import ActiveScenario, ScenarioChoice
 from driftloop_simulator._world import World, WorldConfig, build_world
@@ -101,6 +101,12 @@ class StreamStats:
     @property
     def rate(self) -> float:
         return self.sent / self.send_seconds if self.send_seconds > 0 else 0.0
+
+    def take_predict_counts(self, predictor: Predictor[Any]) -> None:
+        """The scoring calls' counts so far, from the predictor that made them."""
+        self.predict_ok, self.predict_failed = predictor.ok, predictor.failed
+        self.predict_failures = dict(predictor.failures)
+        self.predict_retried = predictor.retried
 
 
 def _drafts(world: World, rows: Rows) -> list[Draft]:
@@ -293,9 +299,7 @@ def run_stream(
             stats.send_seconds = time.monotonic() - origin
             if now - last_progress >= config.progress_every_s:
                 if predictor is not None:
-                    stats.predict_ok, stats.predict_failed = predictor.ok, predictor.failed
-                    stats.predict_failures = dict(predictor.failures)
-                    stats.predict_retried = predictor.retried
+                    stats.take_predict_counts(predictor)
                 recent = (stats.sent - last_sent) / (now - last_progress)
                 echo(_progress(stats, recent, sender.pending))
                 last_progress, last_sent = now, stats.sent
@@ -320,9 +324,7 @@ def run_stream(
         sender.drop_pending()
     finally:
         if predictor is not None:
-            stats.predict_ok, stats.predict_failed = predictor.ok, predictor.failed
-            stats.predict_failures = dict(predictor.failures)
-            stats.predict_retried = predictor.retried
+            stats.take_predict_counts(predictor)
             predictor.close()
         producer.flush(timeout_s=settings.kafka_timeout_s * 3)
         producer.close(timeout_s=settings.kafka_timeout_s)
@@ -341,11 +343,7 @@ def _progress(stats: StreamStats, rate: float, pending: int) -> str:
     if stats.predict_ok or stats.predict_failed:
         line += f", predict {stats.predict_ok} ok / {stats.predict_failed} failed"
         if stats.predict_failures:
-            line += (
-                " ("
-                + ", ".join(f"{k} {v}" for k, v in sorted(stats.predict_failures.items()))
-                + ")"
-            )
+            line += f" ({failure_summary(stats.predict_failures)})"
     if stats.send_errors:
         line += f", kafka errors {stats.send_errors}"
     return line

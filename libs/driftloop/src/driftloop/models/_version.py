@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from driftloop.deployments import STORE_SCHEME
 from driftloop.models._errors import DigestMismatch, ModelStoreError
 from driftloop.models._format import sha256_hex
 from driftloop.models._fs import Location
@@ -89,15 +90,11 @@ class ModelVersion:
         """``models:/<model>/<version>[/<relative>]``: a part of this version named as git
         names models, in whichever model store the reader has, never by where this process
         keeps it."""
-        from driftloop.deployments import STORE_SCHEME
-
         return f"{STORE_SCHEME}{self.name}/{self.version}" + (f"/{relative}" if relative else "")
 
     def in_store_scheme(self, uri: str) -> str:
         """``uri`` as ``models:/...`` when it names something in this version's store (a part
         of any version there, as the monitor's reference profiles do), else unchanged."""
-        from driftloop.deployments import STORE_SCHEME
-
         root = self._location.uri(self._location.root).rstrip("/") + "/"
         return STORE_SCHEME + uri.removeprefix(root) if uri.startswith(root) else uri
 
