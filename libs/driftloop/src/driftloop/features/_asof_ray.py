@@ -8,7 +8,8 @@ in process, ``tests/integration/test_asof_ray.py`` on the cluster); the plan is
 ``driftloop.features._asof_parts``. Everything but ``get_historical_features`` with an
 entity frame (materialization among it) is the file store's, inherited as by the local
 store, and runs in the calling process. ``to_df``/``to_arrow`` gather the partitions in
-input order on the caller; ``to_ray_dataset`` leaves them in the cluster.
+input order on the caller; ``to_partitions`` and ``to_ray_dataset`` leave them in the
+cluster.
 
 Ray is connected to (``ray_address``) when a job is evaluated, not before; a process that
 talks to a token-protected cluster enables token auth first (``open_store`` does)."""
@@ -105,17 +106,23 @@ class RayAsOfRetrievalJob(AsOfRetrievalJob):
         self.partition_keys = partition_keys
         """The entity columns whose hash places a row in a block of ``to_ray_dataset``."""
 
+    def to_partitions(self) -> Partitioned:
+        """The answer left in the cluster, nothing gathered here: per partition, an object
+        reference to its block (the rows whose keys of the last view hash to it, in input
+        order) and one to the input position of each of its rows. On-demand views are not
+        applied (``to_df`` applies them; the training set's build does, per block)."""
+        result, _ = self._start()
+        return result
+
     def to_ray_dataset(self) -> ray.data.Dataset:
-        """The answer as a Ray Dataset of one block per partition, nothing gathered here:
-        a block holds the rows whose keys of the last view hash to it, in input order.
-        On-demand views are not applied (``to_df`` applies them)."""
+        """The blocks of :meth:`to_partitions` as a Ray Dataset (one block per partition);
+        refused when the request has on-demand views, which it would leave out."""
         import ray.data
 
         if self.on_demand_feature_views:
             names = [view.name for view in self.on_demand_feature_views]
             raise ValueError(f"to_ray_dataset does not compute on-demand views ({names})")
-        result, _ = self._start()
-        return ray.data.from_arrow_refs(result.blocks)
+        return ray.data.from_arrow_refs(self.to_partitions().blocks)
 
 
 class RayAsOfOfflineStore(AsOfOfflineStore):

@@ -56,10 +56,11 @@ def build_dataset_step(
     settings = get_settings()
     end = _instant(window_end) or datetime.now(UTC)
     span = TrainingWindow(start=end - parse_span(window), end=end)
-    dataset = build_dataset(_spec(settings, model), settings, span, _instant(change_point))
     uri = f"{work_uri(settings, run_id)}/dataset"
+    # On a Ray-partitioned store the build's tasks write the parts under ``uri`` too.
+    dataset = build_dataset(_spec(settings, model), settings, span, _instant(change_point), uri)
     save_dataset(dataset, uri)
-    rows = {name: len(part) for name, part in dataset.splits.items()}
+    rows = {name: dataset.rows(name) for name in dataset.splits}
     log.info("dataset %s: %s rows", uri, rows)
     return {
         "dataset": uri,

@@ -56,6 +56,26 @@ class Dataset:
     served_rows: dict[str, int] | None = None
     """Rows per split whose features are the ones the endpoint served (None: the spec
     trains on offline point-in-time features only)."""
+    shards: dict[str, list[str]] | None = None
+    """For a set built where its rows are (a Ray-partitioned offline store, see
+    ``_sharded``): per split, ``train`` and ``validation``, the URIs of its encoded parquet
+    parts, one per partition, which the Ray Train workers read. ``splits["train"]`` and
+    ``raw["train"]`` then hold a sample (every k-th row, :data:`SAMPLE_ROWS` at most), and
+    :attr:`totals` the whole split's counts."""
+    totals: dict[str, dict[str, int]] | None = None
+    """Per split of a sharded set: ``rows``, ``positives``, and with a change point
+    ``post_change_rows`` and ``post_change_positives``."""
+
+    def rows(self, split: str) -> int:
+        """Rows of ``split``: the whole split's, also when only a sample of it is held."""
+        if self.totals is not None:
+            return self.totals[split]["rows"]
+        return len(self.splits[split])
+
+    def positives(self, split: str) -> int:
+        if self.totals is not None:
+            return self.totals[split]["positives"]
+        return int(self.splits[split][LABEL].sum())
 
     def post_change(self, split: str) -> np.ndarray | None:
         """Which rows of ``split`` are at or after the change point (None: no change point)."""
@@ -71,10 +91,16 @@ class Dataset:
         }
         for name in SPLITS:
             post = self.post_change(name)
-            if post is not None:
-                y = self.splits[name][LABEL].to_numpy()
-                summary[name] = {"post_change_rows": int(post.sum()),
-                                 "post_change_positives": int(y[post].sum())}  # fmt: skip
+            if post is None:
+                continue
+            if self.totals is not None:
+                counts = self.totals[name]
+                keys = ("post_change_rows", "post_change_positives")
+                summary[name] = {key: counts[key] for key in keys}
+                continue
+            y = self.splits[name][LABEL].to_numpy()
+            summary[name] = {"post_change_rows": int(post.sum()),
+                             "post_change_positives": int(y[post].sum())}  # fmt: skip
         summary["features"] = {
             "source": "offline" if self.served_rows is None else "served-where-logged",
             "served_rows": dict(self.served_rows) if self.served_rows is not None else None,
@@ -213,13 +239,44 @@ def split_within_regimes(
     return parts, WITHIN_REGIMES
 
 
-def frame_hash(splits: dict[str, pd.DataFrame]) -> str:
+def row_hashes(part: pd.DataFrame) -> np.ndarray:
+    """One 64-bit hash per row of an encoded split (each depends on its row alone)."""
+    hashes: np.ndarray = pd.util.hash_pandas_object(part, index=False).to_numpy()
+    return hashes
+
+
+def hash_splits(parts: dict[str, tuple[int, list[str], np.ndarray]]) -> str:
+    """The data hash from each split's (rows, columns, row hashes in ``ROW`` order)."""
     digest = hashlib.sha256()
     for name in SPLITS:
-        part = splits[name]
-        digest.update(f"{name}:{len(part)}:{','.join(part.columns)};".encode())
-        digest.update(pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes())
+        rows, columns, hashes = parts[name]
+        digest.update(f"{name}:{rows}:{','.join(columns)};".encode())
+        digest.update(hashes.tobytes())
     return digest.hexdigest()
+
+
+def frame_hash(splits: dict[str, pd.DataFrame]) -> str:
+    return hash_splits(
+        {name: (len(part), list(part.columns), row_hashes(part)) for name, part in splits.items()}
+    )
+
+
+def encode_split(part: pd.DataFrame, feature_spec: FeatureSpec, rows: np.ndarray) -> pd.DataFrame:
+    """A split's rows as the workers get them: ``ROW`` (``rows``), the encoded features,
+    ``LABEL`` and, with a change point, ``POST``."""
+    part = part.reset_index(drop=True)
+    encoded = encode_features(part, feature_spec)
+    encoded.insert(0, ROW, rows)
+    encoded[LABEL] = part[LABEL].to_numpy()
+    if POST in part.columns:
+        encoded[POST] = part[POST].to_numpy()
+    return encoded
+
+
+def check_classes(positives: dict[str, int], rows: dict[str, int]) -> None:
+    for name in SPLITS:
+        if not 0 < positives[name] < rows[name]:
+            raise ValueError(f"the {name} split needs both classes; widen the window")
 
 
 def _check_entity(spec: ModelSpec, store: FeatureStore, service: FeatureService) -> None:
@@ -240,12 +297,18 @@ def offline_features(
 ) -> pd.DataFrame:
     """The service's point-in-time features of labelled transactions, as of just before
     each (what serving saw): one row per input row, in input order."""
-    from driftloop.features import point_in_time, training_entities
+    from driftloop.features import point_in_time
+
+    return point_in_time(store, offline_entities(service, labelled), service)
+
+
+def offline_entities(service: FeatureService, labelled: pd.DataFrame) -> pd.DataFrame:
+    """The entity rows of the join for labelled transactions (see ``training_entities``)."""
+    from driftloop.features import training_entities
 
     # History columns named like a feature (merchant_category) would collide in the join.
     offered = {f.name for p in service.feature_view_projections for f in p.features}
-    entities = training_entities(labelled.drop(columns=sorted(offered & set(labelled.columns))))
-    return point_in_time(store, entities, service)
+    return training_entities(labelled.drop(columns=sorted(offered & set(labelled.columns))))
 
 
 def build_dataset(
@@ -253,10 +316,16 @@ def build_dataset(
     settings: Settings,
     window: TrainingWindow,
     change_point: datetime | None = None,
+    parts_uri: str | None = None,
 ) -> Dataset:
     """The encoded, split training set of the window; with a ``change_point``, split
-    within regimes (see :func:`split_within_regimes`)."""
-    from driftloop.features import open_store
+    within regimes (see :func:`split_within_regimes`).
+
+    On a Ray-partitioned offline store (``local-ray``, ``k8s``) the set is built in Ray
+    tasks, one per partition, and its train and validation rows are written as parquet
+    parts under ``parts_uri`` (required there) instead of coming to this process: see
+    ``_sharded``. The result is the same set (rows, encoding, data hash)."""
+    from driftloop.features import RayAsOfOfflineStoreConfig, open_store
 
     labelled = read_labelled(spec, settings, window)
     if labelled.empty:
@@ -265,6 +334,17 @@ def build_dataset(
     service = store.get_feature_service(spec.feature_service)
     _check_entity(spec, store, service)
     features = model_features(spec, service)
+    if isinstance(store.config.offline_store, RayAsOfOfflineStoreConfig):
+        from driftloop.training._sharded import build_sharded
+
+        if parts_uri is None:
+            raise ValueError(
+                f"feature environment {settings.feature_env!r} builds the training set on "
+                "Ray: say where its parts go (parts_uri)"
+            )
+        return build_sharded(
+            spec, settings, store, service, features, labelled, change_point, parts_uri
+        )
     joined = offline_features(store, service, labelled)
     served_mask: np.ndarray | None = None
     if spec.training_features == "served":
@@ -282,17 +362,12 @@ def build_dataset(
         if f.type == "categorical"
     }
     feature_spec = Dataset(features, vocab, {}, "").feature_spec()
-    splits = {}
-    for name, part in raw.items():
-        encoded = encode_features(part, feature_spec)
-        encoded.insert(0, ROW, np.arange(len(part), dtype=np.int64))
-        encoded[LABEL] = part[LABEL].to_numpy()
-        if POST in part.columns:
-            encoded[POST] = part[POST].to_numpy()
-        splits[name] = encoded
-    for name in SPLITS:
-        if splits[name][LABEL].nunique() < 2:
-            raise ValueError(f"the {name} split needs both classes; widen the window")
+    splits = {
+        name: encode_split(part, feature_spec, np.arange(len(part), dtype=np.int64))
+        for name, part in raw.items()
+    }
+    check_classes({name: int(part[LABEL].sum()) for name, part in splits.items()},
+                  {name: len(part) for name, part in splits.items()})  # fmt: skip
     served_rows = None
     if served_mask is not None:
         served_rows = {name: int(part[SERVED].sum()) for name, part in raw.items()}

@@ -2,10 +2,14 @@
 steps of a retraining workflow (which may run on different machines) hand it over.
 
 Layout: ``dataset.json`` (features, vocabularies, hash, counts) and, per split,
-``<split>.parquet`` (encoded) and ``<split>.raw.parquet`` (before encoding)."""
+``<split>.parquet`` (encoded) and ``<split>.raw.parquet`` (before encoding). A set built
+on Ray (``_sharded``) also has its parts under ``train/`` and ``validation/`` (and
+``holdout/``), written there by the build's tasks, and ``train.parquet`` holds its
+sample of train."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime
 
@@ -40,6 +44,13 @@ def read_bytes(uri: str) -> bytes:
     return data
 
 
+def delete_tree(uri: str) -> None:
+    """Delete the directory at ``uri`` (a path or a filesystem URI) if it exists."""
+    filesystem, path = _fs(uri)
+    with contextlib.suppress(FileNotFoundError):
+        filesystem.delete_dir(path)  # type: ignore[attr-defined]
+
+
 def save_dataset(dataset: Dataset, uri: str) -> None:
     import io
 
@@ -57,21 +68,28 @@ def save_dataset(dataset: Dataset, uri: str) -> None:
         "change_point": dataset.change_point.isoformat() if dataset.change_point else None,
         "strategy": dataset.strategy,
         "served_rows": dataset.served_rows,
+        "shards": dataset.shards,
+        "totals": dataset.totals,
+        # A sharded set holds a sample of train here: what is saved hashes to this.
+        "held_hash": frame_hash(dataset.splits),
     }
     # Written last: a dataset without its header is incomplete and never read.
     write_bytes(f"{root}/dataset.json", json.dumps(header, indent=2).encode())
 
 
 def load_dataset(uri: str) -> Dataset:
-    """Read a saved dataset; its data hash is recomputed and must match the header."""
+    """Read a saved dataset; its data hash is recomputed and must match the header (for a
+    sharded set, the hash of the splits saved here: its train parts stay where they are
+    and only the workers read them)."""
     import io
 
     root = uri.rstrip("/")
     header = json.loads(read_bytes(f"{root}/dataset.json"))
     splits = {n: pd.read_parquet(io.BytesIO(read_bytes(f"{root}/{n}.parquet"))) for n in SPLITS}
     raw = {n: pd.read_parquet(io.BytesIO(read_bytes(f"{root}/{n}.raw.parquet"))) for n in SPLITS}
-    if frame_hash(splits) != header["data_hash"]:
-        raise ValueError(f"{root}: the data does not hash to {header['data_hash']}")
+    expected = header["held_hash"] if header.get("shards") else header["data_hash"]
+    if frame_hash(splits) != expected:
+        raise ValueError(f"{root}: the data does not hash to {expected}")
     return Dataset(
         features=[Feature.model_validate(f) for f in header["features"]],
         vocabularies=header["vocabularies"],
@@ -82,4 +100,6 @@ def load_dataset(uri: str) -> Dataset:
         change_point=datetime.fromisoformat(cp) if (cp := header.get("change_point")) else None,
         strategy=header.get("strategy", TIME_SPLIT),
         served_rows=header.get("served_rows"),
+        shards=header.get("shards"),
+        totals=header.get("totals"),
     )

@@ -72,14 +72,13 @@ def xgboost_params(
     spec: ModelSpec, dataset: Dataset, use_gpu: bool, nthread: int = 1
 ) -> dict[str, Any]:
     """The complete XGBoost params: the spec's, plus what makes runs repeatable."""
-    train = dataset.splits["train"]
-    positives = int(train[LABEL].sum())
+    rows, positives = dataset.rows("train"), dataset.positives("train")
     params: dict[str, Any] = {
         **spec.trainer.params,
         "seed": spec.trainer.seed,
         "nthread": nthread,
         "device": "cuda" if use_gpu else "cpu",
-        "scale_pos_weight": (len(train) - positives) / max(positives, 1),
+        "scale_pos_weight": (rows - positives) / max(positives, 1),
     }
     return params  # GPU hist is deterministic by default since XGBoost 2
 
@@ -93,12 +92,22 @@ def _fit(
     import ray.train
     from ray.train.xgboost import XGBoostTrainer
 
-    # Every worker gets all rows and keeps its own by row number (see _worker).
-    rows = {name: ray.put(dataset.splits[name]) for name in ("train", "validation")}
+    rows: dict[str, Any] = {"train": None, "validation": None}
+    datasets: dict[str, Any] | None = None
+    ingest: ray.train.DataConfig | None = None
+    if dataset.shards is None:
+        # Every worker gets all rows and keeps its own by row number (see _worker).
+        rows = {name: ray.put(dataset.splits[name]) for name in rows}
+    else:  # each worker reads its own parts (see _ingest)
+        from driftloop.training._ingest import rank_datasets, unsplit
+
+        datasets, ingest = rank_datasets(dataset.shards, num_workers), unsplit()
 
     def fit(queue: Any) -> ray.train.Result:
         trainer = XGBoostTrainer(
             train_loop_per_worker,
+            datasets=datasets,
+            dataset_config=ingest,
             train_loop_config={
                 "params": params,
                 "features": dataset.names,
@@ -344,7 +353,7 @@ def _references(dataset: Dataset, scores: list[float]) -> tuple[dict[str, bytes]
 
 
 def _rows(dataset: Dataset) -> RowCounts:
-    return RowCounts(**{name: len(dataset.splits[name]) for name in SPLITS})
+    return RowCounts(**{name: dataset.rows(name) for name in SPLITS})
 
 
 def train_model(
@@ -375,9 +384,41 @@ def train_model(
     on the rows after it; see :func:`build_dataset` and :func:`judge`).
     Connects to the Ray cluster of ``settings`` unless this process already is connected
     (and stays connected). Same window, seed, worker count and code: same model digest."""
+    from driftloop.training._persist import delete_tree
+
     started = time.monotonic()
     models = store or ModelStore.from_settings(settings)
-    dataset = build_dataset(spec, settings, window, change_point)
+    # Where a set built on Ray puts its parts for the workers (unused by a local build).
+    parts = f"{settings.runs}/train-{uuid.uuid4().hex[:12]}/dataset"
+    try:
+        return _train_model(
+            spec, window, settings, models, parts, started, num_workers=num_workers,
+            cpus_per_worker=cpus_per_worker, use_gpu=use_gpu,
+            trigger_event_id=trigger_event_id, champion=champion, tune=tune,
+            progress=progress, change_point=change_point,
+        )  # fmt: skip
+    finally:
+        delete_tree(parts.rsplit("/", 1)[0])
+
+
+def _train_model(
+    spec: ModelSpec,
+    window: TrainingWindow,
+    settings: Settings,
+    models: ModelStore,
+    parts: str,
+    started: float,
+    *,
+    num_workers: int | None,
+    cpus_per_worker: int | None,
+    use_gpu: bool | None,
+    trigger_event_id: str | None,
+    champion: str | None,
+    tune: bool | None,
+    progress: Progress | None,
+    change_point: datetime | None,
+) -> TrainResult:
+    dataset = build_dataset(spec, settings, window, change_point, parts)
     rows = _rows(dataset)
     _say(progress, f"rows: {dataset.labelled_rows:,} labelled -> {rows.model_dump()}")
     fitted = fit(

@@ -1,10 +1,14 @@
 """What each Ray Train worker runs: a plain function of its config.
 
-Rows reach every worker whole, as object references to the driver's frames (no Ray Data:
-its executor cost seconds a run on every worker and in the driver, for rows that fit in
-memory anyway), and each worker keeps ``row % world_size == rank``, sorted by row: which
+A set built in this process (the local offline store) reaches every worker whole, as
+object references to the driver's frames (no Ray Data: its executor cost seconds a run
+on every worker and in the driver, for rows that fit in memory anyway), and each worker
+keeps ``row % world_size == rank``, sorted by row. A set built on Ray (``_sharded``)
+never comes to the driver: its parquet parts, one per partition, reach the trainer as
+Ray Datasets, one per worker (:func:`rank_datasets`: worker ``r`` reads the parts ``p``
+with ``p % world_size == r``), and each worker sorts its rows by row. Either way which
 rows a worker trains on never depends on scheduling, so the same data, seed and worker
-count give the same booster bytes.
+count give the same booster bytes; with one worker both give the same booster.
 
 A run calls ``ray.train.report`` once, at the end, with the booster as its checkpoint:
 each report waits for the controller's next poll (about a second), so boosting progress
@@ -25,14 +29,21 @@ if TYPE_CHECKING:
 MODEL_FILE = "model.json"
 
 
-def _shard(rows: Any, rank: int, world: int) -> pd.DataFrame:
-    """This worker's rows of the frame behind the object reference ``rows``."""
+def _shard(config: dict[str, Any], split: str, rank: int, world: int) -> pd.DataFrame:
+    """This worker's rows of ``split``, sorted by row: its dataset shard when the set is
+    sharded, else its rows of the frame behind the object reference in ``config``."""
     import ray
+    import ray.train
 
     from driftloop.training._dataset import ROW
 
-    frame: pd.DataFrame = ray.get(rows)
-    mine = frame[frame[ROW] % world == rank]
+    if config[split] is None:
+        shard = ray.train.get_dataset_shard(f"{split}_{rank}")  # its own parts (_ingest)
+        blocks = list(shard.iter_batches(batch_size=None, batch_format="pandas"))
+        frame: pd.DataFrame = pd.concat(blocks, ignore_index=True)
+        return frame.sort_values(ROW, kind="stable").reset_index(drop=True)
+    whole: pd.DataFrame = ray.get(config[split])
+    mine = whole[whole[ROW] % world == rank]
     return mine.sort_values(ROW, kind="stable").reset_index(drop=True)
 
 
@@ -73,7 +84,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Train one XGBoost booster across the workers of a Ray Train run.
 
     ``config``: ``params`` (complete XGBoost params), ``features`` (names, in order),
-    ``train`` and ``validation`` (object references to the encoded frames, all rows),
+    ``train`` and ``validation`` (object references to the encoded frames, all rows; None
+    when the worker reads its dataset shards instead),
     ``num_boost_round``, ``early_stopping_rounds``, ``report_every``, and ``progress``
     (a ``ray.util.queue.Queue`` for rank 0's progress every ``report_every`` rounds, or
     None)."""
@@ -86,8 +98,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rank, world = context.get_world_rank(), context.get_world_size()
     names: list[str] = config["features"]
     params: dict[str, Any] = config["params"]
-    train = _shard(config["train"], rank, world)
-    validation = _shard(config["validation"], rank, world)
+    train = _shard(config, "train", rank, world)
+    validation = _shard(config, "validation", rank, world)
     dtrain = xgboost.DMatrix(train[names], label=train[LABEL], feature_names=names)
     dvalid = xgboost.DMatrix(validation[names], label=validation[LABEL], feature_names=names)
     metric = str(params["eval_metric"])
