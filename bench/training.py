@@ -13,7 +13,10 @@ the end. The first Ray Train run of the process (cold: Ray Train's imports) is a
 and is recorded apart; then ours and the bare one alternate, ``--repeat`` times each, and
 the ratio is of the medians (goal: at most 1.5). ``ray_train_fixed_overhead_*`` is ours
 less plain XGBoost. Then, at each ``--rows`` size: 1 worker with 1 CPU, 2 workers with 1
-CPU each, 1 worker with 2 CPUs (XGBoost's nthread 2, ``cpus_per_worker`` in the spec).
+CPU each, 1 worker with 2 CPUs (XGBoost's nthread 2, ``cpus_per_worker`` in the spec),
+and 2 workers reading the rows as a set built on Ray leaves them (``2w_sharded``: four
+parquet parts, each worker its own two, read as Ray Datasets); the goal's ratio is
+``<rows>_ratio_ray_2w_over_plain_2threads`` (at most 2 at 1 M rows).
 ``1k_2w_ratio_poll_stack_over_2s``: a bare 2-worker run with the stack's controller poll
 (0.25 s) over one with Ray Train's default (2 s), alternating in the same run.
 
@@ -69,6 +72,25 @@ def synthetic(rows: int, seed: int) -> Dataset:
         part.insert(0, ROW, np.arange(len(part), dtype=np.int64))
         splits[name] = part
     return Dataset([Feature(name=n, type="float") for n in names], {}, splits, "synthetic")
+
+
+def sharded(dataset: Dataset, directory: Path, parts: int = 4) -> Dataset:
+    """``dataset`` as a set built on Ray leaves it: train and validation as ``parts``
+    parquet parts (row ``r`` in part ``r % parts``), which the workers read themselves."""
+    from dataclasses import replace
+
+    shards: dict[str, list[str]] = {}
+    for name in ("train", "validation"):
+        frame = dataset.splits[name]
+        shards[name] = []
+        for p in range(parts):
+            uri = str(directory / name / f"part-{p:05d}.parquet")
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+            frame[frame[ROW] % parts == p].to_parquet(uri, index=False)
+            shards[name].append(uri)
+    totals = {name: {"rows": len(part), "positives": int(part[LABEL].sum())}
+              for name, part in dataset.splits.items()}  # fmt: skip
+    return replace(dataset, shards=shards, totals=totals)
 
 
 def plain(dataset: Dataset, params: dict[str, object], rounds: int, nthread: int) -> float:
@@ -205,13 +227,21 @@ def main() -> None:
         result[f"{key}_plain_1thread_s"] = base
         result[f"{key}_plain_2threads_s"] = plain(dataset, params, args.rounds, 2)
         two_threads = xgboost_params(spec, dataset, False, nthread=2)
-        for name, workers, used in (("1w", 1, params), ("2w", 2, params),
-                                    ("1w_2cpu", 1, two_threads)):  # fmt: skip
-            started = time.perf_counter()
-            _fit(spec, dataset, used, settings, workers, False)
-            took = time.perf_counter() - started
-            result[f"{key}_ray_{name}_s"] = took
-            result[f"{key}_ratio_ray_{name}_over_plain"] = took / base
+        with tempfile.TemporaryDirectory() as directory:
+            parts = sharded(dataset, Path(directory))
+            for name, workers, used, data in (
+                ("1w", 1, params, dataset), ("2w", 2, params, dataset),
+                ("1w_2cpu", 1, two_threads, dataset), ("2w_sharded", 2, params, parts),
+            ):  # fmt: skip
+                started = time.perf_counter()
+                _fit(spec, data, used, settings, workers, False)
+                took = time.perf_counter() - started
+                result[f"{key}_ray_{name}_s"] = took
+                result[f"{key}_ratio_ray_{name}_over_plain"] = took / base
+        two = float(result[f"{key}_plain_2threads_s"])  # type: ignore[arg-type]
+        for name in ("2w", "2w_sharded"):
+            ratio = float(result[f"{key}_ray_{name}_s"]) / two  # type: ignore[arg-type]
+            result[f"{key}_ratio_ray_{name}_over_plain_2threads"] = ratio
         print(f"{key}: done", flush=True)
     record("training", result)
 

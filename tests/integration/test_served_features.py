@@ -137,3 +137,17 @@ def test_without_a_log_or_by_choice_every_row_is_offline(history, training_spec,
     for name in SPLITS:
         pd.testing.assert_frame_equal(no_log.raw[name], offline.raw[name])
         pd.testing.assert_frame_equal(no_log.splits[name], offline.splits[name])
+
+
+def test_the_set_built_on_ray_takes_the_same_served_values(served_world, training_spec, tmp_path):
+    """On the Ray-partitioned store each partition's task reads its own transactions from
+    the log: the same set as the local build, served rows and vocabulary included."""
+    settings, _, served, _ = served_world
+    local = build_dataset(training_spec, settings, WINDOW)
+    on_ray = settings.model_copy(update={"feature_env": "local-ray"})
+    sharded = build_dataset(training_spec, on_ray, WINDOW, parts_uri=str(tmp_path / "parts"))
+    assert sharded.shards is not None
+    assert sharded.served_rows == local.served_rows
+    assert sum((sharded.served_rows or {}).values()) == len(served)
+    assert sharded.vocabularies == local.vocabularies
+    assert sharded.data_hash == local.data_hash
