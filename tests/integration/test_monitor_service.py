@@ -229,6 +229,12 @@ def test_bad_values_are_counted_and_malformed_records_dead_lettered(own_topics, 
                 features.pop("x")
             body = p.model_dump(mode="json") | {"features": features}
             producer.send_raw("predictions", json.dumps(body).encode(), p.transaction_id.encode())
+            # a shadow's score of the same payment: never windowed (else a second record)
+            shadow = Prediction.model_validate(
+                p.model_dump()
+                | {"role": "shadow", "event_id": "", "model_version": "sha256-00000000000000ff"}
+            )
+            producer.send(shadow)
         producer.send_raw("predictions", b"{not json", b"k")
         producer.send_raw("predictions", b'{"request_id": "r-x"}', b"k")
         producer.flush()

@@ -215,3 +215,38 @@ def test_a_promotion_re_renders_the_rayservice_in_the_same_commit(tmp_path, worl
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert check.returncode == 0, check.stderr
+
+
+def test_a_version_declared_as_shadow_beside_the_serving_one_until_a_promotion(world):
+    from driftloop_serving import ModelConfig
+
+    from driftloop.gitops import declared_shadow
+
+    settings, clone, _, (v1, v2) = world
+    git = Git(clone)
+    path = "deploy/apps/fraud/serve.yaml"
+    with pytest.raises(PromotionRefused, match="serves no fraud version to shadow"):
+        promote(settings, "fraud", v2, as_shadow=True)
+    promote(settings, "fraud", v1)
+    done = promote(settings, "fraud", v2, as_shadow=True, reason="challenger")
+    assert done.changed and done.branch == f"shadow/fraud-{v2}"
+    text = git.show("main", path) or ""
+    store = ModelStore(settings.model_store)
+    assert declared(text, "fraud") == (f"models:/fraud/{v1}", store.get("fraud", v1).sha256)
+    assert declared_shadow(text, "fraud") == (f"models:/fraud/{v2}",
+                                              store.get("fraud", v2).sha256)  # fmt: skip
+    message = git.run("log", "-1", "--format=%B", "main")
+    assert message.startswith(f"Shadow fraud {v2} (challenger)")
+    assert f"Beside: models:/fraud/{v1}" in message
+    # what the replicas read: a valid user_config with both versions
+    (app,) = yaml.safe_load(text)["applications"]
+    config = ModelConfig.model_validate(app["deployments"][0]["user_config"])
+    assert config.shadow_uri == f"models:/fraud/{v2}" and config.model_uri == f"models:/fraud/{v1}"
+    assert not promote(settings, "fraud", v2, as_shadow=True).changed  # already the shadow
+    assert not promote(settings, "fraud", v1, as_shadow=True).changed  # already serving
+    # promoting the shadow ends it: serving v2, no shadow, comments kept
+    promote(settings, "fraud", v2)
+    text = git.show("main", path) or ""
+    assert declared(text, "fraud")[0] == f"models:/fraud/{v2}"
+    assert declared_shadow(text, "fraud") == (None, None)
+    assert "# promotion clears it." in text

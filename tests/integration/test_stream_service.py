@@ -136,6 +136,14 @@ def published(base_settings, tmp_path_factory):
                 producer.send(label)
         for i, prediction in enumerate(_predictions(events)):
             producer.send(prediction)
+            if i % 4 == 0:  # a shadow scored it too: not what the endpoint served
+                shadow = prediction.model_dump() | {
+                    "role": "shadow",
+                    "event_id": "",
+                    "model_version": "2",
+                    "score": 0.9,
+                }
+                producer.send(Prediction.model_validate(shadow))
             if i == 10:
                 producer.send_raw("predictions", b'{"transaction_id": "p"}', key=b"p")
         producer.flush()
@@ -306,7 +314,7 @@ def test_predictions_become_the_served_features_log_training_reads(uninterrupted
         prediction = expected[str(row.request_id)]
         assert row.transaction_id == prediction.transaction_id
         assert row.event_timestamp == pd.Timestamp(prediction.event_time)
-        assert (row.model_name, row.model_version) == ("fraud", "1")
+        assert (row.model_name, row.model_version) == ("fraud", "1")  # no shadow's
         assert json.loads(str(row.features)) == prediction.features
 
 

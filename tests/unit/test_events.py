@@ -10,8 +10,10 @@ from driftloop.events import (
     CONTRACTS,
     ColumnDrift,
     DriftEvent,
+    Prediction,
     Transaction,
     Window,
+    stable_id,
 )
 from driftloop.schemas import write_schemas
 from tests.samples import sample_events
@@ -169,3 +171,18 @@ def test_json_schemas_are_written_for_every_contract(tmp_path):
     assert drift["x-topic"] == "drift-events"
     assert {"model_name", "model_version", "window", "reference_profile"} <= set(drift["required"])
     assert drift["additionalProperties"] is False
+
+
+def test_a_shadow_prediction_has_an_id_of_its_own_and_a_serving_one_keeps_its_id():
+    fields = {
+        "request_id": "r-1", "transaction_id": "t-1", "model_name": "fraud",
+        "model_version": "sha256-0123456789abcdef", "score": 0.2, "decision": False,
+        "threshold": 0.5, "latency_ms": 1.0,
+    }  # fmt: skip
+    serving = Prediction(**fields)
+    assert serving.role == "serving"
+    assert serving.event_id == stable_id("Prediction", "r-1", "t-1")  # as before roles
+    shadow = Prediction(**{**fields, "model_version": "sha256-fedcba9876543210", "role": "shadow"})
+    assert shadow.event_id not in {serving.event_id, ""}
+    with pytest.raises(ValidationError, match="role"):
+        Prediction(**{**fields, "role": "canary"})

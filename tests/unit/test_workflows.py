@@ -11,6 +11,7 @@ import yaml
 from driftloop_trigger import load_policy
 from driftloop_workflows.events import COMPONENT, load_rules, retrain_sensor
 from driftloop_workflows.render import OUT, render
+from driftloop_workflows.schedule import load_schedule
 from hera.events import models as events
 from hera.workflows import models as workflows
 
@@ -209,3 +210,22 @@ def test_the_sensor_names_runs_per_window_and_passes_the_window():
     assert sent["trigger-event-id"] == "{{ .Input.body.event_id }}"
     # the monitor's change point, or "" for an event without one (never "<no value>")
     assert sent["change-point"] == "{{ with .Input.body.change_point }}{{ . }}{{ end }}"
+
+
+def test_the_promote_step_reads_how_to_declare_a_version_from_retrain_yaml(tmp_path):
+    from driftloop.deployments import promote_as
+
+    settings = Settings(deploy_dir=tmp_path, state_dir=tmp_path / "state")
+    assert promote_as(settings, "fraud") == "serving"  # no retrain.yaml
+    (tmp_path / "apps" / "fraud").mkdir(parents=True)
+    policy = tmp_path / "apps" / "fraud" / "retrain.yaml"
+    shipped = (ROOT / "deploy" / "apps" / "fraud" / "retrain.yaml").read_text()
+    policy.write_text(shipped)
+    assert promote_as(settings, "fraud") == "serving"
+    load_schedule(policy)  # the CronWorkflow's reader takes the same file
+    policy.write_text(shipped.replace("promote_as: serving", "promote_as: shadow"))
+    assert promote_as(settings, "fraud") == "shadow"
+    assert load_schedule(policy).promote_as == "shadow"
+    policy.write_text(shipped.replace("promote_as: serving", "promote_as: canary"))
+    with pytest.raises(ValueError, match="'serving' or 'shadow', not 'canary'"):
+        promote_as(settings, "fraud")

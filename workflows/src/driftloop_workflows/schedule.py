@@ -20,6 +20,12 @@ class RetrainSchedule(BaseModel):
     timezone: str = "UTC"
     window: str = Field("7d", pattern=r"^\d+[dhm]$")
     concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Forbid"
+    promote_as: Literal["serving", "shadow"] = Field(
+        "serving",
+        description="how the promote step declares a version that passed the gate (read "
+        "there by driftloop.deployments.promote_as): as the serving version, or as its "
+        "shadow, scored beside it on live traffic",
+    )
 
 
 def load_schedule(path: Path) -> RetrainSchedule:

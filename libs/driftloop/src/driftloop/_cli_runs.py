@@ -146,19 +146,24 @@ def promote(
     model: Annotated[str, typer.Option()] = "fraud",
     reason: Annotated[str, typer.Option()] = "manual",
     policy: Annotated[str | None, typer.Option(help="merge | pr (default from settings)")] = None,
+    shadow: Annotated[
+        bool, typer.Option("--shadow", help="declare it as the serving version's shadow")
+    ] = False,
 ) -> None:
-    """Declare a stored version in git (a commit on promote/<model>-<version>)."""
+    """Declare a stored version in git (a commit on promote/<model>-<version>); with
+    --shadow, as the shadow scored beside the serving version (shadow/<model>-<version>)."""
     from driftloop.gitops import PromotionRefused
     from driftloop.gitops import promote as make
 
     try:
-        done = make(get_settings(), model, version, reason=reason, policy=policy)
+        done = make(get_settings(), model, version, reason=reason, policy=policy, as_shadow=shadow)
     except PromotionRefused as exc:
         typer.secho(f"refused: {exc}", err=True, fg="red")
         raise typer.Exit(1) from exc
     if not done.changed:
-        typer.echo(f"{model} {version} is already declared on {done.commit}")
+        typer.echo(f"{model} {version}: {done.message} on {done.commit}")
         return
-    typer.echo(f"promoted {model} {version}: {done.branch} at {done.commit} ({done.policy})")
+    what = "declared the shadow" if shadow else "promoted"
+    typer.echo(f"{what} {model} {version}: {done.branch} at {done.commit} ({done.policy})")
     if done.pull_request:
         typer.echo(f"pull request: {done.pull_request}")

@@ -45,6 +45,20 @@ def serving_version(settings: Settings, model: str) -> str | None:
     return uri.rstrip("/").rsplit("/", 1)[-1]
 
 
+def promote_as(settings: Settings, model: str) -> str:
+    """How a retraining run's promote step declares a version that passed the gate:
+    ``serving`` (it replaces the serving one) or ``shadow`` (it is scored beside it on live
+    traffic first), from ``promote_as`` in ``deploy/apps/<model>/retrain.yaml``."""
+    import yaml
+
+    path = settings.deploy_dir / "apps" / model / "retrain.yaml"
+    policy = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    chosen = policy.get("promote_as", "serving")
+    if chosen not in ("serving", "shadow"):
+        raise ValueError(f"{path}: promote_as is 'serving' or 'shadow', not {chosen!r}")
+    return str(chosen)
+
+
 class ServeConfigError(ValueError):
     """The serve configs of the models cannot be composed; the message says why."""
 

@@ -149,8 +149,15 @@ class Prediction(Event):
     threshold: float = Field(ge=0, le=1)
     features: dict[str, FeatureValue] = Field(default_factory=dict)
     latency_ms: float = Field(ge=0)
+    role: Literal["serving", "shadow"] = Field(
+        "serving",
+        description="'serving': the version that answered; 'shadow': a version scored on the "
+        "same request beside it (serve.yaml's shadow), whose score answered nothing",
+    )
 
     def natural_key(self) -> tuple[object, ...]:
+        if self.role == "shadow":
+            return (self.request_id, self.transaction_id, self.role, self.model_version)
         return (self.request_id, self.transaction_id)
 
     def partition_key(self) -> str:

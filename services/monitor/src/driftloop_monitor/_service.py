@@ -109,12 +109,15 @@ class MonitorService:
     def handle_predictions(self, batch: Batch[Prediction]) -> None:
         closed: list[ClosedWindow] = []
         judged: list[Judged] = []
-        other = 0
+        other = shadow = 0
         with self.checkpoint.transaction():
             for received in batch:
                 p = received.event
                 if p.model_name != self.model:
                     other += 1
+                    continue
+                if p.role == "shadow":  # not yet judged: its windows are the serving one's
+                    shadow += 1
                     continue
                 t = p.event_time.timestamp()
                 seq, window = self.windows.add(
@@ -134,7 +137,8 @@ class MonitorService:
             self.windows.save()
             self.checkpoint.save_offsets(self.predictions.topic, batch.next_offsets)
         self.metrics.skipped.labels("other_model").inc(other)
-        self.metrics.predictions.inc(len(batch) - other)
+        self.metrics.skipped.labels("shadow").inc(shadow)
+        self.metrics.predictions.inc(len(batch) - other - shadow)
         self._after_commit(judged)
 
     def handle_transactions(self, batch: Batch[Transaction]) -> None:

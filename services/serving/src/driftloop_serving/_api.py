@@ -260,6 +260,26 @@ class Refused(_Answer):
         )
 
 
+class Shadow(_Answer):
+    model_version: str
+    model_digest: str
+    model_uri: str = Field(description="models:/<name>/<version>, in the replica's model store")
+    threshold: float = Field(description="its own training threshold (its logged decisions)")
+    loaded_at: datetime
+
+    @classmethod
+    def of(cls, shadow: ActiveModel | None) -> Self | None:
+        if shadow is None:
+            return None
+        return cls(
+            model_version=shadow.model.version,
+            model_digest=shadow.model.sha256,
+            model_uri=f"{STORE_SCHEME}{shadow.model.name}/{shadow.model.version}",
+            threshold=shadow.threshold,
+            loaded_at=shadow.loaded_at,
+        )
+
+
 class ModelInfo(_Answer):
     model_name: str
     model_version: str
@@ -271,9 +291,19 @@ class ModelInfo(_Answer):
     features: list[str]
     lineage: Lineage
     refused: Refused | None = Field(description="the last configuration refused, if any")
+    shadow: Shadow | None = Field(
+        None, description="the version scored beside this one on every request (its scores "
+        "go to the prediction log, never into an answer), if user_config names one"
+    )  # fmt: skip
+    shadow_refused: Refused | None = Field(
+        None, description="the shadow user_config names, if it could not be loaded"
+    )
 
     @classmethod
-    def of(cls, active: ActiveModel, refusal: Refusal | None) -> Self:
+    def of(
+        cls, active: ActiveModel, refusal: Refusal | None, shadow: ActiveModel | None = None,
+        shadow_refused: Refusal | None = None,
+    ) -> Self:  # fmt: skip
         m = active.model.metadata
         return cls(
             model_name=m.model_name,
@@ -285,6 +315,8 @@ class ModelInfo(_Answer):
             loaded_at=active.loaded_at,
             features=active.model.features.names,
             refused=Refused.of(refusal),
+            shadow=Shadow.of(shadow),
+            shadow_refused=Refused.of(shadow_refused),
             lineage=Lineage(
                 feature_service=m.feature_service,
                 feature_views_hash=m.feature_views_hash,

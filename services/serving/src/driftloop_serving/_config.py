@@ -2,8 +2,9 @@
 
 ``ServeArgs`` is the ``args:`` block of ``deploy/apps/<model>/serve.yaml``: fixed for the
 life of a replica, a change restarts it. ``ModelConfig`` is the deployment's
-``user_config``: the model version, its digest and the decision threshold, applied in
-place by ``reconfigure`` so a promotion never restarts a replica.
+``user_config``: the model version, its digest and the decision threshold, and optionally
+a shadow version with its digest, applied in place by ``reconfigure`` so a promotion
+never restarts a replica.
 
 Model references (``model_uri``):
 
@@ -145,8 +146,17 @@ class ModelConfig(BaseModel):
     threshold: float | None = Field(
         None, ge=0, le=1, description="decision threshold; unset: the model's own"
     )
+    shadow_uri: str | None = Field(
+        None,
+        description="a version scored on every request beside the serving one, in the same "
+        "batch and on the same features; its scores go to the prediction log (role "
+        "'shadow') and never into an answer",
+    )
+    shadow_digest: str | None = Field(
+        None, description="sha256 of the shadow's model file, as git declares it (64 hex)"
+    )
 
-    @field_validator("model_digest")
+    @field_validator("model_digest", "shadow_digest")
     @classmethod
     def _digest(cls, value: str | None) -> str | None:
         if value is None:
@@ -162,18 +172,32 @@ class ModelConfig(BaseModel):
         if self.model_uri is None and self.threshold is not None:
             raise ValueError("a threshold without a model")
         if self.model_uri is not None:
-            _, _, version = locate(self.model_uri)
             assert self.model_digest is not None
-            if version != f"sha256-{self.model_digest[:16]}":
-                raise ValueError(
-                    f"model_uri names version {version}, model_digest is another file's "
-                    f"(sha256-{self.model_digest[:16]})"
-                )
+            _same_file("model", self.model_uri, self.model_digest)
+        if (self.shadow_uri is None) != (self.shadow_digest is None):
+            raise ValueError("shadow_uri and shadow_digest are set together or not at all")
+        if self.shadow_uri is not None:
+            assert self.shadow_digest is not None
+            if self.model_uri is None:
+                raise ValueError("a shadow without a serving model")
+            if self.shadow_digest == self.model_digest:
+                raise ValueError("the shadow is the serving model itself")
+            _same_file("shadow", self.shadow_uri, self.shadow_digest)
         return self
 
     @property
     def empty(self) -> bool:
         return self.model_uri is None
+
+
+def _same_file(role: str, uri: str, digest: str) -> None:
+    """A version id is its file's digest's first 16 hex: ``uri`` and ``digest`` agree."""
+    _, _, version = locate(uri)
+    if version != f"sha256-{digest[:16]}":
+        raise ValueError(
+            f"{role}_uri names version {version}, {role}_digest is another file's "
+            f"(sha256-{digest[:16]})"
+        )
 
 
 def locate(model_uri: str) -> tuple[str | None, str, str]:

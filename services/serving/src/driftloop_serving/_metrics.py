@@ -107,6 +107,7 @@ class ServingMetrics:
     missing_features: _Metric
     model_info: _Metric
     model_loads: _Metric
+    shadow_scores: _Metric
     log_sent: _Metric
     log_dropped: _Metric
 
@@ -145,6 +146,12 @@ class ServingMetrics:
             ),
             model_loads=metric(
                 "counter", "model_loads", "Model configurations applied or refused", "outcome"
+            ),
+            shadow_scores=metric(
+                "counter",
+                "shadow_scores",
+                "Rows the shadow version scored, or failed to (the answers never depend on it)",
+                "outcome",
             ),
             log_sent=metric("counter", "prediction_log_sent", "Predictions Kafka acknowledged"),
             log_dropped=metric(

@@ -89,10 +89,16 @@ class ScoringPlan:
 
     def score(self, transactions: Sequence[Transaction], now: float | None = None) -> ScoredBatch:
         """Scores of ``transactions`` in order, with the features they were scored on."""
-        n = len(transactions)
         keys = {key: [ENTITY_KEYS[key](t) for t in transactions] for key in self.online.entity_keys}
         request = {c: REQUEST_COLUMNS[c](transactions) for c in self.online.request_columns}
-        columns = self.online.read(keys, request)
+        return self.score_columns(self.online.read(keys, request), len(transactions), now)
+
+    def score_columns(
+        self, columns: OnlineColumns, n: int, now: float | None = None
+    ) -> ScoredBatch:
+        """Scores of rows whose features were read already (by this plan's online read,
+        or by another plan's on the same :class:`OnlinePlan`: a shadow scores the serving
+        batch's features without reading them again)."""
         with self._lock:
             if n > len(self._matrix):
                 self._matrix = np.empty((n, len(self.names)), dtype=np.float32)
@@ -131,6 +137,13 @@ class ActiveModel:
 
     def score(self, transactions: Sequence[Transaction], now: float | None = None) -> ScoredBatch:
         return self.plan.score(transactions, now)
+
+    def score_beside(self, batch: ScoredBatch, transactions: Sequence[Transaction]) -> ScoredBatch:
+        """This (shadow) version's scores of the rows another version just scored: on the
+        same features when both read one feature service, else read for it."""
+        if self.plan.online is batch.plan.online:
+            return self.plan.score_columns(batch.columns, len(batch), batch.now)
+        return self.plan.score(transactions, batch.now)
 
 
 @dataclass(frozen=True)

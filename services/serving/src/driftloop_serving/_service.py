@@ -149,14 +149,38 @@ class FraudServiceImpl:
         active = self.slot.active  # read once: the whole batch uses one model
         if active is None:
             return [None] * len(items)
+        shadow = self.slot.shadow  # likewise
         loop = asyncio.get_running_loop()
         txns = [item.transaction for item in items]
-        batch = await loop.run_in_executor(self._executor, active.score, txns)
+        batch, beside = await loop.run_in_executor(
+            self._executor, self._score_pair, active, shadow, txns
+        )
         if self.args.telemetry:
             self._hand_over(active, batch, items)
+            if shadow is not None and beside is not None:
+                self._hand_over(shadow, beside, items, role="shadow")
         return [Outcome(active, batch, i) for i in range(len(items))]
 
-    def _hand_over(self, active: ActiveModel, batch: ScoredBatch, items: list[_Item]) -> None:
+    def _score_pair(
+        self, active: ActiveModel, shadow: ActiveModel | None, txns: list[Transaction]
+    ) -> tuple[ScoredBatch, ScoredBatch | None]:
+        """The serving version's scores and, on the same rows, the shadow's (None without
+        one, or when it failed: the answers never wait on or depend on the shadow)."""
+        batch = active.score(txns)
+        if shadow is None:
+            return batch, None
+        try:
+            beside = shadow.score_beside(batch, txns)
+        except Exception:
+            log.exception("the shadow %s failed a batch of %d", shadow.model.version, len(txns))
+            self.metrics.shadow_scores.inc(len(txns), outcome="failed")
+            return batch, None
+        self.metrics.shadow_scores.inc(len(txns), outcome="scored")
+        return batch, beside
+
+    def _hand_over(
+        self, active: ActiveModel, batch: ScoredBatch, items: list[_Item], role: str = "serving"
+    ) -> None:
         """Give a batch to the telemetry thread, unless that would put more predictions
         in its backlog than the prediction log may hold (``log_queue_size``): then they
         are dropped and counted (``telemetry_backlog``), as a full log queue drops them.
@@ -169,12 +193,14 @@ class FraudServiceImpl:
         if full:
             self.metrics.log_dropped.inc(n, reason="telemetry_backlog")
             return
-        self._telemetry.submit(self._record, active, batch, items, time.perf_counter())
+        self._telemetry.submit(self._record, active, batch, items, time.perf_counter(), role)
 
     def _record(
-        self, active: ActiveModel, batch: ScoredBatch, items: list[_Item], scored_at: float
-    ) -> None:
-        """The prediction log's events and the score metrics of a batch (telemetry thread)."""
+        self, active: ActiveModel, batch: ScoredBatch, items: list[_Item], scored_at: float,
+        role: str = "serving",
+    ) -> None:  # fmt: skip
+        """The prediction log's events and the score metrics of a batch (telemetry thread);
+        a shadow's batch is logged with its role and counts in no serving metric."""
         try:
             threshold = active.threshold
             self.log.offer(
@@ -191,9 +217,12 @@ class FraudServiceImpl:
                     # the prediction is about the payment at its time: windows, label joins
                     # and training windows downstream all work in the payment's event time
                     event_time=item.transaction.event_time,
+                    role=role,
                 )
                 for i, item in enumerate(items)
             )
+            if role != "serving":
+                return
             m = self.metrics
             m.batch_size.observe(len(batch))
             positive = int((batch.scores >= threshold).sum())

@@ -83,6 +83,7 @@ class ModelSlot:
         serial: Serial[Any] = _inline,
         on_loaded: Callable[[ActiveModel, float], None] | None = None,
         on_refused: Callable[[Refusal], None] | None = None,
+        on_shadow: Callable[[ActiveModel | None, Refusal | None], None] | None = None,
         max_rows: int = 256,
     ) -> None:
         self._settings = settings
@@ -93,8 +94,13 @@ class ModelSlot:
         self._plans: dict[str, OnlinePlan] = {}
         self._max_rows = max_rows
         self._lock = threading.Lock()  # one apply at a time; readers never take it
+        self._on_shadow = on_shadow
         self.active: ActiveModel | None = None
         self.refused: Refusal | None = None
+        self.shadow: ActiveModel | None = None
+        """Scored beside ``active`` on every batch; never answers (``user_config``'s
+        ``shadow_uri``)."""
+        self.shadow_refused: Refusal | None = None
 
     def apply(self, user_config: object) -> None:
         with self._lock:
@@ -103,33 +109,71 @@ class ModelSlot:
             except ValidationError as exc:
                 self._refuse(None, None, f"invalid user_config: {exc}")
                 return
-            if config.empty:
-                if self.active is not None:
-                    # Unloading a serving model would only turn answers into 503s.
-                    self._refuse(None, None, "user_config names no model; keeping the loaded one")
-                return
-            if self.active is not None and self.active.model.sha256 == config.model_digest:
-                self.active = self._with_threshold(self.active, config)
-                self.refused = None
-                return
-            started = time.perf_counter()
-            try:
-                fresh = self._load(config)
-            except Exception as exc:  # any failure refuses the version, never the replica
-                self._refuse(config.model_uri, config.model_digest, f"{type(exc).__name__}: {exc}")
-                return
-            self.active = fresh  # the swap: one reference assignment
+            self._apply_serving(config)
+            if self.active is not None:
+                self._apply_shadow(config)
+
+    def _apply_serving(self, config: ModelConfig) -> None:
+        if config.empty:
+            if self.active is not None:
+                # Unloading a serving model would only turn answers into 503s.
+                self._refuse(None, None, "user_config names no model; keeping the loaded one")
+            return
+        if self.active is not None and self.active.model.sha256 == config.model_digest:
+            self.active = self._with_threshold(self.active, config)
             self.refused = None
-            seconds = time.perf_counter() - started
-            log.info(
-                "serving %s %s (%s) after %.3f s",
-                fresh.model.name,
-                fresh.model.version,
-                fresh.model_uri,
-                seconds,
+            return
+        started = time.perf_counter()
+        try:
+            assert config.model_uri is not None and config.model_digest is not None
+            fresh = self._load(config.model_uri, config.model_digest, config.threshold)
+        except Exception as exc:  # any failure refuses the version, never the replica
+            self._refuse(config.model_uri, config.model_digest, f"{type(exc).__name__}: {exc}")
+            return
+        self._swap(fresh, started)
+
+    def _apply_shadow(self, config: ModelConfig) -> None:
+        """Load, keep or drop the shadow. A shadow that cannot load is refused (shown by
+        ``/model``, counted); the serving model is never affected."""
+        if config.shadow_uri is None or config.shadow_digest is None:
+            if self.shadow is not None:
+                log.info("shadow %s removed", self.shadow.model.version)
+            self.shadow, self.shadow_refused = None, None
+            return
+        if self.shadow is not None and self.shadow.model.sha256 == config.shadow_digest:
+            return
+        started = time.perf_counter()
+        try:
+            shadow = self._load(config.shadow_uri, config.shadow_digest, None)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            self.shadow = None
+            self.shadow_refused = Refusal(
+                config.shadow_uri, config.shadow_digest, reason, datetime.now(UTC)
             )
-            if self._on_loaded is not None:
-                self._on_loaded(fresh, seconds)
+            log.error("refused shadow %s: %s", config.shadow_uri, reason)
+            if self._on_shadow is not None:
+                self._on_shadow(None, self.shadow_refused)
+            return
+        self.shadow, self.shadow_refused = shadow, None
+        seconds = time.perf_counter() - started
+        log.info("shadow %s loaded in %.3f s", shadow.model.version, seconds)
+        if self._on_shadow is not None:
+            self._on_shadow(shadow, None)
+
+    def _swap(self, fresh: ActiveModel, started: float) -> None:
+        self.active = fresh  # the swap: one reference assignment
+        self.refused = None
+        seconds = time.perf_counter() - started
+        log.info(
+            "serving %s %s (%s) after %.3f s",
+            fresh.model.name,
+            fresh.model.version,
+            fresh.model_uri,
+            seconds,
+        )
+        if self._on_loaded is not None:
+            self._on_loaded(fresh, seconds)
 
     def _refuse(self, uri: str | None, digest: str | None, reason: str) -> None:
         refusal = Refusal(uri, digest, reason, datetime.now(UTC))
@@ -146,13 +190,14 @@ class ModelSlot:
             reason,
         )
 
-    def _load(self, config: ModelConfig) -> ActiveModel:
-        assert config.model_uri is not None and config.model_digest is not None
-        root, name, version = locate(config.model_uri)
+    def _load(self, uri: str, digest: str, threshold: float | None) -> ActiveModel:
+        """The version at ``uri``, verified against ``digest``, planned and warmed;
+        ``threshold`` None: the model's own."""
+        root, name, version = locate(uri)
         store = ModelStore(root if root is not None else self._settings.model_store)
         stored = store.get(name, version)
-        model = LoadedModel.load(stored, expected_sha256=config.model_digest)
-        threshold, source = config.threshold, "user_config"
+        model = LoadedModel.load(stored, expected_sha256=digest)
+        source = "user_config"
         if threshold is None:
             threshold, source = model.threshold, "model"
         if threshold is None:

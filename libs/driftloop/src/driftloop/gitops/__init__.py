@@ -2,7 +2,7 @@
 
 from driftloop.gitops._git import Git, GitError
 from driftloop.gitops._promote import Promotion, PromotionRefused, promote
-from driftloop.gitops._serveconfig import declared, set_model
+from driftloop.gitops._serveconfig import declared, declared_shadow, set_model, set_shadow
 from driftloop.gitops._syncstate import SyncState, read_state, state_path, write_state
 
 __all__ = [
@@ -12,9 +12,11 @@ __all__ = [
     "PromotionRefused",
     "SyncState",
     "declared",
+    "declared_shadow",
     "promote",
     "read_state",
     "set_model",
+    "set_shadow",
     "state_path",
     "write_state",
 ]

@@ -24,7 +24,7 @@ from typing import Any
 
 from driftloop.gitops._git import Git, GitError
 from driftloop.gitops._record import commit_message
-from driftloop.gitops._serveconfig import declared, set_model
+from driftloop.gitops._serveconfig import declared, declared_shadow, set_model, set_shadow
 from driftloop.settings import Settings
 
 
@@ -72,8 +72,11 @@ def promote(
     trigger_event_id: str | None = None,
     reason: str = "manual",
     policy: str | None = None,
+    as_shadow: bool = False,
 ) -> Promotion:
-    """Make git declare ``model``'s ``version``; see the module docstring."""
+    """Make git declare ``model``'s ``version``; see the module docstring. ``as_shadow``:
+    declare it as the shadow of the serving version instead (``shadow_uri``), scored on
+    every request beside it; a later promotion of any version ends the shadow."""
     from driftloop.drift import AuditStore
     from driftloop.models import ModelStore
 
@@ -83,25 +86,36 @@ def promote(
     target = settings.git_branch
     stored = ModelStore.from_settings(settings).get(model, version)
     path = _relative(settings, repo, model)
-    branch = f"promote/{model}-{version}"
+    branch = f"{'shadow' if as_shadow else 'promote'}/{model}-{version}"
     base = git.rev(f"refs/heads/{target}")
     current = git.show(base, path)
     if current is None:
         raise PromotionRefused(f"{target} has no {path}: nothing declares how {model} is served")
     uri, digest = declared(current, model)
-    if uri == f"models:/{model}/{version}" and digest == stored.sha256:
+    wanted = f"models:/{model}/{version}"
+    if as_shadow:
+        if uri == wanted and digest == stored.sha256:
+            return Promotion(model, version, branch, base, chosen, False, "already serving")
+        if uri is None:
+            raise PromotionRefused(f"{path} serves no {model} version to shadow; promote first")
+    now_uri, now_digest = declared_shadow(current, model) if as_shadow else (uri, digest)
+    if now_uri == wanted and now_digest == stored.sha256:
         earlier = _promoted_by(git, base, path, trigger_event_id) if trigger_event_id else None
         if earlier is not None:
             why = f"already promoted by this event's commit {earlier[:12]}"
             return Promotion(model, version, branch, earlier, chosen, False, why, earlier=True)
-        return Promotion(model, version, branch, base, chosen, False, "already declared")
+        why = "already the shadow" if as_shadow else "already declared"
+        return Promotion(model, version, branch, base, chosen, False, why)
     audit_root = (settings.state_dir / "monitor").absolute()  # the monitor's default
     evidence = AuditStore(audit_root, model).find(trigger_event_id) if trigger_event_id else None
     message = commit_message(
         stored, path, evaluation, trigger_event_id, reason, uri,
-        evidence=evidence,
+        evidence=evidence, shadow=as_shadow,
     )  # fmt: skip
-    content = set_model(current, model, version, stored.sha256)
+    if as_shadow:
+        content = set_shadow(current, model, version, stored.sha256)
+    else:
+        content = set_model(current, model, version, stored.sha256)
     commit = _commit_on(git, settings, base, path, content, message)
     _set_branch(git, branch, commit)
     if chosen == "pr":

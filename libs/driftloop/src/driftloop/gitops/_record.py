@@ -93,14 +93,19 @@ def commit_message(
     previous_uri: str | None,
     *,
     evidence: WindowRecord | None = None,
+    shadow: bool = False,
 ) -> str:
+    """The record of a promotion; ``shadow``: of declaring the version as the shadow of
+    ``previous_uri`` (scored beside it on live traffic, answering nothing)."""
     meta = stored.metadata
     window = meta.training_window
     lines = [
-        f"Promote {meta.model_name} {meta.version} ({reason})",
+        f"{'Shadow' if shadow else 'Promote'} {meta.model_name} {meta.version} ({reason})",
         "",
         f"Why: {reason}" + (f"; triggered by event {trigger_event_id}" if trigger_event_id else ""),
-        f"Replaces: {previous_uri or 'nothing (first version)'}",
+        f"Beside: {previous_uri} (serving; this version scores in its shadow)"
+        if shadow
+        else f"Replaces: {previous_uri or 'nothing (first version)'}",
         f"Data window: {window.start.isoformat()} .. {window.end.isoformat()} "
         f"({meta.rows.train} train / {meta.rows.validation} validation / "
         f"{meta.rows.holdout} holdout rows, data {meta.data_hash})",

@@ -1,8 +1,9 @@
 """Changing the model a serve config declares, keeping the file as people wrote it.
 
-The edit is textual — only the values of ``model_uri`` and ``model_digest`` under the
-model's application change, comments and layout stay — and then checked by parsing the
-result: exactly the intended values must be read back, or nothing is written.
+The edit is textual — only the values of ``model_uri``, ``model_digest``, ``threshold``
+and the shadow's ``shadow_uri`` and ``shadow_digest`` under the model's application
+change, comments and layout stay — and then checked by parsing the result: exactly the
+intended values must be read back, or nothing is written.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from typing import Any
 
 from driftloop.deployments import STORE_SCHEME, user_config
 
-_KEY = re.compile(r"^(?P<indent>\s*)(?P<key>model_uri|model_digest|threshold):(?P<rest>.*)$")
+_KEY = re.compile(
+    r"^(?P<indent>\s*)(?P<key>model_uri|model_digest|threshold|shadow_uri|shadow_digest):"
+    r"(?P<rest>.*)$"
+)
 
 
 def _user_config(document: dict[str, Any], model: str) -> dict[str, Any]:
@@ -30,21 +34,54 @@ def declared(text: str, model: str) -> tuple[str | None, str | None]:
     return config.get("model_uri"), config.get("model_digest")
 
 
-def set_model(text: str, model: str, version: str, sha256: str) -> str:
-    """``text`` with ``model``'s deployment pointing at ``version`` (threshold reset to the
-    version's own: null)."""
+def declared_shadow(text: str, model: str) -> tuple[str | None, str | None]:
+    """(shadow_uri, shadow_digest) that the serve config declares for ``model``."""
     import yaml
 
-    values = {
-        "model_uri": f"{STORE_SCHEME}{model}/{version}",
-        "model_digest": sha256,
-        "threshold": None,
-    }
+    config = _user_config(yaml.safe_load(text) or {}, model)
+    return config.get("shadow_uri"), config.get("shadow_digest")
+
+
+def set_model(text: str, model: str, version: str, sha256: str) -> str:
+    """``text`` with ``model``'s deployment pointing at ``version`` (threshold reset to the
+    version's own: null); a shadow it declared is removed (null): the promotion ends it."""
+    return _set(text, model, {
+        "model_uri": f"{STORE_SCHEME}{model}/{version}", "model_digest": sha256,
+        "threshold": None, "shadow_uri": None, "shadow_digest": None,
+    }, required={"model_uri", "model_digest"})  # fmt: skip
+
+
+def set_shadow(text: str, model: str, version: str | None, sha256: str | None) -> str:
+    """``text`` with ``version`` declared as ``model``'s shadow (None, None: no shadow).
+    A serve config without the shadow keys gets them after ``model_digest``."""
+    if "shadow_uri" not in text:
+        text = _add_shadow_keys(text)
+    uri = f"{STORE_SCHEME}{model}/{version}" if version else None
+    values = {"shadow_uri": uri, "shadow_digest": sha256}
+    return _set(text, model, values, required={"shadow_uri", "shadow_digest"})
+
+
+def _add_shadow_keys(text: str) -> str:
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        match = _KEY.match(line.rstrip("\n"))
+        if match and match.group("key") == "model_digest":
+            indent = match.group("indent")
+            lines[i + 1 : i + 1] = [f"{indent}shadow_uri: null\n", f"{indent}shadow_digest: null\n"]
+            return "".join(lines)
+    raise ValueError("serve config lacks user_config.model_digest")
+
+
+def _set(text: str, model: str, values: dict[str, str | None], required: set[str]) -> str:
+    """``text`` with the ``values`` of those keys (where present) and nothing else changed;
+    every ``required`` key must be there, and the result must read back as ``values``."""
+    import yaml
+
     lines = text.splitlines(keepends=True)
     seen: set[str] = set()
     for i, line in enumerate(lines):
         match = _KEY.match(line.rstrip("\n"))
-        if not match:
+        if not match or match.group("key") not in values:
             continue
         key = match.group("key")
         if key in seen:
@@ -55,10 +92,10 @@ def set_model(text: str, model: str, version: str, sha256: str) -> str:
             comment = "  #" + match.group("rest").split("#", 1)[1].rstrip()
         value = "null" if values[key] is None else f'"{values[key]}"'
         lines[i] = f"{match.group('indent')}{key}: {value}{comment}\n"
-    if {"model_uri", "model_digest"} - seen:
-        raise ValueError("serve config lacks user_config.model_uri or model_digest")
+    if required - seen:
+        raise ValueError(f"serve config lacks user_config.{' or '.join(sorted(required - seen))}")
     result = "".join(lines)
     config = _user_config(yaml.safe_load(result), model)
-    if config.get("model_uri") != values["model_uri"] or config.get("model_digest") != sha256:
+    if any(config.get(key) != values[key] for key in seen):
         raise ValueError("the edited serve config does not read back as intended")
     return result

@@ -164,18 +164,23 @@ def register_step(
 def promote_step(
     model: str, registered: str, evaluation: str, trigger_event_id: str, reason: str
 ) -> dict[str, Any]:
-    """Propose the registered version through git when it passed the gate."""
+    """Propose the registered version through git when it passed the gate: as the
+    serving version, or as its shadow when the model's retrain.yaml says
+    ``promote_as: shadow``."""
+    from driftloop.deployments import promote_as
     from driftloop.gitops import promote
 
     settings = get_settings()
     stored, judged = json.loads(registered), json.loads(evaluation)
     if not stored["gate_passed"]:
         return {"promoted": False, "version": stored["version"], "why": "failed the gate"}
+    role = promote_as(settings, model)
     outcome = promote(
         settings, model, stored["version"], evaluation=judged,
-        trigger_event_id=trigger_event_id or None, reason=reason,
+        trigger_event_id=trigger_event_id or None, reason=reason, as_shadow=role == "shadow",
     )  # fmt: skip
     # Run again after its driver died once main had moved: the promotion is this event's.
     promoted = outcome.changed or outcome.earlier
     why = {} if promoted else {"why": outcome.message}
-    return {"promoted": promoted, "version": stored["version"], **why, **outcome.summary()}
+    return {"promoted": promoted, "version": stored["version"], "as": role, **why,
+            **outcome.summary()}  # fmt: skip
