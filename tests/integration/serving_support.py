@@ -270,6 +270,31 @@ def metric(url: str, sample: str, at_least: float | None = None) -> float:
     return value
 
 
+def read_predictions(
+    settings: Settings, want: int, keep: Callable[[Any], bool] = lambda p: True,
+    timeout_s: float = 60,
+) -> list[Any]:  # fmt: skip
+    """The ``predictions`` topic's events that ``keep`` accepts, read by a new consumer
+    group until ``want`` of them came, then one more poll (to catch any extra)."""
+    from driftloop.events import Prediction
+    from driftloop.kafka import EventConsumer
+
+    got: list[Prediction] = []
+    reader = EventConsumer(settings, Prediction, group_id=f"read-{uuid.uuid4().hex[:6]}")
+
+    def take(batch: Any) -> None:
+        got.extend(r.event for r in batch if keep(r.event))
+
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(got) < want and time.monotonic() < deadline:
+            reader.poll_batch(take, timeout_s=1)
+        reader.poll_batch(take, timeout_s=1)
+    finally:
+        reader.close()
+    return got
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (bound once by us, then released)."""
     with socket.socket() as sock:

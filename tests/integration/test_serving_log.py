@@ -12,7 +12,6 @@ import pytest
 from driftloop_serving import PredictionLog
 
 from driftloop.events import Prediction
-from driftloop.kafka import EventConsumer
 from tests.integration import serving_support as support
 
 pytestmark = pytest.mark.timeout(120)
@@ -33,22 +32,10 @@ def _events(n: int, tag: str) -> list[Prediction]:
 def _read(
     settings, want: int, timeout_s: float = 60, among: set[str] | None = None
 ) -> list[Prediction]:
-    """The topic's predictions (those whose request id is ``among``, if given), read until
-    ``want`` of them came, then one more poll (to catch any extra)."""
-    got: list[Prediction] = []
-    reader = EventConsumer(settings, Prediction, group_id=f"log-test-{uuid.uuid4().hex[:6]}")
-    deadline = time.monotonic() + timeout_s
-
-    def keep(batch) -> None:
-        got.extend(r.event for r in batch if among is None or r.event.request_id in among)
-
-    try:
-        while len(got) < want and time.monotonic() < deadline:
-            reader.poll_batch(keep, timeout_s=1)
-        reader.poll_batch(keep, timeout_s=1)
-    finally:
-        reader.close()
-    return got
+    """The topic's predictions (those whose request id is ``among``, if given)."""
+    return support.read_predictions(
+        settings, want, lambda p: among is None or p.request_id in among, timeout_s
+    )
 
 
 def test_unreachable_kafka_costs_callers_nothing_and_drops_are_counted(own_topics):

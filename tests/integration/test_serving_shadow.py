@@ -6,7 +6,6 @@ touching the serving model."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +14,6 @@ import httpx
 import pytest
 
 from driftloop.events import Prediction
-from driftloop.kafka import EventConsumer
 from tests.integration import serving_support as support
 
 pytestmark = pytest.mark.timeout(240)
@@ -49,23 +47,9 @@ def _answers(app, payments: list[dict[str, Any]], tag: str) -> dict[str, tuple[f
     return got
 
 
-def _logged(settings, tag: str, want: int, timeout_s: float = 60) -> list[Prediction]:
-    """The predictions of requests tagged ``tag``, read until ``want`` came, then one
-    more poll (to catch any extra)."""
-    got: list[Prediction] = []
-    reader = EventConsumer(settings, Prediction, group_id=f"shadow-{uuid.uuid4().hex[:6]}")
-
-    def keep(batch) -> None:
-        got.extend(r.event for r in batch if r.event.request_id.startswith(f"{tag}-"))
-
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(got) < want and time.monotonic() < deadline:
-            reader.poll_batch(keep, timeout_s=1)
-        reader.poll_batch(keep, timeout_s=1)
-    finally:
-        reader.close()
-    return got
+def _logged(settings, tag: str, want: int) -> list[Prediction]:
+    """The predictions of requests tagged ``tag``."""
+    return support.read_predictions(settings, want, lambda p: p.request_id.startswith(f"{tag}-"))
 
 
 def test_a_shadow_scores_every_request_and_never_changes_an_answer(serving_world, fraud_app):

@@ -391,40 +391,15 @@ def train_model(
     # Where a set built on Ray puts its parts for the workers (unused by a local build).
     parts = f"{settings.runs}/train-{uuid.uuid4().hex[:12]}/dataset"
     try:
-        return _train_model(
-            spec, window, settings, models, parts, started, num_workers=num_workers,
-            cpus_per_worker=cpus_per_worker, use_gpu=use_gpu,
-            trigger_event_id=trigger_event_id, champion=champion, tune=tune,
-            progress=progress, change_point=change_point,
+        dataset = build_dataset(spec, settings, window, change_point, parts)
+        rows = _rows(dataset)
+        _say(progress, f"rows: {dataset.labelled_rows:,} labelled -> {rows.model_dump()}")
+        fitted = fit(
+            spec, dataset, settings, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
+            use_gpu=use_gpu, tune=tune, progress=progress,
         )  # fmt: skip
     finally:
-        delete_tree(parts.rsplit("/", 1)[0])
-
-
-def _train_model(
-    spec: ModelSpec,
-    window: TrainingWindow,
-    settings: Settings,
-    models: ModelStore,
-    parts: str,
-    started: float,
-    *,
-    num_workers: int | None,
-    cpus_per_worker: int | None,
-    use_gpu: bool | None,
-    trigger_event_id: str | None,
-    champion: str | None,
-    tune: bool | None,
-    progress: Progress | None,
-    change_point: datetime | None,
-) -> TrainResult:
-    dataset = build_dataset(spec, settings, window, change_point, parts)
-    rows = _rows(dataset)
-    _say(progress, f"rows: {dataset.labelled_rows:,} labelled -> {rows.model_dump()}")
-    fitted = fit(
-        spec, dataset, settings, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
-        use_gpu=use_gpu, tune=tune, progress=progress,
-    )  # fmt: skip
+        delete_tree(parts.rsplit("/", 1)[0])  # only the workers read them
     assessment = assess(spec, dataset, fitted.model_json, models, champion)
     _say(progress, f"gate: {'passed' if assessment.gate.passed else 'failed'}")
     stored = register(
