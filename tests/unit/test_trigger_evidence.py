@@ -184,6 +184,17 @@ def test_a_promoted_version_still_degraded_is_followed_up():
     assert decide(drift(model_version="v2"), policy(), history, T0).reason == "cooldown"
 
 
+def test_a_run_that_committed_its_challenger_as_shadow_keeps_the_cooldown():
+    """``promote_as: shadow``: the run's version is scored beside the serving one, which
+    still answers; events about the serving version wait out the cooldown while the
+    shadow is watched (no second run replaces it at once)."""
+    shadowed = run("run-a", LAST, "succeeded", {"promoted": True, "version": "v2", "as": "shadow"})
+    history = history_after(shadowed)
+    assert history.outcomes["run-a"] == RunOutcome(promoted="v2")
+    assert decide(degraded("v1"), policy(), history, T0).reason == "cooldown"
+    assert decide(drift(model_version="v1"), policy(), history, T0).reason == "cooldown"
+
+
 def test_an_unknown_outcome_or_a_backend_without_records_keeps_the_cooldown():
     unknown = run("run-a", LAST, "succeeded")  # no promote result to read
     assert run_outcome(unknown) == RunOutcome()
