@@ -83,7 +83,6 @@ class ModelSlot:
         serial: Serial[Any] = _inline,
         on_loaded: Callable[[ActiveModel, float], None] | None = None,
         on_refused: Callable[[Refusal], None] | None = None,
-        on_shadow: Callable[[ActiveModel | None, Refusal | None], None] | None = None,
         max_rows: int = 256,
     ) -> None:
         self._settings = settings
@@ -94,7 +93,6 @@ class ModelSlot:
         self._plans: dict[str, OnlinePlan] = {}
         self._max_rows = max_rows
         self._lock = threading.Lock()  # one apply at a time; readers never take it
-        self._on_shadow = on_shadow
         self.active: ActiveModel | None = None
         self.refused: Refusal | None = None
         self.shadow: ActiveModel | None = None
@@ -152,14 +150,10 @@ class ModelSlot:
                 config.shadow_uri, config.shadow_digest, reason, datetime.now(UTC)
             )
             log.error("refused shadow %s: %s", config.shadow_uri, reason)
-            if self._on_shadow is not None:
-                self._on_shadow(None, self.shadow_refused)
             return
         self.shadow, self.shadow_refused = shadow, None
         seconds = time.perf_counter() - started
         log.info("shadow %s loaded in %.3f s", shadow.model.version, seconds)
-        if self._on_shadow is not None:
-            self._on_shadow(shadow, None)
 
     def _swap(self, fresh: ActiveModel, started: float) -> None:
         self.active = fresh  # the swap: one reference assignment

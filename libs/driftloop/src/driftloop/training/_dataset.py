@@ -112,10 +112,22 @@ class Dataset:
         return [f.name for f in self.features]
 
     def feature_spec(self) -> FeatureSpec:
-        return FeatureSpec(
-            features=self.features,
-            preprocessing=categorical_preprocessing(self.vocabularies),
-        )
+        return feature_spec(self.features, self.vocabularies)
+
+
+def feature_spec(features: list[Feature], vocabularies: dict[str, list[str]]) -> FeatureSpec:
+    """The model's inputs and their encoding."""
+    return FeatureSpec(features=features, preprocessing=categorical_preprocessing(vocabularies))
+
+
+def train_categories(frame: pd.DataFrame, features: list[Feature]) -> dict[str, list[str]]:
+    """Per categorical feature, the values ``frame`` (train rows) holds, as text, sorted:
+    its vocabulary."""
+    return {
+        f.name: sorted({str(v) for v in frame[f.name].dropna()})
+        for f in features
+        if f.type == "categorical"
+    }
 
 
 def read_labelled(spec: ModelSpec, settings: Settings, window: TrainingWindow) -> pd.DataFrame:
@@ -356,14 +368,10 @@ def build_dataset(
     joined[TS] = labelled[TS].to_numpy()  # split on the transaction's own time
     joined[LABEL] = labelled[spec.label].astype("int32").to_numpy()
     raw, strategy = split_within_regimes(joined, spec, change_point)
-    vocab = {
-        f.name: sorted({str(v) for v in raw["train"][f.name].dropna()})
-        for f in features
-        if f.type == "categorical"
-    }
-    feature_spec = Dataset(features, vocab, {}, "").feature_spec()
+    vocab = train_categories(raw["train"], features)
+    encoding = feature_spec(features, vocab)
     splits = {
-        name: encode_split(part, feature_spec, np.arange(len(part), dtype=np.int64))
+        name: encode_split(part, encoding, np.arange(len(part), dtype=np.int64))
         for name, part in raw.items()
     }
     check_classes({name: int(part[LABEL].sum()) for name, part in splits.items()},

@@ -43,12 +43,14 @@ from driftloop.training._dataset import (
     Dataset,
     check_classes,
     encode_split,
+    feature_spec,
     hash_splits,
     offline_entities,
     overlay_served,
     read_served,
     row_hashes,
     split_within_regimes,
+    train_categories,
 )
 from driftloop.training._spec import ModelSpec
 
@@ -126,13 +128,7 @@ def prepare_part(
     if assignment.post is not None:
         out[POST] = assignment.post[positions]
     out[SERVED] = served.astype(np.int8)
-    train = out[out[SPLIT] == 0]
-    categories = {
-        f.name: sorted({str(v) for v in train[f.name].dropna()})
-        for f in plan.features
-        if f.type == "categorical"
-    }
-    return out, categories
+    return out, train_categories(out[out[SPLIT] == 0], plan.features)
 
 
 @dataclass(frozen=True)
@@ -156,12 +152,12 @@ def write_part(
     """Encode one partition's rows and write each split's part (encoded and unencoded)."""
     from driftloop.training._persist import write_bytes
 
-    feature_spec = Dataset(plan.features, vocabularies, {}, "").feature_spec()
+    encoding = feature_spec(plan.features, vocabularies)
     names = [f.name for f in plan.features]
     rows, hashes, counts = {}, {}, {}
     for index, split in enumerate(SPLITS):
         part = frame[frame[SPLIT] == index].sort_values(ROW, kind="stable")
-        encoded = encode_split(part, feature_spec, part[ROW].to_numpy())
+        encoded = encode_split(part, encoding, part[ROW].to_numpy())
         unencoded = part[[ROW, *names]].reset_index(drop=True)
         for data, raw in ((encoded, False), (unencoded, True)):
             buffer = io.BytesIO()
