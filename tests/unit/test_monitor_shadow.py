@@ -167,7 +167,7 @@ def test_a_verdict_is_one_event_whose_id_a_replay_repeats(tmp_path):
     with m.checkpoint.transaction():
         (judged,) = judge_due(policy, m.shadows, T0)
         assert judge_due(policy, m.shadows, T0) == []  # closed: judged no more
-    pair, judgement, event = judged
+    _, _, event = judged
     assert event is not None and event.kind == "shadow_verdict" and event.schema_version == 3
     assert event.model_version == "v1" and event.shadow is not None
     assert (event.shadow.version, event.shadow.verdict, event.shadow.action) == (
