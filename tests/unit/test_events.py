@@ -186,3 +186,40 @@ def test_a_shadow_prediction_has_an_id_of_its_own_and_a_serving_one_keeps_its_id
     assert shadow.event_id not in {serving.event_id, ""}
     with pytest.raises(ValidationError, match="role"):
         Prediction(**{**fields, "role": "canary"})
+
+
+def _verdict(verdict: str = "better", action: str = "promote", **extra: object) -> DriftEvent:
+    return DriftEvent.model_validate(
+        {
+            "kind": "shadow_verdict", "model_name": "fraud", "model_version": "sha256-aa",
+            "window": {"start": T0, "end": T0 + timedelta(hours=5), "row_count": 3000},
+            "reference_profile": "models:/fraud/sha256-aa",
+            "shadow": {
+                "version": "sha256-bb", "verdict": verdict, "action": action, "rows": 3000,
+                "positives": 61, "first_seen": T0, "deadline": T0 + timedelta(hours=72),
+                "comparisons": [{"metric": "pr_auc", "serving": 0.41, "shadow": 0.63,
+                                 "standard_error": 0.05, "p_better": 1e-5, "p_worse": 1.0}],
+            },
+            **extra,
+        }
+    )  # fmt: skip
+
+
+def test_a_shadow_verdict_is_schema_version_3_with_an_id_from_both_versions_and_the_verdict():
+    event = _verdict()
+    assert event.schema_version == 3
+    assert event.event_id == stable_id(
+        "DriftEvent", "shadow_verdict", "fraud", "sha256-aa", "sha256-bb", "better"
+    )
+    later = _verdict(window={"start": T0, "end": T0 + timedelta(hours=9), "row_count": 5000})
+    assert later.event_id == event.event_id  # more evidence, the same verdict: one event
+    assert _verdict("worse", "remove").event_id != event.event_id
+    assert DriftEvent.model_validate_json(event.to_bytes()) == event
+    with pytest.raises(ValidationError, match="is to promote"):
+        _verdict("better", "remove")
+    with pytest.raises(ValidationError, match="schema_version 3"):
+        _verdict(schema_version=2)
+    data = next(e for e in sample_events() if isinstance(e, DriftEvent)).model_dump()
+    data.pop("event_id")
+    with pytest.raises(ValidationError, match="only it"):
+        DriftEvent.model_validate({**data, "shadow": event.shadow})

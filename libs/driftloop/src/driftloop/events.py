@@ -199,18 +199,71 @@ class Evidence(BaseModel):
     positives: int = Field(ge=0)
 
 
+class MetricComparison(BaseModel):
+    """One metric of a shadow and of the serving version on the same labelled payments."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: str = Field(min_length=1, description="e.g. pr_auc, roc_auc, recall_at_threshold")
+    serving: float
+    shadow: float
+    standard_error: float = Field(ge=0, description="of the difference shadow - serving")
+    p_better: float = Field(ge=0, le=1, description="one-sided (shadow above), corrected")
+    p_worse: float = Field(ge=0, le=1, description="one-sided (shadow below), corrected")
+
+
+ShadowOutcome = Literal["better", "worse", "unknown"]
+ShadowAction = Literal["promote", "remove", "keep"]
+
+
+class ShadowVerdict(BaseModel):
+    """The live judgement of a shadow version (serve.yaml's ``shadow_uri``) against the
+    serving version, on the payments both scored and whose labels arrived: ``better``
+    asks for its promotion, ``worse`` for its removal, ``unknown`` (said once, when the
+    policy's deadline passed without a verdict) for the policy's choice."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Id = Field(description="the shadow version judged")
+    verdict: ShadowOutcome
+    action: ShadowAction
+    rows: int = Field(ge=0, description="paired labelled payments judged on")
+    positives: int = Field(ge=0)
+    serving_metrics: dict[str, float] = Field(default_factory=dict)
+    shadow_metrics: dict[str, float] = Field(default_factory=dict)
+    comparisons: list[MetricComparison] = Field(default_factory=list)
+    first_seen: UtcDatetime = Field(description="event time of the first paired shadow score")
+    deadline: UtcDatetime = Field(description="when an unknown verdict is acted on by policy")
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _action_follows_verdict(self) -> Self:
+        expected = {"better": "promote", "worse": "remove"}.get(self.verdict)
+        if expected is not None and self.action != expected:
+            raise ValueError(f"a shadow judged {self.verdict} is to {expected}, not {self.action}")
+        return self
+
+
 class DriftEvent(Event):
-    """A window of a model's traffic judged different from its reference (or worse).
+    """A window of a model's traffic judged different from its reference (or worse), or
+    a shadow version judged against the serving one on live labels.
 
     Schema version 2 adds ``change_point`` and ``evidence`` (both optional): version-1
     records still validate, and a version-1 reader that ignores unknown fields sees the
     same event. The id still derives from the model and window alone, so a replay of an
-    event whose evidence grew meanwhile is the same event."""
+    event whose evidence grew meanwhile is the same event.
+
+    Schema version 3 adds the kind ``shadow_verdict`` and its ``shadow`` field; only a
+    shadow verdict is written as version 3 (data and performance events stay version 2),
+    so a version-2 reader refuses it by its version rather than misreading it. Its
+    ``model_version`` is the serving version, its window the paired payments' event
+    times, and its id derives from the model, both versions and the verdict: a replay,
+    or a later evaluation reaching the same verdict, is the same event."""
 
     topic: ClassVar[str] = "drift-events"
 
-    schema_version: Literal[1, 2] = 2  # type: ignore[assignment]
-    kind: Literal["data_drift", "performance_degraded"] = "data_drift"
+    schema_version: Literal[1, 2, 3] = 2  # type: ignore[assignment]
+    kind: Literal["data_drift", "performance_degraded", "shadow_verdict"] = "data_drift"
     model_name: Id
     model_version: Id
     window: Window
@@ -223,8 +276,30 @@ class DriftEvent(Event):
     evidence: Evidence | None = Field(
         None, description="labelled rows and positives joined after the change point"
     )
+    shadow: ShadowVerdict | None = Field(
+        None, description="kind shadow_verdict: the shadow's live judgement and its evidence"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shadow_is_version_3(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") == "shadow_verdict":
+            data = {"schema_version": 3, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _shadow_consistent(self) -> Self:
+        verdict = self.kind == "shadow_verdict"
+        if verdict != (self.shadow is not None):
+            raise ValueError("kind shadow_verdict, and only it, carries a shadow verdict")
+        if verdict != (self.schema_version == 3):
+            raise ValueError("schema_version 3 is that of a shadow_verdict, and only of it")
+        return self
 
     def natural_key(self) -> tuple[object, ...]:
+        if self.kind == "shadow_verdict" and self.shadow is not None:
+            return (self.kind, self.model_name, self.model_version, self.shadow.version,
+                    self.shadow.verdict)  # fmt: skip
         return (self.kind, self.model_name, self.model_version, self.window.start, self.window.end)
 
     def partition_key(self) -> str:

@@ -5,7 +5,9 @@ per minute of prediction time, streaks and when they began, the consumed offsets
 outbox of drift events: an event enters the outbox in the same transaction that closes
 its window, so a crash either replays the window (same rows, same id) or finds the event
 waiting to be published. A label's join and its count commit with the label's offset, so
-a replayed batch counts nothing twice.
+a replayed batch counts nothing twice. Shadow scores wait for their serving score and
+label in ``shadow_pending``, and pair in ``shadow_paired`` (see ``_shadow``), by the same
+rule.
 """
 
 from __future__ import annotations
@@ -51,6 +53,25 @@ CREATE TABLE IF NOT EXISTS bases (
 CREATE TABLE IF NOT EXISTS rebased (
     version TEXT NOT NULL, column_name TEXT NOT NULL, window TEXT NOT NULL,
     PRIMARY KEY (version, column_name));
+CREATE TABLE IF NOT EXISTS shadow_pending (
+    transaction_id TEXT NOT NULL, version TEXT NOT NULL, event_time REAL NOT NULL,
+    score REAL NOT NULL, decision INTEGER NOT NULL, serving_version TEXT, serving_score REAL,
+    serving_decision INTEGER, is_fraud INTEGER, PRIMARY KEY (transaction_id, version));
+CREATE INDEX IF NOT EXISTS shadow_pending_time ON shadow_pending (event_time);
+CREATE TABLE IF NOT EXISTS shadow_served (
+    transaction_id TEXT PRIMARY KEY, version TEXT NOT NULL, event_time REAL NOT NULL,
+    score REAL NOT NULL, decision INTEGER NOT NULL, is_fraud INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS shadow_served_time ON shadow_served (event_time);
+CREATE TABLE IF NOT EXISTS shadow_paired (
+    transaction_id TEXT NOT NULL, version TEXT NOT NULL, serving_version TEXT NOT NULL,
+    event_time REAL NOT NULL, serving_score REAL NOT NULL, serving_decision INTEGER NOT NULL,
+    score REAL NOT NULL, decision INTEGER NOT NULL, is_fraud INTEGER NOT NULL,
+    PRIMARY KEY (transaction_id, version));
+CREATE INDEX IF NOT EXISTS shadow_paired_pair ON shadow_paired (serving_version, version);
+CREATE TABLE IF NOT EXISTS shadow_pairs (
+    serving_version TEXT NOT NULL, version TEXT NOT NULL, first_seen REAL NOT NULL,
+    since_eval INTEGER NOT NULL DEFAULT 0, closed TEXT, deadline_said INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (serving_version, version));
 CREATE TABLE IF NOT EXISTS outbox (
     event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, payload BLOB NOT NULL,
     published INTEGER NOT NULL DEFAULT 0, partition INTEGER, offset INTEGER);

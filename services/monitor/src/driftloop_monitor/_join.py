@@ -14,6 +14,7 @@ after its change point. Minutes are kept as far back as the horizon.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from driftloop.drift import PerformanceSpec
@@ -38,6 +39,9 @@ class LabelJoin:
         self._spec = spec
         self._horizon = spec.horizon_days * DAY
         self.counts = JoinCounts()
+        self.on_join: Callable[[str, str, float, float, int, int], None] | None = None
+        """Called inside the transaction with every join: (transaction id, version, event
+        time, score, decision, is_fraud); the shadow pairing listens."""
 
     def prediction(
         self, transaction_id: str, version: str, t: float, score: float, decision: bool
@@ -48,7 +52,7 @@ class LabelJoin:
             (transaction_id,),
         ).fetchone()
         if row is not None and row[1] - t <= self._horizon:
-            self._join(version, t, score, int(decision), int(row[0]))
+            self._join(transaction_id, version, t, score, int(decision), int(row[0]))
             return version
         self._db.execute(
             "INSERT OR IGNORE INTO awaiting (transaction_id, version, event_time, score, decision)"
@@ -75,10 +79,12 @@ class LabelJoin:
         if t - predicted_at > self._horizon:
             self.counts.expired += 1
             return None
-        self._join(version, predicted_at, score, decision, int(is_fraud))
+        self._join(transaction_id, str(version), predicted_at, score, decision, int(is_fraud))
         return str(version)
 
-    def _join(self, version: str, t: float, score: float, decision: int, is_fraud: int) -> None:
+    def _join(
+        self, tid: str, version: str, t: float, score: float, decision: int, is_fraud: int
+    ) -> None:
         self._db.execute(
             "INSERT INTO joined (version, event_time, score, decision, is_fraud)"
             " VALUES (?,?,?,?,?)",
@@ -90,6 +96,8 @@ class LabelJoin:
             (math.floor(t / BUCKET_S), is_fraud),
         )
         self.counts.joined += 1
+        if self.on_join is not None:
+            self.on_join(tid, version, t, score, decision, is_fraud)
 
     def evidence(self, since: float) -> tuple[int, int]:
         """Labelled rows and positives whose prediction time is in ``since``'s minute or

@@ -27,6 +27,12 @@ class MonitorMetrics:
     awaiting_labels: Gauge
     skew_share: Gauge
     skew_mean_diff: Gauge
+    shadow_pairs: Counter
+    shadow_unpaired: Counter
+    shadow_pending: Gauge
+    shadow_rows: Gauge
+    shadow_verdict: Gauge
+    shadow_metric: Gauge
 
     @classmethod
     def create(cls) -> MonitorMetrics:
@@ -74,4 +80,26 @@ class MonitorMetrics:
                                  "Mean served minus mean offline value of a feature "
                                  "(last checked window)", ["model", "version", "column"],
                                  registry=r),
+            shadow_pairs=Counter("driftloop_monitor_shadow_pairs",
+                                 "Shadow scores paired with the serving version's score and the "
+                                 "label of the same payment", registry=r),
+            shadow_unpaired=Counter("driftloop_monitor_shadow_unpaired",
+                                    "Shadow scores let go without a pair (expired: no label "
+                                    "within the horizon; evicted: over max_awaiting)",
+                                    ["reason"], registry=r),
+            shadow_pending=Gauge("driftloop_monitor_shadow_pending",
+                                 "Shadow scores waiting for their serving score or label",
+                                 registry=r),
+            shadow_rows=Gauge("driftloop_monitor_shadow_paired_rows",
+                              "Paired labelled rows of a shadow at its last judgement "
+                              "(kind: rows, positives)", ["model", "serving", "shadow", "kind"],
+                              registry=r),
+            shadow_verdict=Gauge("driftloop_monitor_shadow_verdict",
+                                 "1 for the shadow's verdict at its last judgement (better, "
+                                 "worse, unknown), 0 for the others",
+                                 ["model", "serving", "shadow", "verdict"], registry=r),
+            shadow_metric=Gauge("driftloop_monitor_shadow_metric",
+                                "A metric of either version on the shadow's paired rows "
+                                "(role: serving, shadow)",
+                                ["model", "serving", "shadow", "role", "metric"], registry=r),
         )  # fmt: skip

@@ -5,6 +5,11 @@ predictions (and are counted as evidence), closed windows are judged and their r
 written with the change point, events enter the outbox, offsets advance.
 Only after the commit are the outbox's events published (see ``_outbox``), so a crash
 anywhere replays the batch or finds its events waiting, and no event is published twice.
+
+Shadow predictions are not windowed: with ``shadow`` and ``performance`` enabled they pair
+with the serving score and the label of the same payment (``_shadow``), and their pairs
+are judged at the end of each batch (``_shadow_judge``); a verdict is a drift event of
+kind ``shadow_verdict`` in the same outbox, which the trigger service acts on in git.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import time
 from typing import TypeVar
 
 from driftloop.drift import AuditStore, WindowRecord, load_policy
-from driftloop.events import Event, Label, Prediction, Transaction
+from driftloop.events import DriftEvent, Event, Label, Prediction, Transaction
 from driftloop.kafka import Batch, EventConsumer, EventProducer, connect_consumer
 from driftloop.metrics import serve_metrics
 from driftloop.models import ModelStore
@@ -28,6 +33,8 @@ from driftloop_monitor._outbox import Outbox
 from driftloop_monitor._references import References
 from driftloop_monitor._settings import MonitorSettings
 from driftloop_monitor._settle import Settling, window_label
+from driftloop_monitor._shadow import Pair, ShadowJoin
+from driftloop_monitor._shadow_judge import Judgement, judge_due
 from driftloop_monitor._skew import SkewCheck
 from driftloop_monitor._windows import ClosedWindow, Windows
 
@@ -59,6 +66,12 @@ class MonitorService:
         self.changes = ChangePoints(
             self.checkpoint, self.join if self.policy.performance.enabled else None
         )
+        self.shadows: ShadowJoin | None = None
+        if self.policy.shadow.enabled and self.policy.performance.enabled:
+            self.shadows = ShadowJoin(self.checkpoint, self.policy.shadow, self.policy.performance)
+            self.join.on_join = self.shadows.served
+        elif self.policy.shadow.enabled:
+            log.warning("shadows are not judged: their labels come with performance.enabled")
         self.label_watermark = self.checkpoint.get("label_watermark", 0.0)
         self.predictions = self._consumer(Prediction)
         self.labels = self._consumer(Label) if self.policy.performance.enabled else None
@@ -109,6 +122,7 @@ class MonitorService:
     def handle_predictions(self, batch: Batch[Prediction]) -> None:
         closed: list[ClosedWindow] = []
         judged: list[Judged] = []
+        verdicts: list[tuple[Pair, Judgement, DriftEvent | None]] = []
         other = shadow = 0
         with self.checkpoint.transaction():
             for received in batch:
@@ -116,10 +130,13 @@ class MonitorService:
                 if p.model_name != self.model:
                     other += 1
                     continue
-                if p.role == "shadow":  # not yet judged: its windows are the serving one's
-                    shadow += 1
-                    continue
                 t = p.event_time.timestamp()
+                if p.role == "shadow":  # never windowed: the windows are the serving one's
+                    shadow += 1
+                    if self.shadows is not None:
+                        self.shadows.shadow(p.transaction_id, p.model_version, t, p.score,
+                                            p.decision)  # fmt: skip
+                    continue
                 seq, window = self.windows.add(
                     received.partition, p.model_version, t, p.score, p.features
                 )
@@ -132,14 +149,18 @@ class MonitorService:
                                                   p.decision)  # fmt: skip
                     if joined is not None:
                         judged.extend(self._evaluate(joined))
+                    if self.shadows is not None:
+                        self.shadows.serving(p.transaction_id, p.model_version, p.score,
+                                             p.decision)  # fmt: skip
             closed.extend(self.windows.expire())
             judged.extend(self._close(w) for w in closed)
+            verdicts = self._judge_shadows()
             self.windows.save()
             self.checkpoint.save_offsets(self.predictions.topic, batch.next_offsets)
         self.metrics.skipped.labels("other_model").inc(other)
         self.metrics.skipped.labels("shadow").inc(shadow)
         self.metrics.predictions.inc(len(batch) - other - shadow)
-        self._after_commit(judged)
+        self._after_commit(judged, verdicts)
 
     def handle_transactions(self, batch: Batch[Transaction]) -> None:
         """Keep the sampled transactions the skew check will ask Feast about."""
@@ -153,6 +174,7 @@ class MonitorService:
     def handle_labels(self, batch: Batch[Label]) -> None:
         assert self.labels is not None
         judged: list[Judged] = []
+        verdicts: list[tuple[Pair, Judgement, DriftEvent | None]] = []
         with self.checkpoint.transaction():
             for received in batch:
                 label = received.event
@@ -162,10 +184,15 @@ class MonitorService:
                 self.metrics.labels.labels("joined" if version else "waiting").inc()
                 if version is not None:
                     judged.extend(self._evaluate(version))
+                if self.shadows is not None:
+                    self.shadows.label(label.transaction_id, label.is_fraud)
             self.checkpoint.put("label_watermark", self.label_watermark)
+            verdicts = self._judge_shadows()
             self.join.prune(self.windows.watermark, self.label_watermark)
+            if self.shadows is not None:
+                self.shadows.prune(self.windows.watermark, self.label_watermark)
             self.checkpoint.save_offsets(self.labels.topic, batch.next_offsets)
-        self._after_commit(judged)
+        self._after_commit(judged, verdicts)
 
     def _close(self, window: ClosedWindow) -> Judged:
         before, _ = self.checkpoint.streak(window.version, "data")
@@ -185,7 +212,19 @@ class MonitorService:
             self.skew.closed(judged.record, [row.seq for row in window.rows])
         return judged
 
+    def _judge_shadows(self) -> list[tuple[Pair, Judgement, DriftEvent | None]]:
+        """Inside the batch's transaction: the pairs due, judged; verdicts into the outbox."""
+        if self.shadows is None:
+            return []
+        verdicts = judge_due(self.policy, self.shadows, self.label_watermark)
+        for _, _, event in verdicts:
+            if event is not None:
+                self.outbox.add(event)
+        return verdicts
+
     def _evaluate(self, version: str) -> list[Judged]:
+        if not self.policy.performance.enabled:
+            return []
         rows = self.join.due(version)
         if rows is None:
             return []
@@ -204,8 +243,11 @@ class MonitorService:
         if judged.event is not None:
             self.outbox.add(judged.event)
 
-    def _after_commit(self, judged: list[Judged]) -> None:
+    def _after_commit(
+        self, judged: list[Judged], verdicts: list[tuple[Pair, Judgement, DriftEvent | None]]
+    ) -> None:
         m, r = self.metrics, None
+        self._shadow_gauges(verdicts)
         for j in judged:
             r = j.record
             m.windows.labels(self.model, r.kind, r.verdict).inc()
@@ -231,9 +273,38 @@ class MonitorService:
                 m.drifting.labels(self.model, j.record.kind).set(1)
             elif j.record.verdict in ("no_drift", "ok"):
                 m.drifting.labels(self.model, j.record.kind).set(0)
+        for _, _, event in verdicts:
+            if event is not None:
+                m.events.labels(self.model, event.kind).inc()
         m.skipped.labels("late").inc(self.windows.late)
         self.windows.late = 0
         m.open_rows.set(self.windows.rows)
+
+    def _shadow_gauges(self, verdicts: list[tuple[Pair, Judgement, DriftEvent | None]]) -> None:
+        m = self.metrics
+        if self.shadows is not None:
+            counts = self.shadows.counts
+            m.shadow_pairs.inc(counts.paired)
+            m.shadow_unpaired.labels("expired").inc(counts.expired)
+            m.shadow_unpaired.labels("evicted").inc(counts.evicted)
+            counts.paired = counts.expired = counts.evicted = 0
+        for pair, judged, event in verdicts:
+            labels = (self.model, pair.serving, pair.shadow)
+            m.shadow_rows.labels(*labels, "rows").set(judged.rows)
+            m.shadow_rows.labels(*labels, "positives").set(judged.positives)
+            for verdict in ("better", "worse", "unknown"):
+                m.shadow_verdict.labels(*labels, verdict).set(float(verdict == judged.verdict))
+            for role, values in (("serving", judged.serving), ("shadow", judged.shadow)):
+                for name, value in values.items():
+                    if name not in ("rows", "positives"):
+                        m.shadow_metric.labels(*labels, role, name).set(value)
+            if event is not None and event.shadow is not None:
+                v = event.shadow
+                past = " past its deadline" if v.verdict == "unknown" else ""
+                log.info("shadow_verdict event %s: shadow %s of %s against serving %s: %s%s "
+                         "(%d paired rows, %d positives: %s); asks to %s", event.event_id,
+                         v.version, self.model, pair.serving, v.verdict, past, v.rows,
+                         v.positives, v.reason, v.action)  # fmt: skip
 
     # --- loop
 
@@ -283,6 +354,8 @@ class MonitorService:
         if self.labels is not None:
             m.lag.labels(self.labels.topic).set(self.labels.lag())
         m.awaiting_labels.set(self.join.waiting())
+        if self.shadows is not None:
+            m.shadow_pending.set(self.shadows.pending())
 
     def close(self) -> None:
         self.predictions.close()

@@ -20,6 +20,7 @@ class TriggerMetrics:
     waiting: Gauge
     policy_errors: Gauge
     lag: Gauge
+    shadow_actions: Counter
 
     @classmethod
     def create(cls) -> TriggerMetrics:
@@ -76,5 +77,12 @@ class TriggerMetrics:
             ),
             lag=Gauge(
                 "driftloop_trigger_consumer_lag", "Records behind the topic's end", registry=r
+            ),
+            shadow_actions=Counter(
+                "driftloop_trigger_shadow_actions",
+                "Shadow verdicts acted on, by verdict and outcome (promoted, removed, kept,"
+                " skipped, refused)",
+                ["model", "verdict", "outcome"],
+                registry=r,
             ),
         )

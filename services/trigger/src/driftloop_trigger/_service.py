@@ -22,6 +22,12 @@ model's latest event again, so ``max_wait`` submits a run even when no event arr
 
 Workflow events are published at least once, under ids derived from (run id, phase), so a
 repeat is a duplicate consumers recognise.
+
+A ``shadow_verdict`` event (the monitor judged a shadow version on live labels) is not
+decided by the retraining policy: it is kept with the batch's offsets and then acted on
+in git (``_shadow``): the shadow promoted, or removed, by a commit that carries the
+verdict's evidence, at most once per verdict, and only where git still declares what the
+verdict judged.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from driftloop_trigger._decide import Decision, ModelHistory, decide, merge_hist
 from driftloop_trigger._metrics import TriggerMetrics
 from driftloop_trigger._policy import Policies, PolicyError, TriggerPolicy
 from driftloop_trigger._settings import TriggerSettings
+from driftloop_trigger._shadow import Acted, act
 from driftloop_trigger._store import DecisionStore, Held, Recorded, horizon
 
 WORKFLOW = "driftloop-retrain"
@@ -132,9 +139,12 @@ class TriggerService:
         events = [r.event for r in batch]
         for event in events:
             self.metrics.events.labels(event.model_name, event.kind).inc()
+        verdicts = [e for e in events if e.kind == "shadow_verdict"]
+        drifts = [e for e in events if e.kind != "shadow_verdict"]
         decided, duplicates = self.store.record(
-            self.topic, events, batch.next_offsets, lambda db, e: self._decide(db, e, now), now
-        )
+            self.topic, drifts, batch.next_offsets, lambda db, e: self._decide(db, e, now), now,
+            verdicts=verdicts,
+        )  # fmt: skip
         self.metrics.duplicates.inc(duplicates)
         for event, decision in decided:
             self.metrics.decisions.labels(event.model_name, decision.outcome, decision.reason).inc()
@@ -242,12 +252,39 @@ class TriggerService:
     # -- the outbox -------------------------------------------------------------------------
     def work_outbox(self) -> None:
         """Submit decided runs (each under its event's run id), then publish the workflow
-        events of every decision not yet acknowledged. Failures are retried later."""
+        events of every decision not yet acknowledged, and act on shadow verdicts.
+        Failures are retried later."""
+        self._act_on_verdicts()
         for entry in self.store.pending():
             if time.monotonic() >= self._retry_at.get(entry.event_id, 0.0):
                 self._submit(entry)
         self.metrics.pending.set(len(self.store.pending()))
         self._publish(self.store.unpublished())
+
+    def _act_on_verdicts(self) -> None:
+        for event, attempts in self.store.verdicts_to_act():
+            if time.monotonic() < self._retry_at.get(event.event_id, 0.0):
+                continue
+            assert event.shadow is not None
+            try:
+                acted = act(self.settings, event, self.policies.get(event.model_name))
+            except PolicyError as exc:
+                acted = Acted("skipped", f"policy_error: {exc}")
+            except Exception as exc:  # git or the model store away: the next pass retries
+                self.store.mark_act_failed(event.event_id, f"{type(exc).__name__}: {exc}")
+                wait = min(2.0 ** (attempts + 1), self.settings.trigger_retry_max_s)
+                self._retry_at[event.event_id] = time.monotonic() + wait
+                log.warning("acting on shadow verdict %s failed (attempt %d), again in %.0f s:"
+                            " %s", event.event_id, attempts + 1, wait, exc)  # fmt: skip
+                continue
+            self.store.mark_acted(event.event_id, acted.outcome, acted.detail, acted.commit,
+                                  utcnow())  # fmt: skip
+            self._retry_at.pop(event.event_id, None)
+            v = event.shadow
+            self.metrics.shadow_actions.labels(event.model_name, v.verdict, acted.outcome).inc()
+            log.info("shadow verdict %s: %s %s %s (asked to %s on %d paired rows, %d positives):"
+                     " %s %s", event.event_id, event.model_name, v.version, v.verdict, v.action,
+                     v.rows, v.positives, acted.outcome, acted.detail)  # fmt: skip
 
     def _submit(self, entry: Recorded) -> None:
         self._fault("before_submit")

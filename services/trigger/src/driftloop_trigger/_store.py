@@ -11,6 +11,11 @@ is recorded as waiting (since the first held event, with the latest one) in the 
 transaction, so a restart goes on waiting. The wait ends when a run of the model is
 decided, or when :meth:`DecisionStore.resolve` turns the latest held event's decision
 into a submission (``max_wait``) or a skip.
+
+A shadow verdict is not decided but acted on: its id is claimed and the verdict kept in
+``shadow_actions`` in the batch's transaction; the git change it asks for is then made
+(see ``_shadow``) and its outcome recorded. A crash between the commit and the record
+makes the change again, which git's state then shows as already made.
 """
 
 from __future__ import annotations
@@ -59,6 +64,23 @@ CREATE TABLE IF NOT EXISTS waiting (
     run_id TEXT NOT NULL,
     event TEXT NOT NULL,
     updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shadow_actions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    model TEXT NOT NULL,
+    serving TEXT NOT NULL,
+    shadow TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    action TEXT NOT NULL,
+    event TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    acted_at REAL,
+    outcome TEXT,
+    detail TEXT,
+    commit_sha TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
 );
 CREATE TABLE IF NOT EXISTS offsets (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
@@ -150,13 +172,27 @@ class DecisionStore:
         next_offsets: dict[int, int],
         decider: Decider,
         now: datetime,
+        verdicts: Iterable[DriftEvent] = (),
     ) -> tuple[list[tuple[DriftEvent, Decision]], int]:
-        """Decide every event not decided before, and save the offsets, in one transaction.
+        """Decide every event not decided before, keep every shadow verdict not seen
+        before for acting on, and save the offsets, in one transaction.
 
-        Returns the new decisions and the number of events already decided (duplicates)."""
+        Returns the new decisions and the number of events already seen (duplicates)."""
         decided: list[tuple[DriftEvent, Decision]] = []
         duplicates = 0
         with self.ledger.transaction(self._db) as db:
+            for event in verdicts:
+                assert event.shadow is not None
+                if not Ledger.claim(db, event.event_id):
+                    duplicates += 1
+                    continue
+                db.execute(
+                    "INSERT INTO shadow_actions (event_id, model, serving, shadow, verdict,"
+                    " action, event, received_at) VALUES (?,?,?,?,?,?,?,?)",
+                    (event.event_id, event.model_name, event.model_version, event.shadow.version,
+                     event.shadow.verdict, event.shadow.action, event.model_dump_json(),
+                     _ts(now)),
+                )  # fmt: skip
             for event in events:
                 if not Ledger.claim(db, event.event_id):
                     duplicates += 1
@@ -315,6 +351,29 @@ class DecisionStore:
             db.executemany(
                 "UPDATE decisions SET published = 1 WHERE event_id = ?", [(e,) for e in event_ids]
             )
+
+    # -- shadow verdicts -------------------------------------------------------------------
+    def verdicts_to_act(self) -> list[tuple[DriftEvent, int]]:
+        """Shadow verdicts not acted on yet, oldest first, with their failed attempts."""
+        rows = self._db.execute(
+            "SELECT event, attempts FROM shadow_actions WHERE acted_at IS NULL ORDER BY seq"
+        ).fetchall()
+        return [(DriftEvent.model_validate_json(str(e)), int(n)) for e, n in rows]
+
+    def mark_acted(
+        self, event_id: str, outcome: str, detail: str, commit: str | None, at: datetime
+    ) -> None:
+        self._db.execute(
+            "UPDATE shadow_actions SET acted_at = ?, outcome = ?, detail = ?, commit_sha = ?,"
+            " attempts = attempts + 1, last_error = NULL WHERE event_id = ?",
+            (_ts(at), outcome, detail[:4000], commit, event_id),
+        )
+
+    def mark_act_failed(self, event_id: str, error: str) -> None:
+        self._db.execute(
+            "UPDATE shadow_actions SET attempts = attempts + 1, last_error = ? WHERE event_id = ?",
+            (error[:2000], event_id),
+        )
 
     # -- reading ----------------------------------------------------------------------------
     def offsets(self, topic: str) -> dict[int, int]:

@@ -149,6 +149,68 @@ class PerformanceSpec(BaseModel):
         return self.step or self.labels
 
 
+def _default_differences() -> dict[PerformanceMetric, float]:
+    return {"pr_auc": 0.0, "roc_auc": 0.0}
+
+
+class ShadowSpec(BaseModel):
+    """A shadow version (serve.yaml's ``shadow_uri``) judged against the serving version
+    on the same payments: each shadow score is paired with the serving version's score
+    of the same transaction and with its label (``performance`` must be enabled: its
+    labels are the ones joined).
+
+    Every ``step`` paired rows, once at least ``min_rows`` of them with ``min_positives``
+    frauds exist, each metric of ``min_difference`` is computed for both versions on all
+    paired rows of the pair and compared both ways with the performance check's test
+    (``compare_metrics``: one-sided z-tests at ``alpha``, corrected over the metrics, the
+    performance section's ``dispersion``). The shadow is ``worse`` when a metric is
+    significantly below the serving version's by more than its ``min_difference``,
+    ``better`` when none is and one is significantly above by more than it, else not
+    known yet. The variance of each side counts as if the samples were independent,
+    which overstates the variance of a difference measured on the same payments: the
+    test errs towards not known.
+
+    ``deadline_hours``: labelled event time after the shadow's first paired score (the
+    newest label's event time counts) by which an unknown verdict is said and
+    ``on_deadline`` is asked for."""
+
+    model_config = _STRICT
+
+    enabled: bool = True
+    min_rows: int = Field(3000, ge=10, description="paired labelled rows before any verdict")
+    min_positives: int = Field(40, ge=1, description="frauds among them")
+    step: int = Field(500, ge=1, description="paired rows between judgements")
+    min_difference: dict[PerformanceMetric, float] = Field(
+        default_factory=_default_differences,
+        description="metrics compared, each with the difference (either way) that counts",
+    )
+    alpha: float = Field(0.01, gt=0, lt=1, description="one-sided per direction, corrected")
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
+    deadline_hours: float = Field(72.0, gt=0)
+    on_deadline: Literal["keep", "remove", "promote"] = "remove"
+    pair_wait_s: float = Field(
+        3600.0,
+        gt=0,
+        description="event-time seconds a labelled serving score waits for its shadow score",
+    )
+
+    @model_validator(mode="after")
+    def _some_metric(self) -> Self:
+        if not self.min_difference:
+            raise ValueError("min_difference names no metric to compare")
+        negative = sorted(m for m, v in self.min_difference.items() if v < 0)
+        if negative:
+            raise ValueError(f"min_difference must not be negative: {', '.join(negative)}")
+        return self
+
+    def test_spec(self, performance: PerformanceSpec) -> PerformanceSpec:
+        """The performance test's spec for this comparison (its dispersion kept)."""
+        return PerformanceSpec(
+            max_drop=dict(self.min_difference), alpha=self.alpha, correction=self.correction,
+            dispersion=dict(performance.dispersion), horizon_days=performance.horizon_days,
+        )  # fmt: skip
+
+
 class SkewSpec(BaseModel):
     """Training-serving skew: per window, a sample of the predictions' served features
     against the offline point-in-time features of the same transactions (see
@@ -190,6 +252,7 @@ class MonitorPolicy(BaseModel):
     drift: DriftSpec = Field(default_factory=DriftSpec)
     performance: PerformanceSpec = Field(default_factory=PerformanceSpec)
     skew: SkewSpec = Field(default_factory=SkewSpec)
+    shadow: ShadowSpec = Field(default_factory=ShadowSpec)
 
 
 def load_policy(path: str | Path) -> MonitorPolicy:

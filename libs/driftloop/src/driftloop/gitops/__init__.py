@@ -1,7 +1,14 @@
 """Git as the record of what runs: promotions as commits under ``deploy/``."""
 
 from driftloop.gitops._git import Git, GitError
-from driftloop.gitops._promote import Promotion, PromotionRefused, promote
+from driftloop.gitops._promote import (
+    Promotion,
+    PromotionRefused,
+    committed_by,
+    declared_on_target,
+    promote,
+    remove_shadow,
+)
 from driftloop.gitops._serveconfig import declared, declared_shadow, set_model, set_shadow
 from driftloop.gitops._syncstate import SyncState, read_state, state_path, write_state
 
@@ -11,10 +18,13 @@ __all__ = [
     "Promotion",
     "PromotionRefused",
     "SyncState",
+    "committed_by",
     "declared",
+    "declared_on_target",
     "declared_shadow",
     "promote",
     "read_state",
+    "remove_shadow",
     "set_model",
     "set_shadow",
     "state_path",

@@ -20,12 +20,15 @@ import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from driftloop.gitops._git import Git, GitError
-from driftloop.gitops._record import commit_message
+from driftloop.gitops._record import commit_message, removal_message
 from driftloop.gitops._serveconfig import declared, declared_shadow, set_model, set_shadow
 from driftloop.settings import Settings
+
+if TYPE_CHECKING:
+    from driftloop.events import DriftEvent
 
 
 class PromotionRefused(RuntimeError):
@@ -73,10 +76,12 @@ def promote(
     reason: str = "manual",
     policy: str | None = None,
     as_shadow: bool = False,
+    live: DriftEvent | None = None,
 ) -> Promotion:
     """Make git declare ``model``'s ``version``; see the module docstring. ``as_shadow``:
     declare it as the shadow of the serving version instead (``shadow_uri``), scored on
-    every request beside it; a later promotion of any version ends the shadow."""
+    every request beside it; a later promotion of any version ends the shadow. ``live``:
+    the shadow verdict asking for this promotion, its evidence put in the message."""
     from driftloop.drift import AuditStore
     from driftloop.models import ModelStore
 
@@ -110,12 +115,60 @@ def promote(
     evidence = AuditStore(audit_root, model).find(trigger_event_id) if trigger_event_id else None
     message = commit_message(
         stored, path, evaluation, trigger_event_id, reason, uri,
-        evidence=evidence, shadow=as_shadow,
+        evidence=evidence, shadow=as_shadow, live=live,
     )  # fmt: skip
     if as_shadow:
         content = set_shadow(current, model, version, stored.sha256)
     else:
         content = set_model(current, model, version, stored.sha256)
+    return _land(git, settings, chosen, (model, version, branch), base, path, content, message)
+
+
+def remove_shadow(
+    settings: Settings,
+    model: str,
+    version: str,
+    *,
+    reason: str = "manual",
+    trigger_event_id: str | None = None,
+    live: DriftEvent | None = None,
+    policy: str | None = None,
+) -> Promotion:
+    """Make git declare no shadow of ``model`` where ``version`` is its shadow: a commit
+    on ``unshadow/<model>-<version>``, landed by the promotion policy like a promotion.
+    Nothing changes (``changed`` False) where ``version`` is not the declared shadow."""
+    repo = Path(settings.git_repo).expanduser().absolute()
+    git = Git(repo)
+    chosen = policy or settings.promotion_policy
+    target = settings.git_branch
+    path = _relative(settings, repo, model)
+    branch = f"unshadow/{model}-{version}"
+    base = git.rev(f"refs/heads/{target}")
+    current = git.show(base, path)
+    if current is None:
+        raise PromotionRefused(f"{target} has no {path}: nothing declares how {model} is served")
+    if declared_shadow(current, model)[0] != f"models:/{model}/{version}":
+        return Promotion(model, version, branch, base, chosen, False, "not the declared shadow")
+    serving, _ = declared(current, model)
+    message = removal_message(model, version, serving, path, reason, trigger_event_id, live)
+    content = set_shadow(current, model, None, None)
+    return _land(git, settings, chosen, (model, version, branch), base, path, content, message)
+
+
+def _land(
+    git: Git,
+    settings: Settings,
+    chosen: str,
+    what: tuple[str, str, str],
+    base: str,
+    path: str,
+    content: str,
+    message: str,
+) -> Promotion:
+    """Commit ``content`` of ``path`` on ``base`` and land it by the policy: a pull request
+    from the branch, or a fast-forward of the target. ``what``: (model, version, branch)."""
+    model, version, branch = what
+    target = settings.git_branch
     commit = _commit_on(git, settings, base, path, content, message)
     _set_branch(git, branch, commit)
     if chosen == "pr":
@@ -126,6 +179,25 @@ def promote(
     commit = _fast_forward(git, settings, target, base, commit, path, message)
     _set_branch(git, branch, commit)
     return Promotion(model, version, branch, commit, chosen, True, message)
+
+
+def declared_on_target(settings: Settings, model: str) -> tuple[str | None, str | None]:
+    """(serving ``model_uri``, ``shadow_uri``) of ``model`` on the target branch now."""
+    repo = Path(settings.git_repo).expanduser().absolute()
+    git = Git(repo)
+    text = git.show(f"refs/heads/{settings.git_branch}", _relative(settings, repo, model))
+    if text is None:
+        return None, None
+    return declared(text, model)[0], declared_shadow(text, model)[0]
+
+
+def committed_by(settings: Settings, model: str, trigger_event_id: str) -> str | None:
+    """The target's last commit changing ``model``'s serve config, if it was made for
+    ``trigger_event_id`` (its ``Trigger-Event:`` trailer)."""
+    repo = Path(settings.git_repo).expanduser().absolute()
+    git = Git(repo)
+    base = git.rev(f"refs/heads/{settings.git_branch}")
+    return _promoted_by(git, base, _relative(settings, repo, model), trigger_event_id)
 
 
 def _promoted_by(git: Git, base: str, path: str, trigger_event_id: str) -> str | None:

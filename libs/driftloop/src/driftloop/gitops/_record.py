@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from driftloop.deployments import STORE_SCHEME as STORE
 from driftloop.models import ModelVersion
 from driftloop.models._version import METADATA
 
 if TYPE_CHECKING:
     from driftloop.drift import WindowRecord
+    from driftloop.events import DriftEvent
 
 _SHOWN = ("pr_auc", "roc_auc", "recall_at_threshold", "brier", "threshold", "positives", "rows")
 
@@ -84,6 +86,56 @@ def _evidence(event_id: str, record: WindowRecord | None, stored: ModelVersion) 
     return [*lines, ""]
 
 
+def live_evidence(event: DriftEvent) -> list[str]:
+    """The lines of a shadow verdict's live evidence: the paired labelled payments, both
+    versions' metrics on them and the p-values of both one-sided tests."""
+    verdict = event.shadow
+    if verdict is None:
+        return []
+    w = event.window
+    lines = [
+        f"Live evidence: event {event.event_id}",
+        f"    shadow {verdict.version} is {verdict.verdict} than serving {event.model_version}"
+        f" ({verdict.reason}); asks to {verdict.action}",
+        f"    {verdict.rows} paired labelled payments, {verdict.positives} positives, scored"
+        f" by both {w.start.isoformat()} .. {w.end.isoformat()}",
+        f"    first shadow score {verdict.first_seen.isoformat()},"
+        f" deadline {verdict.deadline.isoformat()}",
+    ]
+    if verdict.comparisons:
+        lines.append(
+            f"    {'metric':<22}{'serving':>10}{'shadow':>10}{'diff':>10}{'se':>10}"
+            f"{'p better':>10}{'p worse':>10}"
+        )
+        for c in verdict.comparisons:
+            lines.append(
+                f"    {c.metric:<22}{c.serving:>10.4f}{c.shadow:>10.4f}"
+                f"{c.shadow - c.serving:>+10.4f}{c.standard_error:>10.4f}"
+                f"{_fmt(c.p_better):>10}{_fmt(c.p_worse):>10}"
+            )
+    return [*lines, ""]
+
+
+def removal_message(
+    model: str, version: str, serving: str | None, path: str, reason: str,
+    trigger_event_id: str | None, live: DriftEvent | None,
+) -> str:  # fmt: skip
+    """The record of removing ``version`` from the shadow of ``serving``."""
+    lines = [
+        f"Unshadow {model} {version} ({reason})",
+        "",
+        f"Why: {reason}" + (f"; triggered by event {trigger_event_id}" if trigger_event_id else ""),
+        f"Serving: {serving} (unchanged; no longer scored beside it: {STORE}{model}/{version})",
+        "",
+    ]
+    if live is not None:
+        lines += live_evidence(live)
+    lines += [f"Changes: {path}", "", f"Model: {model}", f"Shadow-Removed: {version}"]
+    if trigger_event_id:
+        lines.append(f"Trigger-Event: {trigger_event_id}")
+    return "\n".join(lines) + "\n"
+
+
 def commit_message(
     stored: ModelVersion,
     path: str,
@@ -94,9 +146,11 @@ def commit_message(
     *,
     evidence: WindowRecord | None = None,
     shadow: bool = False,
+    live: DriftEvent | None = None,
 ) -> str:
     """The record of a promotion; ``shadow``: of declaring the version as the shadow of
-    ``previous_uri`` (scored beside it on live traffic, answering nothing)."""
+    ``previous_uri`` (scored beside it on live traffic, answering nothing); ``live``: the
+    shadow verdict that asked for it, whose evidence the message carries."""
     meta = stored.metadata
     window = meta.training_window
     lines = [
@@ -114,7 +168,9 @@ def commit_message(
         f"Lineage: {stored.store_uri(METADATA)}",
         "",
     ]
-    if trigger_event_id:
+    if live is not None:
+        lines += live_evidence(live)
+    elif trigger_event_id:
         lines += _evidence(trigger_event_id, evidence, stored)
     if evaluation:
         champion = evaluation.get("champion_version") or "none"

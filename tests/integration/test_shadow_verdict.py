@@ -1,0 +1,261 @@
+"""A shadow judged live (issue 21 item 2), with the real parts: serving and shadow
+predictions and their labels on the real broker, the monitor and the trigger as
+processes, and a real git repository whose serve.yaml declares the shadow.
+
+A better shadow is promoted by one commit that carries the live evidence; a worse one is
+removed by one commit; the same records and the same verdict read again make no second
+commit; a monitor killed mid-stream and restarted pairs every payment once and publishes
+its verdict once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sqlite3
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from driftloop.events import DriftEvent, Label, Prediction
+from driftloop.gitops import Git, declared, declared_shadow, promote
+from driftloop.kafka import EventProducer
+from driftloop.models import Feature, FeatureSpec, Lineage, ModelStore, RowCounts, TrainingWindow
+from driftloop.settings import Settings
+from tests.integration import monitor_support as ms
+from tests.integration import trigger_support as ts
+from tests.integration.conftest import _isolated
+
+# Each of the module's monitor runs takes 10-20 s and each trigger run about 5 s.
+pytestmark = pytest.mark.timeout(300)
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+N = 2400  # payments, one every 10 s of event time; ~6 % fraud
+SERVE = "deploy/apps/fraud/serve.yaml"
+
+
+def _booster(seed: int) -> bytes:
+    import xgboost
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(200, 2))
+    matrix = xgboost.DMatrix(x, label=(x[:, 0] > 0).astype(int), feature_names=["a", "b"])
+    return bytes(xgboost.train({"seed": seed, "nthread": 1}, matrix, 3).save_raw("json"))
+
+
+def _version(store: ModelStore, seed: int) -> str:
+    lineage = Lineage(
+        git_sha="0" * 40, git_dirty=False, feature_service="fraud_v1",
+        feature_views_hash="sha256:x",
+        training_window=TrainingWindow(start=T0 - timedelta(days=7), end=T0),
+        rows=RowCounts(train=1, validation=1, holdout=1), data_hash="sha256:y", seed=seed,
+    )  # fmt: skip
+    spec = FeatureSpec(features=[Feature(name="a", type="float"), Feature(name="b", type="float")])
+    return store.put("fraud", _booster(seed), filename="model.json", features=spec,
+                     lineage=lineage).version  # fmt: skip
+
+
+def _stream(serving: str, shadow: str, shadow_better: bool, tag: str, seed: int = 0):
+    """Serving and shadow predictions of the same payments and their labels, in a mixed
+    order: a seventh of the shadow scores before their serving score, a tenth of the
+    labels before either."""
+    rng = np.random.default_rng(seed)
+    y = rng.random(N) < 0.06
+    weak = np.clip(rng.normal(0.3 + 0.05 * y, 0.2), 0, 1)
+    strong = np.clip(rng.normal(0.3 + 0.6 * y, 0.2), 0, 1)
+    serve, shade = (weak, strong) if shadow_better else (strong, weak)
+    early: list[Label] = []
+    preds: list[Prediction] = []
+    late: list[Label] = []
+    for i in range(N):
+        t, tid = T0 + timedelta(seconds=10 * i), f"{tag}-t{i}"
+        pair = [
+            Prediction(request_id=f"{tag}-r{i}", transaction_id=tid, model_name="fraud",
+                       model_version=version, score=float(s[i]), decision=bool(s[i] >= 0.5),
+                       threshold=0.5, latency_ms=1.0, event_time=t, role=role)
+            for version, s, role in ((serving, serve, "serving"), (shadow, shade, "shadow"))
+        ]  # fmt: skip
+        preds.extend(reversed(pair) if i % 7 == 0 else pair)
+        label = Label(transaction_id=tid, is_fraud=bool(y[i]), event_time=t + timedelta(hours=1))
+        (early if i % 10 == 0 else late).append(label)
+    return [*early, *preds, *late]
+
+
+def _publish(settings: Settings, events: list[Prediction | Label] | list[DriftEvent]) -> None:
+    with EventProducer(settings) as producer:
+        for event in events:
+            producer.send(event)
+        producer.flush()
+
+
+def _verdicts(settings: Settings) -> list[DriftEvent]:
+    return [e for e in ms.drift_events(settings) if e.kind == "shadow_verdict"]
+
+
+def _commits(repo: Path) -> int:
+    return int(Git(repo).run("rev-list", "--count", "main").strip())
+
+
+def _declared(repo: Path) -> tuple[str | None, str | None]:
+    text = Git(repo).show("main", SERVE) or ""
+    return declared(text, "fraud")[0], declared_shadow(text, "fraud")[0]
+
+
+def _paired(state: Path) -> int:
+    with sqlite3.connect(state / "monitor" / "fraud" / "checkpoint.sqlite") as db:
+        return int(db.execute("SELECT count(*) FROM shadow_paired").fetchone()[0])
+
+
+def _actions(root: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(root / "state" / "trigger" / "decisions.sqlite") as db:
+        rows = db.execute("SELECT event_id, outcome FROM shadow_actions ORDER BY seq")
+        return [(str(e), str(o)) for e, o in rows]
+
+
+class World:
+    def __init__(self, base: Settings, root: Path) -> None:
+        self.root = root
+        self.store = ModelStore(str(root / "models"))
+        self.v1, self.v2, self.v3 = (_version(self.store, s) for s in (1, 2, 3))
+        self.repo = root / "repo"
+        deploy = ts.deploy_dir(self.repo, {"fraud": 2})
+        shutil.copy(ROOT / SERVE, deploy / "apps" / "fraud" / "serve.yaml")
+        git = Git(self.repo)
+        git.run("init", "--quiet", "--initial-branch", "main")
+        git.run("add", ".")
+        git.run("commit", "--quiet", "-m", "deploy: fraud")
+        self.settings = base.model_copy(update={
+            "state_dir": root / "state", "model_store_uri": str(root / "models"),
+            "git_repo": str(self.repo), "deploy_dir": deploy,
+        })  # fmt: skip
+        promote(self.settings, "fraud", self.v1)
+        promote(self.settings, "fraud", self.v2, as_shadow=True)
+        self.policy = root / "monitor.yaml"
+        ms.policy_file(
+            self.policy,
+            window={"rows": 100_000, "duration_s": None, "min_rows": 100},
+            performance={"labels": 1_000_000},  # the serving version's own checks: never due
+            shadow={"min_rows": 1000, "min_positives": 30, "step": 500},
+        )
+
+    def monitor_env(self, topics: Settings, state: str) -> dict[str, str]:
+        settings = topics.model_copy(update={"model_store_uri": str(self.root / "models")})
+        return ms.monitor_env(settings, self.root / state, self.policy)
+
+    def trigger(self, topics: Settings) -> str:
+        env = ts.environment(topics, self.root, self.settings.deploy_dir,
+                             git_repo=str(self.repo), model_store_uri=str(self.root / "models"),
+                             trigger_group=f"trigger-{topics.topic_prefix}")  # fmt: skip
+        log = self.root / "trigger.log"
+        assert ts.finish(ts.start(env, log), log) == 0, ts.tail(log)
+        return ts.tail(log)
+
+
+@pytest.fixture(scope="module")
+def world(base_settings, tmp_path_factory):
+    return World(base_settings, tmp_path_factory.mktemp("shadow"))
+
+
+@pytest.fixture(scope="module")
+def topics(base_settings):
+    """Three topic sets: the better shadow, the worse one, and the monitor's restart."""
+    gens = [_isolated(base_settings) for _ in range(3)]
+    yield [next(g) for g in gens]
+    for g in gens:
+        next(g, None)
+
+
+def test_a_better_shadow_is_promoted_by_one_commit_carrying_the_evidence(world, topics):
+    better = topics[0]
+    _publish(better, _stream(world.v1, world.v2, shadow_better=True, tag="b"))
+    ms.run_monitor(world.monitor_env(better, "monitor-a"))
+    assert _paired(world.root / "monitor-a") == N
+    (event,) = _verdicts(better)
+    assert event.shadow is not None and event.model_version == world.v1
+    assert (event.shadow.version, event.shadow.verdict, event.shadow.action) == (
+        world.v2, "better", "promote")  # fmt: skip
+    assert event.shadow.rows >= 1000 and event.shadow.positives >= 30
+
+    before = _commits(world.repo)
+    log = world.trigger(better)
+    assert _commits(world.repo) == before + 1, log
+    assert _declared(world.repo) == (f"models:/fraud/{world.v2}", None)
+    message = Git(world.repo).run("log", "-1", "--format=%B", "main")
+    assert message.startswith(f"Promote fraud {world.v2} (shadow_verdict)")
+    assert f"Replaces: models:/fraud/{world.v1}" in message
+    assert f"Live evidence: event {event.event_id}" in message
+    assert f"{event.shadow.rows} paired labelled payments, {event.shadow.positives} positives" in (
+        message
+    )
+    for c in event.shadow.comparisons:
+        line = next(x for x in message.splitlines() if x.strip().startswith(c.metric))
+        assert f"{c.serving:.4f}" in line and f"{c.shadow:.4f}" in line, line
+    assert f"Trigger-Event: {event.event_id}" in message
+
+    # The same records read again by a monitor from scratch (its verdict republished) and
+    # the event itself sent again: one decision, no second commit.
+    ms.run_monitor(world.monitor_env(better, "monitor-a2"))
+    _publish(better, [event])
+    assert [e.event_id for e in _verdicts(better)] == [event.event_id] * 3
+    log = world.trigger(better)
+    assert _commits(world.repo) == before + 1, log
+    assert _actions(world.root) == [(event.event_id, "promoted")]  # the copies: duplicates
+
+
+def test_a_worse_shadow_is_removed_by_one_commit(world, topics):
+    worse = topics[1]
+    if _declared(world.repo)[0] != f"models:/fraud/{world.v2}":
+        pytest.skip("needs the promotion of the previous test")
+    promote(world.settings, "fraud", world.v3, as_shadow=True)
+    _publish(worse, _stream(world.v2, world.v3, shadow_better=False, tag="w"))
+    ms.run_monitor(world.monitor_env(worse, "monitor-w"))
+    (event,) = _verdicts(worse)
+    assert event.shadow is not None
+    assert (event.shadow.verdict, event.shadow.action) == ("worse", "remove")
+    assert all(c.p_worse < 0.01 < c.p_better for c in event.shadow.comparisons)
+    before = _commits(world.repo)
+    world.trigger(worse)
+    assert _commits(world.repo) == before + 1
+    assert _declared(world.repo) == (f"models:/fraud/{world.v2}", None)
+    message = Git(world.repo).run("log", "-1", "--format=%B", "main")
+    assert message.startswith(f"Unshadow fraud {world.v3} (shadow_verdict)")
+    assert f"Live evidence: event {event.event_id}" in message
+    _publish(worse, [event])
+    world.trigger(worse)
+    assert _commits(world.repo) == before + 1  # replayed: nothing more
+    assert _actions(world.root)[-1] == (event.event_id, "removed")
+
+
+def test_a_monitor_killed_mid_stream_pairs_everything_once_and_says_its_verdict_once(world, topics):
+    restart = topics[2]
+    _publish(restart, _stream(world.v1, world.v2, shadow_better=True, tag="k", seed=5))
+    env = world.monitor_env(restart, "monitor-k")
+    checkpoint = world.root / "monitor-k" / "monitor" / "fraud" / "checkpoint.sqlite"
+    proc = ms.start_monitor(env)
+    progress, deadline = 0, time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if checkpoint.exists():
+            with sqlite3.connect(checkpoint) as db:
+                try:
+                    (progress,) = db.execute("SELECT count(*) FROM shadow_paired").fetchone()
+                except sqlite3.OperationalError:  # tables not created yet
+                    progress = 0
+            if progress > N * 0.3:
+                break
+        time.sleep(0.02)
+    alive = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate()
+    assert alive, f"the monitor ended before the kill: {err.decode()[-3000:]}"
+    assert 0 < progress < N, "the kill must fall in the middle of the stream"
+    ms.run_monitor(env)
+    assert _paired(world.root / "monitor-k") == N
+    published = [str(r["event_id"]) for r in ms.topic_records(restart, "drift-events")]
+    assert len(published) == 1 and Counter(published).most_common(1)[0][1] == 1
+    (event,) = _verdicts(restart)
+    assert event.shadow is not None and event.shadow.verdict == "better"
