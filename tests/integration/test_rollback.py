@@ -125,10 +125,11 @@ class World:
     def watch(self, version: str, state: str = "monitor") -> tuple[object, ...] | None:
         path = self.root / state / "monitor" / "fraud" / "checkpoint.sqlite"
         with sqlite3.connect(path) as db:
-            return db.execute(
+            row = db.execute(
                 "SELECT previous, evaluations, closed FROM rollback_watch WHERE version = ?",
                 (version,),
             ).fetchone()
+        return None if row is None else tuple(row)
 
 
 @pytest.fixture

@@ -66,10 +66,11 @@ class _Monitor:
                 self.events.append(watched.event)
 
     def watch(self, version: str) -> tuple[object, ...] | None:
-        return self.checkpoint.db.execute(
+        row = self.checkpoint.db.execute(
             "SELECT previous, evaluations, closed FROM rollback_watch WHERE version = ?",
             (version,),
         ).fetchone()
+        return None if row is None else tuple(row)
 
 
 def test_a_clearly_worse_promotion_is_a_rollback_event_on_its_first_evaluation(tmp_path):
