@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from driftloop_trigger import TriggerPolicy
+from driftloop_trigger._rollback import act_on_rollback
 
-from driftloop.events import DriftEvent, Label, Prediction, ShadowVerdict, Window
-from driftloop.gitops import Git, PromotionRefused, declared, promote
+from driftloop.events import DriftEvent, Label, Prediction, Regression, ShadowVerdict, Window
+from driftloop.gitops import Git, PromotionRefused, declared, promote, rollback
 from driftloop.kafka import EventProducer
 from driftloop.models import ModelStore
 from driftloop.settings import Settings
@@ -225,3 +227,48 @@ def test_a_promotion_as_good_as_the_one_before_is_not_rolled_back(world):
     world.trigger()
     assert world.commits() == before
     assert world.serving() == f"models:/fraud/{world.v3}"
+
+
+def _regression(world: World, version: str, previous: str) -> DriftEvent:
+    """A rollback event as the monitor writes it (its figures made up)."""
+    now = T0 + timedelta(hours=5)
+    window = Window(start=now, end=now + timedelta(hours=1), row_count=EVAL)
+    metrics = {"rows": float(EVAL), "positives": 30.0, "pr_auc": 0.1, "roc_auc": 0.6}
+    before = {"rows": float(EVAL), "positives": 30.0, "pr_auc": 0.7, "roc_auc": 0.95}
+    return DriftEvent(
+        kind="rollback", model_name="fraud", model_version=version, window=window,
+        reference_profile=f"models:/fraud/{previous}", metrics=metrics,
+        regression=Regression(
+            previous_version=previous, evaluation=1, rows=EVAL, positives=30,
+            previous_rows=EVAL, previous_positives=30, previous_window=window, metrics=metrics,
+            previous_metrics=before, reason="made up",
+        ),
+    )  # fmt: skip
+
+
+def test_a_revert_made_before_a_crash_is_recognised_and_a_wrong_previous_is_refused(world):
+    policy = TriggerPolicy.model_validate({"model": "fraud"})
+    now = datetime.now(UTC)
+    promote(world.settings, "fraud", world.v2)
+    # The monitor measured v2 against v3, which v2's promotion did not replace: refused.
+    wrong = _regression(world, world.v2, world.v3)
+    acted = act_on_rollback(world.settings, wrong, policy, None, now)
+    assert acted.outcome == "refused" and f"not {world.v3}" in acted.detail, acted
+    # The revert made, then the process died before recording it: acting again finds it.
+    event = _regression(world, world.v2, world.v1)
+    made = rollback(world.settings, "fraud", world.v2, world.v1, live=event,
+                    trigger_event_id=event.event_id)  # fmt: skip
+    assert made.changed and world.serving() == f"models:/fraud/{world.v1}"
+    before = world.commits()
+    again = act_on_rollback(world.settings, event, policy, None, now)
+    assert (again.outcome, again.commit) == ("rolled_back", made.commit)
+    assert world.commits() == before
+    # Another event about a version that no longer serves makes no commit either.
+    other = _regression(world, world.v2, world.v1).model_copy(update={"event_id": "x"})
+    assert act_on_rollback(world.settings, other, policy, None, now).outcome == "skipped"
+    assert world.commits() == before
+    # Forced by hand, the version serves again; within the cooldown nothing reverts it.
+    promote(world.settings, "fraud", world.v2, force=True)
+    cooling = act_on_rollback(world.settings, other, policy, now - timedelta(hours=1), now)
+    assert cooling.outcome == "skipped" and "cooling down" in cooling.detail
+    assert world.serving() == f"models:/fraud/{world.v2}"
