@@ -149,6 +149,9 @@ def promote(
     shadow: Annotated[
         bool, typer.Option("--shadow", help="declare it as the serving version's shadow")
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="promote a version git records as rolled back")
+    ] = False,
 ) -> None:
     """Declare a stored version in git (a commit on promote/<model>-<version>); with
     --shadow, as the shadow scored beside the serving version (shadow/<model>-<version>)."""
@@ -156,7 +159,8 @@ def promote(
     from driftloop.gitops import promote as make
 
     try:
-        done = make(get_settings(), model, version, reason=reason, policy=policy, as_shadow=shadow)
+        done = make(get_settings(), model, version, reason=reason, policy=policy,
+                    as_shadow=shadow, force=force)  # fmt: skip
     except PromotionRefused as exc:
         typer.secho(f"refused: {exc}", err=True, fg="red")
         raise typer.Exit(1) from exc

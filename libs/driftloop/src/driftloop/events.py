@@ -244,6 +244,46 @@ class ShadowVerdict(BaseModel):
         return self
 
 
+class MetricRegression(BaseModel):
+    """One metric of a newly promoted version against the previous version's last live
+    figures."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: str = Field(min_length=1, description="e.g. pr_auc, roc_auc")
+    previous: float
+    current: float
+    standard_error: float = Field(ge=0, description="of the difference current - previous")
+    p_worse: float = Field(ge=0, le=1, description="one-sided (current below), corrected")
+    min_difference: float = Field(ge=0)
+
+
+class Regression(BaseModel):
+    """A promoted version judged significantly worse on its labelled traffic than the
+    version it replaced was on its own last evaluation before: the evidence of a
+    rollback (``git revert`` of the promotion)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    previous_version: Id = Field(
+        description="the version that served before; a rollback returns to it"
+    )
+    evaluation: int = Field(ge=1, description="the new version's labelled evaluations so far")
+    rows: int = Field(ge=0, description="labelled payments of this evaluation")
+    positives: int = Field(ge=0)
+    previous_rows: int = Field(ge=0, description="of the previous version's last evaluation")
+    previous_positives: int = Field(ge=0)
+    previous_window: Window = Field(description="event times of the previous figures' payments")
+    metrics: dict[str, float] = Field(default_factory=dict)
+    previous_metrics: dict[str, float] = Field(default_factory=dict)
+    comparisons: list[MetricRegression] = Field(default_factory=list)
+    reason: str = ""
+
+
+_KIND_VERSION = {"shadow_verdict": 3, "rollback": 4}
+"""Kinds written with a schema version of their own, so an older reader refuses them."""
+
+
 class DriftEvent(Event):
     """A window of a model's traffic judged different from its reference (or worse), or
     a shadow version judged against the serving one on live labels.
@@ -258,12 +298,18 @@ class DriftEvent(Event):
     so a version-2 reader refuses it by its version rather than misreading it. Its
     ``model_version`` is the serving version, its window the paired payments' event
     times, and its id derives from the model, both versions and the verdict: a replay,
-    or a later evaluation reaching the same verdict, is the same event."""
+    or a later evaluation reaching the same verdict, is the same event.
+
+    Schema version 4 adds the kind ``rollback`` and its ``regression`` field (only a
+    rollback is written as version 4): ``model_version`` is the promoted version that
+    regressed, the window its evaluation's payments, and the id derives from the model
+    and both versions, so a replay, or a later evaluation of the same regression, is the
+    same event."""
 
     topic: ClassVar[str] = "drift-events"
 
-    schema_version: Literal[1, 2, 3] = 2  # type: ignore[assignment]
-    kind: Literal["data_drift", "performance_degraded", "shadow_verdict"] = "data_drift"
+    schema_version: Literal[1, 2, 3, 4] = 2  # type: ignore[assignment]
+    kind: Literal["data_drift", "performance_degraded", "shadow_verdict", "rollback"] = "data_drift"
     model_name: Id
     model_version: Id
     window: Window
@@ -280,11 +326,15 @@ class DriftEvent(Event):
         None, description="kind shadow_verdict: the shadow's live judgement and its evidence"
     )
 
+    regression: Regression | None = Field(
+        None, description="kind rollback: the promoted version's live regression"
+    )
+
     @model_validator(mode="before")
     @classmethod
-    def _shadow_is_version_3(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("kind") == "shadow_verdict":
-            data = {"schema_version": 3, **data}
+    def _kind_version(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") in _KIND_VERSION:
+            data = {"schema_version": _KIND_VERSION[data["kind"]], **data}
         return data
 
     @model_validator(mode="after")
@@ -292,14 +342,22 @@ class DriftEvent(Event):
         verdict = self.kind == "shadow_verdict"
         if verdict != (self.shadow is not None):
             raise ValueError("kind shadow_verdict, and only it, carries a shadow verdict")
-        if verdict != (self.schema_version == 3):
-            raise ValueError("schema_version 3 is that of a shadow_verdict, and only of it")
+        if (self.kind == "rollback") != (self.regression is not None):
+            raise ValueError("kind rollback, and only it, carries a regression")
+        expected = _KIND_VERSION.get(self.kind)
+        if expected is not None and self.schema_version != expected:
+            raise ValueError(f"kind {self.kind} is schema_version {expected}")
+        if expected is None and self.schema_version in _KIND_VERSION.values():
+            raise ValueError(f"schema_version {self.schema_version} is not that of {self.kind}")
         return self
 
     def natural_key(self) -> tuple[object, ...]:
         if self.kind == "shadow_verdict" and self.shadow is not None:
             return (self.kind, self.model_name, self.model_version, self.shadow.version,
                     self.shadow.verdict)  # fmt: skip
+        if self.kind == "rollback" and self.regression is not None:
+            return (self.kind, self.model_name, self.model_version,
+                    self.regression.previous_version)  # fmt: skip
         return (self.kind, self.model_name, self.model_version, self.window.start, self.window.end)
 
     def partition_key(self) -> str:

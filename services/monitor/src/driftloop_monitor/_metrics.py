@@ -33,6 +33,9 @@ class MonitorMetrics:
     shadow_rows: Gauge
     shadow_verdict: Gauge
     shadow_metric: Gauge
+    rollback_armed: Gauge
+    rollback_evaluations: Counter
+    rollback_p_worse: Gauge
 
     @classmethod
     def create(cls) -> MonitorMetrics:
@@ -102,4 +105,16 @@ class MonitorMetrics:
                                 "A metric of either version on the shadow's paired rows "
                                 "(role: serving, shadow)",
                                 ["model", "serving", "shadow", "role", "metric"], registry=r),
+            rollback_armed=Gauge("driftloop_monitor_rollback_armed",
+                                 "1 while a promoted version is judged against the version it "
+                                 "replaced, 0 once its watch ended",
+                                 ["model", "version", "previous"], registry=r),
+            rollback_evaluations=Counter("driftloop_monitor_rollback_evaluations",
+                                         "Evaluations of a promoted version against the "
+                                         "previous one (verdict: regressed, not_worse, too_few)",
+                                         ["model", "verdict"], registry=r),
+            rollback_p_worse=Gauge("driftloop_monitor_rollback_p_worse",
+                                   "Corrected one-sided p-value that a promoted version is "
+                                   "below the previous one's last live figures",
+                                   ["model", "version", "metric"], registry=r),
         )  # fmt: skip

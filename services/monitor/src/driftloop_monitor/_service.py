@@ -10,6 +10,11 @@ Shadow predictions are not windowed: with ``shadow`` and ``performance`` enabled
 with the serving score and the label of the same payment (``_shadow``), and their pairs
 are judged at the end of each batch (``_shadow_judge``); a verdict is a drift event of
 kind ``shadow_verdict`` in the same outbox, which the trigger service acts on in git.
+
+Each labelled evaluation also keeps the version's live figures; a version promoted after
+another is judged against that one's last figures for a few evaluations (``_rollback``),
+and a significant regression is a drift event of kind ``rollback`` in the same outbox,
+which the trigger acts on by reverting the promotion in git.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from driftloop_monitor._judge import Judged, judge_drift, judge_performance
 from driftloop_monitor._metrics import MonitorMetrics
 from driftloop_monitor._outbox import Outbox
 from driftloop_monitor._references import References
+from driftloop_monitor._rollback import Rollbacks
 from driftloop_monitor._settings import MonitorSettings
 from driftloop_monitor._settle import Settling, window_label
 from driftloop_monitor._shadow import Pair, ShadowJoin
@@ -72,6 +78,7 @@ class MonitorService:
             self.join.on_join = self.shadows.served
         elif self.policy.shadow.enabled:
             log.warning("shadows are not judged: their labels come with performance.enabled")
+        self.rollbacks = Rollbacks(self.checkpoint, self.policy)
         self.label_watermark = self.checkpoint.get("label_watermark", 0.0)
         self.predictions = self._consumer(Prediction)
         self.labels = self._consumer(Label) if self.policy.performance.enabled else None
@@ -124,6 +131,7 @@ class MonitorService:
         judged: list[Judged] = []
         verdicts: list[tuple[Pair, Judgement, DriftEvent | None]] = []
         other = shadow = 0
+        self.rollbacks.judged.clear()
         with self.checkpoint.transaction():
             for received in batch:
                 p = received.event
@@ -175,6 +183,7 @@ class MonitorService:
         assert self.labels is not None
         judged: list[Judged] = []
         verdicts: list[tuple[Pair, Judgement, DriftEvent | None]] = []
+        self.rollbacks.judged.clear()
         with self.checkpoint.transaction():
             for received in batch:
                 label = received.event
@@ -235,6 +244,9 @@ class MonitorService:
         start = evaluation_start([r[0] for r in rows])
         judged = self.changes.follow("performance", before, start, judged)
         self._record(judged)
+        watched = self.rollbacks.evaluated(version, rows)
+        if watched is not None and watched.event is not None:
+            self.outbox.add(watched.event)
         return [judged]
 
     def _record(self, judged: Judged) -> None:
@@ -276,9 +288,23 @@ class MonitorService:
         for _, _, event in verdicts:
             if event is not None:
                 m.events.labels(self.model, event.kind).inc()
+        self._rollback_gauges()
         m.skipped.labels("late").inc(self.windows.late)
         self.windows.late = 0
         m.open_rows.set(self.windows.rows)
+
+    def _rollback_gauges(self) -> None:
+        m = self.metrics
+        for w in self.rollbacks.judged:
+            m.rollback_armed.labels(self.model, w.version, w.previous).set(float(w.armed))
+            m.rollback_evaluations.labels(self.model, w.verdict).inc()
+            for c in w.comparisons:
+                m.rollback_p_worse.labels(self.model, w.version, c.metric).set(c.p_worse)
+            if w.event is not None:
+                m.events.labels(self.model, w.event.kind).inc()
+                log.warning("rollback event %s: %s regressed against %s on evaluation %d",
+                            w.event.event_id, w.version, w.previous, w.evaluation)  # fmt: skip
+        self.rollbacks.judged.clear()
 
     def _shadow_gauges(self, verdicts: list[tuple[Pair, Judgement, DriftEvent | None]]) -> None:
         m = self.metrics

@@ -31,6 +31,8 @@ Reason = Literal[
     "active_run",
     "cooldown",
     "budget",
+    "rolled_back_version",  # an event of a version rolled back: it serves no more
+    "rollback_cooldown",
 ]
 REASONS: tuple[str, ...] = get_args(Reason)
 DAY = timedelta(days=1)
@@ -65,13 +67,17 @@ class ModelHistory:
     and the cooldown. ``window_run``: a run already asked for by an event of the same
     model version and window (another kind, or the same window seen before).
     ``outcomes``: finished runs by id (a backend without run records: none).
-    ``waiting_since``: when the model's first event still held for evidence was held."""
+    ``waiting_since``: when the model's first event still held for evidence was held.
+    ``rolled_back``: versions of the model the trigger rolled back; ``last_rollback``:
+    when it last did."""
 
     active: Sequence[str] = ()
     submitted: Sequence[tuple[str, datetime]] = field(default_factory=tuple)
     window_run: str | None = None
     outcomes: Mapping[str, RunOutcome] = field(default_factory=dict)
     waiting_since: datetime | None = None
+    rolled_back: frozenset[str] = frozenset()
+    last_rollback: datetime | None = None
 
 
 def run_outcome(record: RunRecord) -> RunOutcome | None:
@@ -153,9 +159,10 @@ def severity(event: DriftEvent, policy: TriggerPolicy) -> tuple[bool, str]:
 def decide(
     event: DriftEvent, policy: TriggerPolicy | None, history: ModelHistory, now: datetime
 ) -> Decision:
-    """Submit, wait or skip, checked in this order: policy, kind, severity, window, active
-    run, cooldown (waived after a run that did not promote, or for a promoted version
-    still degraded), daily budget, evidence (wait, up to ``max_wait``)."""
+    """Submit, wait or skip, checked in this order: policy, kind, a rolled-back version, the
+    cooldown after a rollback, severity, window, active run, cooldown (waived after a run
+    that did not promote, or for a promoted version still degraded), daily budget,
+    evidence (wait, up to ``max_wait``)."""
     if policy is None:
         return Decision("skip", "no_policy", f"no trigger.yaml for model {event.model_name}")
     if not policy.enabled:
@@ -163,6 +170,16 @@ def decide(
     rule = policy.data_drift if event.kind == "data_drift" else policy.performance
     if not rule.enabled:
         return Decision("skip", "kind_disabled", f"{event.kind} events do not trigger runs")
+    if event.model_version in history.rolled_back:
+        return Decision("skip", "rolled_back_version",
+                        f"{event.model_version} was rolled back; the version it replaced"
+                        " serves again")  # fmt: skip
+    last = history.last_rollback
+    if last is not None and now < last + policy.rollback.cooldown:
+        until = last + policy.rollback.cooldown
+        return Decision("skip", "rollback_cooldown",
+                        f"a rollback was committed at {last:%Y-%m-%d %H:%M:%S}; no run"
+                        f" until {until:%Y-%m-%d %H:%M:%S}")  # fmt: skip
     severe, why = severity(event, policy)
     if not severe:
         return Decision("skip", "below_severity", why)

@@ -21,6 +21,7 @@ class TriggerMetrics:
     policy_errors: Gauge
     lag: Gauge
     shadow_actions: Counter
+    rollbacks: Counter
 
     @classmethod
     def create(cls) -> TriggerMetrics:
@@ -83,6 +84,13 @@ class TriggerMetrics:
                 "Shadow verdicts acted on, by verdict and outcome (promoted, removed, kept,"
                 " skipped, refused)",
                 ["model", "verdict", "outcome"],
+                registry=r,
+            ),
+            rollbacks=Counter(
+                "driftloop_trigger_rollbacks",
+                "Rollback events acted on, by outcome (rolled_back: a revert committed or"
+                " proposed; skipped, refused)",
+                ["model", "outcome"],
                 registry=r,
             ),
         )

@@ -100,6 +100,18 @@ class EvidenceRule(BaseModel):
         return self.min_labelled_rows > 0 or self.min_positives > 0
 
 
+class RollbackRule(BaseModel):
+    """Acting on the monitor's ``rollback`` events: a ``git revert`` of the promotion of a
+    version that regressed live. For ``cooldown`` after a rollback the model gets no other
+    rollback, no promotion by a shadow verdict and no retraining run; events of a version
+    rolled back never start a run (the version it replaced serves again)."""
+
+    model_config = _STRICT
+
+    enabled: bool = True
+    cooldown: Span = Field(timedelta(hours=6), description="after a rollback was committed")
+
+
 class TriggerPolicy(BaseModel):
     """One model's trigger policy. At most one retraining run of a model is active at a
     time; that is not configurable (the workflow template's mutex says the same)."""
@@ -111,6 +123,7 @@ class TriggerPolicy(BaseModel):
     data_drift: DataDriftRule = Field(default_factory=DataDriftRule)
     performance: PerformanceRule = Field(default_factory=PerformanceRule)
     evidence: EvidenceRule = Field(default_factory=EvidenceRule)
+    rollback: RollbackRule = Field(default_factory=RollbackRule)
     cooldown: Span = Field(timedelta(hours=6), description="after a run was submitted")
     daily_budget: int = Field(3, ge=0, description="runs submitted per rolling 24 hours")
     window: Annotated[str, AfterValidator(_valid_span)] = Field(

@@ -27,7 +27,10 @@ A ``shadow_verdict`` event (the monitor judged a shadow version on live labels) 
 decided by the retraining policy: it is kept with the batch's offsets and then acted on
 in git (``_shadow``): the shadow promoted, or removed, by a commit that carries the
 verdict's evidence, at most once per verdict, and only where git still declares what the
-verdict judged.
+verdict judged. A ``rollback`` event (a promoted version regressed live) is kept and acted
+on the same way (``_rollback``): the promotion reverted by one commit carrying the
+evidence. After a rollback the model gets no run, no promotion and no other rollback for
+the policy's ``rollback.cooldown``, and events of the version rolled back start no run.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Literal
 
@@ -57,11 +61,14 @@ from driftloop.runs import (
 from driftloop_trigger._decide import Decision, ModelHistory, decide, merge_history
 from driftloop_trigger._metrics import TriggerMetrics
 from driftloop_trigger._policy import Policies, PolicyError, TriggerPolicy
+from driftloop_trigger._rollback import act_on_rollback
 from driftloop_trigger._settings import TriggerSettings
 from driftloop_trigger._shadow import Acted, act
 from driftloop_trigger._store import DecisionStore, Held, Recorded, horizon
 
 WORKFLOW = "driftloop-retrain"
+ACTED_ON = ("shadow_verdict", "rollback")
+"""Event kinds acted on in git rather than decided by the retraining policy."""
 log = logging.getLogger(__name__)
 
 
@@ -139,8 +146,8 @@ class TriggerService:
         events = [r.event for r in batch]
         for event in events:
             self.metrics.events.labels(event.model_name, event.kind).inc()
-        verdicts = [e for e in events if e.kind == "shadow_verdict"]
-        drifts = [e for e in events if e.kind != "shadow_verdict"]
+        verdicts = [e for e in events if e.kind in ACTED_ON]
+        drifts = [e for e in events if e.kind not in ACTED_ON]
         decided, duplicates = self.store.record(
             self.topic, drifts, batch.next_offsets, lambda db, e: self._decide(db, e, now), now,
             verdicts=verdicts,
@@ -247,7 +254,10 @@ class TriggerService:
             if event.model_name not in self._snapshot:  # read once per batch and model
                 self._snapshot[event.model_name] = self.runs.all(event.model_name)
             runs = self._snapshot[event.model_name]
-        return merge_history(pending, submitted, window_run, runs, since, waiting_since)
+        history = merge_history(pending, submitted, window_run, runs, since, waiting_since)
+        rolled = self.store.rollbacks(event.model_name, db)
+        last = max(rolled.values(), default=None)
+        return replace(history, rolled_back=frozenset(rolled), last_rollback=last)
 
     # -- the outbox -------------------------------------------------------------------------
     def work_outbox(self) -> None:
@@ -265,9 +275,8 @@ class TriggerService:
         for event, attempts in self.store.verdicts_to_act():
             if time.monotonic() < self._retry_at.get(event.event_id, 0.0):
                 continue
-            assert event.shadow is not None
             try:
-                acted = act(self.settings, event, self.policies.get(event.model_name))
+                acted = self._act(event)
             except PolicyError as exc:
                 acted = Acted("skipped", f"policy_error: {exc}")
             except Exception as exc:  # git or the model store away: the next pass retries
@@ -281,10 +290,33 @@ class TriggerService:
                                   utcnow())  # fmt: skip
             self._retry_at.pop(event.event_id, None)
             v = event.shadow
+            if v is None:
+                r = event.regression
+                assert r is not None
+                self.metrics.rollbacks.labels(event.model_name, acted.outcome).inc()
+                log.info("rollback %s: %s %s regressed against %s (evaluation %d, %d rows, %d"
+                         " positives): %s %s", event.event_id, event.model_name,
+                         event.model_version, r.previous_version, r.evaluation, r.rows,
+                         r.positives, acted.outcome, acted.detail)  # fmt: skip
+                continue
             self.metrics.shadow_actions.labels(event.model_name, v.verdict, acted.outcome).inc()
             log.info("shadow verdict %s: %s %s %s (asked to %s on %d paired rows, %d positives):"
                      " %s %s", event.event_id, event.model_name, v.version, v.verdict, v.action,
                      v.rows, v.positives, acted.outcome, acted.detail)  # fmt: skip
+
+    def _act(self, event: DriftEvent) -> Acted:
+        """The git change a shadow verdict or a rollback asks for, made or declined."""
+        policy = self.policies.get(event.model_name)
+        rolled = self.store.rollbacks(event.model_name)
+        last = max(rolled.values(), default=None)
+        now = self.clock()
+        if event.kind == "rollback":
+            return act_on_rollback(self.settings, event, policy, last, now)
+        hold = None
+        if policy is not None and last is not None and now < last + policy.rollback.cooldown:
+            hold = (f"cooling down after the rollback of {last:%Y-%m-%d %H:%M:%S}: no promotion"
+                    f" until {last + policy.rollback.cooldown:%Y-%m-%d %H:%M:%S}")  # fmt: skip
+        return act(self.settings, event, policy, hold)
 
     def _submit(self, entry: Recorded) -> None:
         self._fault("before_submit")

@@ -25,7 +25,7 @@ from driftloop.gitops import (
 from driftloop.settings import Settings
 from driftloop_trigger._policy import TriggerPolicy
 
-Outcome = Literal["promoted", "removed", "kept", "skipped", "refused"]
+Outcome = Literal["promoted", "removed", "kept", "skipped", "refused", "rolled_back"]
 REASON = "shadow_verdict"
 
 
@@ -36,9 +36,12 @@ class Acted:
     commit: str | None = None
 
 
-def act(settings: Settings, event: DriftEvent, policy: TriggerPolicy | None) -> Acted:
+def act(
+    settings: Settings, event: DriftEvent, policy: TriggerPolicy | None, hold: str | None = None
+) -> Acted:
     """Make the git change a shadow verdict asks for, if git still declares what it saw.
-    Raises on failures worth another attempt (git or the model store away)."""
+    ``hold``: why no promotion is made now (the cooldown after a rollback). Raises on
+    failures worth another attempt (git or the model store away)."""
     verdict = event.shadow
     if verdict is None:
         raise ValueError(f"event {event.event_id} is not a shadow verdict")
@@ -49,6 +52,8 @@ def act(settings: Settings, event: DriftEvent, policy: TriggerPolicy | None) -> 
         return Acted("skipped", f"the trigger is disabled for {model}")
     if verdict.action == "keep":
         return Acted("kept", f"{verdict.verdict} at the deadline; the policy keeps the shadow")
+    if hold is not None and verdict.action == "promote":
+        return Acted("skipped", hold)
     serving, shadow = declared_on_target(settings, model)
     wanted = f"{STORE_SCHEME}{model}/{verdict.version}"
     own = committed_by(settings, model, event.event_id)

@@ -12,10 +12,11 @@ transaction, so a restart goes on waiting. The wait ends when a run of the model
 decided, or when :meth:`DecisionStore.resolve` turns the latest held event's decision
 into a submission (``max_wait``) or a skip.
 
-A shadow verdict is not decided but acted on: its id is claimed and the verdict kept in
-``shadow_actions`` in the batch's transaction; the git change it asks for is then made
-(see ``_shadow``) and its outcome recorded. A crash between the commit and the record
-makes the change again, which git's state then shows as already made.
+A shadow verdict, or a rollback, is not decided but acted on: its id is claimed and the
+event kept in ``shadow_actions`` in the batch's transaction; the git change it asks for is
+then made (see ``_shadow``, ``_rollback``) and its outcome recorded. A crash between the
+commit and the record makes the change again, which git's state then shows as already
+made.
 """
 
 from __future__ import annotations
@@ -158,6 +159,18 @@ def _decided(
     return (_ts(now), decision.outcome, decision.reason, decision.detail, run_id, stored)
 
 
+def _asks(event: DriftEvent) -> tuple[str, str, str, str]:
+    """(serving, shadow, verdict, action) of an event the trigger acts on in git. A
+    rollback: the version that regressed (serving), the version it returns to (in the
+    ``shadow`` column), verdict ``regressed`` and action ``rollback``."""
+    if event.shadow is not None:
+        v = event.shadow
+        return event.model_version, v.version, v.verdict, v.action
+    if event.regression is not None:
+        return event.model_version, event.regression.previous_version, "regressed", "rollback"
+    raise ValueError(f"event {event.event_id} ({event.kind}) asks for no change in git")
+
+
 class DecisionStore:
     def __init__(self, path: Path) -> None:
         self.ledger = Ledger(path)
@@ -182,15 +195,13 @@ class DecisionStore:
         duplicates = 0
         with self.ledger.transaction(self._db) as db:
             for event in verdicts:
-                assert event.shadow is not None
                 if not Ledger.claim(db, event.event_id):
                     duplicates += 1
                     continue
                 db.execute(
                     "INSERT INTO shadow_actions (event_id, model, serving, shadow, verdict,"
                     " action, event, received_at) VALUES (?,?,?,?,?,?,?,?)",
-                    (event.event_id, event.model_name, event.model_version, event.shadow.version,
-                     event.shadow.verdict, event.shadow.action, event.model_dump_json(),
+                    (event.event_id, event.model_name, *_asks(event), event.model_dump_json(),
                      _ts(now)),
                 )  # fmt: skip
             for event in events:
@@ -368,6 +379,15 @@ class DecisionStore:
             " attempts = attempts + 1, last_error = NULL WHERE event_id = ?",
             (_ts(at), outcome, detail[:4000], commit, event_id),
         )
+
+    def rollbacks(self, model: str, db: sqlite3.Connection | None = None) -> dict[str, datetime]:
+        """Versions of ``model`` this trigger rolled back, each with when (the latest)."""
+        rows = (db or self._db).execute(
+            "SELECT serving, max(acted_at) FROM shadow_actions WHERE model = ?"
+            " AND action = 'rollback' AND outcome = 'rolled_back' GROUP BY serving",
+            (model,),
+        )
+        return {str(v): datetime.fromtimestamp(float(at), UTC) for v, at in rows}
 
     def mark_act_failed(self, event_id: str, error: str) -> None:
         self._db.execute(

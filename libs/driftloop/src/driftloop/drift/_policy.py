@@ -211,6 +211,56 @@ class ShadowSpec(BaseModel):
         )  # fmt: skip
 
 
+def _default_regressions() -> dict[PerformanceMetric, float]:
+    return {"pr_auc": 0.05, "roc_auc": 0.03}
+
+
+class RollbackSpec(BaseModel):
+    """A promoted version judged against the version it replaced, on live labels.
+
+    The monitor keeps each version's last labelled evaluation (the performance section's
+    ``labels`` rows). A version's first evaluation after another version's arms a watch:
+    each of its next ``evaluations`` evaluations (the first included) is compared with
+    the previous version's last figures before it, per metric of ``min_difference``, with
+    the performance check's test (``compare_metrics``: one-sided z-tests at ``alpha``,
+    corrected over the metrics, both sides' standard errors, the performance section's
+    ``dispersion``). Worse on a metric by more than its ``min_difference``, significantly:
+    a ``rollback`` event asks the trigger to revert the promotion. Both evaluations need
+    ``min_rows`` rows and ``min_positives`` frauds to be compared; one that has not counts
+    against ``evaluations`` all the same, so the watch ends."""
+
+    model_config = _STRICT
+
+    enabled: bool = True
+    min_rows: int = Field(1000, ge=10, description="labelled rows of each side")
+    min_positives: int = Field(20, ge=1, description="frauds among them, on each side")
+    min_difference: dict[PerformanceMetric, float] = Field(
+        default_factory=_default_regressions,
+        description="metrics compared, each with the drop (previous - current) that counts",
+    )
+    alpha: float = Field(0.01, gt=0, lt=1, description="one-sided, corrected")
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
+    evaluations: int = Field(
+        3, ge=1, description="labelled evaluations after a promotion during which it is judged"
+    )
+
+    @model_validator(mode="after")
+    def _some_metric(self) -> Self:
+        if not self.min_difference:
+            raise ValueError("min_difference names no metric to compare")
+        negative = sorted(m for m, v in self.min_difference.items() if v < 0)
+        if negative:
+            raise ValueError(f"min_difference must not be negative: {', '.join(negative)}")
+        return self
+
+    def test_spec(self, performance: PerformanceSpec) -> PerformanceSpec:
+        """The performance test's spec for this comparison (its dispersion kept)."""
+        return PerformanceSpec(
+            max_drop=dict(self.min_difference), alpha=self.alpha, correction=self.correction,
+            dispersion=dict(performance.dispersion), horizon_days=performance.horizon_days,
+        )  # fmt: skip
+
+
 class SkewSpec(BaseModel):
     """Training-serving skew: per window, a sample of the predictions' served features
     against the offline point-in-time features of the same transactions (see
@@ -253,6 +303,7 @@ class MonitorPolicy(BaseModel):
     performance: PerformanceSpec = Field(default_factory=PerformanceSpec)
     skew: SkewSpec = Field(default_factory=SkewSpec)
     shadow: ShadowSpec = Field(default_factory=ShadowSpec)
+    rollback: RollbackSpec = Field(default_factory=RollbackSpec)
 
 
 def load_policy(path: str | Path) -> MonitorPolicy:

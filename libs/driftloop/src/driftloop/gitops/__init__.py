@@ -8,6 +8,8 @@ from driftloop.gitops._promote import (
     declared_on_target,
     promote,
     remove_shadow,
+    rollback,
+    rolled_back_by,
 )
 from driftloop.gitops._serveconfig import declared, declared_shadow, set_model, set_shadow
 from driftloop.gitops._syncstate import SyncState, read_state, state_path, write_state
@@ -25,6 +27,8 @@ __all__ = [
     "promote",
     "read_state",
     "remove_shadow",
+    "rollback",
+    "rolled_back_by",
     "set_model",
     "set_shadow",
     "state_path",

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from driftloop.deployments import STORE_SCHEME
 from driftloop.gitops._git import Git, GitError
-from driftloop.gitops._record import commit_message, removal_message
+from driftloop.gitops._record import commit_message, removal_message, revert_message
 from driftloop.gitops._serveconfig import declared, declared_shadow, set_model, set_shadow
 from driftloop.settings import Settings
 
@@ -77,11 +78,16 @@ def promote(
     policy: str | None = None,
     as_shadow: bool = False,
     live: DriftEvent | None = None,
+    force: bool = False,
 ) -> Promotion:
     """Make git declare ``model``'s ``version``; see the module docstring. ``as_shadow``:
     declare it as the shadow of the serving version instead (``shadow_uri``), scored on
     every request beside it; a later promotion of any version ends the shadow. ``live``:
-    the shadow verdict asking for this promotion, its evidence put in the message."""
+    the shadow verdict asking for this promotion, its evidence put in the message.
+
+    A version the target records as rolled back (a revert with its ``Rolled-Back:``
+    trailer) is refused unless ``force``: whatever promoted it (a run's evaluation, a
+    shadow verdict) was contradicted by its live labels."""
     from driftloop.drift import AuditStore
     from driftloop.models import ModelStore
 
@@ -111,6 +117,12 @@ def promote(
             return Promotion(model, version, branch, earlier, chosen, False, why, earlier=True)
         why = "already the shadow" if as_shadow else "already declared"
         return Promotion(model, version, branch, base, chosen, False, why)
+    reverted = None if as_shadow or force else _rolled_back_by(git, base, path, version)
+    if reverted is not None:
+        raise PromotionRefused(
+            f"{model} {version} was rolled back by {reverted[:12]} on {target} (a regression"
+            " on live labels); promote it again only by hand, with force"
+        )
     audit_root = (settings.state_dir / "monitor").absolute()  # the monitor's default
     evidence = AuditStore(audit_root, model).find(trigger_event_id) if trigger_event_id else None
     message = commit_message(
@@ -155,6 +167,99 @@ def remove_shadow(
     return _land(git, settings, chosen, (model, version, branch), base, path, content, message)
 
 
+def rollback(
+    settings: Settings,
+    model: str,
+    version: str,
+    previous: str,
+    *,
+    live: DriftEvent,
+    reason: str = "rollback",
+    trigger_event_id: str | None = None,
+    policy: str | None = None,
+) -> Promotion:
+    """``git revert`` the commit that made ``version`` of ``model`` the serving one, which
+    declares ``previous`` again, with ``live``'s regression as the evidence; landed by the
+    promotion policy like a promotion (branch ``rollback/<model>-<version>``). Nothing
+    changes (``changed`` False) where the target does not serve ``version``; refused where
+    that promotion did not replace ``previous`` or cannot be reverted cleanly."""
+    repo = Path(settings.git_repo).expanduser().absolute()
+    git = Git(repo)
+    chosen = policy or settings.promotion_policy
+    target = settings.git_branch
+    path = _relative(settings, repo, model)
+    branch = f"rollback/{model}-{version}"
+    base = git.rev(f"refs/heads/{target}")
+    current = git.show(base, path)
+    wanted = f"{STORE_SCHEME}{model}/{version}"
+    if current is None or declared(current, model)[0] != wanted:
+        return Promotion(model, version, branch, base, chosen, False, "not the serving version")
+    promotion = _promotion_of(git, base, path, model, wanted)
+    if promotion is None:
+        raise PromotionRefused(f"no commit on {target} made {version} the serving version")
+    before = git.show(f"{promotion}^", path)
+    replaced = declared(before, model)[0] if before is not None else None
+    if replaced != f"{STORE_SCHEME}{model}/{previous}":
+        raise PromotionRefused(
+            f"{promotion[:12]} replaced {replaced or 'nothing'}, not {previous}: the regression"
+            " was measured against another version than the revert would restore"
+        )
+    subject = git.run("log", "-1", "--format=%s", promotion).strip()
+    message = revert_message(subject, promotion, path, reason, trigger_event_id, live)
+    commit = _revert_on(git, settings, base, promotion, message)
+    return _land_commit(git, settings, chosen, (model, version, branch), base, path, commit,
+                        message)  # fmt: skip
+
+
+def rolled_back_by(settings: Settings, model: str, version: str) -> str | None:
+    """The revert on the target that rolled ``model``'s ``version`` back, if one did."""
+    repo = Path(settings.git_repo).expanduser().absolute()
+    git = Git(repo)
+    base = git.rev(f"refs/heads/{settings.git_branch}")
+    return _rolled_back_by(git, base, _relative(settings, repo, model), version)
+
+
+def _rolled_back_by(git: Git, base: str, path: str, version: str) -> str | None:
+    lines = git.run(
+        "log", "--format=%H %(trailers:key=Rolled-Back,valueonly,separator=%x20)", base,
+        "--", path,
+    ).splitlines()  # fmt: skip
+    for line in lines:
+        sha, *values = line.split()
+        if version in values:
+            return sha
+    return None
+
+
+def _promotion_of(git: Git, base: str, path: str, model: str, wanted: str) -> str | None:
+    """The commit up to ``base`` after which ``path`` declares ``wanted`` serving and
+    before which it did not (the newest such change: ``wanted`` serves at ``base``)."""
+    for sha in git.run("log", "--format=%H", base, "--", path).split():
+        before = git.show(f"{sha}^", path)
+        if before is None or declared(before, model)[0] != wanted:
+            return sha
+    return None
+
+
+def _revert_on(git: Git, settings: Settings, base: str, commit: str, message: str) -> str:
+    """``git revert`` of ``commit`` on top of ``base``, in a throwaway worktree; its sha."""
+    place = settings.state_dir / "gitops" / f"worktree-{uuid.uuid4().hex[:12]}"
+    place.parent.mkdir(parents=True, exist_ok=True)
+    git.run("worktree", "add", "--detach", str(place), base)
+    try:
+        tree = Git(place)
+        try:
+            tree.run("revert", "--no-commit", commit)
+        except GitError as exc:
+            raise PromotionRefused(f"{commit[:12]} does not revert cleanly: {exc}") from exc
+        tree.run("commit", "--quiet", "--file", "-", stdin=message)
+        return tree.rev("HEAD")
+    finally:
+        git.run("worktree", "remove", "--force", str(place), check=False)
+        shutil.rmtree(place, ignore_errors=True)
+        git.run("worktree", "prune", check=False)
+
+
 def _land(
     git: Git,
     settings: Settings,
@@ -167,9 +272,23 @@ def _land(
 ) -> Promotion:
     """Commit ``content`` of ``path`` on ``base`` and land it by the policy: a pull request
     from the branch, or a fast-forward of the target. ``what``: (model, version, branch)."""
+    commit = _commit_on(git, settings, base, path, content, message)
+    return _land_commit(git, settings, chosen, what, base, path, commit, message)
+
+
+def _land_commit(
+    git: Git,
+    settings: Settings,
+    chosen: str,
+    what: tuple[str, str, str],
+    base: str,
+    path: str,
+    commit: str,
+    message: str,
+) -> Promotion:
+    """Land ``commit`` (made on ``base``) by the policy; see ``_land``."""
     model, version, branch = what
     target = settings.git_branch
-    commit = _commit_on(git, settings, base, path, content, message)
     _set_branch(git, branch, commit)
     if chosen == "pr":
         from driftloop.gitops._github import open_pull_request

@@ -102,18 +102,79 @@ def live_evidence(event: DriftEvent) -> list[str]:
         f"    first shadow score {verdict.first_seen.isoformat()},"
         f" deadline {verdict.deadline.isoformat()}",
     ]
-    if verdict.comparisons:
-        lines.append(
-            f"    {'metric':<22}{'serving':>10}{'shadow':>10}{'diff':>10}{'se':>10}"
-            f"{'p better':>10}{'p worse':>10}"
-        )
-        for c in verdict.comparisons:
-            lines.append(
-                f"    {c.metric:<22}{c.serving:>10.4f}{c.shadow:>10.4f}"
-                f"{c.shadow - c.serving:>+10.4f}{c.standard_error:>10.4f}"
-                f"{_fmt(c.p_better):>10}{_fmt(c.p_worse):>10}"
-            )
+    lines += _comparisons(
+        ["serving", "shadow", "diff", "se", "p better", "p worse"],
+        [(c.metric, [f"{c.serving:.4f}", f"{c.shadow:.4f}", f"{c.shadow - c.serving:+.4f}",
+                     f"{c.standard_error:.4f}", _fmt(c.p_better), _fmt(c.p_worse)])
+         for c in verdict.comparisons],
+    )  # fmt: skip
     return [*lines, ""]
+
+
+def _comparisons(headers: list[str], rows: list[tuple[str, list[str]]]) -> list[str]:
+    """A table of metrics compared live, one line per metric (none without rows)."""
+    if not rows:
+        return []
+    head = "".join(f"{h:>10}" for h in headers)
+    return [f"    {'metric':<22}{head}"] + [
+        f"    {metric:<22}" + "".join(f"{c:>10}" for c in cells) for metric, cells in rows
+    ]
+
+
+def regression_evidence(event: DriftEvent) -> list[str]:
+    """The lines of a rollback's live evidence: the promoted version's labelled evaluation
+    against the previous version's last one, per metric both values, the difference, its
+    standard error and the corrected p-value of a regression."""
+    r = event.regression
+    if r is None:
+        return []
+    w, pw = event.window, r.previous_window
+    lines = [
+        f"Live evidence: event {event.event_id}",
+        f"    {event.model_version} regressed against {r.previous_version} ({r.reason}),"
+        f" on its evaluation {r.evaluation} after its promotion",
+        f"    {event.model_version}: {r.rows} labelled payments, {r.positives} positives,"
+        f" {w.start.isoformat()} .. {w.end.isoformat()}",
+        f"    {r.previous_version} (last live figures): {r.previous_rows} labelled payments,"
+        f" {r.previous_positives} positives, {pw.start.isoformat()} .. {pw.end.isoformat()}",
+    ]
+    lines += _comparisons(
+        ["previous", "current", "diff", "se", "min diff", "p worse"],
+        [(c.metric, [f"{c.previous:.4f}", f"{c.current:.4f}", f"{c.current - c.previous:+.4f}",
+                     f"{c.standard_error:.4f}", f"{c.min_difference:.4f}", _fmt(c.p_worse)])
+         for c in r.comparisons],
+    )  # fmt: skip
+    return [*lines, ""]
+
+
+def revert_message(
+    subject: str, promotion: str, path: str, reason: str, trigger_event_id: str | None,
+    live: DriftEvent,
+) -> str:  # fmt: skip
+    """The record of a rollback: git's own revert subject and body line, then why (the
+    regression's live evidence), then trailers naming the version rolled back."""
+    r = live.regression
+    assert r is not None, "a rollback carries its regression"
+    model, bad = live.model_name, live.model_version
+    lines = [
+        f'Revert "{subject}"',
+        "",
+        f"This reverts commit {promotion}.",
+        "",
+        f"Why: {reason}" + (f"; triggered by event {trigger_event_id}" if trigger_event_id else ""),
+        f"Serving again: {STORE}{model}/{r.previous_version} (in place of {STORE}{model}/{bad},"
+        " which regressed live)",
+        "",
+        *regression_evidence(live),
+        f"Changes: {path}",
+        "",
+        f"Model: {model}",
+        f"Version: {r.previous_version}",
+        f"Rolled-Back: {bad}",
+    ]
+    if trigger_event_id:
+        lines.append(f"Trigger-Event: {trigger_event_id}")
+    return "\n".join(lines) + "\n"
 
 
 def removal_message(
