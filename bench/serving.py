@@ -8,8 +8,9 @@ transactions, model and online store (the goals of the serving issue in brackets
   clients [no request refused; throughput ratio >= 0.7; p99 ratio <= 1.5];
   ``/predict/batch`` with 256 payments a request [>= 5,000 payments/s];
 * Serve's own floor: a deployment that answers a constant, to a GET and to a POST of the
-  same body (in Serve a replica fetches a request's body from the proxy with a call of
-  its own, which a GET never makes);
+  same body (through Serve's Python proxy a replica fetched a request's body with a call
+  back to the proxy, which a GET never made; through its HAProxy ingress, which the stack
+  runs, the body comes with the request to the replica's own HTTP port);
 * the same replica with its telemetry off (no prediction log, no per-score metrics): what
   they cost the request;
 * ``uvicorn``: the very same FastAPI app and scorer under uvicorn in a process of its own

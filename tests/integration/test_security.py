@@ -53,6 +53,8 @@ def test_every_client_facing_port_that_listens_is_on_loopback_only(base_settings
         "kafka controller": s.kafka_controller_port,
         "ray dashboard + job API": s.ray_dashboard_port,
         "ray serve": s.serve_port,
+        "ray serve ingress metrics": s.serve_ingress_metrics_port,
+        "ray serve ingress stats": s.serve_ingress_stats_port,
     }
     optional = {f"{name} metrics": port for name, port in SERVICE_METRICS.items()}
     optional["prometheus"] = s.prometheus_port
@@ -67,6 +69,34 @@ def test_every_client_facing_port_that_listens_is_on_loopback_only(base_settings
         report[name] = f"{port}: {sorted(bound)}"
         assert bound == {"127.0.0.1"}, f"{name} listens on {bound}"
     print("\n" + "\n".join(f"  {k:24} {v}" for k, v in report.items()))
+
+
+def test_serve_s_haproxy_and_its_replicas_listen_on_loopback_only(base_settings, fraud_app):
+    """Serve's ingress is HAProxy, which forwards to each replica's own HTTP port: neither
+    may listen off loopback (Ray's template binds HAProxy's exporter and stats page to every
+    interface; deploy/local/haproxy-loopback rebinds them)."""
+    from ray.serve._private.constants import (  # where replicas take their HTTP ports
+        RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT,
+        RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT,
+    )
+
+    replica_ports = range(RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT,
+                          RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT + 1)  # fmt: skip
+    ray = sec.ray_processes(base_settings.ray_port)
+    found: dict[str, set[str]] = {}
+    for port, owners in sec.listeners().items():
+        for pid, addresses in owners.items():
+            process = ray.get(pid) if pid is not None else None
+            name = (process.cmdline() or [process.name()])[0] if process is not None else ""
+            # a replica's other ports are Ray's own, under the cluster token (the test below)
+            replica = name.startswith("ray::ServeReplica") and port in replica_ports
+            if name.endswith("haproxy") or replica:
+                found[f"{name} {port}"] = addresses
+    assert any("haproxy" in k for k in found), f"no HAProxy among the head's processes: {found}"
+    assert any("ServeReplica" in k for k in found), f"no replica listens: {found}"
+    off = {k: v for k, v in found.items() if v != {"127.0.0.1"}}
+    assert not off, off
+    print("\n" + "\n".join(f"  {k:40} {sorted(v)}" for k, v in sorted(found.items())))
 
 
 def _service_env(settings: Settings, root: Path, port: int) -> dict[str, str]:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     ray_num_cpus: int = Field(2, ge=1)
     ray_auth_token_path: Path = Path("~/.ray/auth_token")
     serve_port: int = Field(8000, ge=1, le=65535)
+    # Serve's HAProxy ingress: its Prometheus exporter and its stats page (bind host only)
+    serve_ingress_metrics_port: int = Field(9105, ge=1, le=65535)
+    serve_ingress_stats_port: int = Field(8404, ge=1, le=65535)
     prometheus_port: int = Field(9090, ge=1, le=65535)  # when a prometheus binary is found
 
     feature_repo: Path = Path("features")

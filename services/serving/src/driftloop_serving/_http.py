@@ -93,7 +93,7 @@ class _Count:
             return
         started = time.perf_counter()
         status = 500  # unless the app answers: an app that raises is a 500
-        body_s = 0.0  # waiting for the request's body (in Serve, a call back to the proxy)
+        body_s = 0.0  # waiting for the request's body (through Serve's Python proxy, a call)
 
         async def receiving() -> "Message":
             nonlocal body_s

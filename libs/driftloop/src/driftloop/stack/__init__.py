@@ -27,7 +27,14 @@ from driftloop.stack._prometheus import (
     wait_ready,
     write_config,
 )
-from driftloop.stack._ray import ensure_token, serve_running, start_serve, wait_dashboard
+from driftloop.stack._ray import (
+    end_orphaned_haproxy,
+    ensure_token,
+    haproxy_binary,
+    serve_running,
+    start_serve,
+    wait_dashboard,
+)
 from driftloop.stack._supervisor import Supervisor
 from driftloop.stack._tools import venv_tool
 
@@ -91,6 +98,11 @@ class LocalStack:
             "DRIFTLOOP_RAY_DASHBOARD_PORT": str(s.ray_dashboard_port),
             "DRIFTLOOP_RAY_CLIENT_PORT": str(s.ray_client_port),
             "DRIFTLOOP_RAY_NUM_CPUS": str(s.ray_num_cpus),
+            # Serve's ingress (supervisord.conf): the binary haproxy-loopback becomes, and the
+            # ports of its exporter and stats page
+            "DRIFTLOOP_HAPROXY_BINARY": haproxy_binary(),
+            "DRIFTLOOP_SERVE_INGRESS_METRICS_PORT": str(s.serve_ingress_metrics_port),
+            "DRIFTLOOP_SERVE_INGRESS_STATS_PORT": str(s.serve_ingress_stats_port),
             # Ray workers (Serve replicas, Ray Jobs) inherit these from the head, so their
             # Settings() finds the same repository, features and models as the CLI's.
             "DRIFTLOOP_FEATURE_REPO": str(s.feature_repo),
@@ -209,11 +221,15 @@ class LocalStack:
         if state and state.running:
             echo(f"ray: already running at {s.ray_gcs_address} (pid {state.pid})")
         else:
+            if ended := end_orphaned_haproxy():
+                echo(f"serve: ended {ended} HAProxy process(es) a stopped Ray left running")
             for port, purpose in (
                 (s.ray_port, "Ray's GCS"),
                 (s.ray_dashboard_port, "the Ray dashboard"),
                 (s.ray_client_port, "the Ray client server"),
-                (s.serve_port, "Ray Serve's HTTP proxy"),
+                (s.serve_port, "Ray Serve's HTTP ingress (HAProxy)"),
+                (s.serve_ingress_metrics_port, "the Serve ingress's metrics exporter"),
+                (s.serve_ingress_stats_port, "the Serve ingress's stats page"),
             ):
                 require_free(s.bind_host, port, purpose)
             if ensure_token(s):
@@ -254,6 +270,8 @@ class LocalStack:
         unregister_targets(self.settings, SUPERVISED)
         self.supervisor.shutdown()
         echo("supervisord: stopped")
+        if ended := end_orphaned_haproxy():
+            echo(f"serve: ended {ended} HAProxy process(es) left by Ray's stop")
 
     # -- the loop's services -------------------------------------------------------------
     def start_services(self, echo: Echo) -> None:

