@@ -470,13 +470,13 @@ def test_a_telemetry_backlog_is_bounded_and_counted(tmp_path):
     _, service = _serving(tmp_path, log_queue_size=5)
     held = threading.Event()
     try:
-        service._telemetry.submit(held.wait, 30)  # the telemetry thread is busy
+        service.telemetry.submit(held.wait, 30)  # the telemetry thread is busy
         with TestClient(build_http(service)) as client:
             batch = {"transactions": [support.transaction(i) for i in range(3)]}
             for _ in range(4):  # 3 + 3 > 5: only the first batch waits for telemetry
                 assert client.post("/predict/batch", json=batch).status_code == 200
             held.set()
-            service._telemetry.submit(lambda: None).result(timeout=30)  # drained
+            service.telemetry.submit(lambda: None).result(timeout=30)  # drained
             text = client.get("/metrics").text
     finally:
         held.set()

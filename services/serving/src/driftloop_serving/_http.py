@@ -47,6 +47,7 @@ from driftloop_serving._body import JsonBodyRoute
 from driftloop_serving._errors import Error, Invalid, http_error, invalid_request
 from driftloop_serving._metrics import ServingMetrics
 from driftloop_serving._slot import NoModel
+from driftloop_serving._telemetry import Telemetry
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -81,11 +82,13 @@ _ANSWERS: dict[int, dict[str, Any]] = {
 
 class _Count:
     """Counts every HTTP answer by route and status, and its latency (a plain ASGI
-    middleware: Starlette's ``BaseHTTPMiddleware`` costs a task and a stream a request)."""
+    middleware: Starlette's ``BaseHTTPMiddleware`` costs a task and a stream a request),
+    and tells the telemetry thread which requests are in flight (it waits for none)."""
 
-    def __init__(self, app: "ASGIApp", metrics: ServingMetrics) -> None:
+    def __init__(self, app: "ASGIApp", metrics: ServingMetrics, telemetry: Telemetry) -> None:
         self.app = app
         self.metrics = metrics
+        self.telemetry = telemetry
 
     async def __call__(self, scope: "Scope", receive: "Receive", send: "Send") -> None:
         if scope["type"] != "http":
@@ -113,9 +116,11 @@ class _Count:
                 message = {**message, "headers": headers}
             await send(message)
 
+        self.telemetry.begin()
         try:
             await self.app(scope, receiving, counted)
         finally:  # re-raised: Starlette answers 500 and the traceback reaches the log
+            self.telemetry.end()
             route = getattr(scope.get("route"), "path", "unmatched")
             m = self.metrics
             m.requests.inc(route=route, status=str(status))
@@ -162,7 +167,7 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
         keyed = (401,) if guard else ()
         return {status: _ANSWERS[status] for status in sorted((*statuses, *keyed))}
 
-    app.add_middleware(_Count, metrics=metrics)
+    app.add_middleware(_Count, metrics=metrics, telemetry=service.telemetry)
 
     async def scored(
         transactions: list[Transaction], request_id: str, started: float

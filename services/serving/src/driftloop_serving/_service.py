@@ -7,7 +7,7 @@ one scoring thread so the event loop keeps accepting requests meanwhile. A batch
 most ``INLINE_ROWS`` payments is scored on the event loop itself when nothing else is
 being scored: its score (~0.5 ms) costs less than the two thread hops. What is not the
 answer — the prediction log's events and the per-score metrics — is made on a telemetry
-thread after the answers are out.
+thread once no request is in flight (``_telemetry``).
 """
 
 import asyncio
@@ -33,6 +33,7 @@ from driftloop_serving._log import PredictionLog
 from driftloop_serving._metrics import ServingMetrics
 from driftloop_serving._scoring import ActiveModel, ScoredBatch
 from driftloop_serving._slot import ModelSlot, NoModel, Refusal
+from driftloop_serving._telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -98,7 +99,7 @@ class FraudServiceImpl:
         # Held while a batch or a warm-up is scored: the scoring thread or, for a batch of
         # at most INLINE_ROWS, the event loop itself (they share the feature store's reads)
         self._scoring = threading.Lock()
-        self._telemetry = ThreadPoolExecutor(max_workers=1, thread_name_prefix="telemetry")
+        self.telemetry = Telemetry()  # after the answers: the log's events, score metrics
         self._backlog = 0  # predictions handed to the telemetry thread, not yet offered
         self._backlog_lock = threading.Lock()
         self._info_labels: dict[str, str] | None = None  # model_info's current label set
@@ -138,7 +139,7 @@ class FraudServiceImpl:
         if hasattr(self, "log"):  # absent when the constructor failed early
             self.log.close(timeout_s=2)
             self._executor.shutdown(wait=False)
-            self._telemetry.shutdown(wait=False)
+            self.telemetry.shutdown()
 
     # --- scoring
 
@@ -208,7 +209,7 @@ class FraudServiceImpl:
         if full:
             self.metrics.log_dropped.inc(n, reason="telemetry_backlog")
             return
-        self._telemetry.submit(self._record, active, batch, items, time.perf_counter(), role)
+        self.telemetry.submit(self._record, active, batch, items, time.perf_counter(), role)
 
     def _record(
         self, active: ActiveModel, batch: ScoredBatch, items: list[_Item], scored_at: float,
