@@ -153,7 +153,35 @@ def _default_differences() -> dict[PerformanceMetric, float]:
     return {"pr_auc": 0.0, "roc_auc": 0.0}
 
 
-class ShadowSpec(BaseModel):
+class _LiveComparison(BaseModel):
+    """Two versions' labelled metrics compared with the performance check's test: each
+    metric of ``min_difference`` must differ by more than its value, significantly
+    (one-sided z-tests at ``alpha``, corrected over the metrics)."""
+
+    model_config = _STRICT
+
+    min_difference: dict[PerformanceMetric, float]
+    alpha: float = Field(0.01, gt=0, lt=1, description="one-sided, corrected")
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
+
+    @model_validator(mode="after")
+    def _some_metric(self) -> Self:
+        if not self.min_difference:
+            raise ValueError("min_difference names no metric to compare")
+        negative = sorted(m for m, v in self.min_difference.items() if v < 0)
+        if negative:
+            raise ValueError(f"min_difference must not be negative: {', '.join(negative)}")
+        return self
+
+    def test_spec(self, performance: PerformanceSpec) -> PerformanceSpec:
+        """The performance test's spec for this comparison (its dispersion kept)."""
+        return PerformanceSpec(
+            max_drop=dict(self.min_difference), alpha=self.alpha, correction=self.correction,
+            dispersion=dict(performance.dispersion), horizon_days=performance.horizon_days,
+        )  # fmt: skip
+
+
+class ShadowSpec(_LiveComparison):
     """A shadow version (serve.yaml's ``shadow_uri``) judged against the serving version
     on the same payments: each shadow score is paired with the serving version's score
     of the same transaction and with its label (``performance`` must be enabled: its
@@ -184,8 +212,6 @@ class ShadowSpec(BaseModel):
         default_factory=_default_differences,
         description="metrics compared, each with the difference (either way) that counts",
     )
-    alpha: float = Field(0.01, gt=0, lt=1, description="one-sided per direction, corrected")
-    correction: Literal["holm", "bonferroni", "none"] = "holm"
     deadline_hours: float = Field(72.0, gt=0)
     on_deadline: Literal["keep", "remove", "promote"] = "remove"
     pair_wait_s: float = Field(
@@ -194,28 +220,12 @@ class ShadowSpec(BaseModel):
         description="event-time seconds a labelled serving score waits for its shadow score",
     )
 
-    @model_validator(mode="after")
-    def _some_metric(self) -> Self:
-        if not self.min_difference:
-            raise ValueError("min_difference names no metric to compare")
-        negative = sorted(m for m, v in self.min_difference.items() if v < 0)
-        if negative:
-            raise ValueError(f"min_difference must not be negative: {', '.join(negative)}")
-        return self
-
-    def test_spec(self, performance: PerformanceSpec) -> PerformanceSpec:
-        """The performance test's spec for this comparison (its dispersion kept)."""
-        return PerformanceSpec(
-            max_drop=dict(self.min_difference), alpha=self.alpha, correction=self.correction,
-            dispersion=dict(performance.dispersion), horizon_days=performance.horizon_days,
-        )  # fmt: skip
-
 
 def _default_regressions() -> dict[PerformanceMetric, float]:
     return {"pr_auc": 0.05, "roc_auc": 0.03}
 
 
-class RollbackSpec(BaseModel):
+class RollbackSpec(_LiveComparison):
     """A promoted version judged against the version it replaced, on live labels.
 
     The monitor keeps each version's last labelled evaluation (the performance section's
@@ -238,27 +248,9 @@ class RollbackSpec(BaseModel):
         default_factory=_default_regressions,
         description="metrics compared, each with the drop (previous - current) that counts",
     )
-    alpha: float = Field(0.01, gt=0, lt=1, description="one-sided, corrected")
-    correction: Literal["holm", "bonferroni", "none"] = "holm"
     evaluations: int = Field(
         3, ge=1, description="labelled evaluations after a promotion during which it is judged"
     )
-
-    @model_validator(mode="after")
-    def _some_metric(self) -> Self:
-        if not self.min_difference:
-            raise ValueError("min_difference names no metric to compare")
-        negative = sorted(m for m, v in self.min_difference.items() if v < 0)
-        if negative:
-            raise ValueError(f"min_difference must not be negative: {', '.join(negative)}")
-        return self
-
-    def test_spec(self, performance: PerformanceSpec) -> PerformanceSpec:
-        """The performance test's spec for this comparison (its dispersion kept)."""
-        return PerformanceSpec(
-            max_drop=dict(self.min_difference), alpha=self.alpha, correction=self.correction,
-            dispersion=dict(performance.dispersion), horizon_days=performance.horizon_days,
-        )  # fmt: skip
 
 
 class SkewSpec(BaseModel):
