@@ -4,6 +4,7 @@ trigger's decision on the events of a version rolled back."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -87,8 +88,9 @@ def test_a_clearly_worse_promotion_is_a_rollback_event_on_its_first_evaluation(t
     assert {c.metric for c in r.comparisons} == {"pr_auc", "roc_auc"}
     assert all(c.current < c.previous - c.min_difference for c in r.comparisons)
     assert all(c.p_worse < 0.01 for c in r.comparisons)
-    # the previous figures are v1's last evaluation (its second), not its first
-    assert r.previous_window.start.timestamp() > T0 + EVAL * 10
+    # the previous figures pool v1's last evaluations (both of its two here)
+    assert r.previous_rows == 2 * EVAL and r.previous_window.row_count == 2 * EVAL
+    assert r.previous_window.start.timestamp() == T0 + 10
     assert m.watch("v2") == ("v1", 1, "regressed")
     # said once: more evaluations of v2 judge nothing
     m.traffic("v2", 2 * EVAL, strong=False, seed=3)
@@ -205,3 +207,26 @@ def test_the_trigger_starts_no_run_for_a_rolled_back_version_nor_during_the_cool
     assert (cooling.outcome, cooling.reason) == ("skip", "rollback_cooldown")
     past = ModelHistory(last_rollback=now - timedelta(hours=7))
     assert decide(other, policy, past, now).outcome == "submit"
+
+
+def test_each_side_is_judged_on_its_pool_of_the_last_evaluations(tmp_path):
+    """The version before is judged on its last ``evaluations`` evaluations pooled, the
+    promoted one on all of its evaluations so far: one evaluation alone varies too much."""
+    m = _Monitor(tmp_path / "c.sqlite", _policy(evaluations=3))
+    m.traffic("v1", 5 * EVAL, strong=True, seed=1)
+    m.traffic("v2", 3 * EVAL, strong=True, seed=2)
+    pools = [(w.evaluation, w.verdict) for w in m.watched if w.version == "v2"]
+    assert pools == [(1, "not_worse"), (2, "not_worse"), (3, "not_worse")], pools
+    rows = m.checkpoint.db.execute(
+        "SELECT version, count(*), count(DISTINCT evaluation) FROM live_rows GROUP BY version"
+        " ORDER BY version"
+    ).fetchall()
+    assert rows == [("v1", 3 * EVAL, 3), ("v2", 3 * EVAL, 3)], rows  # v1: its last 3 of 5
+    previous = m.checkpoint.db.execute(
+        "SELECT previous_metrics, previous_start FROM rollback_watch WHERE version = 'v2'"
+    ).fetchone()
+    assert json.loads(previous[0])["rows"] == 3 * EVAL
+    assert previous[1] == T0 + 10 * (2 * EVAL + 1)  # v1's third evaluation's first row
+    m.traffic("v3", EVAL, strong=True, seed=3)  # only the two newest versions keep a pool
+    kept = {v for (v,) in m.checkpoint.db.execute("SELECT DISTINCT version FROM live_rows")}
+    assert kept == {"v2", "v3"}

@@ -1,11 +1,13 @@
 """A promoted version judged against the version it replaced, on live labels.
 
-Each labelled evaluation of a version (``LabelJoin.due``) leaves its figures in the
-checkpoint (``live_figures``: metrics, rows, positives, event times), so the version that
-served before a promotion keeps its last live figures. A version's first evaluation
-after another version's arms a watch (``rollback_watch``) with those figures, frozen;
-each of its next ``evaluations`` evaluations is compared with them (see
-``RollbackSpec``), and a significant regression becomes a ``rollback`` drift event whose
+Each labelled evaluation of a version (``LabelJoin.due``) adds its rows to the version's
+pool (``live_rows``: its last ``evaluations`` evaluations; the two newest versions keep
+one) and leaves the pool's figures in the checkpoint (``live_figures``: metrics, rows,
+positives, event times), so the version that served before a promotion keeps its last
+live figures. A version's first evaluation after another version's arms a watch
+(``rollback_watch``) with those figures, frozen; after each of its first ``evaluations``
+evaluations its own pool is compared with them (see ``RollbackSpec``), and a
+significant regression becomes a ``rollback`` drift event whose
 id derives from the model and both versions. All of it is written in the batch's
 transaction, with the offsets, so a replayed batch reaches the same state and event.
 """
@@ -25,6 +27,10 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS live_figures (
     version TEXT PRIMARY KEY, seq INTEGER NOT NULL, metrics TEXT NOT NULL,
     start REAL NOT NULL, end REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS live_rows (
+    version TEXT NOT NULL, evaluation INTEGER NOT NULL, event_time REAL NOT NULL,
+    score REAL NOT NULL, decision INTEGER NOT NULL, is_fraud INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS live_rows_version ON live_rows (version, evaluation);
 CREATE TABLE IF NOT EXISTS rollback_watch (
     version TEXT PRIMARY KEY, previous TEXT NOT NULL, previous_metrics TEXT NOT NULL,
     previous_start REAL NOT NULL, previous_end REAL NOT NULL,
@@ -67,13 +73,45 @@ class Rollbacks:
         ).fetchone()
         return None if row is None else (json.loads(row[0]), float(row[1]), float(row[2]))
 
+    def _pooled(self, version: str, rows: list[Joined]) -> list[Joined]:
+        """``rows`` added to ``version``'s pool, which keeps its last ``evaluations``
+        evaluations (only the two newest versions keep one); the pool's rows."""
+        (latest,) = self._db.execute(
+            "SELECT coalesce(max(evaluation), 0) + 1 FROM live_rows WHERE version = ?",
+            (version,),
+        ).fetchone()
+        self._db.executemany(
+            "INSERT INTO live_rows (version, evaluation, event_time, score, decision, is_fraud)"
+            " VALUES (?,?,?,?,?,?)",
+            [(version, latest, *row) for row in rows],
+        )
+        self._db.execute(
+            "DELETE FROM live_rows WHERE version = ? AND evaluation <= ?",
+            (version, latest - self._policy.rollback.evaluations),
+        )
+        self._db.execute(
+            "DELETE FROM live_rows WHERE version != ? AND version NOT IN"
+            " (SELECT version FROM live_figures WHERE version != ? ORDER BY seq DESC LIMIT 1)",
+            (version, version),
+        )
+        pooled = self._db.execute(
+            "SELECT event_time, score, decision, is_fraud FROM live_rows WHERE version = ?"
+            " ORDER BY evaluation, rowid",
+            (version,),
+        ).fetchall()
+        return [(float(t), float(p), int(d), int(y)) for t, p, d, y in pooled]
+
     def evaluated(self, version: str, rows: list[Joined]) -> Watched | None:
-        """Inside the batch's transaction: keep ``version``'s figures from an evaluation's
-        rows, arm its watch if this is its first evaluation after another version's, and
-        judge it while the watch is armed. Returns the judgement, if one was made."""
+        """Inside the batch's transaction: add an evaluation's rows to ``version``'s pool
+        (its last ``rollback.evaluations`` evaluations) and keep the pool's figures, arm
+        its watch if this is its first evaluation after another version's (the other's
+        pooled figures, frozen), and judge its pool while the watch is armed: one
+        evaluation alone (2000 labels, 20-60 frauds, fraud in episodes) varies too much
+        to tell a regression from a bad day. Returns the judgement, if one was made."""
+        first = self.figures(version) is None
+        rows = self._pooled(version, rows)
         metrics = performance_metrics(rows)
         times = [r[0] for r in rows]
-        first = self.figures(version) is None
         previous = self._db.execute(
             "SELECT version, metrics, start, end FROM live_figures WHERE version != ?"
             " ORDER BY seq DESC LIMIT 1",

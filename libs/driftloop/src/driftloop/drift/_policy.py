@@ -228,14 +228,15 @@ def _default_regressions() -> dict[PerformanceMetric, float]:
 class RollbackSpec(_LiveComparison):
     """A promoted version judged against the version it replaced, on live labels.
 
-    The monitor keeps each version's last labelled evaluation (the performance section's
-    ``labels`` rows). A version's first evaluation after another version's arms a watch:
-    each of its next ``evaluations`` evaluations (the first included) is compared with
-    the previous version's last figures before it, per metric of ``min_difference``, with
+    The monitor pools each version's last ``evaluations`` labelled evaluations (the
+    performance section's ``labels`` rows each). A version's first evaluation after
+    another version's arms a watch with the other's pool, frozen: after each of its first
+    ``evaluations`` evaluations, its own pool (all its labels so far) is compared with
+    it, per metric of ``min_difference``, with
     the performance check's test (``compare_metrics``: one-sided z-tests at ``alpha``,
     corrected over the metrics, both sides' standard errors, the performance section's
     ``dispersion``). Worse on a metric by more than its ``min_difference``, significantly:
-    a ``rollback`` event asks the trigger to revert the promotion. Both evaluations need
+    a ``rollback`` event asks the trigger to revert the promotion. Both pools need
     ``min_rows`` rows and ``min_positives`` frauds to be compared; one that has not counts
     against ``evaluations`` all the same, so the watch ends."""
 
