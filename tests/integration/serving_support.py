@@ -169,6 +169,19 @@ def connect_ray(settings: Settings) -> None:
         ray.init(address=settings.ray_gcs_address, log_to_driver=False)
 
 
+def checkout_packages() -> list[str]:
+    """The serving and library packages of the checkout under test, which the replicas
+    import ahead of the Ray head's environment's: a cluster started from another checkout
+    would otherwise serve its own copy of the code these tests are about."""
+    import driftloop_serving
+
+    import driftloop
+
+    # a package's source root (its src/ directory) goes on the replicas' path, not the
+    # package directory itself (whose kafka/ would then hide kafka-python)
+    return [f"local://{Path(str(m.__file__)).parents[1]}" for m in (driftloop, driftloop_serving)]
+
+
 def app_name() -> str:
     return f"fraud-it-{uuid.uuid4().hex[:8]}"
 
@@ -194,7 +207,8 @@ def deploy(
     # Replicas report their metrics to Ray's exporter every REPORT_MS (Ray's default is
     # 10 s): the tests read a replica's counters there, its one metrics sink.
     actor["runtime_env"] = {
-        "env_vars": {"RAY_metrics_report_interval_ms": str(REPORT_MS), **dict(env or {})}
+        "env_vars": {"RAY_metrics_report_interval_ms": str(REPORT_MS), **dict(env or {})},
+        "py_modules": checkout_packages(),
     }
     app = build_app(ServeArgs.model_validate(dict(args)))
     deployment = app._bound_deployment.options(
