@@ -6,11 +6,15 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+from pathlib import Path
 
 import pytest
 from driftloop_serving import ModelConfig, customer_bucket, in_canary
 from pydantic import ValidationError
 
+from driftloop.gitops import declared_canary, declared_shadow, set_canary, set_model
+
+SERVE_YAML = Path(__file__).resolve().parents[2] / "deploy" / "apps" / "fraud" / "serve.yaml"
 SERVING, CANARY, SHADOW = "ab" * 32, "cd" * 32, "ef" * 32
 
 
@@ -71,3 +75,21 @@ def test_model_config_checks_a_canary_like_a_shadow():
     for raw, message in cases:
         with pytest.raises(ValidationError, match=message):
             ModelConfig.model_validate(raw)
+
+
+def test_git_declares_a_canary_and_a_promotion_clears_it():
+    text = set_model(SERVE_YAML.read_text(), "fraud", f"sha256-{SERVING[:16]}", SERVING)
+    assert declared_canary(text, "fraud") == (None, None, None)
+    with_canary = set_canary(text, "fraud", f"sha256-{CANARY[:16]}", CANARY, 0.25)
+    assert declared_canary(with_canary, "fraud") == (_uri(CANARY), CANARY, 0.25)
+    assert declared_shadow(with_canary, "fraud") == (None, None)
+    changed = [
+        line
+        for old, line in zip(text.splitlines(), with_canary.splitlines(), strict=True)
+        if old != line
+    ]
+    assert len(changed) == 3  # only the canary's values; comments and layout kept
+    promoted = set_model(with_canary, "fraud", f"sha256-{CANARY[:16]}", CANARY)
+    assert declared_canary(promoted, "fraud") == (None, None, None)
+    removed = set_canary(with_canary, "fraud", None, None, None)
+    assert removed == text
