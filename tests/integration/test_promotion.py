@@ -250,3 +250,47 @@ def test_a_version_declared_as_shadow_beside_the_serving_one_until_a_promotion(w
     assert declared(text, "fraud")[0] == f"models:/fraud/{v2}"
     assert declared_shadow(text, "fraud") == (None, None)
     assert "# promotion clears it." in text
+
+
+def test_a_version_declared_as_canary_until_removed_or_promoted(world):
+    from driftloop_serving import ModelConfig
+
+    from driftloop.gitops import declared_canary, remove_canary
+
+    settings, clone, _, (v1, v2) = world
+    git = Git(clone)
+    path = "deploy/apps/fraud/serve.yaml"
+    sha2 = ModelStore(settings.model_store).get("fraud", v2).sha256
+    with pytest.raises(PromotionRefused, match="serves no fraud version to canary"):
+        promote(settings, "fraud", v2, as_canary=0.1)
+    promote(settings, "fraud", v1)
+    done = promote(settings, "fraud", v2, as_canary=0.1, reason="challenger")
+    assert done.changed and done.branch == f"canary/fraud-{v2}"
+    text = git.show("main", path) or ""
+    assert declared(text, "fraud")[0] == f"models:/fraud/{v1}"
+    assert declared_canary(text, "fraud") == (f"models:/fraud/{v2}", sha2, 0.1)
+    message = git.run("log", "-1", "--format=%B", "main")
+    assert message.startswith(f"Canary fraud {v2} (challenger)")
+    assert f"Beside: models:/fraud/{v1} (serving; this version answers 0.1 of" in message
+    (app,) = yaml.safe_load(text)["applications"]
+    config = ModelConfig.model_validate(app["deployments"][0]["user_config"])
+    assert (config.canary_uri, config.canary_fraction) == (f"models:/fraud/{v2}", 0.1)
+    assert not promote(settings, "fraud", v2, as_canary=0.1).changed  # already the canary
+    assert promote(settings, "fraud", v2, as_canary=0.25).changed  # a new fraction
+    assert declared_canary(git.show("main", path) or "", "fraud")[2] == 0.25
+    with pytest.raises(PromotionRefused, match="one challenger at a time"):
+        promote(settings, "fraud", v2, as_shadow=True)
+    # removing it: one commit, then nothing to remove
+    removed = remove_canary(settings, "fraud", v2, reason="worse live")
+    assert removed.changed and removed.branch == f"uncanary/fraud-{v2}"
+    assert git.run("log", "-1", "--format=%B", "main").startswith(f"Uncanary fraud {v2}")
+    assert f"Canary-Removed: {v2}" in git.run("log", "-1", "--format=%B", "main")
+    assert declared_canary(git.show("main", path) or "", "fraud") == (None, None, None)
+    assert not remove_canary(settings, "fraud", v2).changed
+    # a promotion ends a canary
+    promote(settings, "fraud", v2, as_canary=0.1)
+    promote(settings, "fraud", v2)
+    text = git.show("main", path) or ""
+    assert declared(text, "fraud")[0] == f"models:/fraud/{v2}"
+    assert declared_canary(text, "fraud") == (None, None, None)
+    assert "# sets it, a promotion clears it." in text

@@ -162,10 +162,13 @@ def _labels(events: list[Transaction]) -> list[Label]:
 
 
 def _predictions(events: list[Transaction]) -> list[Prediction]:
-    """What the endpoint logged for every second transaction, nulls among the features."""
+    """What the endpoint logged for every second transaction, nulls among the features;
+    every tenth answered by a canary (version 3)."""
     return [
         Prediction(request_id=f"r-{i}", transaction_id=e.transaction_id, model_name="fraud",
-                   model_version="1", score=0.1, decision=False, threshold=0.5,
+                   model_version="3" if i % 10 == 0 else "1",
+                   role="canary" if i % 10 == 0 else "serving",
+                   score=0.1, decision=False, threshold=0.5,
                    features={"amount": e.amount, "merchant_category": e.merchant_category,
                              "txn_count_1h": None if i % 6 == 0 else i % 5},
                    latency_ms=2.0, event_time=e.event_time)
@@ -310,11 +313,13 @@ def test_predictions_become_the_served_features_log_training_reads(uninterrupted
     expected = {p.request_id: p for p in _predictions(events)}
     assert list(served.columns) == [f.name for f in SERVED_SCHEMA]
     assert served["request_id"].is_unique and set(served["request_id"]) == set(expected)
+    assert {p.role for p in expected.values()} == {"serving", "canary"}
     for row in served.itertuples():
         prediction = expected[str(row.request_id)]
         assert row.transaction_id == prediction.transaction_id
         assert row.event_timestamp == pd.Timestamp(prediction.event_time)
-        assert (row.model_name, row.model_version) == ("fraud", "1")  # no shadow's
+        # the answers' versions (serving and canary), no shadow's
+        assert (row.model_name, row.model_version) == ("fraud", prediction.model_version)
         assert json.loads(str(row.features)) == prediction.features
 
 

@@ -184,8 +184,10 @@ def test_a_shadow_prediction_has_an_id_of_its_own_and_a_serving_one_keeps_its_id
     assert serving.event_id == stable_id("Prediction", "r-1", "t-1")  # as before roles
     shadow = Prediction(**{**fields, "model_version": "sha256-fedcba9876543210", "role": "shadow"})
     assert shadow.event_id not in {serving.event_id, ""}
+    canary = Prediction(**{**fields, "model_version": "sha256-fedcba9876543210", "role": "canary"})
+    assert canary.event_id == serving.event_id  # the payment's one answer, whoever gave it
     with pytest.raises(ValidationError, match="role"):
-        Prediction(**{**fields, "role": "canary"})
+        Prediction(**{**fields, "role": "mirror"})
 
 
 def _verdict(verdict: str = "better", action: str = "promote", **extra: object) -> DriftEvent:

@@ -149,25 +149,38 @@ def promote(
     shadow: Annotated[
         bool, typer.Option("--shadow", help="declare it as the serving version's shadow")
     ] = False,
+    canary: Annotated[
+        bool, typer.Option("--canary", help="declare it as the canary answering --fraction")
+    ] = False,
+    fraction: Annotated[
+        float | None,
+        typer.Option(help="with --canary: the fraction of customers it answers (0 < f < 1)"),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="promote a version git records as rolled back")
     ] = False,
 ) -> None:
     """Declare a stored version in git (a commit on promote/<model>-<version>); with
-    --shadow, as the shadow scored beside the serving version (shadow/<model>-<version>)."""
+    --shadow, as the shadow scored beside the serving version (shadow/<model>-<version>);
+    with --canary --fraction f, as the canary answering the payments of that fraction of
+    the customers (canary/<model>-<version>)."""
     from driftloop.gitops import PromotionRefused
     from driftloop.gitops import promote as make
 
+    if canary != (fraction is not None) or (fraction is not None and not 0 < fraction < 1):
+        raise typer.BadParameter("--canary and --fraction (0 < f < 1) go together")
+    if canary and shadow:
+        raise typer.BadParameter("--shadow or --canary, not both")
     try:
         done = make(get_settings(), model, version, reason=reason, policy=policy,
-                    as_shadow=shadow, force=force)  # fmt: skip
+                    as_shadow=shadow, as_canary=fraction, force=force)  # fmt: skip
     except PromotionRefused as exc:
         typer.secho(f"refused: {exc}", err=True, fg="red")
         raise typer.Exit(1) from exc
     if not done.changed:
         typer.echo(f"{model} {version}: {done.message} on {done.commit}")
         return
-    what = "declared the shadow" if shadow else "promoted"
+    what = "declared the shadow" if shadow else "declared the canary" if canary else "promoted"
     typer.echo(f"{what} {model} {version}: {done.branch} at {done.commit} ({done.policy})")
     if done.pull_request:
         typer.echo(f"pull request: {done.pull_request}")

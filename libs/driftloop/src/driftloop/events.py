@@ -133,6 +133,8 @@ class Label(Event):
 
 
 FeatureValue = float | int | str | bool | None
+PredictionRole = Literal["serving", "shadow", "canary"]
+"""Whose score a prediction is: see ``Prediction.role``."""
 
 
 class Prediction(Event):
@@ -149,16 +151,18 @@ class Prediction(Event):
     threshold: float = Field(ge=0, le=1)
     features: dict[str, FeatureValue] = Field(default_factory=dict)
     latency_ms: float = Field(ge=0)
-    role: Literal["serving", "shadow"] = Field(
+    role: PredictionRole = Field(
         "serving",
-        description="'serving': the version that answered; 'shadow': a version scored on the "
-        "same request beside it (serve.yaml's shadow), whose score answered nothing",
+        description="'serving': the serving version, which answered; 'shadow': a version "
+        "scored on the same request beside it (serve.yaml's shadow), whose score answered "
+        "nothing; 'canary': serve.yaml's canary, which answered this payment because its "
+        "customer is in the canary's fraction (the payment has no serving prediction)",
     )
 
     def natural_key(self) -> tuple[object, ...]:
         if self.role == "shadow":
             return (self.request_id, self.transaction_id, self.role, self.model_version)
-        return (self.request_id, self.transaction_id)
+        return (self.request_id, self.transaction_id)  # the answer: serving or canary
 
     def partition_key(self) -> str:
         return self.transaction_id

@@ -152,6 +152,11 @@ class MonitorService:
                     self.skew.prediction(p.transaction_id, p.model_version, t, p.features, seq)
                 if window is not None:
                     closed.append(window)
+                if p.role == "canary":
+                    # An answer, so windowed (per version) like the serving one's; not
+                    # joined to labels: its labelled rows are a challenger's, and the
+                    # serving version's live figures (and rollback watch) are its own.
+                    continue
                 if self.labels is not None:
                     joined = self.join.prediction(p.transaction_id, p.model_version, t, p.score,
                                                   p.decision)  # fmt: skip

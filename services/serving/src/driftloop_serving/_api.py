@@ -33,7 +33,7 @@ from driftloop.events import EARLIEST, LATEST, Transaction
 from driftloop_serving._config import STORE_SCHEME
 from driftloop_serving._errors import public
 from driftloop_serving._scoring import ActiveModel, Scored
-from driftloop_serving._slot import Refusal
+from driftloop_serving._slot import Canary, Refusal
 
 # event_time over HTTP: an RFC 3339 date-time (section 5.6, upper-case T and Z, seconds
 # 00-59) whose year keeps it inside the contract's [EARLIEST, LATEST) UTC whatever its
@@ -280,6 +280,17 @@ class Shadow(_Answer):
         )
 
 
+class CanaryInfo(Shadow):
+    fraction: float = Field(description="the fraction of customers whose payments it answers")
+
+    @classmethod
+    def of_canary(cls, canary: Canary | None) -> Self | None:
+        shadow = Shadow.of(None if canary is None else canary.active)
+        if shadow is None or canary is None:
+            return None
+        return cls(**shadow.model_dump(), fraction=canary.fraction)
+
+
 class ModelInfo(_Answer):
     model_name: str
     model_version: str
@@ -298,11 +309,18 @@ class ModelInfo(_Answer):
     shadow_refused: Refused | None = Field(
         None, description="the shadow user_config names, if it could not be loaded"
     )
+    canary: CanaryInfo | None = Field(
+        None, description="the version answering a fraction of the customers, if any"
+    )
+    canary_refused: Refused | None = Field(
+        None, description="the canary user_config names, if it could not be loaded"
+    )
 
     @classmethod
     def of(
         cls, active: ActiveModel, refusal: Refusal | None, shadow: ActiveModel | None = None,
-        shadow_refused: Refusal | None = None,
+        shadow_refused: Refusal | None = None, canary: Canary | None = None,
+        canary_refused: Refusal | None = None,
     ) -> Self:  # fmt: skip
         m = active.model.metadata
         return cls(
@@ -317,6 +335,8 @@ class ModelInfo(_Answer):
             refused=Refused.of(refusal),
             shadow=Shadow.of(shadow),
             shadow_refused=Refused.of(shadow_refused),
+            canary=CanaryInfo.of_canary(canary),
+            canary_refused=Refused.of(canary_refused),
             lineage=Lineage(
                 feature_service=m.feature_service,
                 feature_views_hash=m.feature_views_hash,

@@ -3,8 +3,14 @@
 ``ServeArgs`` is the ``args:`` block of ``deploy/apps/<model>/serve.yaml``: fixed for the
 life of a replica, a change restarts it. ``ModelConfig`` is the deployment's
 ``user_config``: the model version, its digest and the decision threshold, and optionally
-a shadow version with its digest, applied in place by ``reconfigure`` so a promotion
-never restarts a replica.
+a shadow version with its digest or a canary version with its digest and traffic
+fraction, applied in place by ``reconfigure`` so a promotion never restarts a replica.
+
+A canary answers the payments of a stable fraction of customers (:func:`in_canary`: the
+first 8 bytes of the sha256 of the customer id, so every process and every replica puts
+a customer on the same side, and a customer sees one model). A canary and a shadow are
+not declared together: each is judged against the serving version alone, and a payment
+answered by the canary has no serving score for a shadow to be paired with.
 
 Model references (``model_uri``):
 
@@ -17,6 +23,7 @@ Model references (``model_uri``):
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Literal, Self
@@ -28,6 +35,21 @@ from driftloop.settings import Settings
 STORE_SCHEME = "models:/"
 _DIGEST = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
 _VERSION = re.compile(r"^sha256-[0-9a-f]{16}$")
+CANARY_BUCKETS = 10_000
+"""A canary fraction is resolved to this many buckets of customers (0.01 %)."""
+
+
+def customer_bucket(customer_id: str) -> int:
+    """The customer's bucket in ``[0, CANARY_BUCKETS)``: the first 8 bytes of the sha256 of
+    its id, big-endian, modulo ``CANARY_BUCKETS``. The same in every process (Python's
+    ``hash`` is salted per process, so it is not used)."""
+    digest = hashlib.sha256(customer_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % CANARY_BUCKETS
+
+
+def in_canary(customer_id: str, fraction: float) -> bool:
+    """Whether the canary answers ``customer_id``'s payments at ``fraction`` of customers."""
+    return customer_bucket(customer_id) < round(fraction * CANARY_BUCKETS)
 
 
 class ServeArgs(BaseModel):
@@ -155,8 +177,20 @@ class ModelConfig(BaseModel):
     shadow_digest: str | None = Field(
         None, description="sha256 of the shadow's model file, as git declares it (64 hex)"
     )
+    canary_uri: str | None = Field(
+        None,
+        description="a version that answers the payments of canary_fraction of the customers "
+        "(by a stable hash of customer_id); its answers carry its version and go to the "
+        "prediction log as role 'canary'",
+    )
+    canary_digest: str | None = Field(
+        None, description="sha256 of the canary's model file, as git declares it (64 hex)"
+    )
+    canary_fraction: float | None = Field(
+        None, gt=0, lt=1, description="the fraction of customers the canary answers"
+    )
 
-    @field_validator("model_digest", "shadow_digest")
+    @field_validator("model_digest", "shadow_digest", "canary_digest")
     @classmethod
     def _digest(cls, value: str | None) -> str | None:
         if value is None:
@@ -183,6 +217,23 @@ class ModelConfig(BaseModel):
             if self.shadow_digest == self.model_digest:
                 raise ValueError("the shadow is the serving model itself")
             _same_file("shadow", self.shadow_uri, self.shadow_digest)
+        canary = (self.canary_uri, self.canary_digest, self.canary_fraction)
+        if any(v is None for v in canary) and any(v is not None for v in canary):
+            raise ValueError(
+                "canary_uri, canary_digest and canary_fraction are set together or not at all"
+            )
+        if self.canary_uri is not None:
+            assert self.canary_digest is not None
+            if self.model_uri is None:
+                raise ValueError("a canary without a serving model")
+            if self.canary_digest == self.model_digest:
+                raise ValueError("the canary is the serving model itself")
+            if self.shadow_uri is not None:
+                raise ValueError(
+                    "a canary and a shadow at once: declare one challenger at a time (each "
+                    "is judged against the serving version alone)"
+                )
+            _same_file("canary", self.canary_uri, self.canary_digest)
         return self
 
     @property

@@ -226,12 +226,13 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
     @app.get("/model", response_model=ModelInfo, responses=answers(503), dependencies=guard)
     async def model() -> ModelInfo:
         """The model served: version, digest, threshold and a lineage summary; the shadow
-        scored beside it, if any."""
+        scored beside it and the canary answering a fraction of customers, if any."""
         active = service.slot.active
         if active is None:
             raise HTTPException(503, service.not_ready_reason())
         slot = service.slot
-        return ModelInfo.of(active, slot.refused, slot.shadow, slot.shadow_refused)
+        return ModelInfo.of(active, slot.refused, slot.shadow, slot.shadow_refused,
+                            slot.canary, slot.canary_refused)  # fmt: skip
 
     @app.get(
         "/healthz",

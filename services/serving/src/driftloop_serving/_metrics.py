@@ -108,6 +108,8 @@ class ServingMetrics:
     model_info: _Metric
     model_loads: _Metric
     shadow_scores: _Metric
+    canary_answers: _Metric
+    canary_failures: _Metric
     log_sent: _Metric
     log_dropped: _Metric
 
@@ -152,6 +154,19 @@ class ServingMetrics:
                 "shadow_scores",
                 "Rows the shadow version scored, or failed to (the answers never depend on it)",
                 "outcome",
+            ),
+            canary_answers=metric(
+                "counter",
+                "canary_answers",
+                "Payments the canary version answered, by version and decision",
+                "version",
+                "decision",
+            ),
+            canary_failures=metric(
+                "counter",
+                "canary_failures",
+                "Batches the canary failed to score (its customers got the serving answers)",
+                "version",
             ),
             log_sent=metric("counter", "prediction_log_sent", "Predictions Kafka acknowledged"),
             log_dropped=metric(

@@ -8,6 +8,12 @@ most ``INLINE_ROWS`` payments is scored on the event loop itself when nothing el
 being scored: its score (~0.5 ms) costs less than the two thread hops. What is not the
 answer — the prediction log's events and the per-score metrics — is made on a telemetry
 thread once no request is in flight (``_telemetry``).
+
+With a canary declared, the payments of its customers (``in_canary``) are answered by it:
+the batch is read once and scored by the serving version, the canary scores the same
+rows' features again (``score_beside``) when the batch has any of its customers, and each
+payment's answer is the one its customer's side gives. A canary that fails a batch leaves
+its customers' answers to the serving version (counted, never a failed request).
 """
 
 import asyncio
@@ -24,10 +30,10 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.exceptions import RayServeException
 
-from driftloop.events import Prediction, Transaction
+from driftloop.events import Prediction, PredictionRole, Transaction
 from driftloop_serving._auth import replica_key
 from driftloop_serving._batcher import Batcher
-from driftloop_serving._config import ServeArgs
+from driftloop_serving._config import ServeArgs, in_canary
 from driftloop_serving._http import build_http
 from driftloop_serving._log import PredictionLog
 from driftloop_serving._metrics import ServingMetrics
@@ -159,49 +165,76 @@ class FraudServiceImpl:
         active = self.slot.active  # read once: the whole batch uses one model
         if active is None:
             return [None] * len(items)
-        shadow = self.slot.shadow  # likewise
+        shadow, canary = self.slot.shadow, self.slot.canary  # likewise
         txns = [item.transaction for item in items]
+        picked: list[int] = []
+        if canary is not None:
+            picked = [i for i, t in enumerate(txns) if in_canary(t.customer_id, canary.fraction)]
+        challenger = canary.active if canary is not None and picked else None
         if len(txns) <= INLINE_ROWS and self._scoring.acquire(blocking=False):
             try:  # a lone payment: two thread hops would cost more than its score
-                batch, beside = self._score_pair(active, shadow, txns)
+                batch, beside, answered = self._score_all(active, shadow, challenger, txns)
             finally:
                 self._scoring.release()
         else:
             loop = asyncio.get_running_loop()
-            batch, beside = await loop.run_in_executor(
-                self._executor, self._locked, self._score_pair, active, shadow, txns
+            batch, beside, answered = await loop.run_in_executor(
+                self._executor, self._locked, self._score_all, active, shadow, challenger, txns
             )
+        outcomes = [Outcome(active, batch, i) for i in range(len(items))]
+        serving_rows = list(range(len(items)))
+        if answered is not None:
+            assert challenger is not None
+            for i in picked:
+                outcomes[i] = Outcome(challenger, answered, i)
+            taken = set(picked)
+            serving_rows = [i for i in serving_rows if i not in taken]
         if self.args.telemetry:
-            self._hand_over(active, batch, items)
+            if serving_rows:
+                self._hand_over(active, batch, items, serving_rows)
+            if answered is not None and challenger is not None:
+                self._hand_over(challenger, answered, items, picked, role="canary")
             if shadow is not None and beside is not None:
-                self._hand_over(shadow, beside, items, role="shadow")
-        return [Outcome(active, batch, i) for i in range(len(items))]
+                self._hand_over(shadow, beside, items, list(range(len(items))), role="shadow")
+        return list(outcomes)
 
-    def _score_pair(
-        self, active: ActiveModel, shadow: ActiveModel | None, txns: list[Transaction]
-    ) -> tuple[ScoredBatch, ScoredBatch | None]:
-        """The serving version's scores and, on the same rows, the shadow's (None without
-        one, or when it failed: the answers never wait on or depend on the shadow)."""
+    def _score_all(
+        self, active: ActiveModel, shadow: ActiveModel | None, canary: ActiveModel | None,
+        txns: list[Transaction],
+    ) -> tuple[ScoredBatch, ScoredBatch | None, ScoredBatch | None]:  # fmt: skip
+        """The serving version's scores and, on the same rows, the shadow's and the
+        canary's (None without one, or when it failed: an answer never fails because of
+        a challenger; a failed canary's customers get the serving version's answers)."""
         batch = active.score(txns)
-        if shadow is None:
-            return batch, None
-        try:
-            beside = shadow.score_beside(batch, txns)
-        except Exception:
-            log.exception("the shadow %s failed a batch of %d", shadow.model.version, len(txns))
-            self.metrics.shadow_scores.inc(len(txns), outcome="failed")
-            return batch, None
-        self.metrics.shadow_scores.inc(len(txns), outcome="scored")
-        return batch, beside
+        beside = answered = None
+        if shadow is not None:
+            try:
+                beside = shadow.score_beside(batch, txns)
+            except Exception:
+                log.exception("the shadow %s failed a batch of %d", shadow.model.version,
+                              len(txns))  # fmt: skip
+                self.metrics.shadow_scores.inc(len(txns), outcome="failed")
+            else:
+                self.metrics.shadow_scores.inc(len(txns), outcome="scored")
+        if canary is not None:
+            try:
+                answered = canary.score_beside(batch, txns)
+            except Exception:
+                log.exception("the canary %s failed a batch of %d", canary.model.version,
+                              len(txns))  # fmt: skip
+                self.metrics.canary_failures.inc(version=canary.model.version)
+        return batch, beside, answered
 
     def _hand_over(
-        self, active: ActiveModel, batch: ScoredBatch, items: list[_Item], role: str = "serving"
-    ) -> None:
+        self, active: ActiveModel, batch: ScoredBatch, items: list[_Item], rows: list[int],
+        role: PredictionRole = "serving",
+    ) -> None:  # fmt: skip
         """Give a batch to the telemetry thread, unless that would put more predictions
         in its backlog than the prediction log may hold (``log_queue_size``): then they
         are dropped and counted (``telemetry_backlog``), as a full log queue drops them.
-        Memory stays bounded when telemetry falls behind the requests."""
-        n = len(items)
+        Memory stays bounded when telemetry falls behind the requests. ``rows``: the
+        batch's rows this version answered (or, for a shadow, scored)."""
+        n = len(rows)
         with self._backlog_lock:
             full = self._backlog + n > self.args.log_queue_size
             if not full:
@@ -209,14 +242,15 @@ class FraudServiceImpl:
         if full:
             self.metrics.log_dropped.inc(n, reason="telemetry_backlog")
             return
-        self.telemetry.submit(self._record, active, batch, items, time.perf_counter(), role)
+        self.telemetry.submit(self._record, active, batch, items, rows, time.perf_counter(), role)
 
     def _record(
-        self, active: ActiveModel, batch: ScoredBatch, items: list[_Item], scored_at: float,
-        role: str = "serving",
+        self, active: ActiveModel, batch: ScoredBatch, items: list[_Item], rows: list[int],
+        scored_at: float, role: PredictionRole = "serving",
     ) -> None:  # fmt: skip
-        """The prediction log's events and the score metrics of a batch (telemetry thread);
-        a shadow's batch is logged with its role and counts in no serving metric."""
+        """The prediction log's events and the score metrics of a batch's ``rows``
+        (telemetry thread); a shadow's or a canary's rows are logged with their role and
+        count in no serving metric (a canary's in its own, by version)."""
         try:
             threshold = active.threshold
             self.log.offer(
@@ -235,18 +269,27 @@ class FraudServiceImpl:
                     event_time=item.transaction.event_time,
                     role=role,
                 )
-                for i, item in enumerate(items)
+                for i, item in ((i, items[i]) for i in rows)
             )
+            m = self.metrics
+            if role == "canary":
+                positive = int((batch.scores[rows] >= threshold).sum())
+                version = active.model.version
+                if positive:
+                    m.canary_answers.inc(positive, version=version, decision="positive")
+                if len(rows) - positive:
+                    m.canary_answers.inc(len(rows) - positive, version=version,
+                                         decision="negative")  # fmt: skip
             if role != "serving":
                 return
-            m = self.metrics
             m.batch_size.observe(len(batch))
-            positive = int((batch.scores >= threshold).sum())
+            scores = batch.scores[rows]
+            positive = int((scores >= threshold).sum())
             if positive:
                 m.decisions.inc(positive, decision="positive")
-            if len(batch) - positive:
-                m.decisions.inc(len(batch) - positive, decision="negative")
-            for score in batch.scores.tolist():
+            if len(rows) - positive:
+                m.decisions.inc(len(rows) - positive, decision="negative")
+            for score in scores.tolist():
                 m.scores.observe(score)
             for view in active.view_keys:
                 missing = batch.missing(view)
@@ -256,7 +299,7 @@ class FraudServiceImpl:
             log.exception("logging a scored batch failed")
         finally:
             with self._backlog_lock:
-                self._backlog -= len(items)
+                self._backlog -= len(rows)
 
     def _locked(self, fn: Callable[..., T], *args: Any) -> T:
         with self._scoring:

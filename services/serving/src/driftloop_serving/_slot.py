@@ -61,6 +61,15 @@ class NoModel(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Canary:
+    """The canary version and the fraction of customers whose payments it answers; one
+    object, so a batch reads both with one reference."""
+
+    active: ActiveModel
+    fraction: float
+
+
+@dataclass(frozen=True)
 class Refusal:
     model_uri: str | None
     model_digest: str | None
@@ -99,6 +108,10 @@ class ModelSlot:
         """Scored beside ``active`` on every batch; never answers (``user_config``'s
         ``shadow_uri``)."""
         self.shadow_refused: Refusal | None = None
+        self.canary: Canary | None = None
+        """Answers the payments of ``fraction`` of the customers (``user_config``'s
+        ``canary_uri``); everything else is ``active``'s."""
+        self.canary_refused: Refusal | None = None
 
     def apply(self, user_config: object) -> None:
         with self._lock:
@@ -110,6 +123,7 @@ class ModelSlot:
             self._apply_serving(config)
             if self.active is not None:
                 self._apply_shadow(config)
+                self._apply_canary(config)
 
     def _apply_serving(self, config: ModelConfig) -> None:
         if config.empty:
@@ -133,27 +147,51 @@ class ModelSlot:
     def _apply_shadow(self, config: ModelConfig) -> None:
         """Load, keep or drop the shadow. A shadow that cannot load is refused (shown by
         ``/model``, counted); the serving model is never affected."""
-        if config.shadow_uri is None or config.shadow_digest is None:
-            if self.shadow is not None:
-                log.info("shadow %s removed", self.shadow.model.version)
-            self.shadow, self.shadow_refused = None, None
-            return
-        if self.shadow is not None and self.shadow.model.sha256 == config.shadow_digest:
-            return
+        current = self.shadow
+        self.shadow, self.shadow_refused = self._challenger(
+            "shadow", current, self.shadow_refused, config.shadow_uri, config.shadow_digest
+        )
+
+    def _apply_canary(self, config: ModelConfig) -> None:
+        """Load, keep or drop the canary, or change its fraction. A canary that cannot load
+        is refused like a shadow: its customers are answered by the serving version."""
+        current = self.canary.active if self.canary is not None else None
+        active, self.canary_refused = self._challenger(
+            "canary", current, self.canary_refused, config.canary_uri, config.canary_digest
+        )
+        if active is None or config.canary_fraction is None:
+            self.canary = None
+        elif self.canary is None or (active, config.canary_fraction) != (
+            self.canary.active,
+            self.canary.fraction,
+        ):
+            self.canary = Canary(active, config.canary_fraction)
+            log.info("canary %s answers %.4f of customers", active.model.version,
+                     config.canary_fraction)  # fmt: skip
+
+    def _challenger(
+        self, role: str, current: ActiveModel | None, refused: Refusal | None,
+        uri: str | None, digest: str | None,
+    ) -> tuple[ActiveModel | None, Refusal | None]:  # fmt: skip
+        """The challenger (shadow or canary) ``user_config`` declares, and its refusal:
+        ``current`` kept when the digest is the same, else loaded; None when none is
+        declared or it cannot load."""
+        if uri is None or digest is None:
+            if current is not None:
+                log.info("%s %s removed", role, current.model.version)
+            return None, None
+        if current is not None and current.model.sha256 == digest:
+            return current, refused
         started = time.perf_counter()
         try:
-            shadow = self._load(config.shadow_uri, config.shadow_digest, None)
+            loaded = self._load(uri, digest, None)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            self.shadow = None
-            self.shadow_refused = Refusal(
-                config.shadow_uri, config.shadow_digest, reason, datetime.now(UTC)
-            )
-            log.error("refused shadow %s: %s", config.shadow_uri, reason)
-            return
-        self.shadow, self.shadow_refused = shadow, None
+            log.error("refused %s %s: %s", role, uri, reason)
+            return None, Refusal(uri, digest, reason, datetime.now(UTC))
         seconds = time.perf_counter() - started
-        log.info("shadow %s loaded in %.3f s", shadow.model.version, seconds)
+        log.info("%s %s loaded in %.3f s", role, loaded.model.version, seconds)
+        return loaded, None
 
     def _swap(self, fresh: ActiveModel, started: float) -> None:
         self.active = fresh  # the swap: one reference assignment

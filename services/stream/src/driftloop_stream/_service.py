@@ -197,10 +197,11 @@ class StreamService:
         db.execute("COMMIT")
 
     def handle_served(self, batch: Batch[Prediction]) -> None:
-        """Write a batch of predictions' served features (the serving versions', not a
-        shadow's) as one file named by their offsets; then save those offsets."""
-        # A shadow's score answered nothing: what the endpoint served is the serving one's.
-        predictions = [r.event for r in batch if r.event.role == "serving"]
+        """Write a batch of predictions' served features (the answers': the serving
+        version's and a canary's, not a shadow's) as one file named by their offsets; then
+        save those offsets."""
+        # A shadow's score answered nothing: what the endpoint served is the answers'.
+        predictions = [r.event for r in batch if r.event.role != "shadow"]
         if predictions:
             name = batch_name(batch.first_offsets, batch.next_offsets, "served")
             write_batch(served_frame(predictions), self.settings.served_dir, name, SERVED_SCHEMA)

@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 from driftloop.deployments import STORE_SCHEME
 from driftloop.gitops._git import Git, GitError
 from driftloop.gitops._record import commit_message, removal_message, revert_message
-from driftloop.gitops._serveconfig import declared, declared_shadow, set_model, set_shadow
+from driftloop.gitops._serveconfig import (
+    declared,
+    declared_canary,
+    declared_shadow,
+    set_canary,
+    set_model,
+    set_shadow,
+)
 from driftloop.settings import Settings
 
 if TYPE_CHECKING:
@@ -77,12 +84,16 @@ def promote(
     reason: str = "manual",
     policy: str | None = None,
     as_shadow: bool = False,
+    as_canary: float | None = None,
     live: DriftEvent | None = None,
     force: bool = False,
 ) -> Promotion:
     """Make git declare ``model``'s ``version``; see the module docstring. ``as_shadow``:
     declare it as the shadow of the serving version instead (``shadow_uri``), scored on
-    every request beside it; a later promotion of any version ends the shadow. ``live``:
+    every request beside it; ``as_canary``: as the canary answering that fraction of the
+    customers (``canary_uri``, ``canary_fraction``). A shadow and a canary are never
+    declared together (refused: remove the other first); a later promotion of any version
+    ends either. ``live``:
     the shadow verdict asking for this promotion, its evidence put in the message.
 
     A version the target records as rolled back (a revert with its ``Rolled-Back:``
@@ -97,27 +108,42 @@ def promote(
     target = settings.git_branch
     stored = ModelStore.from_settings(settings).get(model, version)
     path = _relative(settings, repo, model)
-    branch = f"{'shadow' if as_shadow else 'promote'}/{model}-{version}"
+    if as_shadow and as_canary is not None:
+        raise ValueError("a version is declared as the shadow or as the canary, not both")
+    role = "shadow" if as_shadow else "canary" if as_canary is not None else "promote"
+    branch = f"{role}/{model}-{version}"
     base = git.rev(f"refs/heads/{target}")
     current = git.show(base, path)
     if current is None:
         raise PromotionRefused(f"{target} has no {path}: nothing declares how {model} is served")
     uri, digest = declared(current, model)
     wanted = f"models:/{model}/{version}"
-    if as_shadow:
+    now_uri, now_digest = uri, digest
+    if role != "promote":
         if uri == wanted and digest == stored.sha256:
             return Promotion(model, version, branch, base, chosen, False, "already serving")
         if uri is None:
-            raise PromotionRefused(f"{path} serves no {model} version to shadow; promote first")
-    now_uri, now_digest = declared_shadow(current, model) if as_shadow else (uri, digest)
+            raise PromotionRefused(f"{path} serves no {model} version to {role}; promote first")
+        shadow_uri, shadow_digest = declared_shadow(current, model)
+        canary_uri, canary_digest, fraction = declared_canary(current, model)
+        other = canary_uri if as_shadow else shadow_uri
+        if other is not None:
+            other_role = "canary" if as_shadow else "shadow"
+            raise PromotionRefused(
+                f"{path} declares {other} as the {other_role}: one challenger at a time "
+                f"(remove the {other_role} or promote it first)"
+            )
+        now_uri, now_digest = (shadow_uri, shadow_digest) if as_shadow else (
+            (canary_uri, canary_digest) if fraction == as_canary else (None, None)
+        )  # fmt: skip
     if now_uri == wanted and now_digest == stored.sha256:
         earlier = _promoted_by(git, base, path, trigger_event_id) if trigger_event_id else None
         if earlier is not None:
             why = f"already promoted by this event's commit {earlier[:12]}"
             return Promotion(model, version, branch, earlier, chosen, False, why, earlier=True)
-        why = "already the shadow" if as_shadow else "already declared"
+        why = "already declared" if role == "promote" else f"already the {role}"
         return Promotion(model, version, branch, base, chosen, False, why)
-    reverted = None if as_shadow or force else _rolled_back_by(git, base, path, version)
+    reverted = None if role != "promote" or force else _rolled_back_by(git, base, path, version)
     if reverted is not None:
         raise PromotionRefused(
             f"{model} {version} was rolled back by {reverted[:12]} on {target} (a regression"
@@ -127,10 +153,12 @@ def promote(
     evidence = AuditStore(audit_root, model).find(trigger_event_id) if trigger_event_id else None
     message = commit_message(
         stored, path, evaluation, trigger_event_id, reason, uri,
-        evidence=evidence, shadow=as_shadow, live=live,
+        evidence=evidence, shadow=as_shadow, canary=as_canary, live=live,
     )  # fmt: skip
     if as_shadow:
         content = set_shadow(current, model, version, stored.sha256)
+    elif as_canary is not None:
+        content = set_canary(current, model, version, stored.sha256, as_canary)
     else:
         content = set_model(current, model, version, stored.sha256)
     return _land(git, settings, chosen, (model, version, branch), base, path, content, message)
@@ -149,21 +177,52 @@ def remove_shadow(
     """Make git declare no shadow of ``model`` where ``version`` is its shadow: a commit
     on ``unshadow/<model>-<version>``, landed by the promotion policy like a promotion.
     Nothing changes (``changed`` False) where ``version`` is not the declared shadow."""
+    return _remove(settings, model, version, "shadow", reason, trigger_event_id, live, policy)
+
+
+def remove_canary(
+    settings: Settings,
+    model: str,
+    version: str,
+    *,
+    reason: str = "manual",
+    trigger_event_id: str | None = None,
+    live: DriftEvent | None = None,
+    policy: str | None = None,
+) -> Promotion:
+    """Make git declare no canary of ``model`` where ``version`` is its canary (its
+    customers go back to the serving version): a commit on ``uncanary/<model>-<version>``,
+    like ``remove_shadow``."""
+    return _remove(settings, model, version, "canary", reason, trigger_event_id, live, policy)
+
+
+def _remove(
+    settings: Settings, model: str, version: str, role: str, reason: str,
+    trigger_event_id: str | None, live: DriftEvent | None, policy: str | None,
+) -> Promotion:  # fmt: skip
     repo = Path(settings.git_repo).expanduser().absolute()
     git = Git(repo)
     chosen = policy or settings.promotion_policy
     target = settings.git_branch
     path = _relative(settings, repo, model)
-    branch = f"unshadow/{model}-{version}"
+    branch = f"un{role}/{model}-{version}"
     base = git.rev(f"refs/heads/{target}")
     current = git.show(base, path)
     if current is None:
         raise PromotionRefused(f"{target} has no {path}: nothing declares how {model} is served")
-    if declared_shadow(current, model)[0] != f"models:/{model}/{version}":
-        return Promotion(model, version, branch, base, chosen, False, "not the declared shadow")
+    now = declared_shadow(current, model)[0] if role == "shadow" else (
+        declared_canary(current, model)[0]
+    )  # fmt: skip
+    if now != f"models:/{model}/{version}":
+        return Promotion(model, version, branch, base, chosen, False, f"not the declared {role}")
     serving, _ = declared(current, model)
-    message = removal_message(model, version, serving, path, reason, trigger_event_id, live)
-    content = set_shadow(current, model, None, None)
+    message = removal_message(
+        model, version, serving, path, reason, trigger_event_id, live, role=role
+    )
+    if role == "shadow":
+        content = set_shadow(current, model, None, None)
+    else:
+        content = set_canary(current, model, None, None, None)
     return _land(git, settings, chosen, (model, version, branch), base, path, content, message)
 
 

@@ -179,19 +179,24 @@ def revert_message(
 
 def removal_message(
     model: str, version: str, serving: str | None, path: str, reason: str,
-    trigger_event_id: str | None, live: DriftEvent | None,
+    trigger_event_id: str | None, live: DriftEvent | None, role: str = "shadow",
 ) -> str:  # fmt: skip
-    """The record of removing ``version`` from the shadow of ``serving``."""
+    """The record of removing ``version`` from the shadow (or, ``role`` "canary", the
+    canary) of ``serving``."""
+    if role == "shadow":
+        title, after = "Unshadow", f"no longer scored beside it: {STORE}{model}/{version}"
+    else:
+        title, after = "Uncanary", f"it answers the canary's customers again, not {version}"
     lines = [
-        f"Unshadow {model} {version} ({reason})",
+        f"{title} {model} {version} ({reason})",
         "",
         f"Why: {reason}" + (f"; triggered by event {trigger_event_id}" if trigger_event_id else ""),
-        f"Serving: {serving} (unchanged; no longer scored beside it: {STORE}{model}/{version})",
+        f"Serving: {serving} (unchanged; {after})",
         "",
     ]
     if live is not None:
         lines += live_evidence(live)
-    lines += [f"Changes: {path}", "", f"Model: {model}", f"Shadow-Removed: {version}"]
+    lines += [f"Changes: {path}", "", f"Model: {model}", f"{role.title()}-Removed: {version}"]
     if trigger_event_id:
         lines.append(f"Trigger-Event: {trigger_event_id}")
     return "\n".join(lines) + "\n"
@@ -207,20 +212,30 @@ def commit_message(
     *,
     evidence: WindowRecord | None = None,
     shadow: bool = False,
+    canary: float | None = None,
     live: DriftEvent | None = None,
 ) -> str:
     """The record of a promotion; ``shadow``: of declaring the version as the shadow of
-    ``previous_uri`` (scored beside it on live traffic, answering nothing); ``live``: the
-    shadow verdict that asked for it, whose evidence the message carries."""
+    ``previous_uri`` (scored beside it on live traffic, answering nothing); ``canary``: as
+    its canary answering that fraction of the customers; ``live``: the verdict that asked
+    for it, whose evidence the message carries."""
     meta = stored.metadata
     window = meta.training_window
+    verb, beside = "Promote", f"Replaces: {previous_uri or 'nothing (first version)'}"
+    if shadow:
+        verb, beside = (
+            "Shadow",
+            f"Beside: {previous_uri} (serving; this version scores in its shadow)",
+        )
+    elif canary is not None:
+        verb = "Canary"
+        beside = (f"Beside: {previous_uri} (serving; this version answers {canary:.4g} of the "
+                  "customers, by a stable hash of customer_id)")  # fmt: skip
     lines = [
-        f"{'Shadow' if shadow else 'Promote'} {meta.model_name} {meta.version} ({reason})",
+        f"{verb} {meta.model_name} {meta.version} ({reason})",
         "",
         f"Why: {reason}" + (f"; triggered by event {trigger_event_id}" if trigger_event_id else ""),
-        f"Beside: {previous_uri} (serving; this version scores in its shadow)"
-        if shadow
-        else f"Replaces: {previous_uri or 'nothing (first version)'}",
+        beside,
         f"Data window: {window.start.isoformat()} .. {window.end.isoformat()} "
         f"({meta.rows.train} train / {meta.rows.validation} validation / "
         f"{meta.rows.holdout} holdout rows, data {meta.data_hash})",
