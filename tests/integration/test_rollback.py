@@ -11,7 +11,6 @@ run); a promotion as good as the version before is not rolled back.
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +28,6 @@ from driftloop.settings import Settings
 from tests.integration import monitor_support as ms
 from tests.integration import trigger_support as ts
 from tests.integration.conftest import _isolated
-from tests.integration.test_shadow_verdict import _version
 
 # Each monitor run takes 10-20 s and each trigger run about 5 s.
 pytestmark = pytest.mark.timeout(300)
@@ -77,19 +75,9 @@ class World:
     def __init__(self, base: Settings, root: Path, topics: Settings) -> None:
         self.root, self.topics = root, topics
         store = ModelStore(str(root / "models"))
-        self.v1, self.v2, self.v3 = (_version(store, s) for s in (1, 2, 3))
+        self.v1, self.v2, self.v3 = (ts.model_version(store, s, T0) for s in (1, 2, 3))
         self.repo = root / "repo"
-        deploy = ts.deploy_dir(self.repo, {"fraud": 2})
-        shutil.copy(ROOT / SERVE, deploy / "apps" / "fraud" / "serve.yaml")
-        git = Git(self.repo)
-        git.run("init", "--quiet", "--initial-branch", "main")
-        git.run("add", ".")
-        git.run("commit", "--quiet", "-m", "deploy: fraud")
-        self.settings = base.model_copy(update={
-            "state_dir": root / "state", "model_store_uri": str(root / "models"),
-            "git_repo": str(self.repo), "deploy_dir": deploy,
-        })  # fmt: skip
-        promote(self.settings, "fraud", self.v1)
+        self.settings = ts.deploy_repo(base, root, self.v1)
         self.policy = root / "monitor.yaml"
         ms.policy_file(
             self.policy,

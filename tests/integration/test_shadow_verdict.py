@@ -10,7 +10,6 @@ its verdict once.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import sqlite3
 import time
@@ -24,7 +23,7 @@ import pytest
 from driftloop.events import DriftEvent, Label, Prediction
 from driftloop.gitops import Git, declared, declared_shadow, promote
 from driftloop.kafka import EventProducer
-from driftloop.models import Feature, FeatureSpec, Lineage, ModelStore, RowCounts, TrainingWindow
+from driftloop.models import ModelStore
 from driftloop.settings import Settings
 from tests.integration import monitor_support as ms
 from tests.integration import trigger_support as ts
@@ -37,27 +36,6 @@ ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 N = 2400  # payments, one every 10 s of event time; ~6 % fraud
 SERVE = "deploy/apps/fraud/serve.yaml"
-
-
-def _booster(seed: int) -> bytes:
-    import xgboost
-
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(200, 2))
-    matrix = xgboost.DMatrix(x, label=(x[:, 0] > 0).astype(int), feature_names=["a", "b"])
-    return bytes(xgboost.train({"seed": seed, "nthread": 1}, matrix, 3).save_raw("json"))
-
-
-def _version(store: ModelStore, seed: int) -> str:
-    lineage = Lineage(
-        git_sha="0" * 40, git_dirty=False, feature_service="fraud_v1",
-        feature_views_hash="sha256:x",
-        training_window=TrainingWindow(start=T0 - timedelta(days=7), end=T0),
-        rows=RowCounts(train=1, validation=1, holdout=1), data_hash="sha256:y", seed=seed,
-    )  # fmt: skip
-    spec = FeatureSpec(features=[Feature(name="a", type="float"), Feature(name="b", type="float")])
-    return store.put("fraud", _booster(seed), filename="model.json", features=spec,
-                     lineage=lineage).version  # fmt: skip
 
 
 def _stream(serving: str, shadow: str, shadow_better: bool, tag: str, seed: int = 0):
@@ -121,19 +99,9 @@ class World:
     def __init__(self, base: Settings, root: Path) -> None:
         self.root = root
         self.store = ModelStore(str(root / "models"))
-        self.v1, self.v2, self.v3 = (_version(self.store, s) for s in (1, 2, 3))
+        self.v1, self.v2, self.v3 = (ts.model_version(self.store, s, T0) for s in (1, 2, 3))
         self.repo = root / "repo"
-        deploy = ts.deploy_dir(self.repo, {"fraud": 2})
-        shutil.copy(ROOT / SERVE, deploy / "apps" / "fraud" / "serve.yaml")
-        git = Git(self.repo)
-        git.run("init", "--quiet", "--initial-branch", "main")
-        git.run("add", ".")
-        git.run("commit", "--quiet", "-m", "deploy: fraud")
-        self.settings = base.model_copy(update={
-            "state_dir": root / "state", "model_store_uri": str(root / "models"),
-            "git_repo": str(self.repo), "deploy_dir": deploy,
-        })  # fmt: skip
-        promote(self.settings, "fraud", self.v1)
+        self.settings = ts.deploy_repo(base, root, self.v1)
         promote(self.settings, "fraud", self.v2, as_shadow=True)
         self.policy = root / "monitor.yaml"
         ms.policy_file(

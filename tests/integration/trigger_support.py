@@ -4,6 +4,7 @@ of the tests' own, the service as a subprocess, and readers of what it left behi
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -19,6 +20,7 @@ import yaml
 
 from driftloop.events import ColumnDrift, DriftEvent, Event, Window
 from driftloop.kafka import EventConsumer
+from driftloop.models import Feature, FeatureSpec, Lineage, ModelStore, RowCounts, TrainingWindow
 from driftloop.runs import RunRecord, RunStore
 from driftloop.settings import Settings
 
@@ -197,3 +199,49 @@ def wait_runs_finished(root: Path, timeout_s: float = 240) -> list[RunRecord]:
         if time.monotonic() > deadline:
             raise AssertionError(f"runs still active: {[r.run_id for r in records]}")
         time.sleep(1)
+
+
+# -- a deploy repository the trigger commits to (shadow verdicts, rollbacks) ----------------
+
+
+def model_version(store: ModelStore, seed: int, at: datetime) -> str:
+    """A small real XGBoost model over features ``a`` and ``b``, stored with a lineage
+    trained up to ``at``: a version git can declare (its scores are not what is tested)."""
+    import numpy as np
+    import xgboost
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(200, 2))
+    matrix = xgboost.DMatrix(x, label=(x[:, 0] > 0).astype(int), feature_names=["a", "b"])
+    booster = bytes(xgboost.train({"seed": seed, "nthread": 1}, matrix, 3).save_raw("json"))
+    lineage = Lineage(
+        git_sha="0" * 40, git_dirty=False, feature_service="fraud_v1",
+        feature_views_hash="sha256:x",
+        training_window=TrainingWindow(start=at - timedelta(days=7), end=at),
+        rows=RowCounts(train=1, validation=1, holdout=1), data_hash="sha256:y", seed=seed,
+    )  # fmt: skip
+    spec = FeatureSpec(features=[Feature(name="a", type="float"), Feature(name="b", type="float")])
+    return store.put("fraud", booster, filename="model.json", features=spec,
+                     lineage=lineage).version  # fmt: skip
+
+
+def deploy_repo(base: Settings, root: Path, serving: str) -> Settings:
+    """A git repository under ``root`` (branch main) whose deploy directory holds the
+    shipped fraud serve.yaml with ``serving`` promoted, and the settings that commit to
+    it (state and model store under ``root``)."""
+    from driftloop.gitops import Git, promote
+
+    repo = root / "repo"
+    deploy = deploy_dir(repo, {"fraud": 2})
+    shutil.copy(ROOT / "deploy" / "apps" / "fraud" / "serve.yaml",
+                deploy / "apps" / "fraud" / "serve.yaml")  # fmt: skip
+    git = Git(repo)
+    git.run("init", "--quiet", "--initial-branch", "main")
+    git.run("add", ".")
+    git.run("commit", "--quiet", "-m", "deploy: fraud")
+    settings = base.model_copy(update={
+        "state_dir": root / "state", "model_store_uri": str(root / "models"),
+        "git_repo": str(repo), "deploy_dir": deploy,
+    })  # fmt: skip
+    promote(settings, "fraud", serving)
+    return settings

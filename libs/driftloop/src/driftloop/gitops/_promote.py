@@ -19,6 +19,7 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,30 @@ def _relative(settings: Settings, repo: Path, model: str) -> str:
         return f"deploy/apps/{model}/serve.yaml"
 
 
+@dataclass
+class _Target:
+    """The target branch as a change to ``model``'s serve config starts from it."""
+
+    git: Git
+    branch: str
+    path: str
+    """the serve config, relative to the repository"""
+    base: str
+    """the branch's commit now"""
+
+    @cached_property
+    def current(self) -> str | None:
+        """The serve config at ``base`` (None: the branch has none)."""
+        return self.git.show(self.base, self.path)
+
+
+def _target(settings: Settings, model: str) -> _Target:
+    repo = Path(settings.git_repo).expanduser().absolute()
+    git = Git(repo)
+    base = git.rev(f"refs/heads/{settings.git_branch}")
+    return _Target(git, settings.git_branch, _relative(settings, repo, model), base)
+
+
 def promote(
     settings: Settings,
     model: str,
@@ -102,18 +127,14 @@ def promote(
     from driftloop.drift import AuditStore
     from driftloop.models import ModelStore
 
-    repo = Path(settings.git_repo).expanduser().absolute()
-    git = Git(repo)
     chosen = policy or settings.promotion_policy
-    target = settings.git_branch
     stored = ModelStore.from_settings(settings).get(model, version)
-    path = _relative(settings, repo, model)
     if as_shadow and as_canary is not None:
         raise ValueError("a version is declared as the shadow or as the canary, not both")
     role = "shadow" if as_shadow else "canary" if as_canary is not None else "promote"
     branch = f"{role}/{model}-{version}"
-    base = git.rev(f"refs/heads/{target}")
-    current = git.show(base, path)
+    on = _target(settings, model)
+    git, target, path, base, current = on.git, on.branch, on.path, on.base, on.current
     if current is None:
         raise PromotionRefused(f"{target} has no {path}: nothing declares how {model} is served")
     uri, digest = declared(current, model)
@@ -200,14 +221,10 @@ def _remove(
     settings: Settings, model: str, version: str, role: str, reason: str,
     trigger_event_id: str | None, live: DriftEvent | None, policy: str | None,
 ) -> Promotion:  # fmt: skip
-    repo = Path(settings.git_repo).expanduser().absolute()
-    git = Git(repo)
     chosen = policy or settings.promotion_policy
-    target = settings.git_branch
-    path = _relative(settings, repo, model)
     branch = f"un{role}/{model}-{version}"
-    base = git.rev(f"refs/heads/{target}")
-    current = git.show(base, path)
+    on = _target(settings, model)
+    git, target, path, base, current = on.git, on.branch, on.path, on.base, on.current
     if current is None:
         raise PromotionRefused(f"{target} has no {path}: nothing declares how {model} is served")
     now = declared_shadow(current, model)[0] if role == "shadow" else (
@@ -242,14 +259,10 @@ def rollback(
     promotion policy like a promotion (branch ``rollback/<model>-<version>``). Nothing
     changes (``changed`` False) where the target does not serve ``version``; refused where
     that promotion did not replace ``previous`` or cannot be reverted cleanly."""
-    repo = Path(settings.git_repo).expanduser().absolute()
-    git = Git(repo)
     chosen = policy or settings.promotion_policy
-    target = settings.git_branch
-    path = _relative(settings, repo, model)
     branch = f"rollback/{model}-{version}"
-    base = git.rev(f"refs/heads/{target}")
-    current = git.show(base, path)
+    on = _target(settings, model)
+    git, target, path, base, current = on.git, on.branch, on.path, on.base, on.current
     wanted = f"{STORE_SCHEME}{model}/{version}"
     if current is None or declared(current, model)[0] != wanted:
         return Promotion(model, version, branch, base, chosen, False, "not the serving version")
@@ -272,10 +285,8 @@ def rollback(
 
 def rolled_back_by(settings: Settings, model: str, version: str) -> str | None:
     """The revert on the target that rolled ``model``'s ``version`` back, if one did."""
-    repo = Path(settings.git_repo).expanduser().absolute()
-    git = Git(repo)
-    base = git.rev(f"refs/heads/{settings.git_branch}")
-    return _rolled_back_by(git, base, _relative(settings, repo, model), version)
+    on = _target(settings, model)
+    return _rolled_back_by(on.git, on.base, on.path, version)
 
 
 def _rolled_back_by(git: Git, base: str, path: str, version: str) -> str | None:
@@ -361,9 +372,7 @@ def _land_commit(
 
 def declared_on_target(settings: Settings, model: str) -> tuple[str | None, str | None]:
     """(serving ``model_uri``, ``shadow_uri``) of ``model`` on the target branch now."""
-    repo = Path(settings.git_repo).expanduser().absolute()
-    git = Git(repo)
-    text = git.show(f"refs/heads/{settings.git_branch}", _relative(settings, repo, model))
+    text = _target(settings, model).current
     if text is None:
         return None, None
     return declared(text, model)[0], declared_shadow(text, model)[0]
@@ -372,10 +381,8 @@ def declared_on_target(settings: Settings, model: str) -> tuple[str | None, str 
 def committed_by(settings: Settings, model: str, trigger_event_id: str) -> str | None:
     """The target's last commit changing ``model``'s serve config, if it was made for
     ``trigger_event_id`` (its ``Trigger-Event:`` trailer)."""
-    repo = Path(settings.git_repo).expanduser().absolute()
-    git = Git(repo)
-    base = git.rev(f"refs/heads/{settings.git_branch}")
-    return _promoted_by(git, base, _relative(settings, repo, model), trigger_event_id)
+    on = _target(settings, model)
+    return _promoted_by(on.git, on.base, on.path, trigger_event_id)
 
 
 def _promoted_by(git: Git, base: str, path: str, trigger_event_id: str) -> str | None:

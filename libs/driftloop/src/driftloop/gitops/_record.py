@@ -122,9 +122,10 @@ def _comparisons(headers: list[str], rows: list[tuple[str, list[str]]]) -> list[
 
 
 def regression_evidence(event: DriftEvent) -> list[str]:
-    """The lines of a rollback's live evidence: the promoted version's labelled evaluation
-    against the previous version's last one, per metric both values, the difference, its
-    standard error and the corrected p-value of a regression."""
+    """The lines of a rollback's live evidence: the promoted version's labelled
+    evaluations so far against the previous version's last ones (each pooled), per metric
+    both values, the difference, its standard error and the corrected p-value of a
+    regression."""
     r = event.regression
     if r is None:
         return []
