@@ -304,6 +304,9 @@ def closed_port() -> int:
 
 @dataclass(frozen=True)
 class Answer:
+    """One request: when it was sent and when its answer was read (monotonic seconds)."""
+
+    sent: float
     at: float
     status: int
     version: str | None
@@ -355,12 +358,13 @@ class Load(_Senders):
             i = 0
             while not self._stop.is_set():
                 i += 1
+                sent = time.monotonic()
                 try:
                     r = client.post(self._url, json=transaction(worker * 1_000_000 + i))
                     version = r.json().get("model_version") if r.status_code == 200 else None
-                    answer = Answer(time.monotonic(), r.status_code, version, r.text[:200])
+                    answer = Answer(sent, time.monotonic(), r.status_code, version, r.text[:200])
                 except Exception as exc:  # a failed call is a result, not a crash
-                    answer = Answer(time.monotonic(), 0, None, repr(exc))
+                    answer = Answer(sent, time.monotonic(), 0, None, repr(exc))
                 with self._lock:
                     self.answers.append(answer)
 
