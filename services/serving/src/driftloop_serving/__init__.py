@@ -7,6 +7,7 @@ Modules whose names start with ``_`` are private.
 from driftloop.apikey import KEY_ENV as API_KEY_ENV
 from driftloop_serving._app import build_app
 from driftloop_serving._auth import ApiKeyMissing
+from driftloop_serving._http import BATCH_FULL
 from driftloop_serving._config import ModelConfig, ServeArgs, customer_bucket, in_canary, locate
 from driftloop_serving._log import PredictionLog
 from driftloop_serving._scoring import ActiveModel, Scored, ScoredBatch, ScoringPlan
@@ -15,6 +16,7 @@ from driftloop_serving._slot import ModelRefused, ModelSlot
 
 __all__ = [
     "API_KEY_ENV",
+    "BATCH_FULL",
     "ActiveModel",
     "ApiKeyMissing",
     "FraudService",
