@@ -22,17 +22,19 @@ OWNS_THE_STACK = frozenset(
     {
         "tests/e2e/test_loop.py",
         "tests/integration/test_sync.py",
+        "tests/integration/test_rollback_serving.py",
         "tests/integration/test_sync_failures.py",
         "tests/integration/test_sync_refusals.py",
         "tests/integration/test_stack.py",
         "tests/integration/test_broker_restart.py",
     }
 )
-"""Modules that change what every test shares: the loop and the sync tests apply Serve
-applications through Ray's REST API, which replaces every application deployed that way;
-test_broker_restart stops the broker; test_stack starts and stops stacks of its own beside
-the running one. When `make test` runs two processes (pytest-xdist, ``-n 2``), these run one
-after another in one of them, the ``stack`` lane, and the other modules in the other."""
+"""Modules that change what every test shares: the loop, the sync tests and the rollback
+under load apply Serve applications through Ray's REST API, which replaces every
+application deployed that way; test_broker_restart stops the broker; test_stack starts
+and stops stacks of its own beside the running one. When `make test` runs two processes
+(pytest-xdist, ``-n 2``), these run one after another in one of them, the ``stack`` lane,
+and the other modules in the other."""
 
 BALANCE = frozenset(
     {

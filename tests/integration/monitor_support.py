@@ -348,14 +348,19 @@ def monitor_env(settings: Settings, state: Path, policy: Path, **extra: str) -> 
     }
 
 
-def start_monitor(env: dict[str, str], idle_s: float = 4) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "driftloop_monitor.cli", "run", "--exit-when-idle", str(idle_s)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+def start_monitor(
+    env: dict[str, str], idle_s: float = 4, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """The monitor as a process that exits once idle for ``idle_s``; its stderr to a pipe,
+    or appended to ``log`` (a file: a long run never blocks on a full pipe)."""
+    command = [sys.executable, "-m", "driftloop_monitor.cli", "run", "--exit-when-idle",
+               str(idle_s)]  # fmt: skip
+    if log is None:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)  # fmt: skip
+    with log.open("ab") as out:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=out)  # fmt: skip
 
 
 def run_monitor(env: dict[str, str], timeout_s: float = 300) -> float:

@@ -106,8 +106,10 @@ def fraud_features(settings: Settings) -> FeatureSpec:
     )
 
 
-def train_booster(spec: FeatureSpec, seed: int, rounds: int = 15) -> bytes:
-    """An XGBoost model in its JSON format: fraud where the amount is far above the mean."""
+def train_booster(spec: FeatureSpec, seed: int, rounds: int = 15, learned: bool = True) -> bytes:
+    """An XGBoost model in its JSON format: fraud where the amount is far above the mean
+    (``amount_to_mean_7d`` > 6); with ``learned`` False, trained on those labels shuffled
+    (the same fraud rate, no tie to the features): a model deliberately worse."""
     import xgboost
 
     rng = np.random.default_rng(seed)
@@ -117,15 +119,19 @@ def train_booster(spec: FeatureSpec, seed: int, rounds: int = 15) -> bytes:
     frame["is_foreign"] = rng.integers(0, 2, n)
     frame["hour_of_day"] = rng.integers(0, 24, n)
     label = (frame["amount_to_mean_7d"] > 6).astype(int) | (rng.random(n) < 0.03)
+    if not learned:
+        label = pd.Series(rng.permutation(label.to_numpy()), index=frame.index)
     matrix = xgboost.DMatrix(encode_features(frame, spec), label=label, feature_names=spec.names)
     params = {"objective": "binary:logistic", "max_depth": 3, "seed": seed, "nthread": 1}
     booster = xgboost.train(params, matrix, num_boost_round=rounds)
     return bytes(booster.save_raw("json"))
 
 
-def put_model(settings: Settings, spec: FeatureSpec, seed: int, threshold: float) -> ModelVersion:
+def put_model(
+    settings: Settings, spec: FeatureSpec, seed: int, threshold: float, learned: bool = True
+) -> ModelVersion:
     return ModelStore(settings.model_store).put(
-        "fraud", train_booster(spec, seed), filename="model.json", features=spec,
+        "fraud", train_booster(spec, seed, learned=learned), filename="model.json", features=spec,
         lineage=sample_lineage(seed, threshold, SERVICE),
     )  # fmt: skip
 
@@ -311,6 +317,9 @@ class Answer:
     status: int
     version: str | None
     error: str = ""
+    request_id: str = ""
+    """the answer's request and transaction ids (a 200's), as the prediction log has them"""
+    transaction_id: str = ""
 
 
 class _Senders:
@@ -345,11 +354,19 @@ class _Senders:
 
 class Load(_Senders):
     """Threads sending /predict continuously until stopped; every answer is recorded. The
-    requests carry ``headers``, by default the stack's API key."""
+    requests carry ``headers``, by default the stack's API key, and the bodies ``body``
+    makes of a sender's running number (by default :func:`transaction`'s)."""
 
-    def __init__(self, url: str, headers: Mapping[str, str] | None = None, threads: int = 2):
+    def __init__(
+        self,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        threads: int = 2,
+        body: Callable[[int], dict[str, Any]] = transaction,
+    ):
         self._url = url
         self._headers = dict(stack_headers() if headers is None else headers)
+        self._body = body
         self.answers: list[Answer] = []
         super().__init__(threads, join_s=60)
 
@@ -358,11 +375,15 @@ class Load(_Senders):
             i = 0
             while not self._stop.is_set():
                 i += 1
+                body = self._body(worker * 1_000_000 + i)
                 sent = time.monotonic()
                 try:
-                    r = client.post(self._url, json=transaction(worker * 1_000_000 + i))
-                    version = r.json().get("model_version") if r.status_code == 200 else None
-                    answer = Answer(sent, time.monotonic(), r.status_code, version, r.text[:200])
+                    r = client.post(self._url, json=body)
+                    got = r.json() if r.status_code == 200 else {}
+                    answer = Answer(
+                        sent, time.monotonic(), r.status_code, got.get("model_version"),
+                        r.text[:200], got.get("request_id", ""), got.get("transaction_id", ""),
+                    )  # fmt: skip
                 except Exception as exc:  # a failed call is a result, not a crash
                     answer = Answer(sent, time.monotonic(), 0, None, repr(exc))
                 with self._lock:

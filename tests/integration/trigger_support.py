@@ -87,7 +87,7 @@ def deploy_dir(root: Path, models: dict[str, int]) -> Path:
     (deploy / TEMPLATE).parent.mkdir(parents=True)
     (deploy / TEMPLATE).write_text(without_retries((ROOT / "deploy" / TEMPLATE).read_text()))
     for model, min_columns in models.items():
-        (deploy / "apps" / model).mkdir(parents=True)
+        (deploy / "apps" / model).mkdir(parents=True, exist_ok=True)
         (deploy / "apps" / model / "trigger.yaml").write_text(
             POLICY.format(model=model, min_columns=min_columns)
         )
