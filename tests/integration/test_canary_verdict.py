@@ -6,12 +6,15 @@ The payments are split between the two versions as the replicas split them (the
 customer's sha256 bucket against the declared fraction), so they score different
 payments. A better canary is promoted by one commit that carries the live evidence of
 both sides; a worse one is removed by one commit; the same records and the same verdict
-read again make no second commit.
+read again make no second commit; a monitor killed mid-stream and restarted labels every
+canary answer once and publishes its verdict once.
 """
 
 from __future__ import annotations
 
+import signal
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -131,8 +134,8 @@ def world(base_settings, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def topics(base_settings):
-    """Two topic sets: the better canary and the worse one."""
-    gens = [_isolated(base_settings) for _ in range(2)]
+    """Three topic sets: the better canary, the worse one, and the monitor's restart."""
+    gens = [_isolated(base_settings) for _ in range(3)]
     yield [next(g) for g in gens]
     for g in gens:
         next(g, None)
@@ -203,3 +206,39 @@ def test_a_worse_canary_is_removed_by_one_commit(world, topics):
     world.trigger(worse)
     assert _commits(world.repo) == before + 1  # replayed: nothing more
     assert _actions(world.root)[-1] == (event.event_id, "removed")
+
+
+def test_a_monitor_killed_mid_stream_labels_each_answer_once_and_says_its_verdict_once(
+    world, topics
+):
+    restart = topics[2]
+    stream = _stream(world.v1, world.v2, canary_better=True, tag="k", seed=5)
+    _publish(restart, stream)
+    env = world.monitor_env(restart, "monitor-k")
+    checkpoint = world.root / "monitor-k" / "monitor" / "fraud" / "checkpoint.sqlite"
+    answered = sum(1 for p in stream if isinstance(p, Prediction) and p.role == "canary")
+    proc = ms.start_monitor(env)
+    progress, deadline = 0, time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if checkpoint.exists():
+            with sqlite3.connect(checkpoint) as db:
+                try:
+                    (progress,) = db.execute(
+                        "SELECT count(*) FROM canary_labelled WHERE role = 'canary'"
+                    ).fetchone()
+                except sqlite3.OperationalError:  # tables not created yet
+                    progress = 0
+            if progress > answered * 0.3:
+                break
+        time.sleep(0.02)
+    alive = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate()
+    assert alive, f"the monitor ended before the kill: {err.decode()[-3000:]}"
+    assert 0 < progress < answered, "the kill must fall in the middle of the stream"
+    ms.run_monitor(env)
+    assert _labelled(world.root / "monitor-k")["canary"] == answered
+    published = [str(r["event_id"]) for r in ms.topic_records(restart, "drift-events")]
+    (event,) = _verdicts(restart)
+    assert published == [event.event_id]
+    assert event.canary is not None and event.canary.verdict == "better"

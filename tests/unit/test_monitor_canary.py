@@ -41,6 +41,7 @@ class _Monitor:
 
     def serving(self, tid: str, t: float, score: float, version: str = "v1") -> None:
         with self.checkpoint.transaction():
+            self.canaries.serving(version, t)
             self.join.prediction(tid, version, t, score, score >= 0.5)
 
     def canary(self, tid: str, t: float, score: float, version: str = "v2") -> None:
@@ -84,6 +85,21 @@ def test_each_side_is_labelled_once_whatever_order_and_however_often_it_is_read(
     assert pair.since_eval == 4
     # a canary's label is its own: not left as an orphan of the label join
     assert m.checkpoint.db.execute("SELECT count(*) FROM orphans").fetchone() == (0,)
+
+
+def test_an_answer_read_before_any_serving_prediction_or_after_every_label_is_labelled(tmp_path):
+    m = _Monitor(tmp_path / "a2.sqlite", _policy())
+    m.label("c1", True)  # a backlog: labels read first, no serving prediction yet
+    m.canary("c1", T0 + 1, 0.9)
+    assert m.labelled() == [] and m.canaries.pending() == 1  # beside what? not known yet
+    m.label("s1", False)
+    m.serving("s1", T0 + 2, 0.3)  # joined at once: nothing waits in the label join
+    m.label("c2", False)
+    m.canary("c2", T0 + 3, 0.2)
+    assert [(r[0], r[1], r[2]) for r in m.labelled()] == [
+        ("c1", "canary", "v1"), ("c2", "canary", "v1"), ("s1", "serving", "v1")
+    ]  # fmt: skip
+    assert m.canaries.pending() == 0
 
 
 def test_pending_answers_survive_a_restart_and_what_gets_no_label_is_counted(tmp_path):
@@ -134,6 +150,7 @@ def _feed(m: _Monitor, traffic) -> None:
             if is_canary:
                 m.canaries.canary(tid, "v2", t, score, score >= 0.5)
             else:
+                m.canaries.serving("v1", t)
                 m.join.prediction(tid, "v1", t, score, score >= 0.5)
     with m.checkpoint.transaction():
         for tid, t, _, _, y in traffic:

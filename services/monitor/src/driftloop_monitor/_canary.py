@@ -8,10 +8,10 @@ are gathered on their own (unpaired, as the rollback compares two versions):
   label join (``_join``) does not hold it (its rows, live figures and rollback watch are
   the serving version's), so a label that came first is taken from the label join's
   ``orphans``, and one that comes later is taken from there as it arrives
-  (:meth:`CanaryJoin.label`). The serving version it answered beside is the newest one
-  waiting for a label in the label join when the canary score comes (or, if none waits,
-  when its label comes); the (serving, canary) pair is opened then, first seen at the
-  canary score's event time;
+  (:meth:`CanaryJoin.label`). The serving version it answered beside is the newest serving
+  prediction's (by event time, kept in ``canary_serving``) when the canary answer is read,
+  or, for answers read before any, the first serving prediction's; the (serving, canary)
+  pair is opened then, first seen at the canary answer's event time;
 - a serving prediction joined to its label (the label join calls :meth:`CanaryJoin.served`
   on every join) counts for every open pair of its version whose canary was first seen at
   or before its event time.
@@ -35,11 +35,14 @@ from driftloop_monitor._live import LiveJoin, Pair
 DAY = 86_400.0
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS canary_serving (
+    id INTEGER PRIMARY KEY CHECK (id = 0), version TEXT NOT NULL, event_time REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS canary_pending (
     transaction_id TEXT NOT NULL, version TEXT NOT NULL, event_time REAL NOT NULL,
-    score REAL NOT NULL, decision INTEGER NOT NULL, serving_version TEXT,
-    PRIMARY KEY (transaction_id, version));
+    score REAL NOT NULL, decision INTEGER NOT NULL, serving_version TEXT, is_fraud INTEGER,
+    label_time REAL, PRIMARY KEY (transaction_id, version));
 CREATE INDEX IF NOT EXISTS canary_pending_time ON canary_pending (event_time);
+CREATE INDEX IF NOT EXISTS canary_pending_serving ON canary_pending (serving_version);
 CREATE TABLE IF NOT EXISTS canary_labelled (
     transaction_id TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL,
     serving_version TEXT NOT NULL, event_time REAL NOT NULL, score REAL NOT NULL,
@@ -78,16 +81,30 @@ class CanaryJoin(LiveJoin):
         self._cap = performance.max_awaiting
         self.counts = CanaryCounts()
 
+    def serving(self, version: str, t: float) -> None:
+        """A serving prediction: its version is the one a canary answers beside (the
+        newest by event time). Canary answers read before any serving prediction get it."""
+        self._db.execute(
+            "INSERT INTO canary_serving (id, version, event_time) VALUES (0,?,?)"
+            " ON CONFLICT (id) DO UPDATE SET version = excluded.version,"
+            " event_time = excluded.event_time WHERE excluded.event_time >= event_time",
+            (version, t),
+        )
+        waiting = self._db.execute(
+            "UPDATE canary_pending SET serving_version = ? WHERE serving_version IS NULL"
+            " RETURNING transaction_id, version, event_time",
+            (version,),
+        ).fetchall()
+        for tid, canary, at in waiting:
+            self._open_pair(version, str(canary), float(at))
+            self._complete(str(tid))
+
     def _serving_now(self) -> str | None:
-        """The serving version: the newest prediction waiting for its label in the label
-        join (only the serving version's predictions wait there)."""
-        row = self._db.execute(
-            "SELECT version FROM awaiting ORDER BY event_time DESC LIMIT 1"
-        ).fetchone()
+        row = self._db.execute("SELECT version FROM canary_serving WHERE id = 0").fetchone()
         return None if row is None else str(row[0])
 
     def canary(self, tid: str, version: str, t: float, score: float, decision: bool) -> None:
-        """A canary's answer: labelled now if its label came first, else pending."""
+        """A canary's answer: labelled once its label and the serving version are known."""
         known = self._db.execute(
             "SELECT 1 FROM canary_labelled WHERE transaction_id = ? AND version = ?"
             " AND role = 'canary'",
@@ -104,37 +121,42 @@ class CanaryJoin(LiveJoin):
             (tid, version, t, score, int(decision), serving),
         )
         orphan = self._db.execute(
-            "SELECT is_fraud, event_time FROM orphans WHERE transaction_id = ?", (tid,)
+            "DELETE FROM orphans WHERE transaction_id = ? RETURNING is_fraud, event_time", (tid,)
         ).fetchone()
-        if orphan is not None:
-            self.label(tid, bool(orphan[0]), float(orphan[1]))
+        if orphan is not None:  # the label came first: it is the canary's, not the join's
+            self._fill_label(tid, int(orphan[0]), float(orphan[1]))
+        self._complete(tid)
 
     def label(self, tid: str, is_fraud: bool, t: float) -> None:
-        """A label: joins the canary's pending answer of the transaction, if any."""
-        rows = self._db.execute(
-            "DELETE FROM canary_pending WHERE transaction_id = ?"
-            " RETURNING version, event_time, score, decision, serving_version",
+        """A label: fills the canary's pending answer of the transaction, if any (the label
+        join has just left it as an orphan: it is the canary's, so it is taken away)."""
+        if self._fill_label(tid, int(is_fraud), t) or self._db.execute(
+            "SELECT 1 FROM canary_labelled WHERE transaction_id = ? AND role = 'canary'", (tid,)
+        ).fetchone():  # fmt: skip
+            self._db.execute("DELETE FROM orphans WHERE transaction_id = ?", (tid,))
+        self._complete(tid)
+
+    def _fill_label(self, tid: str, is_fraud: int, t: float) -> bool:
+        filled = self._db.execute(
+            "UPDATE canary_pending SET is_fraud = ?, label_time = ? WHERE transaction_id = ?"
+            " AND is_fraud IS NULL",
+            (is_fraud, t, tid),
+        ).rowcount
+        return filled > 0
+
+    def _complete(self, tid: str) -> None:
+        done = self._db.execute(
+            "DELETE FROM canary_pending WHERE transaction_id = ? AND serving_version IS NOT NULL"
+            " AND is_fraud IS NOT NULL RETURNING version, event_time, score, decision,"
+            " serving_version, is_fraud, label_time",
             (tid,),
         ).fetchall()
-        if not rows:
-            self._db.execute(  # a canary's label read again: no orphan of the label join
-                "DELETE FROM orphans WHERE transaction_id = ? AND EXISTS (SELECT 1 FROM"
-                " canary_labelled WHERE transaction_id = ? AND role = 'canary')",
-                (tid, tid),
-            )
-            return
-        self._db.execute("DELETE FROM orphans WHERE transaction_id = ?", (tid,))  # it is ours
-        for version, predicted_at, score, decision, serving in rows:
-            if t - predicted_at > self._horizon:
+        for version, predicted_at, score, decision, serving, is_fraud, labelled_at in done:
+            if labelled_at - predicted_at > self._horizon:
                 self.counts.expired += 1
                 continue
-            serving = serving or self._serving_now()
-            if serving is None:
-                self.counts.expired += 1  # beside no serving version known: not comparable
-                continue
-            self._open_pair(serving, version, predicted_at)
-            self._add(tid, version, "canary", serving, predicted_at, score, decision, is_fraud)
-            self.counts.labelled += 1
+            if self._add(tid, version, "canary", serving, predicted_at, score, decision, is_fraud):
+                self.counts.labelled += 1
 
     def served(
         self, tid: str, version: str, t: float, score: float, decision: int, is_fraud: int

@@ -174,6 +174,8 @@ class MonitorService:
                                              p.decision)  # fmt: skip
                     continue
                 if self.labels is not None:
+                    if self.canaries is not None:  # first: a canary pair it counts for opens
+                        self.canaries.serving(p.model_version, t)
                     joined = self.join.prediction(p.transaction_id, p.model_version, t, p.score,
                                                   p.decision)  # fmt: skip
                     if joined is not None:
