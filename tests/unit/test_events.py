@@ -225,3 +225,44 @@ def test_a_shadow_verdict_is_schema_version_3_with_an_id_from_both_versions_and_
     data.pop("event_id")
     with pytest.raises(ValidationError, match="only it"):
         DriftEvent.model_validate({**data, "shadow": event.shadow})
+
+
+def _canary_verdict(verdict: str = "worse", action: str = "remove", **extra: object) -> DriftEvent:
+    return DriftEvent.model_validate(
+        {
+            "kind": "canary_verdict", "model_name": "fraud", "model_version": "sha256-aa",
+            "window": {"start": T0, "end": T0 + timedelta(hours=5), "row_count": 3000},
+            "reference_profile": "models:/fraud/sha256-aa",
+            "canary": {
+                "version": "sha256-cc", "verdict": verdict, "action": action, "rows": 3000,
+                "positives": 61, "serving_rows": 27000, "serving_positives": 540,
+                "first_seen": T0, "deadline": T0 + timedelta(hours=72),
+                "comparisons": [{"metric": "pr_auc", "serving": 0.63, "canary": 0.41,
+                                 "standard_error": 0.05, "p_better": 1.0, "p_worse": 1e-5}],
+            },
+            **extra,
+        }
+    )  # fmt: skip
+
+
+def test_a_canary_verdict_is_schema_version_5_and_carries_each_sides_counts():
+    event = _canary_verdict()
+    assert event.schema_version == 5 and event.live_verdict is event.canary
+    assert event.canary is not None and event.canary.comparisons[0].challenger == 0.41
+    assert (event.canary.serving_rows, event.canary.serving_positives) == (27000, 540)
+    assert event.event_id == stable_id(
+        "DriftEvent", "canary_verdict", "fraud", "sha256-aa", "sha256-cc", "worse"
+    )
+    assert DriftEvent.model_validate_json(event.to_bytes()) == event
+    # not the shadow verdict of the same versions: a canary is ended by another commit
+    assert _verdict().event_id != _canary_verdict("better", "promote").event_id
+    with pytest.raises(ValidationError, match="canary judged worse is to remove"):
+        _canary_verdict("worse", "promote")
+    with pytest.raises(ValidationError, match="schema_version 5"):
+        _canary_verdict(schema_version=3)
+    with pytest.raises(ValidationError, match="only it"):
+        _canary_verdict(shadow=_verdict().shadow)
+    with pytest.raises(ValidationError, match="shadow"):  # a shadow's comparison is not one
+        _canary_verdict(canary={**event.canary.model_dump(), "comparisons": [
+            {"metric": "pr_auc", "serving": 0.6, "shadow": 0.4, "standard_error": 0.1,
+             "p_better": 1.0, "p_worse": 0.01}]})  # fmt: skip

@@ -1,5 +1,5 @@
 """Shadow scores paired with the serving score and the label of the same payment, and the
-verdict on the pairs (driftloop_monitor._shadow, _shadow_judge), on a real checkpoint."""
+verdict on the pairs (driftloop_monitor._shadow, _verdicts), on a real checkpoint."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from driftloop_monitor._checkpoint import Checkpoint
 from driftloop_monitor._join import DAY, LabelJoin
 from driftloop_monitor._shadow import ShadowJoin
-from driftloop_monitor._shadow_judge import judge_due, judge_rows
+from driftloop_monitor._verdicts import judge_due, judge_rows
 from pydantic import ValidationError
 
 from driftloop.drift import MonitorPolicy, load_policy
@@ -37,7 +37,7 @@ class _Monitor:
         self.checkpoint = Checkpoint(path)
         self.join = LabelJoin(self.checkpoint, policy.performance)
         self.shadows = ShadowJoin(self.checkpoint, policy.shadow, policy.performance)
-        self.join.on_join = self.shadows.served
+        self.join.on_join.append(self.shadows.served)
         self.policy = policy
 
     def serving(self, tid: str, t: float, score: float, version: str = "v1") -> None:
@@ -81,7 +81,7 @@ def test_a_payment_pairs_once_whatever_order_its_parts_arrive_in(tmp_path, order
     assert m.paired() == [("t1", "v1", "v2", 0.2, 0.9, 1)]
     assert m.shadows.pending() == 0
     (pair,) = m.shadows.pairs()
-    assert (pair.serving, pair.shadow, pair.first_seen, pair.since_eval) == ("v1", "v2", T0, 1)
+    assert (pair.serving, pair.challenger, pair.first_seen, pair.since_eval) == ("v1", "v2", T0, 1)
 
 
 def test_pending_parts_survive_a_restart_and_what_cannot_pair_is_counted(tmp_path):
@@ -129,7 +129,7 @@ def test_a_clearly_better_shadow_is_better_and_a_clearly_worse_one_worse():
     better = judge_rows(policy, _rows(2000, shadow_quality=0.6, serving_quality=0.05))
     assert better.verdict == "better", better
     assert {c.metric for c in better.comparisons} == {"pr_auc", "roc_auc"}
-    assert all(c.shadow > c.serving and c.p_better < 0.01 for c in better.comparisons)
+    assert all(c.challenger > c.serving and c.p_better < 0.01 for c in better.comparisons)
     assert better.rows == 2000 and better.positives == int(better.serving["positives"]) > 20
     worse = judge_rows(policy, _rows(2000, shadow_quality=0.05, serving_quality=0.6))
     assert worse.verdict == "worse" and all(c.p_worse < 0.01 for c in worse.comparisons)

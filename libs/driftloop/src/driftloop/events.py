@@ -203,40 +203,58 @@ class Evidence(BaseModel):
     positives: int = Field(ge=0)
 
 
-class MetricComparison(BaseModel):
-    """One metric of a shadow and of the serving version on the same labelled payments."""
+class _Compared(BaseModel):
+    """One metric of a challenger (a shadow or a canary) and of the serving version on
+    labelled payments, compared both ways."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     metric: str = Field(min_length=1, description="e.g. pr_auc, roc_auc, recall_at_threshold")
     serving: float
+    standard_error: float = Field(ge=0, description="of the difference challenger - serving")
+    p_better: float = Field(ge=0, le=1, description="one-sided (challenger above), corrected")
+    p_worse: float = Field(ge=0, le=1, description="one-sided (challenger below), corrected")
+
+
+class MetricComparison(_Compared):
+    """One metric of a shadow and of the serving version on the same labelled payments."""
+
     shadow: float
-    standard_error: float = Field(ge=0, description="of the difference shadow - serving")
-    p_better: float = Field(ge=0, le=1, description="one-sided (shadow above), corrected")
-    p_worse: float = Field(ge=0, le=1, description="one-sided (shadow below), corrected")
+
+    @property
+    def challenger(self) -> float:
+        return self.shadow
+
+
+class CanaryComparison(_Compared):
+    """One metric of a canary on its customers' labelled payments and of the serving
+    version on the others' of the same period."""
+
+    canary: float
+
+    @property
+    def challenger(self) -> float:
+        return self.canary
 
 
 ShadowOutcome = Literal["better", "worse", "unknown"]
 ShadowAction = Literal["promote", "remove", "keep"]
 
 
-class ShadowVerdict(BaseModel):
-    """The live judgement of a shadow version (serve.yaml's ``shadow_uri``) against the
-    serving version, on the payments both scored and whose labels arrived: ``better``
-    asks for its promotion, ``worse`` for its removal, ``unknown`` (said once, when the
+class _LiveVerdict(BaseModel):
+    """What a shadow's and a canary's live judgements share: ``better`` asks for the
+    challenger's promotion, ``worse`` for its removal, ``unknown`` (said once, when the
     policy's deadline passed without a verdict) for the policy's choice."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    version: Id = Field(description="the shadow version judged")
+    version: Id = Field(description="the challenger version judged")
     verdict: ShadowOutcome
     action: ShadowAction
-    rows: int = Field(ge=0, description="paired labelled payments judged on")
+    rows: int = Field(ge=0, description="the challenger's labelled payments judged on")
     positives: int = Field(ge=0)
     serving_metrics: dict[str, float] = Field(default_factory=dict)
-    shadow_metrics: dict[str, float] = Field(default_factory=dict)
-    comparisons: list[MetricComparison] = Field(default_factory=list)
-    first_seen: UtcDatetime = Field(description="event time of the first paired shadow score")
+    first_seen: UtcDatetime = Field(description="event time of the challenger's first score")
     deadline: UtcDatetime = Field(description="when an unknown verdict is acted on by policy")
     reason: str = ""
 
@@ -244,8 +262,39 @@ class ShadowVerdict(BaseModel):
     def _action_follows_verdict(self) -> Self:
         expected = {"better": "promote", "worse": "remove"}.get(self.verdict)
         if expected is not None and self.action != expected:
-            raise ValueError(f"a shadow judged {self.verdict} is to {expected}, not {self.action}")
+            role = type(self).__name__.removesuffix("Verdict").lower()
+            raise ValueError(f"a {role} judged {self.verdict} is to {expected}, not {self.action}")
         return self
+
+
+class ShadowVerdict(_LiveVerdict):
+    """The live judgement of a shadow version (serve.yaml's ``shadow_uri``) against the
+    serving version, on the payments both scored and whose labels arrived (``rows`` and
+    ``positives`` are those paired payments')."""
+
+    shadow_metrics: dict[str, float] = Field(default_factory=dict)
+    comparisons: list[MetricComparison] = Field(default_factory=list)
+
+    @property
+    def challenger_metrics(self) -> dict[str, float]:
+        return self.shadow_metrics
+
+
+class CanaryVerdict(_LiveVerdict):
+    """The live judgement of a canary version (serve.yaml's ``canary_uri``) against the
+    serving version: the canary on the labelled payments it answered (its customers',
+    by the stable hash), the serving version on the other customers' labelled payments
+    since the canary's first answer. The samples are different payments, so each side
+    is counted on its own."""
+
+    serving_rows: int = Field(ge=0, description="the serving version's labelled payments")
+    serving_positives: int = Field(ge=0)
+    canary_metrics: dict[str, float] = Field(default_factory=dict)
+    comparisons: list[CanaryComparison] = Field(default_factory=list)
+
+    @property
+    def challenger_metrics(self) -> dict[str, float]:
+        return self.canary_metrics
 
 
 class MetricRegression(BaseModel):
@@ -284,13 +333,14 @@ class Regression(BaseModel):
     reason: str = ""
 
 
-_KIND_VERSION = {"shadow_verdict": 3, "rollback": 4}
+_KIND_VERSION = {"shadow_verdict": 3, "rollback": 4, "canary_verdict": 5}
 """Kinds written with a schema version of their own, so an older reader refuses them."""
 
 
 class DriftEvent(Event):
-    """A window of a model's traffic judged different from its reference (or worse), or
-    a shadow version judged against the serving one on live labels.
+    """A window of a model's traffic judged different from its reference (or worse), a
+    shadow or canary version judged against the serving one on live labels, or a promoted
+    version that regressed live.
 
     Schema version 2 adds ``change_point`` and ``evidence`` (both optional): version-1
     records still validate, and a version-1 reader that ignores unknown fields sees the
@@ -308,12 +358,19 @@ class DriftEvent(Event):
     rollback is written as version 4): ``model_version`` is the promoted version that
     regressed, the window its evaluation's payments, and the id derives from the model
     and both versions, so a replay, or a later evaluation of the same regression, is the
-    same event."""
+    same event.
+
+    Schema version 5 adds the kind ``canary_verdict`` and its ``canary`` field (only a
+    canary verdict is written as version 5): as a shadow verdict, with the canary in place
+    of the shadow, its window the canary's labelled payments, and its id from the model,
+    both versions and the verdict."""
 
     topic: ClassVar[str] = "drift-events"
 
-    schema_version: Literal[1, 2, 3, 4] = 2  # type: ignore[assignment]
-    kind: Literal["data_drift", "performance_degraded", "shadow_verdict", "rollback"] = "data_drift"
+    schema_version: Literal[1, 2, 3, 4, 5] = 2  # type: ignore[assignment]
+    kind: Literal[
+        "data_drift", "performance_degraded", "shadow_verdict", "rollback", "canary_verdict"
+    ] = "data_drift"
     model_name: Id
     model_version: Id
     window: Window
@@ -333,6 +390,9 @@ class DriftEvent(Event):
     regression: Regression | None = Field(
         None, description="kind rollback: the promoted version's live regression"
     )
+    canary: CanaryVerdict | None = Field(
+        None, description="kind canary_verdict: the canary's live judgement and its evidence"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -348,6 +408,8 @@ class DriftEvent(Event):
             raise ValueError("kind shadow_verdict, and only it, carries a shadow verdict")
         if (self.kind == "rollback") != (self.regression is not None):
             raise ValueError("kind rollback, and only it, carries a regression")
+        if (self.kind == "canary_verdict") != (self.canary is not None):
+            raise ValueError("kind canary_verdict, and only it, carries a canary verdict")
         expected = _KIND_VERSION.get(self.kind)
         if expected is not None and self.schema_version != expected:
             raise ValueError(f"kind {self.kind} is schema_version {expected}")
@@ -355,10 +417,15 @@ class DriftEvent(Event):
             raise ValueError(f"schema_version {self.schema_version} is not that of {self.kind}")
         return self
 
+    @property
+    def live_verdict(self) -> ShadowVerdict | CanaryVerdict | None:
+        """A shadow's or a canary's live verdict, whichever this event carries."""
+        return self.shadow if self.shadow is not None else self.canary
+
     def natural_key(self) -> tuple[object, ...]:
-        if self.kind == "shadow_verdict" and self.shadow is not None:
-            return (self.kind, self.model_name, self.model_version, self.shadow.version,
-                    self.shadow.verdict)  # fmt: skip
+        live = self.live_verdict
+        if live is not None:
+            return (self.kind, self.model_name, self.model_version, live.version, live.verdict)
         if self.kind == "rollback" and self.regression is not None:
             return (self.kind, self.model_name, self.model_version,
                     self.regression.previous_version)  # fmt: skip

@@ -39,9 +39,10 @@ class LabelJoin:
         self._spec = spec
         self._horizon = spec.horizon_days * DAY
         self.counts = JoinCounts()
-        self.on_join: Callable[[str, str, float, float, int, int], None] | None = None
+        self.on_join: list[Callable[[str, str, float, float, int, int], None]] = []
         """Called inside the transaction with every join: (transaction id, version, event
-        time, score, decision, is_fraud); the shadow pairing listens."""
+        time, score, decision, is_fraud); the shadow pairing and the canary's serving side
+        listen."""
 
     def prediction(
         self, transaction_id: str, version: str, t: float, score: float, decision: bool
@@ -96,8 +97,8 @@ class LabelJoin:
             (math.floor(t / BUCKET_S), is_fraud),
         )
         self.counts.joined += 1
-        if self.on_join is not None:
-            self.on_join(tid, version, t, score, decision, is_fraud)
+        for listener in self.on_join:
+            listener(tid, version, t, score, decision, is_fraud)
 
     def evidence(self, since: float) -> tuple[int, int]:
         """Labelled rows and positives whose prediction time is in ``since``'s minute or

@@ -33,6 +33,12 @@ class MonitorMetrics:
     shadow_rows: Gauge
     shadow_verdict: Gauge
     shadow_metric: Gauge
+    canary_labelled: Counter
+    canary_unlabelled: Counter
+    canary_pending: Gauge
+    canary_rows: Gauge
+    canary_verdict: Gauge
+    canary_metric: Gauge
     rollback_armed: Gauge
     rollback_evaluations: Counter
     rollback_p_worse: Gauge
@@ -105,6 +111,28 @@ class MonitorMetrics:
                                 "A metric of either version on the shadow's paired rows "
                                 "(role: serving, shadow)",
                                 ["model", "serving", "shadow", "role", "metric"], registry=r),
+            canary_labelled=Counter("driftloop_monitor_canary_labelled",
+                                    "Labelled rows gathered to judge a canary (role: canary, "
+                                    "its answers; serving, the serving version's beside it)",
+                                    ["role"], registry=r),
+            canary_unlabelled=Counter("driftloop_monitor_canary_unlabelled",
+                                      "Canary answers let go without a label (expired: none "
+                                      "within the horizon; evicted: over max_awaiting)",
+                                      ["reason"], registry=r),
+            canary_pending=Gauge("driftloop_monitor_canary_pending",
+                                 "Canary answers waiting for their label", registry=r),
+            canary_rows=Gauge("driftloop_monitor_canary_labelled_rows",
+                              "Labelled rows of each side of a canary's judgement at its last "
+                              "judgement (role: serving, canary; kind: rows, positives)",
+                              ["model", "serving", "canary", "role", "kind"], registry=r),
+            canary_verdict=Gauge("driftloop_monitor_canary_verdict",
+                                 "1 for the canary's verdict at its last judgement (better, "
+                                 "worse, unknown), 0 for the others",
+                                 ["model", "serving", "canary", "verdict"], registry=r),
+            canary_metric=Gauge("driftloop_monitor_canary_metric",
+                                "A metric of either version at the canary's last judgement "
+                                "(role: serving, canary)",
+                                ["model", "serving", "canary", "role", "metric"], registry=r),
             rollback_armed=Gauge("driftloop_monitor_rollback_armed",
                                  "1 while a promoted version is judged against the version it "
                                  "replaced, 0 once its watch ended",

@@ -7,9 +7,12 @@ Only after the commit are the outbox's events published (see ``_outbox``), so a 
 anywhere replays the batch or finds its events waiting, and no event is published twice.
 
 Shadow predictions are not windowed: with ``shadow`` and ``performance`` enabled they pair
-with the serving score and the label of the same payment (``_shadow``), and their pairs
-are judged at the end of each batch (``_shadow_judge``); a verdict is a drift event of
-kind ``shadow_verdict`` in the same outbox, which the trigger service acts on in git.
+with the serving score and the label of the same payment (``_shadow``). Canary predictions
+are answers, windowed per version; with ``canary`` and ``performance`` enabled they are
+also joined to their labels beside the serving version's labelled rows of the same period
+(``_canary``). Both kinds of pairs are judged at the end of each batch (``_verdicts``); a
+verdict is a drift event of kind ``shadow_verdict`` or ``canary_verdict`` in the same
+outbox, which the trigger service acts on in git.
 
 Each labelled evaluation also keeps the version's live figures; a version promoted after
 another is judged against that one's last figures for a few evaluations (``_rollback``),
@@ -29,22 +32,25 @@ from driftloop.events import DriftEvent, Event, Label, Prediction, Transaction
 from driftloop.kafka import Batch, EventConsumer, EventProducer, connect_consumer
 from driftloop.metrics import serve_metrics
 from driftloop.models import ModelStore
+from driftloop_monitor._canary import CanaryJoin
 from driftloop_monitor._changepoint import ChangePoints, evaluation_start
 from driftloop_monitor._checkpoint import Checkpoint
 from driftloop_monitor._join import LabelJoin
 from driftloop_monitor._judge import Judged, judge_drift, judge_performance
+from driftloop_monitor._live import LiveJoin, Pair
 from driftloop_monitor._metrics import MonitorMetrics
 from driftloop_monitor._outbox import Outbox
 from driftloop_monitor._references import References
 from driftloop_monitor._rollback import Rollbacks
 from driftloop_monitor._settings import MonitorSettings
 from driftloop_monitor._settle import Settling, window_label
-from driftloop_monitor._shadow import Pair, ShadowJoin
-from driftloop_monitor._shadow_judge import Judgement, judge_due
+from driftloop_monitor._shadow import ShadowJoin
 from driftloop_monitor._skew import SkewCheck
+from driftloop_monitor._verdicts import Judgement, judge_due
 from driftloop_monitor._windows import ClosedWindow, Windows
 
 E = TypeVar("E", bound=Event)
+Verdicts = list[tuple[LiveJoin, Pair, Judgement, DriftEvent | None]]
 log = logging.getLogger(__name__)
 
 
@@ -75,9 +81,15 @@ class MonitorService:
         self.shadows: ShadowJoin | None = None
         if self.policy.shadow.enabled and self.policy.performance.enabled:
             self.shadows = ShadowJoin(self.checkpoint, self.policy.shadow, self.policy.performance)
-            self.join.on_join = self.shadows.served
+            self.join.on_join.append(self.shadows.served)
         elif self.policy.shadow.enabled:
             log.warning("shadows are not judged: their labels come with performance.enabled")
+        self.canaries: CanaryJoin | None = None
+        if self.policy.canary.enabled and self.policy.performance.enabled:
+            self.canaries = CanaryJoin(self.checkpoint, self.policy.canary, self.policy.performance)
+            self.join.on_join.append(self.canaries.served)
+        elif self.policy.canary.enabled:
+            log.warning("canaries are not judged: their labels come with performance.enabled")
         self.rollbacks = Rollbacks(self.checkpoint, self.policy)
         self.label_watermark = self.checkpoint.get("label_watermark", 0.0)
         self.predictions = self._consumer(Prediction)
@@ -129,7 +141,7 @@ class MonitorService:
     def handle_predictions(self, batch: Batch[Prediction]) -> None:
         closed: list[ClosedWindow] = []
         judged: list[Judged] = []
-        verdicts: list[tuple[Pair, Judgement, DriftEvent | None]] = []
+        verdicts: Verdicts = []
         other = shadow = 0
         self.rollbacks.judged.clear()
         with self.checkpoint.transaction():
@@ -153,11 +165,17 @@ class MonitorService:
                 if window is not None:
                     closed.append(window)
                 if p.role == "canary":
-                    # An answer, so windowed (per version) like the serving one's; not
-                    # joined to labels: its labelled rows are a challenger's, and the
-                    # serving version's live figures (and rollback watch) are its own.
+                    # An answer, so windowed (per version) like the serving one's; not in
+                    # the label join: its labelled rows are a challenger's, judged beside
+                    # the serving version's, whose live figures (and rollback watch) are
+                    # its own.
+                    if self.canaries is not None:
+                        self.canaries.canary(p.transaction_id, p.model_version, t, p.score,
+                                             p.decision)  # fmt: skip
                     continue
                 if self.labels is not None:
+                    if self.canaries is not None:  # first: a canary pair it counts for opens
+                        self.canaries.serving(p.model_version, t)
                     joined = self.join.prediction(p.transaction_id, p.model_version, t, p.score,
                                                   p.decision)  # fmt: skip
                     if joined is not None:
@@ -167,7 +185,7 @@ class MonitorService:
                                              p.decision)  # fmt: skip
             closed.extend(self.windows.expire())
             judged.extend(self._close(w) for w in closed)
-            verdicts = self._judge_shadows()
+            verdicts = self._judge_challengers()
             self.windows.save()
             self.checkpoint.save_offsets(self.predictions.topic, batch.next_offsets)
         self.metrics.skipped.labels("other_model").inc(other)
@@ -187,7 +205,7 @@ class MonitorService:
     def handle_labels(self, batch: Batch[Label]) -> None:
         assert self.labels is not None
         judged: list[Judged] = []
-        verdicts: list[tuple[Pair, Judgement, DriftEvent | None]] = []
+        verdicts: Verdicts = []
         self.rollbacks.judged.clear()
         with self.checkpoint.transaction():
             for received in batch:
@@ -200,11 +218,15 @@ class MonitorService:
                     judged.extend(self._evaluate(version))
                 if self.shadows is not None:
                     self.shadows.label(label.transaction_id, label.is_fraud)
+                if self.canaries is not None:
+                    self.canaries.label(label.transaction_id, label.is_fraud, t)
             self.checkpoint.put("label_watermark", self.label_watermark)
-            verdicts = self._judge_shadows()
+            verdicts = self._judge_challengers()
             self.join.prune(self.windows.watermark, self.label_watermark)
             if self.shadows is not None:
                 self.shadows.prune(self.windows.watermark, self.label_watermark)
+            if self.canaries is not None:
+                self.canaries.prune(self.label_watermark)
             self.checkpoint.save_offsets(self.labels.topic, batch.next_offsets)
         self._after_commit(judged, verdicts)
 
@@ -226,14 +248,17 @@ class MonitorService:
             self.skew.closed(judged.record, [row.seq for row in window.rows])
         return judged
 
-    def _judge_shadows(self) -> list[tuple[Pair, Judgement, DriftEvent | None]]:
-        """Inside the batch's transaction: the pairs due, judged; verdicts into the outbox."""
-        if self.shadows is None:
-            return []
-        verdicts = judge_due(self.policy, self.shadows, self.label_watermark)
-        for _, _, event in verdicts:
-            if event is not None:
-                self.outbox.add(event)
+    def _judge_challengers(self) -> Verdicts:
+        """Inside the batch's transaction: the shadow and canary pairs due, judged;
+        verdicts into the outbox."""
+        verdicts: Verdicts = []
+        for join in (self.shadows, self.canaries):
+            if join is None:
+                continue
+            for pair, judged, event in judge_due(self.policy, join, self.label_watermark):
+                if event is not None:
+                    self.outbox.add(event)
+                verdicts.append((join, pair, judged, event))
         return verdicts
 
     def _evaluate(self, version: str) -> list[Judged]:
@@ -260,11 +285,9 @@ class MonitorService:
         if judged.event is not None:
             self.outbox.add(judged.event)
 
-    def _after_commit(
-        self, judged: list[Judged], verdicts: list[tuple[Pair, Judgement, DriftEvent | None]]
-    ) -> None:
+    def _after_commit(self, judged: list[Judged], verdicts: Verdicts) -> None:
         m, r = self.metrics, None
-        self._shadow_gauges(verdicts)
+        self._challenger_gauges(verdicts)
         for j in judged:
             r = j.record
             m.windows.labels(self.model, r.kind, r.verdict).inc()
@@ -290,7 +313,7 @@ class MonitorService:
                 m.drifting.labels(self.model, j.record.kind).set(1)
             elif j.record.verdict in ("no_drift", "ok"):
                 m.drifting.labels(self.model, j.record.kind).set(0)
-        for _, _, event in verdicts:
+        for _, _, _, event in verdicts:
             if event is not None:
                 m.events.labels(self.model, event.kind).inc()
         self._rollback_gauges()
@@ -311,7 +334,7 @@ class MonitorService:
                             w.event.event_id, w.version, w.previous, w.evaluation)  # fmt: skip
         self.rollbacks.judged.clear()
 
-    def _shadow_gauges(self, verdicts: list[tuple[Pair, Judgement, DriftEvent | None]]) -> None:
+    def _challenger_gauges(self, verdicts: Verdicts) -> None:
         m = self.metrics
         if self.shadows is not None:
             counts = self.shadows.counts
@@ -319,23 +342,38 @@ class MonitorService:
             m.shadow_unpaired.labels("expired").inc(counts.expired)
             m.shadow_unpaired.labels("evicted").inc(counts.evicted)
             counts.paired = counts.expired = counts.evicted = 0
-        for pair, judged, event in verdicts:
-            labels = (self.model, pair.serving, pair.shadow)
-            m.shadow_rows.labels(*labels, "rows").set(judged.rows)
-            m.shadow_rows.labels(*labels, "positives").set(judged.positives)
+        if self.canaries is not None:
+            c = self.canaries.counts
+            m.canary_labelled.labels("canary").inc(c.labelled)
+            m.canary_labelled.labels("serving").inc(c.served)
+            m.canary_unlabelled.labels("expired").inc(c.expired)
+            m.canary_unlabelled.labels("evicted").inc(c.evicted)
+            c.labelled = c.served = c.expired = c.evicted = 0
+        for join, pair, judged, event in verdicts:
+            role = join.role
+            labels = (self.model, pair.serving, pair.challenger)
+            if role == "shadow":
+                m.shadow_rows.labels(*labels, "rows").set(judged.rows)
+                m.shadow_rows.labels(*labels, "positives").set(judged.positives)
+            else:
+                for side, values in (("serving", judged.serving), ("canary", judged.challenger)):
+                    for kind in ("rows", "positives"):
+                        m.canary_rows.labels(*labels, side, kind).set(values[kind])
+            verdict_gauge = m.shadow_verdict if role == "shadow" else m.canary_verdict
+            metric_gauge = m.shadow_metric if role == "shadow" else m.canary_metric
             for verdict in ("better", "worse", "unknown"):
-                m.shadow_verdict.labels(*labels, verdict).set(float(verdict == judged.verdict))
-            for role, values in (("serving", judged.serving), ("shadow", judged.shadow)):
+                verdict_gauge.labels(*labels, verdict).set(float(verdict == judged.verdict))
+            for side, values in (("serving", judged.serving), (role, judged.challenger)):
                 for name, value in values.items():
                     if name not in ("rows", "positives"):
-                        m.shadow_metric.labels(*labels, role, name).set(value)
-            if event is not None and event.shadow is not None:
-                v = event.shadow
-                past = " past its deadline" if v.verdict == "unknown" else ""
-                log.info("shadow_verdict event %s: shadow %s of %s against serving %s: %s%s "
-                         "(%d paired rows, %d positives: %s); asks to %s", event.event_id,
-                         v.version, self.model, pair.serving, v.verdict, past, v.rows,
-                         v.positives, v.reason, v.action)  # fmt: skip
+                        metric_gauge.labels(*labels, side, name).set(value)
+            live = event.live_verdict if event is not None else None
+            if event is not None and live is not None:
+                past = " past its deadline" if live.verdict == "unknown" else ""
+                log.info("%s event %s: %s %s of %s against serving %s: %s%s (%d labelled rows,"
+                         " %d positives: %s); asks to %s", event.kind, event.event_id, role,
+                         live.version, self.model, pair.serving, live.verdict, past, live.rows,
+                         live.positives, live.reason, live.action)  # fmt: skip
 
     # --- loop
 
@@ -387,6 +425,8 @@ class MonitorService:
         m.awaiting_labels.set(self.join.waiting())
         if self.shadows is not None:
             m.shadow_pending.set(self.shadows.pending())
+        if self.canaries is not None:
+            m.canary_pending.set(self.canaries.pending())
 
     def close(self) -> None:
         self.predictions.close()

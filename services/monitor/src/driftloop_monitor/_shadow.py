@@ -14,7 +14,7 @@ score of the same transaction and the label. The three arrive in any order:
 
 A complete pair moves to ``shadow_paired`` (keyed like the pending row, so a record read
 twice pairs once) and counts towards its (serving, shadow) pair's next judgement (see
-``_shadow_judge``). Everything changes inside the batch's checkpoint transaction, which
+``_live`` and ``_verdicts``). Everything changes inside the batch's checkpoint transaction, which
 also commits the offsets: a crash replays the batch from the last commit, never half of it.
 What cannot pair is let go by the label horizon and the ``max_awaiting`` cap, and counted.
 """
@@ -25,7 +25,8 @@ import math
 from dataclasses import dataclass
 
 from driftloop.drift import PerformanceSpec, ShadowSpec
-from driftloop_monitor._checkpoint import Checkpoint
+from driftloop_monitor._checkpoint import Checkpoint, Joined
+from driftloop_monitor._live import LiveJoin, Pair
 
 DAY = 86_400.0
 
@@ -37,28 +38,19 @@ class ShadowCounts:
     evicted: int = 0
 
 
-@dataclass(frozen=True)
-class Pair:
-    """A shadow version judged against a serving version, as kept in the checkpoint."""
-
-    serving: str
-    shadow: str
-    first_seen: float
-    since_eval: int
-    closed: str | None
-    deadline_said: bool
-
-
 PairedRow = tuple[float, float, int, float, int, int]
 """event_time, serving score, serving decision, shadow score, shadow decision, is_fraud"""
 
 
-class ShadowJoin:
+class ShadowJoin(LiveJoin):
+    role = "shadow"
+    _pairs = "shadow_pairs"
+    spec: ShadowSpec
+
     def __init__(
         self, checkpoint: Checkpoint, spec: ShadowSpec, performance: PerformanceSpec
     ) -> None:
-        self._db = checkpoint.db
-        self._spec = spec
+        super().__init__(checkpoint, spec)
         self._horizon = performance.horizon_days * DAY
         self._cap = performance.max_awaiting
         self.counts = ShadowCounts()
@@ -127,12 +119,7 @@ class ShadowJoin:
             (version, score, decision, tid),
         ).fetchall()
         for shadow, t in rows:
-            self._db.execute(
-                "INSERT INTO shadow_pairs (serving_version, version, first_seen) VALUES (?,?,?)"
-                " ON CONFLICT (serving_version, version) DO UPDATE"
-                " SET first_seen = min(first_seen, excluded.first_seen)",
-                (version, shadow, t),
-            )
+            self._open_pair(version, shadow, t)
 
     def _fill_label(self, tid: str, is_fraud: int) -> None:
         self._db.execute(
@@ -155,21 +142,10 @@ class ShadowJoin:
                 (tid, shadow, serving, *values),
             ).rowcount
             if added == 1:
-                self._db.execute(
-                    "UPDATE shadow_pairs SET since_eval = since_eval + 1"
-                    " WHERE serving_version = ? AND version = ?",
-                    (serving, shadow),
-                )
+                self._counted(serving, shadow)
                 self.counts.paired += 1
 
     # --- reading and letting go
-
-    def pairs(self) -> list[Pair]:
-        rows = self._db.execute(
-            "SELECT serving_version, version, first_seen, since_eval, closed, deadline_said"
-            " FROM shadow_pairs ORDER BY first_seen"
-        )
-        return [Pair(str(a), str(b), float(t), int(n), c, bool(d)) for a, b, t, n, c, d in rows]
 
     def paired(self, serving: str, shadow: str) -> list[PairedRow]:
         rows = self._db.execute(
@@ -179,15 +155,10 @@ class ShadowJoin:
         )
         return [(float(t), float(a), int(b), float(c), int(d), int(y)) for t, a, b, c, d, y in rows]
 
-    def update_pair(
-        self, pair: Pair, *, closed: str | None = None, deadline_said: bool = False
-    ) -> None:
-        """After a judgement: the count restarts; ``closed`` ends the judging of the pair."""
-        self._db.execute(
-            "UPDATE shadow_pairs SET since_eval = 0, closed = coalesce(?, closed),"
-            " deadline_said = max(deadline_said, ?) WHERE serving_version = ? AND version = ?",
-            (closed, int(deadline_said), pair.serving, pair.shadow),
-        )
+    def sides(self, pair: Pair) -> tuple[list[Joined], list[Joined]]:
+        rows = self.paired(pair.serving, pair.challenger)
+        serving: list[Joined] = [(t, a, b, y) for t, a, b, _, _, y in rows]
+        return serving, [(t, c, d, y) for t, _, _, c, d, y in rows]
 
     def pending(self) -> int:
         (count,) = self._db.execute("SELECT count(*) FROM shadow_pending").fetchone()
@@ -206,7 +177,7 @@ class ShadowJoin:
                              (newest_label - self._horizon,))  # fmt: skip
         if math.isfinite(prediction_watermark):
             self._db.execute("DELETE FROM shadow_served WHERE event_time < ?",
-                             (prediction_watermark - self._spec.pair_wait_s,))  # fmt: skip
+                             (prediction_watermark - self.spec.pair_wait_s,))  # fmt: skip
         excess = self.pending() - self._cap
         if excess > 0:
             self._db.execute(

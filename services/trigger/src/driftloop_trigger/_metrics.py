@@ -21,6 +21,7 @@ class TriggerMetrics:
     policy_errors: Gauge
     lag: Gauge
     shadow_actions: Counter
+    canary_actions: Counter
     rollbacks: Counter
 
     @classmethod
@@ -82,6 +83,13 @@ class TriggerMetrics:
             shadow_actions=Counter(
                 "driftloop_trigger_shadow_actions",
                 "Shadow verdicts acted on, by verdict and outcome (promoted, removed, kept,"
+                " skipped, refused)",
+                ["model", "verdict", "outcome"],
+                registry=r,
+            ),
+            canary_actions=Counter(
+                "driftloop_trigger_canary_actions",
+                "Canary verdicts acted on, by verdict and outcome (promoted, removed, kept,"
                 " skipped, refused)",
                 ["model", "verdict", "outcome"],
                 registry=r,

@@ -103,8 +103,8 @@ class EvidenceRule(BaseModel):
 class RollbackRule(BaseModel):
     """Acting on the monitor's ``rollback`` events: a ``git revert`` of the promotion of a
     version that regressed live. For ``cooldown`` after a rollback the model gets no other
-    rollback, no promotion by a shadow verdict and no retraining run; events of a version
-    rolled back never start a run (the version it replaced serves again)."""
+    rollback, no promotion by a shadow or canary verdict and no retraining run; events of a
+    version rolled back never start a run (the version it replaced serves again)."""
 
     model_config = _STRICT
 

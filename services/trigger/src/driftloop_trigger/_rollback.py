@@ -16,7 +16,7 @@ from driftloop.events import DriftEvent
 from driftloop.gitops import PromotionRefused, committed_by, declared_on_target, rollback
 from driftloop.settings import Settings
 from driftloop_trigger._policy import TriggerPolicy
-from driftloop_trigger._shadow import Acted
+from driftloop_trigger._verdict import Acted
 
 REASON = "rollback"
 

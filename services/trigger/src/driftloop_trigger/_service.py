@@ -23,14 +23,15 @@ model's latest event again, so ``max_wait`` submits a run even when no event arr
 Workflow events are published at least once, under ids derived from (run id, phase), so a
 repeat is a duplicate consumers recognise.
 
-A ``shadow_verdict`` event (the monitor judged a shadow version on live labels) is not
-decided by the retraining policy: it is kept with the batch's offsets and then acted on
-in git (``_shadow``): the shadow promoted, or removed, by a commit that carries the
-verdict's evidence, at most once per verdict, and only where git still declares what the
-verdict judged. A ``rollback`` event (a promoted version regressed live) is kept and acted
-on the same way (``_rollback``): the promotion reverted by one commit carrying the
-evidence. After a rollback the model gets no run, no promotion and no other rollback for
-the policy's ``rollback.cooldown``, and events of the version rolled back start no run.
+A ``shadow_verdict`` or ``canary_verdict`` event (the monitor judged a shadow or canary
+version on live labels) is not decided by the retraining policy: it is kept with the
+batch's offsets and then acted on in git (``_verdict``): the challenger promoted, or
+removed, by a commit that carries the verdict's evidence, at most once per verdict, and
+only where git still declares what the verdict judged. A ``rollback`` event (a promoted
+version regressed live) is kept and acted on the same way (``_rollback``): the promotion
+reverted by one commit carrying the evidence. After a rollback the model gets no run, no
+promotion and no other rollback for the policy's ``rollback.cooldown``, and events of the
+version rolled back start no run.
 """
 
 from __future__ import annotations
@@ -63,11 +64,11 @@ from driftloop_trigger._metrics import TriggerMetrics
 from driftloop_trigger._policy import Policies, PolicyError, TriggerPolicy
 from driftloop_trigger._rollback import act_on_rollback
 from driftloop_trigger._settings import TriggerSettings
-from driftloop_trigger._shadow import Acted, act
 from driftloop_trigger._store import DecisionStore, Held, Recorded, horizon
+from driftloop_trigger._verdict import Acted, act
 
 WORKFLOW = "driftloop-retrain"
-ACTED_ON = ("shadow_verdict", "rollback")
+ACTED_ON = ("shadow_verdict", "canary_verdict", "rollback")
 """Event kinds acted on in git rather than decided by the retraining policy."""
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,8 @@ class TriggerService:
     # -- the outbox -------------------------------------------------------------------------
     def work_outbox(self) -> None:
         """Submit decided runs (each under its event's run id), then publish the workflow
-        events of every decision not yet acknowledged, and act on shadow verdicts.
+        events of every decision not yet acknowledged, and act on shadow and canary verdicts
+        and rollbacks.
         Failures are retried later."""
         self._act_on_verdicts()
         for entry in self.store.pending():
@@ -283,13 +285,13 @@ class TriggerService:
                 self.store.mark_act_failed(event.event_id, f"{type(exc).__name__}: {exc}")
                 wait = min(2.0 ** (attempts + 1), self.settings.trigger_retry_max_s)
                 self._retry_at[event.event_id] = time.monotonic() + wait
-                log.warning("acting on shadow verdict %s failed (attempt %d), again in %.0f s:"
-                            " %s", event.event_id, attempts + 1, wait, exc)  # fmt: skip
+                log.warning("acting on %s %s failed (attempt %d), again in %.0f s: %s",
+                            event.kind, event.event_id, attempts + 1, wait, exc)  # fmt: skip
                 continue
             self.store.mark_acted(event.event_id, acted.outcome, acted.detail, acted.commit,
                                   utcnow())  # fmt: skip
             self._retry_at.pop(event.event_id, None)
-            v = event.shadow
+            v = event.live_verdict
             if v is None:
                 r = event.regression
                 assert r is not None
@@ -299,13 +301,15 @@ class TriggerService:
                          event.model_version, r.previous_version, r.evaluation, r.rows,
                          r.positives, acted.outcome, acted.detail)  # fmt: skip
                 continue
-            self.metrics.shadow_actions.labels(event.model_name, v.verdict, acted.outcome).inc()
-            log.info("shadow verdict %s: %s %s %s (asked to %s on %d paired rows, %d positives):"
-                     " %s %s", event.event_id, event.model_name, v.version, v.verdict, v.action,
-                     v.rows, v.positives, acted.outcome, acted.detail)  # fmt: skip
+            counter = self.metrics.shadow_actions if event.shadow else self.metrics.canary_actions
+            counter.labels(event.model_name, v.verdict, acted.outcome).inc()
+            log.info("%s %s: %s %s %s (asked to %s on %d labelled rows, %d positives): %s %s",
+                     event.kind, event.event_id, event.model_name, v.version, v.verdict,
+                     v.action, v.rows, v.positives, acted.outcome, acted.detail)  # fmt: skip
 
     def _act(self, event: DriftEvent) -> Acted:
-        """The git change a shadow verdict or a rollback asks for, made or declined."""
+        """The git change a shadow or canary verdict or a rollback asks for, made or
+        declined."""
         policy = self.policies.get(event.model_name)
         rolled = self.store.rollbacks(event.model_name)
         last = max(rolled.values(), default=None)

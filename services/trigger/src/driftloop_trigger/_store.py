@@ -12,9 +12,9 @@ transaction, so a restart goes on waiting. The wait ends when a run of the model
 decided, or when :meth:`DecisionStore.resolve` turns the latest held event's decision
 into a submission (``max_wait``) or a skip.
 
-A shadow verdict, or a rollback, is not decided but acted on: its id is claimed and the
+A shadow or canary verdict, or a rollback, is not decided but acted on: its id is claimed and the
 event kept in ``shadow_actions`` in the batch's transaction; the git change it asks for is
-then made (see ``_shadow``, ``_rollback``) and its outcome recorded. A crash between the
+then made (see ``_verdict``, ``_rollback``) and its outcome recorded. A crash between the
 commit and the record makes the change again, which git's state then shows as already
 made.
 """
@@ -160,11 +160,12 @@ def _decided(
 
 
 def _asks(event: DriftEvent) -> tuple[str, str, str, str]:
-    """(serving, shadow, verdict, action) of an event the trigger acts on in git. A
-    rollback: the version that regressed (serving), the version it returns to (in the
-    ``shadow`` column), verdict ``regressed`` and action ``rollback``."""
-    if event.shadow is not None:
-        v = event.shadow
+    """(serving, shadow, verdict, action) of an event the trigger acts on in git. A canary
+    verdict: its canary in the ``shadow`` column. A rollback: the version that regressed
+    (serving), the version it returns to (in the ``shadow`` column), verdict ``regressed``
+    and action ``rollback``."""
+    v = event.live_verdict
+    if v is not None:
         return event.model_version, v.version, v.verdict, v.action
     if event.regression is not None:
         return event.model_version, event.regression.previous_version, "regressed", "rollback"

@@ -18,6 +18,7 @@ from driftloop.drift._compare import (
 )
 from driftloop.drift._policy import (
     Algorithm,
+    CanarySpec,
     ColumnRule,
     DriftSpec,
     MonitorPolicy,
@@ -34,6 +35,7 @@ from driftloop.drift._skew import SkewColumn, SkewRecord, compare_column, compar
 __all__ = [
     "Algorithm",
     "AuditStore",
+    "CanarySpec",
     "ColumnRecord",
     "ColumnRule",
     "ColumnTest",

@@ -181,44 +181,64 @@ class _LiveComparison(BaseModel):
         )  # fmt: skip
 
 
-class ShadowSpec(_LiveComparison):
-    """A shadow version (serve.yaml's ``shadow_uri``) judged against the serving version
-    on the same payments: each shadow score is paired with the serving version's score
-    of the same transaction and with its label (``performance`` must be enabled: its
-    labels are the ones joined).
+class _ChallengerSpec(_LiveComparison):
+    """A challenger (a shadow or a canary) judged against the serving version on live
+    labels (``performance`` must be enabled: its labels are the ones joined).
 
-    Every ``step`` paired rows, once at least ``min_rows`` of them with ``min_positives``
-    frauds exist, each metric of ``min_difference`` is computed for both versions on all
-    paired rows of the pair and compared both ways with the performance check's test
+    Every ``step`` new labelled rows, once each side has at least ``min_rows`` of them
+    with ``min_positives`` frauds, each metric of ``min_difference`` is computed for both
+    versions and compared both ways with the performance check's test
     (``compare_metrics``: one-sided z-tests at ``alpha``, corrected over the metrics, the
-    performance section's ``dispersion``). The shadow is ``worse`` when a metric is
+    performance section's ``dispersion``). The challenger is ``worse`` when a metric is
     significantly below the serving version's by more than its ``min_difference``,
     ``better`` when none is and one is significantly above by more than it, else not
-    known yet. The variance of each side counts as if the samples were independent,
-    which overstates the variance of a difference measured on the same payments: the
-    test errs towards not known.
+    known yet.
 
-    ``deadline_hours``: labelled event time after the shadow's first paired score (the
+    ``deadline_hours``: labelled event time after the challenger's first score (the
     newest label's event time counts) by which an unknown verdict is said and
     ``on_deadline`` is asked for."""
 
     model_config = _STRICT
 
     enabled: bool = True
-    min_rows: int = Field(3000, ge=10, description="paired labelled rows before any verdict")
-    min_positives: int = Field(40, ge=1, description="frauds among them")
-    step: int = Field(500, ge=1, description="paired rows between judgements")
+    min_rows: int = Field(3000, ge=10, description="labelled rows of each side before any verdict")
+    min_positives: int = Field(40, ge=1, description="frauds among them, on each side")
+    step: int = Field(500, ge=1, description="new labelled rows between judgements")
     min_difference: dict[PerformanceMetric, float] = Field(
         default_factory=_default_differences,
         description="metrics compared, each with the difference (either way) that counts",
     )
     deadline_hours: float = Field(72.0, gt=0)
     on_deadline: Literal["keep", "remove", "promote"] = "remove"
+
+
+class ShadowSpec(_ChallengerSpec):
+    """A shadow version (serve.yaml's ``shadow_uri``) judged against the serving version
+    on the same payments: each shadow score is paired with the serving version's score
+    of the same transaction and with its label, so both sides are the paired rows
+    (``min_rows`` and ``step`` count pairs). The variance of each side counts as if the
+    samples were independent, which overstates the variance of a difference measured on
+    the same payments: the test errs towards not known."""
+
+    model_config = _STRICT
+
     pair_wait_s: float = Field(
         3600.0,
         gt=0,
         description="event-time seconds a labelled serving score waits for its shadow score",
     )
+
+
+class CanarySpec(_ChallengerSpec):
+    """A canary version (serve.yaml's ``canary_uri``) judged against the serving version
+    on different payments: the canary on the labelled payments it answered (its
+    customers', chosen by a stable hash of the customer, so the two groups are alike), the
+    serving version on its own labelled payments made since the canary's first answer.
+    The samples are independent, as the test assumes (as the rollback's pooled comparison
+    of two versions on different payments). ``min_rows`` and ``min_positives`` hold for
+    each side; ``step`` counts new labelled rows of either side."""
+
+    model_config = _STRICT
 
 
 def _default_regressions() -> dict[PerformanceMetric, float]:
@@ -296,6 +316,7 @@ class MonitorPolicy(BaseModel):
     performance: PerformanceSpec = Field(default_factory=PerformanceSpec)
     skew: SkewSpec = Field(default_factory=SkewSpec)
     shadow: ShadowSpec = Field(default_factory=ShadowSpec)
+    canary: CanarySpec = Field(default_factory=CanarySpec)
     rollback: RollbackSpec = Field(default_factory=RollbackSpec)
 
 

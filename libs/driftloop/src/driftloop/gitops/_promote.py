@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from driftloop.deployments import STORE_SCHEME
 from driftloop.gitops._git import Git, GitError
@@ -119,7 +119,7 @@ def promote(
     customers (``canary_uri``, ``canary_fraction``). A shadow and a canary are never
     declared together (refused: remove the other first); a later promotion of any version
     ends either. ``live``:
-    the shadow verdict asking for this promotion, its evidence put in the message.
+    the shadow or canary verdict asking for this promotion, its evidence put in the message.
 
     A version the target records as rolled back (a revert with its ``Rolled-Back:``
     trailer) is refused unless ``force``: whatever promoted it (a run's evaluation, a
@@ -370,12 +370,16 @@ def _land_commit(
     return Promotion(model, version, branch, commit, chosen, True, message)
 
 
-def declared_on_target(settings: Settings, model: str) -> tuple[str | None, str | None]:
-    """(serving ``model_uri``, ``shadow_uri``) of ``model`` on the target branch now."""
+def declared_on_target(
+    settings: Settings, model: str, role: Literal["shadow", "canary"] = "shadow"
+) -> tuple[str | None, str | None]:
+    """(serving ``model_uri``, ``shadow_uri``, or ``canary_uri`` for ``role`` canary) of
+    ``model`` on the target branch now."""
     text = _target(settings, model).current
     if text is None:
         return None, None
-    return declared(text, model)[0], declared_shadow(text, model)[0]
+    beside = declared_shadow(text, model) if role == "shadow" else declared_canary(text, model)
+    return declared(text, model)[0], beside[0]
 
 
 def committed_by(settings: Settings, model: str, trigger_event_id: str) -> str | None:

@@ -87,25 +87,41 @@ def _evidence(event_id: str, record: WindowRecord | None, stored: ModelVersion) 
 
 
 def live_evidence(event: DriftEvent) -> list[str]:
-    """The lines of a shadow verdict's live evidence: the paired labelled payments, both
+    """The lines of a shadow's or a canary's live verdict: the labelled payments judged
+    (a shadow's paired, a canary's and the serving version's of the same period), both
     versions' metrics on them and the p-values of both one-sided tests."""
-    verdict = event.shadow
+    verdict = event.live_verdict
     if verdict is None:
         return []
     w = event.window
+    role = "shadow" if event.shadow is not None else "canary"
     lines = [
         f"Live evidence: event {event.event_id}",
-        f"    shadow {verdict.version} is {verdict.verdict} than serving {event.model_version}"
+        f"    {role} {verdict.version} is {verdict.verdict} than serving {event.model_version}"
         f" ({verdict.reason}); asks to {verdict.action}",
-        f"    {verdict.rows} paired labelled payments, {verdict.positives} positives, scored"
-        f" by both {w.start.isoformat()} .. {w.end.isoformat()}",
-        f"    first shadow score {verdict.first_seen.isoformat()},"
-        f" deadline {verdict.deadline.isoformat()}",
     ]
+    if event.canary is not None:
+        c = event.canary
+        lines += [
+            f"    canary: {c.rows} labelled payments of its customers, {c.positives} positives,"
+            f" {w.start.isoformat()} .. {w.end.isoformat()}",
+            f"    serving: {c.serving_rows} labelled payments of the other customers,"
+            f" {c.serving_positives} positives, since the canary's first answer",
+            f"    first canary answer {c.first_seen.isoformat()},"
+            f" deadline {c.deadline.isoformat()}",
+        ]
+    else:
+        lines += [
+            f"    {verdict.rows} paired labelled payments, {verdict.positives} positives, scored"
+            f" by both {w.start.isoformat()} .. {w.end.isoformat()}",
+            f"    first shadow score {verdict.first_seen.isoformat()},"
+            f" deadline {verdict.deadline.isoformat()}",
+        ]
     lines += _comparisons(
-        ["serving", "shadow", "diff", "se", "p better", "p worse"],
-        [(c.metric, [f"{c.serving:.4f}", f"{c.shadow:.4f}", f"{c.shadow - c.serving:+.4f}",
-                     f"{c.standard_error:.4f}", _fmt(c.p_better), _fmt(c.p_worse)])
+        ["serving", role, "diff", "se", "p better", "p worse"],
+        [(c.metric, [f"{c.serving:.4f}", f"{c.challenger:.4f}",
+                     f"{c.challenger - c.serving:+.4f}", f"{c.standard_error:.4f}",
+                     _fmt(c.p_better), _fmt(c.p_worse)])
          for c in verdict.comparisons],
     )  # fmt: skip
     return [*lines, ""]
