@@ -201,6 +201,12 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
     # The gate inside the count: its refusals are counted like any answer.
     app.add_middleware(_BatchGate, limit=service.args.max_batch_requests)
     app.add_middleware(_Count, metrics=metrics, telemetry=service.telemetry)
+    batch_full = {
+        "model": Error,
+        "description": f"{_ANSWERS[503]['description']}; or max_batch_requests "
+        f"({service.args.max_batch_requests}) batches are being scored: retry after "
+        "Retry-After seconds",
+    }
 
     async def scored(
         transactions: list[Transaction], request_id: str, started: float
@@ -237,12 +243,7 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
     @app.post(
         "/predict/batch",
         response_model=BatchResponse,
-        responses={
-            **answers(400, 415, 422, 503),
-            503: {"model": Error, "description": f"{_ANSWERS[503]['description']}; or "
-                  f"max_batch_requests ({service.args.max_batch_requests}) batches are being "
-                  "scored: retry after Retry-After seconds"},
-        },  # fmt: skip
+        responses={**answers(400, 415, 422, 503), 503: batch_full},
         dependencies=guard,
     )
     async def predict_batch(
