@@ -126,6 +126,18 @@ class DemoConfig(BaseModel):
         legit_per_s = self.rate / (1.0 + self.fraud_rate)
         return max(1.0, legit_per_s * 86400 / self.history_tx_per_day)
 
+    shadow: bool = Field(
+        False,
+        description="the retraining run declares its challenger as the shadow (a commit "
+        "to retrain.yaml: promote_as: shadow) instead of promoting it; the loop closes when "
+        "the monitor's live verdict on it has been committed: its promotion or its removal",
+    )
+    shadow_window: int = Field(
+        500,
+        ge=50,
+        description="labelled payments per point of the report's champion-against-shadow "
+        "plot (monitor.yaml's shadow step: the pairs between two judgements)",
+    )
     replicas: int = Field(
         1, ge=1, le=4, description="Serve replicas of the model (two survive a replica's death)"
     )

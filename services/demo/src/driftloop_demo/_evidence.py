@@ -69,14 +69,16 @@ def end_offsets(settings: Settings, name: str) -> int:
 
 
 def scored_frame(predictions: list[Prediction], labels: list[Label]) -> pd.DataFrame:
-    """One row per logged prediction: when, by which version, score, decision, the
-    features it used, and the label if it arrived."""
+    """One row per logged prediction: when, by which version in which role (a shadow's
+    score answered nothing), score, decision, the features it used, and the label if it
+    arrived."""
     truth = {label.transaction_id: label.is_fraud for label in labels}
     rows = [
         {
             "transaction_id": p.transaction_id,
             "scored_at": p.event_time,
             "model_version": p.model_version,
+            "role": p.role,
             "score": p.score,
             "decision": p.decision,
             "is_fraud": truth.get(p.transaction_id),
@@ -85,6 +87,11 @@ def scored_frame(predictions: list[Prediction], labels: list[Label]) -> pd.DataF
         for p in predictions
     ]
     return pd.DataFrame(rows)
+
+
+def answers(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose score answered the payment: a shadow's scores left out."""
+    return frame[frame["role"] != "shadow"] if "role" in frame else frame
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,7 @@ def compare_models(
 
     from driftloop.models import LoadedModel, ModelStore
 
+    frame = answers(frame)
     rows = frame[(frame["scored_at"] >= pd.Timestamp(since)) & frame["is_fraud"].notna()]
     y = rows["is_fraud"].astype(bool).to_numpy()
     store = ModelStore.from_settings(settings)
@@ -205,6 +213,7 @@ def live_figures(frame: pd.DataFrame, version: str, until: datetime) -> LiveFigu
     before ``until``, from what it logged; None without both classes."""
     from sklearn.metrics import average_precision_score
 
+    frame = answers(frame)
     rows = frame[
         (frame["model_version"] == version)
         & (frame["scored_at"] < pd.Timestamp(until))

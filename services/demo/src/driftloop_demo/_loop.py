@@ -39,6 +39,7 @@ from driftloop_demo._evidence import (
 )
 from driftloop_demo._faults import FaultPlan, FaultRecord, kill_replica, wait_for_replacement
 from driftloop_demo._services import Services
+from driftloop_demo._shadow import ShadowTrail, commit_shadow_policy
 from driftloop_demo._stage import (
     demo_settings,
     deployment_repository,
@@ -99,6 +100,15 @@ class DemoResult:
     failure: str | None = None
     faults: list[FaultRecord] = field(default_factory=list)
     alerts: list[AlertSpan] | None = None  # None: the stack runs no Prometheus
+    shadow: ShadowTrail | None = None  # with --shadow: the shadow's commits and verdict
+
+    @property
+    def closed(self) -> bool:
+        """v2 serves; with --shadow, or the sync service applied the shadow's removal."""
+        if self.v2 is not None:
+            return True
+        trail = self.shadow
+        return trail is not None and trail.outcome == "removed" and "synced" in self.marks
 
     def seconds(self, start: str, end: str) -> float | None:
         if start in self.marks and end in self.marks:
@@ -151,13 +161,25 @@ class _Watch:
         # got its partitions while the monitor published a dozen).
         self.events.assign_from({})
         self.http = httpx.Client(headers=client_headers(settings), timeout=5)
+        self.serve_path = str(
+            (settings.deploy_dir / "apps" / config.model / "serve.yaml").relative_to(
+                settings.git_repo
+            )
+        )
 
     def _mark(self, name: str) -> None:
         self.result.marks.setdefault(name, _now())
 
     def _on_events(self, batch: Sequence[Received[DriftEvent]]) -> None:
         for received in batch:
-            self.result.events.append(received.event)
+            event = received.event
+            self.result.events.append(event)
+            trail = self.result.shadow
+            if event.kind == "shadow_verdict":
+                if trail is not None and trail.verdict is None:
+                    trail.verdict = event
+                    self._mark("shadow_verdict")
+                continue
             self._mark("detected")
 
     def serving_version(self) -> str | None:
@@ -182,13 +204,27 @@ class _Watch:
                 if step.finished_at is not None and step.status == "succeeded":
                     self.result.marks.setdefault(f"step:{step.name}:end", step.finished_at)
         head = self.git.rev(f"refs/heads/{self.settings.git_branch}")
-        if head != self.base_commit and self.result.promotion_commit is None:
-            self.result.promotion_commit = head
+        trail = self.result.shadow
+        landed = self.result.promotion_commit
+        if trail is not None:
+            trail.follow(self.git, self.base_commit, head, self.serve_path, self.config.model)
+            if trail.shadow_commit:
+                self._mark("shadow_committed")
+            if trail.verdict_commit and landed is None:
+                landed = trail.verdict_commit
+                if trail.outcome == "promoted":
+                    self.result.promotion_commit = landed
+                    self.result.promotion_message = trail.verdict_message
+                self._mark("promoted" if trail.outcome == "promoted" else "removed")
+        elif head != self.base_commit and landed is None:
+            landed = self.result.promotion_commit = head
             self.result.promotion_message = self.git.run("log", "-1", "--format=%B", head)
             self._mark("promoted")
         state = read_state(self.settings)
-        commit = self.result.promotion_commit
-        if commit and state is not None and state.synced_sha == commit:
+        synced = state.synced_sha if state is not None else None
+        if trail is not None and synced and synced == trail.shadow_commit:
+            self._mark("shadow_synced")
+        if landed and synced == landed:
             self._mark("synced")
         version = self.serving_version()
         if version and version != self.result.v1 and self.result.v2 is None:
@@ -211,8 +247,12 @@ def _phase(result: DemoResult, onset: datetime) -> str:
     marks = result.marks
     for name, label in (
         ("v2_serving", "v2 serving"),
-        ("synced", "syncing v2"),
+        ("synced", "verdict synced" if "removed" in marks else "syncing v2"),
+        ("removed", "shadow removed, syncing"),
         ("promoted", "promoted, syncing"),
+        ("shadow_verdict", "verdict published, committing"),
+        ("shadow_synced", "v2 in shadow, judged live"),
+        ("shadow_committed", "v2 committed as shadow, syncing"),
         ("run_submitted", "retraining"),
         ("detected", "drift detected"),
     ):
@@ -263,6 +303,13 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
     v1 = first_model(settings, config, history, lambda line: echo(f"[v1] {line}"))
     result.v1 = v1.version
     result.v1_metrics = dict(v1.metrics)
+    if config.shadow:
+        policy = commit_shadow_policy(settings, config.model)
+        result.shadow = ShadowTrail()
+        echo(
+            f"[shadow] commit {policy[:10]}: retrain.yaml promote_as: shadow — the run's "
+            "challenger will be scored beside v1 and judged on live labels"
+        )
     services = Services(
         settings,
         root / "logs",
@@ -362,11 +409,15 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
             for name in plan.due(result.marks, _now()):
                 _fire(name, plan, services, settings, config, echo)
             now = time.monotonic()
-            if result.v2 and closed_at is None:
+            if result.closed and closed_at is None:
                 closed_at = now
                 echo(
-                    f"[loop] v2 {result.v2} serving — the loop closed; "
-                    f"{config.after_v2_s:g} s more traffic for the comparison"
+                    (
+                        f"[loop] v2 {result.v2} serving — the loop closed; "
+                        if result.v2
+                        else "[loop] the shadow was removed, v1 serves — the loop closed; "
+                    )
+                    + f"{config.after_v2_s:g} s more traffic for the comparison"
                 )
             if closed_at is not None and now - closed_at >= config.after_v2_s:
                 # ...and until the drift alerts resolve (a window of v2's judged fine)
@@ -380,7 +431,7 @@ def run_demo(base: Settings, config: DemoConfig, root: Path, echo: Echo = print)
                 raise LoopNotClosed("the traffic stopped by itself: " + lines[-1])
             if now > limit:
                 raise LoopNotClosed(
-                    f"no v2 after {config.timeout_s:g} s; phase: {_phase(result, onset)}; "
+                    f"not closed after {config.timeout_s:g} s; phase: {_phase(result, onset)}; "
                     f"{watch.step_line()}"
                 )
             if now - last_print >= config.progress_every_s:

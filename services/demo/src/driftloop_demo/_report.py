@@ -10,6 +10,8 @@ from typing import Any
 
 from driftloop.apikey import key_source
 from driftloop.settings import Settings
+from driftloop_demo import _shadow_report
+from driftloop_demo._evidence import answers
 from driftloop_demo._loop import DemoResult, failure_reasons
 
 # (mark, label) in the order the loop passes them
@@ -23,6 +25,10 @@ TIMELINE = (
     ("step:evaluate:start", "evaluate (gate)"),
     ("step:register:start", "register"),
     ("step:promote:start", "promote"),
+    ("shadow_committed", "v2 committed as shadow on main"),
+    ("shadow_synced", "sync applied it: v2 scored in shadow"),
+    ("shadow_verdict", "the monitor's shadow verdict published"),
+    ("removed", "shadow removal commit on main"),
     ("promoted", "promotion commit on main"),
     ("synced", "sync applied the commit"),
     ("v2_serving", "v2 serving"),
@@ -39,13 +45,27 @@ PHASES = (
 )
 
 
+SHADOW_PHASES = (
+    ("shadow commit", "step:promote:start", "shadow_committed"),
+    ("shadow sync", "shadow_committed", "shadow_synced"),
+    ("live judgement", "shadow_synced", "shadow_verdict"),
+    ("verdict commit", "shadow_verdict", "promoted"),
+    ("removal commit", "shadow_verdict", "removed"),
+)
+
+
 def phases(result: DemoResult) -> dict[str, float | None]:
-    out = {name: result.seconds(a, b) for name, a, b in PHASES}
+    chosen: tuple[tuple[str, str, str], ...] = PHASES
+    if result.shadow is not None:  # the promote step commits a shadow, the verdict the rest
+        chosen = PHASES[:-2] + SHADOW_PHASES + (("sync", "promoted", "v2_serving"),)
+    out = {name: result.seconds(a, b) for name, a, b in chosen}
     out["onset → v2 serving"] = result.seconds("onset", "v2_serving")
     return out
 
 
 def _headline(result: DemoResult) -> str:
+    if result.closed and not result.v2:
+        return "the loop closed: the shadow was judged worse live and removed, v1 serves"
     if not result.v2:
         return f"NOT closed: {result.failure}"
     if result.healing is None:
@@ -71,6 +91,7 @@ def summary_lines(result: DemoResult) -> list[str]:
         f"predictions logged {c.predictions_logged} ({c.predictions_distinct} distinct), "
         f"windowed by the monitor {c.rows_windowed}",
     ]
+    lines += _shadow_report.summary_lines(result)
     for fault in result.faults:
         down = f"{fault.down_s:.1f} s" if fault.down_s is not None else "not back"
         lines.append(
@@ -129,7 +150,7 @@ def _plots(result: DemoResult, out: Path) -> dict[str, Path]:
     import pandas as pd
 
     paths: dict[str, Path] = {}
-    frame = result.scores
+    frame = answers(result.scores) if result.scores is not None else None  # no shadow scores
     onset = pd.Timestamp(result.virtual_onset) if result.virtual_onset else None
     if frame is not None and len(frame) and onset is not None:
         fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -200,6 +221,7 @@ def write_report(result: DemoResult, out: Path) -> Path:
 
     out.mkdir(parents=True, exist_ok=True)
     images = _plots(result, out)
+    shadow = _shadow_report.section(result, _shadow_report.plot(result, out))
     audit = AuditStore(result.settings.state_dir / "monitor", result.config.model)
     drift_png: Path | None = None
     if audit.records():
@@ -225,6 +247,11 @@ def write_report(result: DemoResult, out: Path) -> Path:
         if path is not None
     )
     message = html.escape(result.promotion_message or "(no promotion)")
+    promotion = (
+        shadow
+        if result.shadow is not None
+        else f"<h2>the promotion commit (the record of why v2 serves)</h2><pre>{message}</pre>"
+    )
     page = out / "index.html"
     page.write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>driftloop demo</title>"
@@ -232,8 +259,7 @@ def write_report(result: DemoResult, out: Path) -> Path:
         "padding-right:1em;vertical-align:top}img{max-width:100%}pre{background:#f4f4f4;"
         "padding:0.8em}</style></head><body><h1>driftloop demo</h1>"
         f"<table>{table}</table>{body}"
-        f"<h2>the promotion commit (the record of why v2 serves)</h2><pre>{message}</pre>"
-        f"<p>drift evidence per event: <a href='drift-{result.config.model}.html'>"
+        f"{promotion}<p>drift evidence per event: <a href='drift-{result.config.model}.html'>"
         "drift report</a></p></body></html>"
     )
     return page

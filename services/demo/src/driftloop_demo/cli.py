@@ -56,6 +56,14 @@ def run(
     out: Annotated[
         Path | None, typer.Option(help="where the demo keeps its state (default <state>/demo)")
     ] = None,
+    shadow: Annotated[
+        bool,
+        typer.Option(
+            help="the retraining run declares its challenger as the shadow (a commit to "
+            "retrain.yaml: promote_as: shadow); wait until the monitor's live verdict on it "
+            "is committed: promoted, or removed"
+        ),
+    ] = False,
     seasonal: Annotated[
         bool,
         typer.Option(
@@ -64,7 +72,8 @@ def run(
         ),
     ] = False,
 ) -> None:
-    """Run the loop and wait until it closes: drift → retraining → promotion → v2 serving."""
+    """Run the loop and wait until it closes: drift → retraining → promotion → v2 serving
+    (with --shadow: → v2 in shadow → live verdict → its promotion or removal)."""
     signal.signal(signal.SIGTERM, _interrupt)  # stop the services on `kill` as on Ctrl-C
     settings = get_settings()
     faults = FAULTS if kill == "all" else tuple(n.strip() for n in kill.split(",") if n.strip())
@@ -78,13 +87,14 @@ def run(
         seed=seed,
         faults=faults,
         seasonal=seasonal,
+        shadow=shadow,
     )
     root = (out or settings.state_dir / "demo").absolute()
     result = run_demo(settings, config, root, echo=typer.echo)
     result.report = write_report(result, root / "report")
     for line in summary_lines(result):
         typer.echo(line)
-    if result.v2 is None:
+    if not result.closed:
         raise typer.Exit(1)
 
 
