@@ -63,6 +63,10 @@ def test_a_batch_id_derives_from_its_predictions():
     first, again = PredictionBatch.of(predictions), PredictionBatch.of(list(predictions))
     other = PredictionBatch.of(predictions[:2])
     assert first.event_id == again.event_id != other.event_id
+    # built without validating its predictions again, it is what validation builds
+    assert PredictionBatch.model_validate(first.model_dump()) == first
+    with pytest.raises(ValueError, match="at least one"):
+        PredictionBatch.of([])
     with pytest.raises(ValidationError, match="natural key"):
         PredictionBatch(predictions=predictions, event_id=other.event_id)
 
