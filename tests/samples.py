@@ -13,6 +13,7 @@ from driftloop.events import (
     Event,
     Label,
     Prediction,
+    PredictionBatch,
     Transaction,
     Window,
     WorkflowEvent,
@@ -49,6 +50,24 @@ def sample_events(tag: str | None = None) -> list[Event]:
             features={"amount": 42.5, "channel": "online", "txn_count_1h": 3},
             latency_ms=4.2,
             event_time=t0,
+        ),
+        PredictionBatch.of(
+            [
+                Prediction(
+                    request_id=f"rb-{tag}",
+                    transaction_id=f"t-{tag}-{i}",
+                    model_name="fraud",
+                    model_version="sha256-abc",
+                    score=0.1 * i,
+                    decision=False,
+                    threshold=0.5,
+                    features={"amount": 10.0 + i, "channel": "pos"},
+                    latency_ms=2.0,
+                    event_time=t0 + timedelta(seconds=i),
+                    role=role,
+                )
+                for i, role in enumerate(("serving", "shadow", "canary"))
+            ]
         ),
         DriftEvent(
             model_name="fraud",

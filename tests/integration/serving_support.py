@@ -48,6 +48,9 @@ MERCHANT_AGE_S = 3600.0
 # Ray picks a deployment's code version from the config; pinned here as the controller
 # pins it for a config deploy, so a user_config change is an in-place reconfigure.
 CODE_VERSION = "serving-tests"
+WORKSPACE = Path(__file__).resolve().parents[2]
+REPLICA_SOURCES = ("libs/driftloop/src", "services/serving/src")
+"""The packages a Serve replica imports, under this checkout."""
 
 
 def feature_repo(base: Settings, root: Path, topic_prefix: str) -> Settings:
@@ -198,9 +201,15 @@ def deploy(
 
     actor: dict[str, Any] = {"num_cpus": 0}
     # Replicas report their metrics to Ray's exporter every REPORT_MS (Ray's default is
-    # 10 s): the tests read a replica's counters there, its one metrics sink.
+    # 10 s): the tests read a replica's counters there, its one metrics sink. PYTHONPATH:
+    # a replica runs this checkout's serving code, not that of the checkout whose venv
+    # started Ray (the same one unless the tests run from another clone of the repo).
     actor["runtime_env"] = {
-        "env_vars": {"RAY_metrics_report_interval_ms": str(REPORT_MS), **dict(env or {})}
+        "env_vars": {
+            "RAY_metrics_report_interval_ms": str(REPORT_MS),
+            "PYTHONPATH": os.pathsep.join(str(WORKSPACE / d) for d in REPLICA_SOURCES),
+            **dict(env or {}),
+        }
     }
     app = build_app(ServeArgs.model_validate(dict(args)))
     deployment = app._bound_deployment.options(

@@ -11,7 +11,8 @@ import httpx
 import pytest
 from driftloop_serving import PredictionLog
 
-from driftloop.events import Prediction
+from driftloop.events import Prediction, PredictionBatch
+from driftloop.kafka import EventConsumer, EventProducer, Received
 from tests.integration import serving_support as support
 
 pytestmark = pytest.mark.timeout(120)
@@ -93,6 +94,48 @@ def test_logging_resumes_by_itself_when_kafka_becomes_reachable(own_topics):
         [f"early-{i}" for i in range(30)] + [f"late-{i}" for i in range(20)]
     )
     assert got[0].features == {"amount_to_mean_7d": 1.5, "merchant_category": None}
+
+
+def test_a_scored_batch_is_one_record_per_partition_where_each_prediction_would_go(own_topics):
+    """One offer (a scored batch) of 60 predictions is written as one record per partition
+    its transaction ids fall in, each prediction in the partition a record of its own
+    with the same transaction id goes to: a payment's predictions still share one."""
+    tag = uuid.uuid4().hex[:8]
+    batched = [e.model_copy(update={"request_id": f"{tag}-b-{i}", "event_id": ""})
+               for i, e in enumerate(_events(60, tag))]  # fmt: skip
+    batched = [Prediction.model_validate(e.model_dump()) for e in batched]  # derive the ids
+    log = PredictionLog(own_topics, linger_ms=5)
+    log.start()
+    try:
+        assert log.offer(batched) == 0
+        _until(lambda: log.sent == 60, 30)
+    finally:
+        log.close(timeout_s=5)
+    with EventProducer(own_topics) as producer:  # the same payments, a record each
+        alone = {
+            e.transaction_id: producer.publish(
+                Prediction.model_validate(
+                    e.model_dump() | {"request_id": f"{tag}-s", "event_id": ""}
+                )
+            ).partition
+            for e in batched
+        }
+    records: list[Received[PredictionBatch]] = []
+    reader = EventConsumer(own_topics, PredictionBatch, group_id=f"read-{tag}")
+    deadline = time.monotonic() + 60
+    try:
+        while sum(len(r.event.predictions) for r in records) < 120:
+            assert time.monotonic() < deadline, "not every record came back"
+            reader.poll_batch(records.extend, timeout_s=1)
+    finally:
+        reader.close()
+    batches = [r for r in records if r.event.predictions[0].request_id.startswith(f"{tag}-b-")]
+    assert len(batches) == len(set(alone.values())) <= own_topics.topic_partitions
+    assert sorted(p.event_id for r in batches for p in r.event.predictions) == sorted(
+        e.event_id for e in batched
+    )
+    for r in batches:
+        assert {alone[p.transaction_id] for p in r.event.predictions} == {r.partition}
 
 
 def _until(condition, timeout_s: float, offer=None) -> float:

@@ -11,6 +11,7 @@ from driftloop.events import (
     ColumnDrift,
     DriftEvent,
     Prediction,
+    PredictionBatch,
     Transaction,
     Window,
     stable_id,
@@ -25,7 +26,7 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 def test_every_contract_round_trips_through_json(event):
     again = type(event).model_validate_json(event.to_bytes())
     assert again == event
-    assert again.schema_version == (2 if isinstance(event, DriftEvent) else 1)
+    assert again.schema_version == (2 if isinstance(event, DriftEvent | PredictionBatch) else 1)
     assert again.event_id and again.event_time.tzinfo is not None
 
 

@@ -68,10 +68,11 @@ class Counts:
     transactions: int = 0  # on the transactions topic
     stream_consumed: int = 0  # in the stream service's checkpoint
     feature_rows: int = 0  # in the stream service's offline files
-    predictions_logged: int = 0  # on the predictions topic
+    records_logged: int = 0  # on the predictions topic (a record: a batch of predictions)
+    predictions_logged: int = 0  # in those records
     predictions_distinct: int = 0  # distinct transaction ids among them
     labels_sent: int = 0
-    monitor_consumed: int = 0  # in the monitor's checkpoint
+    monitor_consumed: int = 0  # records of the predictions topic in the monitor's checkpoint
     rows_windowed: int = 0  # closed + open windows
     rows_in_closed_windows: int = 0
 
@@ -525,11 +526,11 @@ def _settle(settings: Settings, result: DemoResult, stats_box: list[Any], echo: 
     deadline = time.monotonic() + 90
     while True:
         counts.transactions = end_offsets(settings, "transactions")
-        counts.predictions_logged = end_offsets(settings, "predictions")
+        counts.records_logged = end_offsets(settings, "predictions")
         stream = stream_position(settings)
         monitor = monitor_position(settings, result.config.model)
         caught_up = (
-            stream.consumed >= counts.transactions and monitor.consumed >= counts.predictions_logged
+            stream.consumed >= counts.transactions and monitor.consumed >= counts.records_logged
         )
         if caught_up or time.monotonic() > deadline:
             break
@@ -538,13 +539,15 @@ def _settle(settings: Settings, result: DemoResult, stats_box: list[Any], echo: 
     counts.monitor_consumed = monitor.consumed
     counts.rows_in_closed_windows = monitor.rows
     counts.rows_windowed = monitor.rows + monitor.open_rows
+    counts.predictions_logged = len(read_topic(settings, Prediction))
     echo(
         f"[counts] sent {counts.sent}, answered {counts.predicted_ok} "
         f"(failed {counts.predicted_failed}{failure_reasons(counts)}, "
         f"{counts.predict_retried} retries); "
         f"transactions on the topic {counts.transactions}, checkpointed by the stream "
         f"{counts.stream_consumed}, feature rows {counts.feature_rows}; predictions logged "
-        f"{counts.predictions_logged}, checkpointed by the monitor {counts.monitor_consumed}, "
+        f"{counts.predictions_logged} in {counts.records_logged} records, checkpointed by the "
+        f"monitor {counts.monitor_consumed} records, "
         f"windowed {counts.rows_windowed} ({counts.rows_in_closed_windows} in closed windows)"
     )
 

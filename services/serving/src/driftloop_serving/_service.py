@@ -57,6 +57,16 @@ class _Item:
 
 
 @dataclass(frozen=True)
+class _Part:
+    """The rows of a scored batch one version answered (or, a shadow, scored)."""
+
+    active: ActiveModel
+    batch: ScoredBatch
+    rows: list[int]
+    role: PredictionRole
+
+
+@dataclass(frozen=True)
 class Outcome:
     """One transaction's score: row ``index`` of ``batch``, scored by ``active``."""
 
@@ -190,12 +200,14 @@ class FraudServiceImpl:
             taken = set(picked)
             serving_rows = [i for i in serving_rows if i not in taken]
         if self.args.telemetry:
+            parts = []
             if serving_rows:
-                self._hand_over(active, batch, items, serving_rows)
+                parts.append(_Part(active, batch, serving_rows, "serving"))
             if answered is not None and challenger is not None:
-                self._hand_over(challenger, answered, items, picked, role="canary")
+                parts.append(_Part(challenger, answered, picked, "canary"))
             if shadow is not None and beside is not None:
-                self._hand_over(shadow, beside, items, list(range(len(items))), role="shadow")
+                parts.append(_Part(shadow, beside, list(range(len(items))), "shadow"))
+            self._hand_over(items, parts)
         return list(outcomes)
 
     def _score_all(
@@ -225,16 +237,15 @@ class FraudServiceImpl:
                 self.metrics.canary_failures.inc(version=canary.model.version)
         return batch, beside, answered
 
-    def _hand_over(
-        self, active: ActiveModel, batch: ScoredBatch, items: list[_Item], rows: list[int],
-        role: PredictionRole = "serving",
-    ) -> None:  # fmt: skip
-        """Give a batch to the telemetry thread, unless that would put more predictions
-        in its backlog than the prediction log may hold (``log_queue_size``): then they
-        are dropped and counted (``telemetry_backlog``), as a full log queue drops them.
-        Memory stays bounded when telemetry falls behind the requests. ``rows``: the
-        batch's rows this version answered (or, for a shadow, scored)."""
-        n = len(rows)
+    def _hand_over(self, items: list[_Item], parts: list[_Part]) -> None:
+        """Give a scored batch's parts to the telemetry thread, unless that would put
+        more predictions in its backlog than the prediction log may hold
+        (``log_queue_size``): then they are dropped and counted (``telemetry_backlog``),
+        as a full log queue drops them. Memory stays bounded when telemetry falls behind
+        the requests."""
+        n = sum(len(part.rows) for part in parts)
+        if not n:
+            return
         with self._backlog_lock:
             full = self._backlog + n > self.args.log_queue_size
             if not full:
@@ -242,64 +253,76 @@ class FraudServiceImpl:
         if full:
             self.metrics.log_dropped.inc(n, reason="telemetry_backlog")
             return
-        self.telemetry.submit(self._record, active, batch, items, rows, time.perf_counter(), role)
+        self.telemetry.submit(self._record, items, parts, time.perf_counter())
 
-    def _record(
-        self, active: ActiveModel, batch: ScoredBatch, items: list[_Item], rows: list[int],
-        scored_at: float, role: PredictionRole = "serving",
-    ) -> None:  # fmt: skip
-        """The prediction log's events and the score metrics of a batch's ``rows``
-        (telemetry thread); a shadow's or a canary's rows are logged with their role and
-        count in no serving metric (a canary's in its own, by version)."""
+    def _record(self, items: list[_Item], parts: list[_Part], scored_at: float) -> None:
+        """The prediction log's events of a scored batch, every part's in one offer (the
+        log writes them as one record per partition), and the score metrics (telemetry
+        thread)."""
         try:
-            threshold = active.threshold
-            self.log.offer(
-                Prediction(
-                    request_id=item.request_id,
-                    transaction_id=item.transaction.transaction_id,
-                    model_name=active.model.name,
-                    model_version=active.model.version,
-                    score=float(batch.scores[i]),
-                    decision=bool(batch.scores[i] >= threshold),
-                    threshold=threshold,
-                    features=batch.features(i),
-                    latency_ms=(scored_at - item.started) * 1000,
-                    # the prediction is about the payment at its time: windows, label joins
-                    # and training windows downstream all work in the payment's event time
-                    event_time=item.transaction.event_time,
-                    role=role,
-                )
-                for i, item in ((i, items[i]) for i in rows)
-            )
-            m = self.metrics
-            if role == "canary":
-                positive = int((batch.scores[rows] >= threshold).sum())
-                version = active.model.version
-                if positive:
-                    m.canary_answers.inc(positive, version=version, decision="positive")
-                if len(rows) - positive:
-                    m.canary_answers.inc(len(rows) - positive, version=version,
-                                         decision="negative")  # fmt: skip
-            if role != "serving":
-                return
-            m.batch_size.observe(len(batch))
-            scores = batch.scores[rows]
-            positive = int((scores >= threshold).sum())
-            if positive:
-                m.decisions.inc(positive, decision="positive")
-            if len(rows) - positive:
-                m.decisions.inc(len(rows) - positive, decision="negative")
-            for score in scores.tolist():
-                m.scores.observe(score)
-            for view in active.view_keys:
-                missing = batch.missing(view)
-                if missing:
-                    m.missing_features.inc(missing, view=view)
+            self.log.offer([
+                prediction for part in parts
+                for prediction in self._predictions(items, part, scored_at)
+            ])  # fmt: skip
+            for part in parts:
+                self._count(part)
         except Exception:  # telemetry must never fail a later batch
             log.exception("logging a scored batch failed")
         finally:
             with self._backlog_lock:
-                self._backlog -= len(rows)
+                self._backlog -= sum(len(part.rows) for part in parts)
+
+    @staticmethod
+    def _predictions(items: list[_Item], part: _Part, scored_at: float) -> list[Prediction]:
+        active, batch, threshold = part.active, part.batch, part.active.threshold
+        return [
+            Prediction(
+                request_id=item.request_id,
+                transaction_id=item.transaction.transaction_id,
+                model_name=active.model.name,
+                model_version=active.model.version,
+                score=float(batch.scores[i]),
+                decision=bool(batch.scores[i] >= threshold),
+                threshold=threshold,
+                features=batch.features(i),
+                latency_ms=(scored_at - item.started) * 1000,
+                # the prediction is about the payment at its time: windows, label joins
+                # and training windows downstream all work in the payment's event time
+                event_time=item.transaction.event_time,
+                role=part.role,
+            )
+            for i, item in ((i, items[i]) for i in part.rows)
+        ]
+
+    def _count(self, part: _Part) -> None:
+        """The score metrics of a part: a shadow's or a canary's rows count in no serving
+        metric (a canary's in its own, by version)."""
+        active, batch, rows, role = part.active, part.batch, part.rows, part.role
+        threshold = active.threshold
+        m = self.metrics
+        if role == "canary":
+            positive = int((batch.scores[rows] >= threshold).sum())
+            version = active.model.version
+            if positive:
+                m.canary_answers.inc(positive, version=version, decision="positive")
+            if len(rows) - positive:
+                m.canary_answers.inc(len(rows) - positive, version=version,
+                                     decision="negative")  # fmt: skip
+        if role != "serving":
+            return
+        m.batch_size.observe(len(batch))
+        scores = batch.scores[rows]
+        positive = int((scores >= threshold).sum())
+        if positive:
+            m.decisions.inc(positive, decision="positive")
+        if len(rows) - positive:
+            m.decisions.inc(len(rows) - positive, decision="negative")
+        for score in scores.tolist():
+            m.scores.observe(score)
+        for view in active.view_keys:
+            missing = batch.missing(view)
+            if missing:
+                m.missing_features.inc(missing, view=view)
 
     def _locked(self, fn: Callable[..., T], *args: Any) -> T:
         with self._scoring:

@@ -1,7 +1,9 @@
 """Consuming events at least once: offsets are committed only after the caller's effect.
 
 A record that is not valid JSON of the expected contract goes to the ``dlq`` topic with the
-reason and its original bytes, and the consumer moves on. The dead letter is acknowledged by
+reason and its original bytes, and the consumer moves on. A record may carry several events
+(a batch of predictions, ``Event.decode``): each is handed on with the record's offset, and
+a malformed batch goes to the ``dlq`` whole. The dead letter is acknowledged by
 the broker before the offset that skips the record is committed, so nothing is lost, and
 its ``event_id`` derives from (topic, partition, offset, group), so a redelivery after a
 crash produces the same dead letter id.
@@ -55,6 +57,8 @@ class Batch(list[Received[E]]):
 
 @dataclass(frozen=True)
 class BatchResult:
+    """Records of one poll: received, handed on (valid), dead-lettered."""
+
     received: int
     handled: int
     dead_lettered: int
@@ -185,11 +189,14 @@ class EventConsumer(Generic[E]):
         for records in polled.values():
             for record in records:
                 try:
-                    event = self._contract.model_validate_json(record.value or b"")
+                    events = self._contract.decode(record.value or b"")
                 except (ValidationError, ValueError) as exc:
                     dead.append(dead_letter_for(record, self._group, exc))
                     continue
-                good.append(Received(event, record.topic, record.partition, record.offset))
+                good.extend(
+                    Received(event, record.topic, record.partition, record.offset)
+                    for event in events
+                )
         if dead:
             futures = [self._dlq.send(letter) for letter in dead]
             for future in futures:
@@ -216,8 +223,8 @@ class EventConsumer(Generic[E]):
         }
         committed = self._commit(offsets)
         received = sum(len(r) for r in polled.values())
-        self._metrics.record(self._topic, self._group, received, len(good), len(dead))
-        return BatchResult(received, len(good), len(dead), committed)
+        self._metrics.record(self._topic, self._group, received, received - len(dead), len(dead))
+        return BatchResult(received, received - len(dead), len(dead), committed)
 
     def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
         try:
