@@ -3,9 +3,10 @@ join and rollback watch with the shipped policy (the issue's goals in brackets):
 
 * **no regression** [0 wrong rollbacks over at least 50 labelled windows]: the model's
   predictions on bench/monitor.py's no-drift run (17 event-days), the version's name
-  switching every ``SWITCH`` evaluations as if the same model were promoted again. Each
-  switch arms a watch of the next ``rollback.evaluations`` evaluations against the last
-  figures of the version before it, so every rollback event here is a wrong one;
+  switching every ``rollback.evaluations`` + 1 evaluations as if the same model were
+  promoted again. Each switch arms a watch of the next ``rollback.evaluations``
+  evaluations against the last figures of the version before it, so every rollback event
+  here is a wrong one;
 * **regression** [a revert at most 3 labelled windows after the regression shows]: the
   same traffic where, from an evaluation on, a deliberately worse model answers (the same
   features and parameters, trained on the first ``WEAK_ROWS`` rows of the training days):
@@ -38,7 +39,6 @@ from driftloop.models import LoadedModel, ModelStore
 from tests.integration import monitor_support as ms
 
 ROOT = Path(__file__).resolve().parents[1]
-SWITCH = 4  # evaluations per version in the no-regression run: 3 watched, 1 as the "before"
 WEAK_ROWS = 1_500
 PROMOTIONS = (4, 12, 20, 28, 36)  # evaluations of the good model before the worse one
 
@@ -100,9 +100,10 @@ def main() -> None:
         "pr_auc_weak": float(average_precision_score(y, weak_scores)),
     }
 
-    # no regression: the same model, renamed every SWITCH evaluations
+    # no regression: the same model, renamed after each watch and one evaluation more
+    switch = policy.rollback.evaluations + 1
     same = [
-        (f"v{(i // labels_per) // SWITCH}", float(scores[i]), bool(decisions[i]), bool(y[i]))
+        (f"v{(i // labels_per) // switch}", float(scores[i]), bool(decisions[i]), bool(y[i]))
         for i in range(windows * labels_per)
     ]
     judged = [w for _, w in _replay(policy, same) if w is not None]

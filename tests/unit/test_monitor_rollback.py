@@ -154,10 +154,10 @@ def test_a_rolled_back_batch_leaves_no_figures_and_no_watch(tmp_path):
     assert m.events[0].regression.evaluation == 1
 
 
-def test_the_shipped_policy_watches_three_evaluations_and_refuses_unknown_keys():
+def test_the_shipped_policy_watches_six_evaluations_and_refuses_unknown_keys():
     policy = load_policy(ROOT / "deploy" / "apps" / "fraud" / "monitor.yaml")
     r = policy.rollback
-    assert r.enabled and r.evaluations == 3 and r.alpha == 0.01
+    assert r.enabled and r.evaluations == 6 and r.alpha == 0.01
     assert dict(r.min_difference) == {"pr_auc": 0.05, "roc_auc": 0.03}
     with pytest.raises(ValidationError, match="armed"):
         MonitorPolicy.model_validate({"model": "fraud", "rollback": {"armed": 3}})
