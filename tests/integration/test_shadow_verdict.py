@@ -23,7 +23,6 @@ import pytest
 from driftloop.events import DriftEvent, Label, Prediction
 from driftloop.gitops import Git, declared, declared_shadow, promote
 from driftloop.kafka import EventProducer
-from driftloop.models import ModelStore
 from driftloop.settings import Settings
 from tests.integration import monitor_support as ms
 from tests.integration import trigger_support as ts
@@ -89,44 +88,14 @@ def _paired(state: Path) -> int:
         return int(db.execute("SELECT count(*) FROM shadow_paired").fetchone()[0])
 
 
-def _actions(root: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(root / "state" / "trigger" / "decisions.sqlite") as db:
-        rows = db.execute("SELECT event_id, outcome FROM shadow_actions ORDER BY seq")
-        return [(str(e), str(o)) for e, o in rows]
-
-
-class World:
-    def __init__(self, base: Settings, root: Path) -> None:
-        self.root = root
-        self.store = ModelStore(str(root / "models"))
-        self.v1, self.v2, self.v3 = (ts.model_version(self.store, s, T0) for s in (1, 2, 3))
-        self.repo = root / "repo"
-        self.settings = ts.deploy_repo(base, root, self.v1)
-        promote(self.settings, "fraud", self.v2, as_shadow=True)
-        self.policy = root / "monitor.yaml"
-        ms.policy_file(
-            self.policy,
-            window={"rows": 100_000, "duration_s": None, "min_rows": 100},
-            performance={"labels": 1_000_000},  # the serving version's own checks: never due
-            shadow={"min_rows": 1000, "min_positives": 30, "step": 500},
-        )
-
-    def monitor_env(self, topics: Settings, state: str) -> dict[str, str]:
-        settings = topics.model_copy(update={"model_store_uri": str(self.root / "models")})
-        return ms.monitor_env(settings, self.root / state, self.policy)
-
-    def trigger(self, topics: Settings) -> str:
-        env = ts.environment(topics, self.root, self.settings.deploy_dir,
-                             git_repo=str(self.repo), model_store_uri=str(self.root / "models"),
-                             trigger_group=f"trigger-{topics.topic_prefix}")  # fmt: skip
-        log = self.root / "trigger.log"
-        assert ts.finish(ts.start(env, log), log) == 0, ts.tail(log)
-        return ts.tail(log)
-
-
 @pytest.fixture(scope="module")
 def world(base_settings, tmp_path_factory):
-    return World(base_settings, tmp_path_factory.mktemp("shadow"))
+    return ts.ChallengerWorld(
+        base_settings,
+        tmp_path_factory.mktemp("shadow"),
+        {"as_shadow": True},
+        shadow={"min_rows": 1000, "min_positives": 30, "step": 500},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +141,7 @@ def test_a_better_shadow_is_promoted_by_one_commit_carrying_the_evidence(world, 
     assert [e.event_id for e in _verdicts(better)] == [event.event_id] * 3
     log = world.trigger(better)
     assert _commits(world.repo) == before + 1, log
-    assert _actions(world.root) == [(event.event_id, "promoted")]  # the copies: duplicates
+    assert world.actions() == [(event.event_id, "promoted")]  # the copies: duplicates
 
 
 def test_a_worse_shadow_is_removed_by_one_commit(world, topics):
@@ -196,7 +165,7 @@ def test_a_worse_shadow_is_removed_by_one_commit(world, topics):
     _publish(worse, [event])
     world.trigger(worse)
     assert _commits(world.repo) == before + 1  # replayed: nothing more
-    assert _actions(world.root)[-1] == (event.event_id, "removed")
+    assert world.actions()[-1] == (event.event_id, "removed")
 
 
 def test_a_monitor_killed_mid_stream_pairs_everything_once_and_says_its_verdict_once(world, topics):

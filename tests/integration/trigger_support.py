@@ -245,3 +245,49 @@ def deploy_repo(base: Settings, root: Path, serving: str) -> Settings:
     })  # fmt: skip
     promote(settings, "fraud", serving)
     return settings
+
+
+class ChallengerWorld:
+    """A judged challenger's world: three versions in a model store under ``root``, a
+    deploy repository with v1 serving and v2 declared by ``declare`` (a shadow or a
+    canary: ``gitops.promote``'s keyword), a monitor policy with ``sections`` (the shadow's
+    or canary's thresholds), and the trigger run once over what the monitor said."""
+
+    def __init__(self, base: Settings, root: Path, declare: dict[str, object],
+                 **sections: dict[str, object]) -> None:  # fmt: skip
+        from driftloop.gitops import promote
+        from tests.integration import monitor_support as ms
+
+        self.root = root
+        self.store = ModelStore(str(root / "models"))
+        self.v1, self.v2, self.v3 = (model_version(self.store, s, START) for s in (1, 2, 3))
+        self.repo = root / "repo"
+        self.settings = deploy_repo(base, root, self.v1)
+        promote(self.settings, "fraud", self.v2, **declare)  # type: ignore[arg-type]
+        self.policy = root / "monitor.yaml"
+        ms.policy_file(
+            self.policy,
+            window={"rows": 100_000, "duration_s": None, "min_rows": 100},
+            performance={"labels": 1_000_000},  # the serving version's own checks: never due
+            **sections,
+        )
+
+    def monitor_env(self, topics: Settings, state: str) -> dict[str, str]:
+        from tests.integration import monitor_support as ms
+
+        settings = topics.model_copy(update={"model_store_uri": str(self.root / "models")})
+        return ms.monitor_env(settings, self.root / state, self.policy)
+
+    def trigger(self, topics: Settings) -> str:
+        env = environment(topics, self.root, self.settings.deploy_dir,
+                          git_repo=str(self.repo), model_store_uri=str(self.root / "models"),
+                          trigger_group=f"trigger-{topics.topic_prefix}")  # fmt: skip
+        log = self.root / "trigger.log"
+        assert finish(start(env, log), log) == 0, tail(log)
+        return tail(log)
+
+    def actions(self) -> list[tuple[str, str]]:
+        """The trigger's actions on verdicts, shadow and canary: (event id, outcome)."""
+        with sqlite3.connect(self.root / "state" / "trigger" / "decisions.sqlite") as db:
+            rows = db.execute("SELECT event_id, outcome FROM shadow_actions ORDER BY seq")
+            return [(str(e), str(o)) for e, o in rows]
