@@ -7,7 +7,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,7 +23,7 @@ import pandas as pd
 import yaml
 
 from driftloop.drift import MonitorPolicy, load_policy
-from driftloop.events import DriftEvent, Label, Prediction
+from driftloop.events import DriftEvent, Event, Label, Prediction
 from driftloop.features import (
     SCHEMAS,
     customer_aggregates,
@@ -310,12 +312,18 @@ def labels(frame: pd.DataFrame) -> list[Label]:
 
 def publish(settings: Settings, events: Iterable[Prediction | Label]) -> int:
     """Send in event-time order (labels interleave with predictions as they would arrive)."""
-    ordered = sorted(events, key=lambda e: e.event_time)
+    return send(settings, sorted(events, key=lambda e: e.event_time))
+
+
+def send(settings: Settings, events: Iterable[Event]) -> int:
+    """Send ``events`` in the order given, each to its contract's topic, and flush."""
+    n = 0
     with EventProducer(settings) as producer:
-        for event in ordered:
+        for event in events:
             producer.send(event)
+            n += 1
         producer.flush()
-    return len(ordered)
+    return n
 
 
 def policy_file(path: Path, **sections: dict[str, object]) -> MonitorPolicy:
@@ -361,6 +369,29 @@ def start_monitor(
     with log.open("ab") as out:
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                 stderr=out)  # fmt: skip
+
+
+def kill_monitor_midway(env: dict[str, str], query: str, past: float) -> int:
+    """Start the monitor, SIGKILL it once ``query`` (one number, on its checkpoint) is
+    above ``past``, and return that number; asserts the monitor was still running."""
+    checkpoint = Path(env["DRIFTLOOP_STATE_DIR"]) / "monitor" / "fraud" / "checkpoint.sqlite"
+    proc = start_monitor(env)
+    progress, deadline = 0, time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if checkpoint.exists():
+            with sqlite3.connect(checkpoint) as db:
+                try:
+                    (progress,) = db.execute(query).fetchone()
+                except sqlite3.OperationalError:  # tables not created yet
+                    progress = 0
+            if progress > past:
+                break
+        time.sleep(0.02)
+    alive = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate()
+    assert alive, f"the monitor ended before the kill: {err.decode()[-3000:]}"
+    return int(progress)
 
 
 def run_monitor(env: dict[str, str], timeout_s: float = 300) -> float:

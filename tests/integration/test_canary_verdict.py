@@ -12,9 +12,7 @@ canary answer once and publishes its verdict once.
 
 from __future__ import annotations
 
-import signal
 import sqlite3
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +22,6 @@ from driftloop_serving._config import in_canary
 
 from driftloop.events import DriftEvent, Label, Prediction
 from driftloop.gitops import Git, declared, declared_canary, promote
-from driftloop.kafka import EventProducer
 from driftloop.settings import Settings
 from tests.integration import monitor_support as ms
 from tests.integration import trigger_support as ts
@@ -65,19 +62,8 @@ def _stream(serving: str, canary: str, canary_better: bool, tag: str, seed: int 
     return [*early, *preds, *late]
 
 
-def _publish(settings: Settings, events: list[Prediction | Label] | list[DriftEvent]) -> None:
-    with EventProducer(settings) as producer:
-        for event in events:
-            producer.send(event)
-        producer.flush()
-
-
 def _verdicts(settings: Settings) -> list[DriftEvent]:
     return [e for e in ms.drift_events(settings) if e.kind == "canary_verdict"]
-
-
-def _commits(repo: Path) -> int:
-    return int(Git(repo).run("rev-list", "--count", "main").strip())
 
 
 def _declared(repo: Path) -> tuple[str | None, str | None]:
@@ -113,7 +99,7 @@ def topics(base_settings):
 def test_a_better_canary_is_promoted_by_one_commit_carrying_the_evidence(world, topics):
     better = topics[0]
     stream = _stream(world.v1, world.v2, canary_better=True, tag="b")
-    _publish(better, stream)
+    ms.send(better, stream)
     ms.run_monitor(world.monitor_env(better, "monitor-a"))
     answered = [p for p in stream if isinstance(p, Prediction) and p.role == "canary"]
     labelled = _labelled(world.root / "monitor-a")
@@ -126,9 +112,9 @@ def test_a_better_canary_is_promoted_by_one_commit_carrying_the_evidence(world, 
     assert labelled["serving"] >= v.serving_rows  # none after the verdict closed the pair
     assert all(c.p_better < 0.01 < c.p_worse for c in v.comparisons)
 
-    before = _commits(world.repo)
+    before = world.commits()
     log = world.trigger(better)
-    assert _commits(world.repo) == before + 1, log
+    assert world.commits() == before + 1, log
     assert _declared(world.repo) == (f"models:/fraud/{world.v2}", None)  # the canary ended
     message = Git(world.repo).run("log", "-1", "--format=%B", "main")
     assert message.startswith(f"Promote fraud {world.v2} (canary_verdict)")
@@ -146,10 +132,10 @@ def test_a_better_canary_is_promoted_by_one_commit_carrying_the_evidence(world, 
     # The same records read again by a monitor from scratch (its verdict republished) and
     # the event itself sent again: one decision, no second commit.
     ms.run_monitor(world.monitor_env(better, "monitor-a2"))
-    _publish(better, [event])
+    ms.send(better, [event])
     assert [e.event_id for e in _verdicts(better)] == [event.event_id] * 3
     log = world.trigger(better)
-    assert _commits(world.repo) == before + 1, log
+    assert world.commits() == before + 1, log
     assert world.actions() == [(event.event_id, "promoted")]  # the copies: duplicates
 
 
@@ -158,22 +144,22 @@ def test_a_worse_canary_is_removed_by_one_commit(world, topics):
     if _declared(world.repo)[0] != f"models:/fraud/{world.v2}":
         pytest.skip("needs the promotion of the previous test")
     promote(world.settings, "fraud", world.v3, as_canary=FRACTION)
-    _publish(worse, _stream(world.v2, world.v3, canary_better=False, tag="w"))
+    ms.send(worse, _stream(world.v2, world.v3, canary_better=False, tag="w"))
     ms.run_monitor(world.monitor_env(worse, "monitor-w"))
     (event,) = _verdicts(worse)
     assert event.canary is not None and event.model_version == world.v2
     assert (event.canary.verdict, event.canary.action) == ("worse", "remove")
     assert all(c.p_worse < 0.01 < c.p_better for c in event.canary.comparisons)
-    before = _commits(world.repo)
+    before = world.commits()
     world.trigger(worse)
-    assert _commits(world.repo) == before + 1
+    assert world.commits() == before + 1
     assert _declared(world.repo) == (f"models:/fraud/{world.v2}", None)
     message = Git(world.repo).run("log", "-1", "--format=%B", "main")
     assert message.startswith(f"Uncanary fraud {world.v3} (canary_verdict)")
     assert f"Live evidence: event {event.event_id}" in message
-    _publish(worse, [event])
+    ms.send(worse, [event])
     world.trigger(worse)
-    assert _commits(world.repo) == before + 1  # replayed: nothing more
+    assert world.commits() == before + 1  # replayed: nothing more
     assert world.actions()[-1] == (event.event_id, "removed")
 
 
@@ -182,28 +168,12 @@ def test_a_monitor_killed_mid_stream_labels_each_answer_once_and_says_its_verdic
 ):
     restart = topics[2]
     stream = _stream(world.v1, world.v2, canary_better=True, tag="k", seed=5)
-    _publish(restart, stream)
+    ms.send(restart, stream)
     env = world.monitor_env(restart, "monitor-k")
-    checkpoint = world.root / "monitor-k" / "monitor" / "fraud" / "checkpoint.sqlite"
     answered = sum(1 for p in stream if isinstance(p, Prediction) and p.role == "canary")
-    proc = ms.start_monitor(env)
-    progress, deadline = 0, time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if checkpoint.exists():
-            with sqlite3.connect(checkpoint) as db:
-                try:
-                    (progress,) = db.execute(
-                        "SELECT count(*) FROM canary_labelled WHERE role = 'canary'"
-                    ).fetchone()
-                except sqlite3.OperationalError:  # tables not created yet
-                    progress = 0
-            if progress > answered * 0.3:
-                break
-        time.sleep(0.02)
-    alive = proc.poll() is None
-    proc.send_signal(signal.SIGKILL)
-    _, err = proc.communicate()
-    assert alive, f"the monitor ended before the kill: {err.decode()[-3000:]}"
+    progress = ms.kill_monitor_midway(
+        env, "SELECT count(*) FROM canary_labelled WHERE role = 'canary'", answered * 0.3
+    )
     assert 0 < progress < answered, "the kill must fall in the middle of the stream"
     ms.run_monitor(env)
     assert _labelled(world.root / "monitor-k")["canary"] == answered

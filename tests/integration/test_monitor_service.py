@@ -159,25 +159,9 @@ def uninterrupted(runs):
 def test_sigkill_and_restart_lose_no_window_and_publish_no_event_twice(runs, uninterrupted):
     (a, b), tmp, policy, _ = runs
     env = ms.monitor_env(b, tmp / "b", policy)
-    checkpoint = tmp / "b" / "monitor" / "fraud" / "checkpoint.sqlite"
-    proc = ms.start_monitor(env)
-    progress, deadline = 0, time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if checkpoint.exists():
-            with sqlite3.connect(checkpoint) as db:
-                try:
-                    (progress,) = db.execute(
-                        "SELECT coalesce(sum(next_offset), 0) FROM offsets"
-                    ).fetchone()
-                except sqlite3.OperationalError:  # tables not created yet
-                    progress = 0
-            if progress > N * 0.6:  # past the onset: some events are out already
-                break
-        time.sleep(0.02)
-    alive = proc.poll() is None
-    proc.send_signal(signal.SIGKILL)
-    _, err = proc.communicate()
-    assert alive, f"the monitor ended before the kill: {err.decode()[-3000:]}"
+    progress = ms.kill_monitor_midway(
+        env, "SELECT coalesce(sum(next_offset), 0) FROM offsets", N * 0.6
+    )
     assert 0 < progress < N, "the kill must fall in the middle of the stream"
     ms.run_monitor(env)
 

@@ -22,7 +22,6 @@ from driftloop_trigger._rollback import act_on_rollback
 
 from driftloop.events import DriftEvent, Label, Prediction, Regression, ShadowVerdict, Window
 from driftloop.gitops import Git, PromotionRefused, declared, promote, rollback
-from driftloop.kafka import EventProducer
 from driftloop.models import ModelStore
 from driftloop.settings import Settings
 from tests.integration import monitor_support as ms
@@ -56,13 +55,6 @@ def _traffic(version: str, n: int, strong: bool, tag: str, start: datetime, seed
         labels.append(Label(transaction_id=tid, is_fraud=bool(y[i]),
                             event_time=t + timedelta(hours=1)))  # fmt: skip
     return [*preds, *labels]
-
-
-def _publish(settings: Settings, events: list[Prediction | Label] | list[DriftEvent]) -> None:
-    with EventProducer(settings) as producer:
-        for event in events:
-            producer.send(event)
-        producer.flush()
 
 
 def _kind(settings: Settings, kind: str) -> list[DriftEvent]:
@@ -132,7 +124,7 @@ def world(base_settings, tmp_path):
 def _serve_v1_then_promote(world: World, version: str) -> str:
     """v1 serves 2 evaluations' worth of labelled traffic; then ``version`` is promoted by
     hand (a real promotion commit), whose sha is returned."""
-    _publish(world.topics, _traffic(world.v1, 2 * EVAL, True, "a", T0, seed=1))
+    ms.send(world.topics, _traffic(world.v1, 2 * EVAL, True, "a", T0, seed=1))
     world.monitor()
     assert _kind(world.topics, "rollback") == []
     made = promote(world.settings, "fraud", version)
@@ -143,7 +135,7 @@ def _serve_v1_then_promote(world: World, version: str) -> str:
 def test_a_worse_promotion_is_reverted_once_with_the_evidence_and_not_promoted_again(world):
     promotion = _serve_v1_then_promote(world, world.v2)
     later = T0 + timedelta(seconds=10 * 2 * EVAL)
-    _publish(world.topics, _traffic(world.v2, 3 * EVAL, False, "b", later, seed=2))
+    ms.send(world.topics, _traffic(world.v2, 3 * EVAL, False, "b", later, seed=2))
     world.monitor()
     (event,) = _kind(world.topics, "rollback")
     r = event.regression
@@ -173,7 +165,7 @@ def test_a_worse_promotion_is_reverted_once_with_the_evidence_and_not_promoted_a
 
     # Replayed: the same records read by a monitor from scratch, the event sent again.
     world.monitor("monitor-again")
-    _publish(world.topics, [event])
+    ms.send(world.topics, [event])
     assert [e.event_id for e in _kind(world.topics, "rollback")] == [event.event_id] * 3
     world.trigger()
     assert world.commits() == before + 1
@@ -195,7 +187,7 @@ def test_a_worse_promotion_is_reverted_once_with_the_evidence_and_not_promoted_a
         reference_profile=f"models:/fraud/{world.v2}/metadata.json",
         metrics={"roc_auc": 0.6, "reference_roc_auc": 0.9, "drop_roc_auc": 0.3},
     )  # fmt: skip
-    _publish(world.topics, [verdict, degraded])
+    ms.send(world.topics, [verdict, degraded])
     world.trigger()
     assert world.commits() == before + 1
     assert world.serving() == f"models:/fraud/{world.v1}"
@@ -207,7 +199,7 @@ def test_a_worse_promotion_is_reverted_once_with_the_evidence_and_not_promoted_a
 def test_a_promotion_as_good_as_the_one_before_is_not_rolled_back(world):
     _serve_v1_then_promote(world, world.v3)
     later = T0 + timedelta(seconds=10 * 2 * EVAL)
-    _publish(world.topics, _traffic(world.v3, 3 * EVAL, True, "c", later, seed=3))
+    ms.send(world.topics, _traffic(world.v3, 3 * EVAL, True, "c", later, seed=3))
     world.monitor()
     assert _kind(world.topics, "rollback") == []
     assert world.watch(world.v3) == (world.v1, 3, "cleared")  # judged 3 times, then let go

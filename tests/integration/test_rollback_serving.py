@@ -40,7 +40,6 @@ import pytest
 
 from driftloop.events import Label
 from driftloop.gitops import Git, declared, promote, read_state
-from driftloop.kafka import EventProducer
 from driftloop.models import ModelVersion
 from tests.integration import monitor_support as ms
 from tests.integration import serving_support as support
@@ -154,13 +153,6 @@ def _evaluated(port: int, version: str) -> float:
     return support.sample_sum(text, "driftloop_monitor_performance", rows)
 
 
-def _publish(settings: Any, labels: list[Label]) -> None:
-    with EventProducer(settings) as producer:
-        for label in labels:
-            producer.send(label)
-        producer.flush()
-
-
 def test_a_worse_version_promoted_by_hand_is_rolled_back_under_load(world):
     s, v1, v2 = world.settings, world.v1.version, world.v2.version
     first = promote(s, "fraud", v1, reason="first model")
@@ -173,13 +165,13 @@ def test_a_worse_version_promoted_by_hand_is_rolled_back_under_load(world):
         payments = Payments()
         with support.Load(f"{s.serve_url}/fraud/predict", body=payments) as load:
             load.wait_for(v1, EVAL)
-            _publish(s, payments.labels([a for a in list(load.answers) if a.version == v1]))
+            ms.send(s, payments.labels([a for a in list(load.answers) if a.version == v1]))
             _until(lambda: _evaluated(port, v1) >= EVAL, "v1's first evaluation", world)
 
             promotion = promote(s, "fraud", v2)  # by hand: "Promote fraud <v2> (manual)"
             assert promotion.commit is not None
             load.wait_for(v2, EVAL, timeout_s=WAIT_S)
-            _publish(s, payments.labels([a for a in list(load.answers) if a.version == v2]))
+            ms.send(s, payments.labels([a for a in list(load.answers) if a.version == v2]))
             labelled = time.monotonic()  # v2's labels sent: the rest is the services' work
             before = load.count(v1)  # every one sent before the promotion was applied
             _until(lambda: load.count(v1) >= before + 50, "v1 answering again", world)

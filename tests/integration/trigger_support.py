@@ -286,6 +286,12 @@ class ChallengerWorld:
         assert finish(start(env, log), log) == 0, tail(log)
         return tail(log)
 
+    def commits(self) -> int:
+        """Commits on the deploy repository's main."""
+        from driftloop.gitops import Git
+
+        return int(Git(self.repo).run("rev-list", "--count", "main").strip())
+
     def actions(self) -> list[tuple[str, str]]:
         """The trigger's actions on verdicts, shadow and canary: (event id, outcome)."""
         with sqlite3.connect(self.root / "state" / "trigger" / "decisions.sqlite") as db:
