@@ -9,14 +9,12 @@ bench/serving_ops.py."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from driftloop_serving import BATCH_FULL
 
 from tests.integration import serving_support as support
 
@@ -134,17 +132,13 @@ def test_overload_is_refused_fast_and_nothing_hangs(limited):
     unexpected = [s for s in shots if s.status not in (200, refusal, 408)]  # 408: Serve's
     assert not unexpected, unexpected[:5]  # no 500, no client timeout: nothing hung
     assert max(s.seconds for s in shots) < HARD_TIMEOUT_S
-    # Refusals at the limits, not the app's "no model" 503: Serve's own (the replica's
-    # request limits) or, before a body is read, the app's gate on batches in flight.
-    refusals = {"Request dropped due to backpressure", json.dumps({"detail": BATCH_FULL})}
-    for s in refused:
-        assert s.body in refusals, s.body
+    for s in refused:  # Serve's own refusal at the replica's limits, not the app's 503
+        assert s.body == "Request dropped due to backpressure", s.body
     # Serve refuses instead of queueing: with the replica's slots full, most refusals are
     # quick, and nearly all no slower than the slowest answer accepted at the same step,
     # which a refusal that waited for a slot would be. (The tails of single-payment
     # overload, where the proxy saturates first, are measured by bench/serving_ops.py.)
     shown = _summary(steps, refusal)
-    assert any(s.body != "Request dropped due to backpressure" for s in refused), shown
     refused_s = [s.seconds for s in refused]
     accepted_s = steps[-1].seconds(200)
     assert support.quantile(refused_s, 0.5) < BACKPRESSURE_P50_S, shown

@@ -67,15 +67,6 @@ class ServeArgs(BaseModel):
         "a batch is scored are scored together, up to this many (never a timer)",
     )
     max_request_items: int = Field(256, ge=1, le=10_000, description="limit of /predict/batch")
-    max_batch_requests: int = Field(
-        4,
-        ge=1,
-        le=1_000,
-        description="/predict/batch requests a replica takes at once; one more is refused "
-        "(503, Retry-After) before its body is read. Serve's request limits count a batch of "
-        "256 like one payment: sized for single payments, they would let batches queue for "
-        "seconds",
-    )
     log_queue_size: int = Field(
         10_000, ge=1, description="predictions waiting for Kafka before new ones are dropped"
     )

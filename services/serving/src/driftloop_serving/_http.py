@@ -17,7 +17,6 @@ the API-key scheme and 401 appear unless the deployment's auth is off.
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, some
 # of which name objects local to build_http.
 
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Annotated, Any
@@ -79,36 +78,6 @@ _ANSWERS: dict[int, dict[str, Any]] = {
     },
     503: {"model": Error, "description": "no model loaded, or the feature store failed"},
 }
-BATCH_FULL = "batch capacity full: retry after a second"
-_BATCH_FULL_BODY = json.dumps({"detail": BATCH_FULL}).encode()
-
-
-class _BatchGate:
-    """Refuses a ``/predict/batch`` request beyond ``limit`` in flight with a 503 and
-    ``Retry-After: 1``, before its body is read or parsed: a refusal costs the event loop
-    next to nothing, so it stays fast while the admitted batches are scored."""
-
-    def __init__(self, app: "ASGIApp", limit: int) -> None:
-        self.app = app
-        self.limit = limit
-        self.in_flight = 0
-
-    async def __call__(self, scope: "Scope", receive: "Receive", send: "Send") -> None:
-        batch = scope["type"] == "http" and scope["path"].endswith("/predict/batch")
-        if not batch:
-            await self.app(scope, receive, send)
-            return
-        if self.in_flight >= self.limit:
-            headers = [(b"content-type", b"application/json"), (b"retry-after", b"1"),
-                       (b"content-length", str(len(_BATCH_FULL_BODY)).encode())]  # fmt: skip
-            await send({"type": "http.response.start", "status": 503, "headers": headers})
-            await send({"type": "http.response.body", "body": _BATCH_FULL_BODY})
-            return
-        self.in_flight += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.in_flight -= 1
 
 
 class _Count:
@@ -198,15 +167,7 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
         keyed = (401,) if guard else ()
         return {status: _ANSWERS[status] for status in sorted((*statuses, *keyed))}
 
-    # The gate inside the count: its refusals are counted like any answer.
-    app.add_middleware(_BatchGate, limit=service.args.max_batch_requests)
     app.add_middleware(_Count, metrics=metrics, telemetry=service.telemetry)
-    batch_full = {
-        "model": Error,
-        "description": f"{_ANSWERS[503]['description']}; or max_batch_requests "
-        f"({service.args.max_batch_requests}) batches are being scored: retry after "
-        "Retry-After seconds",
-    }
 
     async def scored(
         transactions: list[Transaction], request_id: str, started: float
@@ -243,7 +204,7 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
     @app.post(
         "/predict/batch",
         response_model=BatchResponse,
-        responses={**answers(400, 415, 422, 503), 503: batch_full},
+        responses=answers(400, 415, 422, 503),
         dependencies=guard,
     )
     async def predict_batch(
