@@ -1,6 +1,6 @@
 """The serving hot path against Feast's own: the compiled request-time features equal
 Feast's on-demand view, the planned online read equals ``get_online_features``, and the
-scoring plan's ``inplace_predict`` equals XGBoost on a DMatrix of the same rows.
+scoring plan's scores equal XGBoost on a DMatrix of the same rows.
 
 A real Feast repository (SQLite online store, applied in this process) and a real model.
 """

@@ -4,7 +4,8 @@
 of its feature service (:class:`~driftloop.features.OnlinePlan`: one online-store read
 per stored view, request-time features without pandas), where each model input comes
 from, each categorical vocabulary as a dict, and a float32 matrix the size of the
-largest batch. Per batch it fills the matrix and calls XGBoost's ``inplace_predict``.
+largest batch. Per batch it fills the matrix and scores it with XGBoost's dense
+prediction, its arguments made once (:class:`~driftloop_serving._predict.DensePredictor`).
 
 Documented defaults for what the online store does not know (never an error):
 
@@ -34,6 +35,7 @@ from driftloop.features import OnlineColumns, OnlinePlan
 from driftloop.features._online import INTEGER, TEXT
 from driftloop.models import LoadedModel
 from driftloop.models._encode import UNKNOWN_CATEGORY, vocabularies
+from driftloop_serving._predict import DensePredictor
 
 CUSTOMER_KEY = "customer_id"
 MERCHANT_KEY = "merchant_id"
@@ -85,6 +87,7 @@ class ScoringPlan:
         self.customer_views = [v for v, k in online.view_keys.items() if CUSTOMER_KEY in k]
         self.merchant_views = [v for v, k in online.view_keys.items() if MERCHANT_KEY in k]
         self._matrix = np.empty((max_rows, len(names)), dtype=np.float32)
+        self._predictor = DensePredictor(model.booster)
         self._lock = threading.Lock()
 
     def score(self, transactions: Sequence[Transaction], now: float | None = None) -> ScoredBatch:
@@ -111,10 +114,10 @@ class ScoringPlan:
                     matrix[:, j] = [
                         math.nan if v is None else codes.get(v, UNKNOWN_CATEGORY) for v in column
                     ]
-            scores = self.model.booster.inplace_predict(matrix, validate_features=False)
+            scores = self._predictor.predict(matrix)
         return ScoredBatch(
             plan=self,
-            scores=np.asarray(scores, dtype=np.float64),
+            scores=scores,
             columns=columns,
             now=time.time() if now is None else now,
         )
