@@ -104,3 +104,11 @@ def test_records_that_are_not_json_are_refused_as_before():
         Prediction.decode(b"\xff not json")
     with pytest.raises(ValidationError):
         Prediction.decode(b'["predictions"]')
+
+
+def test_an_event_made_without_validation_equals_the_validated_one():
+    for validated in _predictions():
+        fields = validated.model_dump(exclude={"event_id"})
+        made = Prediction.made(**fields)
+        assert made == validated and made.event_id == validated.event_id
+        assert made.to_bytes() == validated.to_bytes()

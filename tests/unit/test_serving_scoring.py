@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from driftloop_serving import ActiveModel, ModelSlot
 
-from driftloop.events import Transaction
+from driftloop.events import Prediction, Transaction
 from driftloop.settings import Settings
 from tests.integration import serving_support as support
 from tests.integration.monitor_support import apply_in_process
@@ -83,3 +83,29 @@ def test_a_batch_scores_as_its_transactions_one_by_one(active):
     assert [s.unknown_customer for s in together] == [i % 25 >= 20 for i in range(30)]
     assert [s.unknown_merchant for s in together] == [i % 12 >= 10 for i in range(30)]
     assert len({s.score for s in together}) > 1  # the rows really differ
+
+
+def test_the_logged_predictions_are_the_events_validation_makes(active):
+    """The prediction log's events are built without validation (``Prediction.made``)
+    from a batch's columns (``features_of``): each equals the event pydantic validates
+    from the same fields, types included (an integer feature stays an int)."""
+    from driftloop_serving._service import FraudServiceImpl, _Item, _Part
+
+    txns = _transactions(30)  # with unknown customers and merchants: null features
+    batch = active.score(txns, now=1e10)
+    rows = [0, 3, 4, 21, 22, 29]  # a part: some rows of the batch, as a canary's
+    assert batch.features_of(rows) == [batch.features(i) for i in rows]
+    items = [_Item(t, f"req-{i}", started=100.0) for i, t in enumerate(txns)]
+    for role in ("serving", "shadow", "canary"):
+        part = _Part(active, batch, rows, role)
+        made = FraudServiceImpl._predictions(items, part, scored_at=100.25)
+        assert [p.transaction_id for p in made] == [txns[i].transaction_id for i in rows]
+        for p in made:
+            validated = Prediction.model_validate(p.model_dump())
+            assert validated == p
+            assert validated.event_id == p.event_id != ""
+            assert {k: type(v) for k, v in validated.features.items()} == {
+                k: type(v) for k, v in p.features.items()
+            }
+        assert {p.latency_ms for p in made} == {250.0}
+    assert any(v is None for p in made for v in p.features.values())

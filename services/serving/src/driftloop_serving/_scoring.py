@@ -209,6 +209,23 @@ class ScoredBatch:
                 out[name] = int(value) if kinds[name] == INTEGER else float(value)
         return out
 
+    def features_of(self, rows: Sequence[int]) -> list[dict[str, FeatureValue]]:
+        """:meth:`features` of each of ``rows``, a column at a time."""
+        kinds = self.plan.online.kinds
+        names = self.plan.names
+        index = np.asarray(rows, dtype=np.intp)
+        columns: list[list[FeatureValue]] = []
+        for name in names:
+            values = self.columns.values[name][index].tolist()
+            kind = kinds[name]
+            if kind == TEXT:
+                columns.append([None if v is None else str(v) for v in values])
+            elif kind == INTEGER:
+                columns.append([None if v != v else int(v) for v in values])  # NaN != NaN
+            else:
+                columns.append([None if v != v else float(v) for v in values])
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
     def missing(self, view: str) -> int:
         """Rows whose entity ``view`` did not know."""
         return int(np.isnan(self.columns.event_time[view]).sum())

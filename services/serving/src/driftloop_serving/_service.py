@@ -275,23 +275,28 @@ class FraudServiceImpl:
     @staticmethod
     def _predictions(items: list[_Item], part: _Part, scored_at: float) -> list[Prediction]:
         active, batch, threshold = part.active, part.batch, part.active.threshold
+        name, version, role = active.model.name, active.model.version, part.role
+        scores = batch.scores[part.rows].tolist()
+        features = batch.features_of(part.rows)
         return [
-            Prediction(
+            Prediction.made(  # from the batch's own values: valid by construction
                 request_id=item.request_id,
                 transaction_id=item.transaction.transaction_id,
-                model_name=active.model.name,
-                model_version=active.model.version,
-                score=float(batch.scores[i]),
-                decision=bool(batch.scores[i] >= threshold),
+                model_name=name,
+                model_version=version,
+                score=score,
+                decision=score >= threshold,
                 threshold=threshold,
-                features=batch.features(i),
+                features=row_features,
                 latency_ms=(scored_at - item.started) * 1000,
                 # the prediction is about the payment at its time: windows, label joins
                 # and training windows downstream all work in the payment's event time
                 event_time=item.transaction.event_time,
-                role=part.role,
+                role=role,
             )
-            for i, item in ((i, items[i]) for i in part.rows)
+            for item, score, row_features in zip(
+                (items[i] for i in part.rows), scores, features, strict=True
+            )
         ]
 
     def _count(self, part: _Part) -> None:
