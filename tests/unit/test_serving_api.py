@@ -111,3 +111,51 @@ def test_a_request_id_is_kept_only_if_a_prediction_can_carry_it(header, kept):
     request_id = FraudServiceImpl.request_id(header)
     assert (request_id == header) is kept
     assert request_id.isascii() and 0 < len(request_id) <= 128
+
+
+def _strict_json_mode(body: object) -> Transaction | list[dict[str, object]]:
+    """What strict JSON mode makes of ``body``'s JSON text (as the request body was
+    validated before: written back to JSON): the transaction, or its errors."""
+    try:
+        return Transaction.model_validate_json(json.dumps(body), strict=True)
+    except ValidationError as exc:
+        return exc.errors(include_url=False)
+
+
+def _request_body(body: object) -> Transaction | list[dict[str, object]]:
+    from driftloop_serving._api import RequestTransaction
+    from pydantic import TypeAdapter
+
+    try:
+        return TypeAdapter(RequestTransaction).validate_python(json.loads(json.dumps(body)))
+    except ValidationError as exc:
+        return exc.errors(include_url=False)
+
+
+_FIELD_VALUES: list[object] = [
+    None, True, False, 0, 1, -1, 42, 42.5, 1e308, "", "42.5", "DE", "eur", "x" * 200,
+    [], ["DE"], {}, {"a": 1},
+]  # fmt: skip
+_TIMES = [
+    "2026-06-01T10:00:00Z", "2026-06-01T10:00:00.123456789+02:00", "2026-02-29T10:00:00Z",
+    "2024-02-29T23:59:59-23:59", "2026-02-30T10:00:00Z", "2026-04-31T00:00:00Z",
+    "1971-01-01T00:00:00+23:59", "2198-12-31T23:59:59-23:59", "2026-06-01T10:00:00.Z",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("field", [*TXN, "event_time", "device_id", "schema_version", "extra"])
+def test_a_request_body_is_validated_as_strict_json_mode_validates_its_text(field):
+    """Strict Python mode on the parsed body, with ``event_time`` read as JSON mode reads
+    it, answers what strict JSON mode answers for the same text: the same transaction, or
+    the same errors (type, place, message, input), for every JSON type in every field.
+    (Times outside the form the OpenAPI states are refused before either: see above.)"""
+    values = _FIELD_VALUES + (_TIMES if field == "event_time" else [])
+    base = {**TXN, "event_time": _TIMES[0]}  # not the time of each validation
+    for value in values:
+        body = {**base, field: value}
+        if field == "event_time" and isinstance(value, str) and not EVENT_TIME.fullmatch(value):
+            continue  # refused by the form first, the same either way
+        assert _request_body(body) == _strict_json_mode(body), (field, value)
+    missing = {k: v for k, v in base.items() if k != field}
+    if field in base and field != "event_time":  # absent: the time it arrives
+        assert _request_body(missing) == _strict_json_mode(missing), field

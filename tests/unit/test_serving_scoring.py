@@ -109,3 +109,23 @@ def test_the_logged_predictions_are_the_events_validation_makes(active):
             }
         assert {p.latency_ms for p in made} == {250.0}
     assert any(v is None for p in made for v in p.features.values())
+
+
+def test_scores_are_counted_in_their_bands():
+    """A batch's scores go to ``driftloop_serving_scores`` by band (score <= the band's
+    edge, above the edge below), in one call per band (Prometheus registry here)."""
+    import numpy as np
+    from driftloop_serving._metrics import SCORES, ServingMetrics
+
+    metrics = ServingMetrics.create(ray=False)
+    metrics.count_scores(np.array([0.0, 0.01, 0.0100001, 0.5, 0.5, 0.99, 1.0, 0.3]))
+    metrics.count_scores(np.array([0.97]))
+
+    def count(band: str) -> float | None:
+        return metrics.registry.get_sample_value("driftloop_serving_scores_total", {"band": band})
+
+    assert {f"{edge:g}": count(f"{edge:g}") for edge in SCORES} == {
+        "0.01": 2.0, "0.05": 1.0, "0.1": None, "0.2": None, "0.3": 1.0, "0.4": None,
+        "0.5": 2.0, "0.6": None, "0.7": None, "0.8": None, "0.9": None, "0.95": None,
+        "0.99": 2.0, "1": 1.0,
+    }  # fmt: skip

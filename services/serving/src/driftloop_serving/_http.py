@@ -195,8 +195,8 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
         started = time.perf_counter()
         request_id = service.request_id(x_request_id)
         [outcome] = await scored([transaction], request_id, started)
-        return PredictResponse(
-            **_score(outcome, transaction.transaction_id).model_dump(),
+        return PredictResponse.model_construct(
+            **dict(_score(outcome, transaction.transaction_id)),
             request_id=request_id,
             latency_ms=(time.perf_counter() - started) * 1000,
         )
@@ -217,7 +217,7 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
         txns = body.transactions
         request_id = service.request_id(x_request_id)
         results = await scored(txns, request_id, started)
-        return BatchResponse(
+        return BatchResponse.model_construct(
             request_id=request_id,
             latency_ms=(time.perf_counter() - started) * 1000,
             predictions=[_score(o, t.transaction_id) for t, o in zip(txns, results, strict=True)],

@@ -322,8 +322,7 @@ class FraudServiceImpl:
             m.decisions.inc(positive, decision="positive")
         if len(rows) - positive:
             m.decisions.inc(len(rows) - positive, decision="negative")
-        for score in scores.tolist():
-            m.scores.observe(score)
+        m.count_scores(scores)
         for view in active.view_keys:
             missing = batch.missing(view)
             if missing:
