@@ -97,17 +97,18 @@ def test_logging_resumes_by_itself_when_kafka_becomes_reachable(own_topics):
 
 
 def test_a_scored_batch_is_one_record_per_partition_where_each_prediction_would_go(own_topics):
-    """One offer (a scored batch) of 60 predictions is written as one record per partition
-    its transaction ids fall in, each prediction in the partition a record of its own
-    with the same transaction id goes to: a payment's predictions still share one."""
+    """Offers (scored batches) of 60 predictions taken together are written as one record
+    per partition their transaction ids fall in, each prediction in the partition a record
+    of its own with the same transaction id goes to: a payment's predictions share one."""
     tag = uuid.uuid4().hex[:8]
     batched = [e.model_copy(update={"request_id": f"{tag}-b-{i}", "event_id": ""})
                for i, e in enumerate(_events(60, tag))]  # fmt: skip
     batched = [Prediction.model_validate(e.model_dump()) for e in batched]  # derive the ids
     log = PredictionLog(own_topics, linger_ms=5)
-    log.start()
     try:
-        assert log.offer(batched) == 0
+        # two offers waiting when the log starts: taken, and written, together
+        assert log.offer(batched[:25]) == log.offer(batched[25:]) == 0
+        log.start()
         _until(lambda: log.sent == 60, 30)
     finally:
         log.close(timeout_s=5)

@@ -3,10 +3,11 @@ request path.
 
 Requests only ``offer`` events to a bounded in-memory queue (never blocking), the
 predictions of one scored batch in one offer. One background thread connects a producer,
-takes what is queued and writes each offer as one :class:`PredictionBatch` record per
-partition its predictions' transaction ids fall in (where each would go alone): a
-record per prediction cost kafka-python about 116 µs each, as much as scoring the
-payment (bench/serving.py). kafka-python batches the records per partition (``linger``).
+takes what is queued (up to ``batch_max`` predictions) and writes it as one
+:class:`PredictionBatch` record per partition its predictions' transaction ids fall in
+(where each would go alone): a record per prediction cost kafka-python about 116 µs
+each, as much as scoring the payment (bench/serving.py). kafka-python batches the
+records per partition (``linger``).
 While Kafka is unreachable the thread keeps trying to connect and events wait in the
 queue; when the queue is full, new events are dropped and counted (``queue_full``), as
 are events the producer gave up on (``delivery_failed``, after its delivery timeout).
@@ -186,15 +187,20 @@ class PredictionLog:
         return taken
 
     def _send(self, producer: KafkaProducer, offers: list[list[Prediction]]) -> None:
-        for offer in offers:
-            try:
-                groups = self._by_partition(producer, offer)
-            except Exception as exc:  # the topic's metadata did not come: Kafka is away
-                self._failed(len(offer), exc)
-                continue
-            for partition, group in groups.items():
-                for start in range(0, len(group), self._record_max):
-                    self._send_record(producer, partition, group[start : start + self._record_max])
+        """The offers taken together, as one record per partition (per ``record_max``
+        predictions): the telemetry thread offers a round's batches one after another, a
+        lone payment's prediction each at one client."""
+        predictions = [prediction for offer in offers for prediction in offer]
+        if not predictions:
+            return
+        try:
+            groups = self._by_partition(producer, predictions)
+        except Exception as exc:  # the topic's metadata did not come: Kafka is away
+            self._failed(len(predictions), exc)
+            return
+        for partition, group in groups.items():  # in the order offered, within a partition
+            for start in range(0, len(group), self._record_max):
+                self._send_record(producer, partition, group[start : start + self._record_max])
 
     def _send_record(
         self, producer: KafkaProducer, partition: int, predictions: list[Prediction]
