@@ -71,3 +71,14 @@ def test_shutdown_runs_what_was_submitted_and_refuses_more():
     assert job.result(timeout=1) == "last"
     with pytest.raises(RuntimeError, match="shut down"):
         telemetry.submit(lambda: None)
+
+
+def test_hurry_starts_a_round_with_the_jobs_waiting():
+    telemetry = Telemetry(period_s=LONG, defer_s=0.0)
+    try:
+        telemetry.hurry()  # nothing waiting: no round, nothing breaks
+        job = telemetry.submit(lambda: "now")
+        telemetry.hurry()
+        assert job.result(timeout=10) == "now"
+    finally:
+        telemetry.shutdown(timeout_s=5)

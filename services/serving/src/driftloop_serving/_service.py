@@ -250,10 +250,13 @@ class FraudServiceImpl:
             full = self._backlog + n > self.args.log_queue_size
             if not full:
                 self._backlog += n
+            hurry = self._backlog > self.args.log_queue_size // 2
         if full:
             self.metrics.log_dropped.inc(n, reason="telemetry_backlog")
             return
         self.telemetry.submit(self._record, items, parts, time.perf_counter())
+        if hurry:  # a round's wait would fill the backlog: start it
+            self.telemetry.hurry()
 
     def _record(self, items: list[_Item], parts: list[_Part], scored_at: float) -> None:
         """The prediction log's events of a scored batch, every part's in one offer (the

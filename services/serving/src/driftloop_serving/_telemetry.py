@@ -8,8 +8,9 @@ Here jobs wait for a round: the thread wakes ``period_s`` after the first job of
 (or once ``max_jobs`` wait), then waits until no request is in flight (the app's
 middleware counts them), or at most ``defer_s``, and runs every job waiting. Its work
 then meets few requests: at 200 requests a second, one in fifty rather than every one.
-:meth:`flush` runs a round now (a scrape of the process's metrics sees every answer
-before it).
+:meth:`hurry` starts a round now (the service does when the predictions waiting pass
+half the log's queue), :meth:`flush` too and waits for it (a scrape of the process's
+metrics sees every answer before it).
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ class Telemetry:
             if len(self._jobs) == 1 or len(self._jobs) >= self._max_jobs:
                 self._cond.notify()  # a round begins, or is full
         return future
+
+    def hurry(self) -> None:
+        """Start a round now with the jobs waiting (their backlog grows large)."""
+        with self._cond:
+            if self._jobs:
+                self._now = True
+                self._cond.notify()
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Run the jobs waiting now, and wait for them (up to ``timeout_s``)."""
