@@ -5,6 +5,7 @@ their batch, and a request whose client left is skipped."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from driftloop_serving._batcher import Batcher
@@ -113,5 +114,30 @@ def test_a_request_whose_client_left_is_not_scored():
         await blocker
         assert await kept == ["scored 2"]
         assert gate.batches == [[0], [2]]
+
+    asyncio.run(scenario())
+
+
+def test_a_lone_request_is_scored_in_its_own_task_and_later_ones_by_the_worker():
+    async def scenario() -> None:
+        tasks: list[asyncio.Task[Any] | None] = []
+        gate = asyncio.Event()
+
+        async def run(items: list[int]) -> list[int]:
+            tasks.append(asyncio.current_task())
+            await gate.wait()
+            return items
+
+        batcher = Batcher(run, max_items=8)
+        alone = asyncio.create_task(batcher.submit([1]))
+        await asyncio.sleep(0)
+        assert tasks == [alone]  # no worker task, no turn of the loop in between
+        later = [asyncio.create_task(batcher.submit([i])) for i in (2, 3)]
+        await asyncio.sleep(0)
+        gate.set()
+        assert await alone == [1]
+        assert await asyncio.gather(*later) == [[2], [3]]
+        assert len(tasks) == 2 and tasks[1] not in (alone, *later)  # the worker's batch
+        assert batcher.batches == 2
 
     asyncio.run(scenario())

@@ -3,10 +3,12 @@ that arrive while a batch is being scored form the next batch.
 
 ``@serve.batch`` waits up to ``batch_wait_timeout_s`` for a batch to fill (5 ms here,
 which a lone request paid in full), and with no wait it forms a new batch for every
-arrival while the previous one runs, so batches stay small under load. Here one worker
-task takes everything waiting (whole requests, up to ``max_items`` transactions; a
-request larger than that goes alone), scores it, and looks again: the batch size follows
-the load with no timer.
+arrival while the previous one runs, so batches stay small under load. Here a request
+that finds nothing being scored and nothing waiting is scored at once in its own task;
+one that finds a batch being scored waits, and when that batch is done a worker task
+takes everything waiting (whole requests, up to ``max_items`` transactions; a request
+larger than that goes alone), scores it, and looks again: the batch size follows the
+load with no timer, and a lone request costs no task and no turn of the event loop.
 """
 
 from __future__ import annotations
@@ -36,17 +38,36 @@ class Batcher(Generic[T, R]):
         self._run = run
         self.max_items = max_items
         self._waiting: deque[_Waiting[T, R]] = deque()
+        self._busy = False  # a batch is being scored (by a request's task or the worker)
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0  # batches run (for tests and the bench)
 
     async def submit(self, items: Sequence[T]) -> list[R]:
+        if not self._busy and not self._waiting:  # alone: scored now, in this task
+            self._busy = True
+            self.batches += 1
+            try:
+                return await self._run(list(items))
+            finally:
+                self._busy = False
+                self._start_worker()  # for those that arrived meanwhile
         future: asyncio.Future[list[R]] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(items, future))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._drain())
+        self._start_worker()
         return await future
 
+    def _start_worker(self) -> None:
+        if self._waiting and not self._busy and (self._worker is None or self._worker.done()):
+            self._worker = asyncio.create_task(self._drain())
+
     async def _drain(self) -> None:
+        self._busy = True
+        try:
+            await self._drain_waiting()
+        finally:
+            self._busy = False
+
+    async def _drain_waiting(self) -> None:
         while self._waiting:
             taken = [self._waiting.popleft()]
             count = len(taken[0].items)

@@ -16,6 +16,7 @@ on random rows.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -145,11 +146,14 @@ class OnlinePlan:
                 raise KeyError(f"rows lack the entity keys of {part.view.name}: {missing}")
             rows = list(zip(*(keys[key] for key in part.keys), strict=True))
             slot: dict[tuple[object, ...], int] = {}
-            where = np.fromiter((slot.setdefault(r, len(slot)) for r in rows), np.intp, n)
+            where = [slot.setdefault(r, len(slot)) for r in rows]
             protos = [_entity_key(part, row) for row in slot]
             read = self._online.online_read(config, part.view, protos, list(part.names))
-            stamps = np.full(len(slot), np.nan)
-            columns = [_empty(kind, len(slot)) for kind in part.kinds]
+            m = len(slot)
+            stamps = [math.nan] * m  # lists while filled: a row at a time is Python's work
+            columns: list[list[object]] = [
+                [None] * m if kind == TEXT else [math.nan] * m for kind in part.kinds
+            ]
             for i, (stamp, data) in enumerate(read):
                 if not data:
                     continue
@@ -163,9 +167,12 @@ class OnlinePlan:
                     got = True
                 if got and stamp is not None:
                     stamps[i] = stamp.timestamp()
-            for name, column in zip(part.names, columns, strict=True):
-                values[name] = column[where]
-            times[part.view.name] = stamps[where]
+            index = None if m == n else np.asarray(where, dtype=np.intp)  # keys repeat
+            for name, kind, column in zip(part.names, part.kinds, columns, strict=True):
+                array = np.array(column, dtype=object if kind == TEXT else np.float64)
+                values[name] = array if index is None else array[index]
+            stamped = np.array(stamps, dtype=np.float64)
+            times[part.view.name] = stamped if index is None else stamped[index]
         for odfv in self._on_demand:
             inputs = {name: values.get(name, request.get(name)) for name in odfv.inputs}
             absent = [name for name, column in inputs.items() if column is None]
@@ -222,12 +229,6 @@ def _entity_key(part: _StoredView, row: tuple[object, ...]) -> EntityKeyProto:
         for field, value in zip(part.key_fields, row, strict=True)
     ]
     return EntityKeyProto(join_keys=list(part.keys), entity_values=values)
-
-
-def _empty(kind: str, n: int) -> np.ndarray:
-    if kind == TEXT:
-        return np.full(n, None, dtype=object)
-    return np.full(n, np.nan)
 
 
 def _as_kind(column: np.ndarray, kind: str) -> np.ndarray:
