@@ -488,3 +488,62 @@ def test_a_telemetry_backlog_is_bounded_and_counted(tmp_path):
                if line.startswith("driftloop_serving_decisions_total{")]  # fmt: skip
     assert sum(float(line.rsplit(" ", 1)[1]) for line in decided) == 3.0  # the first batch
     assert service._backlog == 0
+
+
+def test_the_fast_predict_path_answers_as_fastapi_does(tmp_path):
+    """``POST /predict`` with and without its fast path (``_fast``), on one replica with a
+    model and a key: an ordinary request is answered by the fast path with what FastAPI's
+    route answers (status, media type, every field but the time taken); every other
+    request goes to FastAPI and gets its answer; the metrics label both by route."""
+    from tests.integration import serving_support as support
+
+    _, service = _serving(tmp_path, auth=None, api_key=KEY)
+    keyed = {"X-API-Key": KEY, "X-Request-Id": "same-id"}
+    good = json.dumps(support.transaction(3)).encode()
+    unknown = json.dumps(support.transaction(4, customer="nobody", merchant="nowhere")).encode()
+    invalid = json.dumps({**support.transaction(5), "amount": "42.5"}).encode()
+    requests: list[tuple[str, dict[str, str], bytes]] = [
+        ("ordinary", {**keyed, **JSON}, good),
+        ("unknown customer and merchant", {**keyed, **JSON}, unknown),
+        ("charset parameter", {**keyed, "Content-Type": "Application/JSON; charset=utf-8"}, good),
+        ("no request id", {"X-API-Key": KEY, **JSON}, good),
+        ("no key", JSON, good),
+        ("wrong key", {**keyed, "X-API-Key": "not-it", **JSON}, good),
+        ("form body", {**keyed, "Content-Type": "application/x-www-form-urlencoded"}, good),
+        ("no content type", keyed, good),
+        ("not JSON", {**keyed, **JSON}, b"{"),
+        ("NaN", {**keyed, **JSON}, good.replace(b"42.5", b"NaN")),
+        ("invalid field", {**keyed, **JSON}, invalid),
+        ("empty body", {**keyed, **JSON}, b""),
+    ]
+    fast_app, slow_app = build_http(service), build_http(service, fast_predict=False)
+    try:
+        with TestClient(fast_app) as fast, TestClient(slow_app) as slow:
+            for name, headers, body in requests:
+                a = fast.post("/predict", headers=headers, content=body)
+                b = slow.post("/predict", headers=headers, content=body)
+                assert a.status_code == b.status_code, (name, a.text, b.text)
+                assert a.headers["content-type"] == b.headers["content-type"], name
+                answer, reference = a.json(), b.json()
+                if a.status_code == 200:
+                    assert reference.pop("latency_ms") >= 0 and answer.pop("latency_ms") >= 0
+                    if "X-Request-Id" not in headers:  # each made its own
+                        assert answer.pop("request_id") != reference.pop("request_id")
+                    ages = [answer.pop("feature_ages_s"), reference.pop("feature_ages_s")]
+                    assert ages[0].keys() == ages[1].keys(), name
+                    for age, then in [*zip(ages[0].values(), ages[1].values(), strict=True),
+                                      (answer.pop("feature_age_s"),
+                                       reference.pop("feature_age_s"))]:  # fmt: skip
+                        # scored a moment apart: their features a moment older
+                        assert (age is None) == (then is None), name
+                        assert age is None or abs(age - then) < 5, name
+                assert answer == reference, name
+            service.telemetry.flush(10)
+            text = fast.get("/metrics").text
+    finally:
+        service.log.close(timeout_s=1)
+        service._executor.shutdown(wait=False)
+    assert fast_app.state.fast_predict == {"fast": 4, "fastapi": 8}
+    assert slow_app.state.fast_predict == {"fast": 0, "fastapi": 0}
+    # both apps count into the one registry: 4 + 4 answered, by the route's path
+    assert 'driftloop_serving_requests_total{route="/predict",status="200"} 8.0' in text, text

@@ -82,3 +82,46 @@ def test_hurry_starts_a_round_with_the_jobs_waiting():
         assert job.result(timeout=10) == "now"
     finally:
         telemetry.shutdown(timeout_s=5)
+
+
+def test_after_round_runs_after_each_rounds_jobs_and_its_failure_ends_nothing():
+    calls: list[str] = []
+
+    def after() -> None:
+        calls.append("after")
+        if len(calls) == 2:
+            raise RuntimeError("a metrics hiccup")
+
+    telemetry = Telemetry(period_s=0.0, defer_s=0.0, after_round=after)
+    try:
+        telemetry.submit(calls.append, "job 1").result(timeout=10)
+        telemetry.flush(10)
+        telemetry.submit(calls.append, "job 2").result(timeout=10)
+        telemetry.flush(10)
+    finally:
+        telemetry.shutdown(timeout_s=5)
+    assert calls[:2] == ["job 1", "after"] and "job 2" in calls
+    assert calls.index("job 2") < len(calls) - 1 and calls[-1] == "after"
+
+
+def test_a_tally_writes_once_per_label_set_and_starts_again():
+    import numpy as np
+    from driftloop_serving._metrics import ServingMetrics, Tally
+
+    metrics = ServingMetrics.create(ray=False)
+    tally = Tally(metrics)
+    for status in ("200", "200", "422"):
+        tally.inc("requests", route="/predict", status=status)
+        tally.observe("latency", 0.004, route="/predict")
+    tally.inc("decisions", 0, decision="positive")  # nothing to count: no call
+    tally.scores(np.array([0.2, 0.99]))
+    tally.scores(np.array([0.995]))
+    tally.write()
+    tally.write()  # nothing new
+    value = metrics.registry.get_sample_value
+    assert value("driftloop_serving_requests_total", {"route": "/predict", "status": "200"}) == 2
+    assert value("driftloop_serving_requests_total", {"route": "/predict", "status": "422"}) == 1
+    assert value("driftloop_serving_latency_seconds_count", {"route": "/predict"}) == 3
+    assert value("driftloop_serving_decisions_total", {"decision": "positive"}) is None
+    assert value("driftloop_serving_scores_total", {"band": "0.2"}) == 1
+    assert value("driftloop_serving_scores_total", {"band": "1"}) == 1  # 0.995 > 0.99

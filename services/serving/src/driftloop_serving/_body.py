@@ -25,7 +25,8 @@ from pydantic_core import from_json
 JSON = "application/json"
 
 
-def _media_type(content_type: str) -> str:
+def media_type(content_type: str) -> str:
+    """The media type of a ``Content-Type`` value, parameters aside, in lower case."""
     return content_type.partition(";")[0].strip().lower()
 
 
@@ -65,7 +66,7 @@ class JsonBodyRoute(APIRoute):
             if content_type is None:
                 if await request.body():
                     raise HTTPException(415, f"Content-Type missing: send the body as {JSON}")
-            elif _media_type(content_type) != JSON:
+            elif media_type(content_type) != JSON:
                 raise HTTPException(415, f"Content-Type {content_type!r} is not {JSON}")
             return await handle(request)
 

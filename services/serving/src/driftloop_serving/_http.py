@@ -46,7 +46,8 @@ from driftloop_serving._api import (
 from driftloop_serving._auth import key_guard
 from driftloop_serving._body import JsonBodyRoute
 from driftloop_serving._errors import Error, Invalid, http_error, invalid_request
-from driftloop_serving._metrics import ServingMetrics
+from driftloop_serving._fast import FastPredict
+from driftloop_serving._metrics import Tally
 from driftloop_serving._slot import NoModel
 from driftloop_serving._telemetry import Telemetry
 
@@ -87,9 +88,9 @@ class _Count:
     stream a request), and tells that thread which requests are in flight (its rounds
     wait for none)."""
 
-    def __init__(self, app: "ASGIApp", metrics: ServingMetrics, telemetry: Telemetry) -> None:
+    def __init__(self, app: "ASGIApp", tally: Tally, telemetry: Telemetry) -> None:
         self.app = app
-        self.metrics = metrics
+        self.tally = tally
         self.telemetry = telemetry
 
     async def __call__(self, scope: "Scope", receive: "Receive", send: "Send") -> None:
@@ -125,16 +126,15 @@ class _Count:
             self.telemetry.end()
             route = getattr(scope.get("route"), "path", "unmatched")
             seconds = time.perf_counter() - started
-            self.telemetry.submit(_count_request, self.metrics, route, status, seconds)
+            self.telemetry.submit(_count_request, self.tally, route, status, seconds)
 
 
-def _count_request(metrics: ServingMetrics, route: str, status: int, seconds: float) -> None:
-    """A request's metrics (on the telemetry thread: Ray's recorder takes tens of
-    microseconds a call)."""
-    metrics.requests.inc(route=route, status=str(status))
+def _count_request(tally: Tally, route: str, status: int, seconds: float) -> None:
+    """A request's metrics, tallied on the telemetry thread (written a round at once)."""
+    tally.inc("requests", route=route, status=str(status))
     if status >= 400:
-        metrics.errors.inc(route=route, status=str(status))
-    metrics.latency.observe(seconds, route=route)
+        tally.inc("errors", route=route, status=str(status))
+    tally.observe("latency", seconds, route=route)
 
 
 def _timing(app_ms: float, body_ms: float) -> tuple[bytes, bytes]:
@@ -146,7 +146,9 @@ def _score(outcome: "Outcome", transaction_id: str) -> Score:
     return Score.of(active, outcome.batch.row(outcome.index, active.threshold), transaction_id)
 
 
-def build_http(service: "FraudServiceImpl") -> FastAPI:
+def build_http(service: "FraudServiceImpl", fast_predict: bool = True) -> FastAPI:
+    """The replica's app; ``fast_predict=False`` leaves ``/predict`` wholly to FastAPI
+    (``_fast``; the tests compare both)."""
     app = FastAPI(
         title="driftloop fraud scoring",
         description=DESCRIPTION,
@@ -175,7 +177,10 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
         keyed = (401,) if guard else ()
         return {status: _ANSWERS[status] for status in sorted((*statuses, *keyed))}
 
-    app.add_middleware(_Count, metrics=metrics, telemetry=service.telemetry)
+    app.state.fast_predict = counts = {"fast": 0, "fastapi": 0}
+    if fast_predict:  # added first: inside the metrics middleware
+        app.add_middleware(FastPredict, service=service, routes=app.router.routes, counts=counts)
+    app.add_middleware(_Count, tally=service.tally, telemetry=service.telemetry)
 
     async def scored(
         transactions: list[Transaction], request_id: str, started: float

@@ -198,3 +198,41 @@ class ServingMetrics:
         for value in vars(self).values():
             if isinstance(value, _Metric) and value.kind == "gauge":
                 value.refresh()
+
+
+class Tally:
+    """Counts and observations made on one thread (the telemetry thread), written to the
+    metrics together by :meth:`write` (after each telemetry round): a counter once per
+    label set and round, the scores once per band and round, rather than a call for each
+    batch or request. Ray's recorder costs tens of microseconds a call: at one client,
+    calls per request and per batch cost the telemetry thread 220 us a request."""
+
+    def __init__(self, metrics: ServingMetrics) -> None:
+        self.metrics = metrics
+        self._counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self._observed: list[tuple[str, float, tuple[tuple[str, str], ...]]] = []
+        self._scores: list[np.ndarray] = []
+
+    def inc(self, metric: str, value: float = 1.0, **labels: str) -> None:
+        key = (metric, tuple(labels.items()))
+        self._counts[key] = self._counts.get(key, 0.0) + value
+
+    def observe(self, metric: str, value: float, **labels: str) -> None:
+        self._observed.append((metric, value, tuple(labels.items())))
+
+    def scores(self, scores: np.ndarray) -> None:
+        self._scores.append(scores)
+
+    def write(self) -> None:
+        """Write what was tallied since the last write, and start again."""
+        counts, self._counts = self._counts, {}
+        observed, self._observed = self._observed, []
+        scores, self._scores = self._scores, []
+        m = self.metrics
+        for (metric, labels), value in counts.items():
+            if value:
+                getattr(m, metric).inc(value, **dict(labels))
+        for metric, value, labels in observed:
+            getattr(m, metric).observe(value, **dict(labels))
+        if scores:
+            m.count_scores(np.concatenate(scores))

@@ -36,7 +36,7 @@ from driftloop_serving._batcher import Batcher
 from driftloop_serving._config import ServeArgs, in_canary
 from driftloop_serving._http import build_http
 from driftloop_serving._log import PredictionLog
-from driftloop_serving._metrics import ServingMetrics
+from driftloop_serving._metrics import ServingMetrics, Tally
 from driftloop_serving._scoring import ActiveModel, ScoredBatch
 from driftloop_serving._slot import ModelSlot, NoModel, Refusal
 from driftloop_serving._telemetry import Telemetry
@@ -115,7 +115,9 @@ class FraudServiceImpl:
         # Held while a batch or a warm-up is scored: the scoring thread or, for a batch of
         # at most INLINE_ROWS, the event loop itself (they share the feature store's reads)
         self._scoring = threading.Lock()
-        self.telemetry = Telemetry()  # after the answers: the log's events, score metrics
+        # after the answers: the log's events, the metrics (tallied, written a round at once)
+        self.tally = Tally(self.metrics)
+        self.telemetry = Telemetry(after_round=self.tally.write)
         self._backlog = 0  # predictions handed to the telemetry thread, not yet offered
         self._backlog_lock = threading.Lock()
         self._info_labels: dict[str, str] | None = None  # model_info's current label set
@@ -303,33 +305,26 @@ class FraudServiceImpl:
         ]
 
     def _count(self, part: _Part) -> None:
-        """The score metrics of a part: a shadow's or a canary's rows count in no serving
-        metric (a canary's in its own, by version)."""
+        """The score metrics of a part, tallied for the round's end: a shadow's or a
+        canary's rows count in no serving metric (a canary's in its own, by version)."""
         active, batch, rows, role = part.active, part.batch, part.rows, part.role
         threshold = active.threshold
-        m = self.metrics
+        t = self.tally
         if role == "canary":
             positive = int((batch.scores[rows] >= threshold).sum())
             version = active.model.version
-            if positive:
-                m.canary_answers.inc(positive, version=version, decision="positive")
-            if len(rows) - positive:
-                m.canary_answers.inc(len(rows) - positive, version=version,
-                                     decision="negative")  # fmt: skip
+            t.inc("canary_answers", positive, version=version, decision="positive")
+            t.inc("canary_answers", len(rows) - positive, version=version, decision="negative")
         if role != "serving":
             return
-        m.batch_size.observe(len(batch))
+        t.observe("batch_size", len(batch))
         scores = batch.scores[rows]
         positive = int((scores >= threshold).sum())
-        if positive:
-            m.decisions.inc(positive, decision="positive")
-        if len(rows) - positive:
-            m.decisions.inc(len(rows) - positive, decision="negative")
-        m.count_scores(scores)
+        t.inc("decisions", positive, decision="positive")
+        t.inc("decisions", len(rows) - positive, decision="negative")
+        t.scores(scores)
         for view in active.view_keys:
-            missing = batch.missing(view)
-            if missing:
-                m.missing_features.inc(missing, view=view)
+            t.inc("missing_features", batch.missing(view), view=view)
 
     def _locked(self, fn: Callable[..., T], *args: Any) -> T:
         with self._scoring:

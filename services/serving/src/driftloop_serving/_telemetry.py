@@ -15,6 +15,7 @@ metrics sees every answer before it).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -22,10 +23,20 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Telemetry:
-    def __init__(self, period_s: float = 0.25, defer_s: float = 0.02, max_jobs: int = 256) -> None:
+    def __init__(
+        self,
+        period_s: float = 0.25,
+        defer_s: float = 0.02,
+        max_jobs: int = 256,
+        after_round: Callable[[], object] | None = None,
+    ) -> None:
+        """``after_round`` runs on the thread after each round's jobs (its exceptions are
+        logged, never raised)."""
+        self._after_round = after_round
         self._period_s = period_s
         self._defer_s = defer_s
         self._max_jobs = max_jobs
@@ -115,3 +126,8 @@ class Telemetry:
                 except BaseException as exc:  # the job's caller sees it on the future
                     future.set_exception(exc)
             del jobs  # a round's arguments (scored batches) are not kept until the next
+            if self._after_round is not None:
+                try:
+                    self._after_round()
+                except Exception:  # a metrics hiccup must not end the thread
+                    log.exception("the telemetry round's last step failed")
