@@ -238,7 +238,7 @@ def test_metrics_reach_rays_exporter(served, fraud_app):
         "errors_total": 'status="422"',
         "latency_seconds_bucket": 'route="/predict"',
         "latency_seconds_count": 'route="/predict"',
-        "score_bucket": 'le="1.0"',
+        "scores_total": 'band="',  # by band: any band the score fell in
         "model_info": f'version="{v1.version}"',
         "missing_features_total": 'view="customer_aggregates"',
         "batch_size_count": "",
