@@ -45,6 +45,7 @@ from driftloop_serving._api import (
 from driftloop_serving._auth import key_guard
 from driftloop_serving._body import JsonBodyRoute
 from driftloop_serving._errors import Error, Invalid, http_error, invalid_request
+from driftloop_serving._gate import BatchGate
 from driftloop_serving._metrics import ServingMetrics
 from driftloop_serving._slot import NoModel
 from driftloop_serving._telemetry import Telemetry
@@ -167,6 +168,10 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
         keyed = (401,) if guard else ()
         return {status: _ANSWERS[status] for status in sorted((*statuses, *keyed))}
 
+    # Inside the count: the gate's refusals are counted like any answer.
+    app.add_middleware(
+        BatchGate, budget=service.args.max_batch_payments, most=service.args.max_request_items
+    )
     app.add_middleware(_Count, metrics=metrics, telemetry=service.telemetry)
 
     async def scored(
@@ -201,10 +206,18 @@ def build_http(service: "FraudServiceImpl") -> FastAPI:
             latency_ms=(time.perf_counter() - started) * 1000,
         )
 
+    batch_answers = answers(400, 415, 422, 503)
+    batch_answers[503] = {
+        "model": Error,
+        "description": f"{_ANSWERS[503]['description']}; or the batches being scored hold "
+        f"max_batch_payments ({service.args.max_batch_payments}) payments: retry after "
+        "Retry-After seconds",
+    }
+
     @app.post(
         "/predict/batch",
         response_model=BatchResponse,
-        responses=answers(400, 415, 422, 503),
+        responses=batch_answers,
         dependencies=guard,
     )
     async def predict_batch(
