@@ -686,6 +686,14 @@ def shipped_options() -> dict[str, Any]:
     return {k: deployment[k] for k in keys if k in deployment}
 
 
+def shipped_gate() -> dict[str, Any]:
+    """The ServeArgs of serve.yaml's fraud app that bound what a replica takes beyond
+    Serve's request limits (``max_batch_payments``), for a test's ``serve_args``."""
+    document = yaml.safe_load(SERVE_YAML.read_text())
+    [app] = [a for a in document["applications"] if a["name"] == "fraud"]
+    return {k: app["args"][k] for k in ("max_batch_payments",) if k in app["args"]}
+
+
 def replica_actors(app: str) -> dict[str, Any]:
     """The app's live replica actors by replica id."""
     from ray.util.state import list_actors

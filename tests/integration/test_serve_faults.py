@@ -9,12 +9,14 @@ bench/serving_ops.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from driftloop_serving import BATCH_FULL
 
 from tests.integration import serving_support as support
 
@@ -25,8 +27,8 @@ RECOVERY_TIMEOUT_S = 90.0  # Serve starts a replacement replica within this
 # the same two cores) still keep up; with single payments the proxy saturated first, and
 # every answer, refusal or not, waited seconds in its queue.
 BATCH = 128
-# open loop, batches per second; a replica scores ~2,000 payments a second here (~16
-# batches), so the replica's 16 + 16 slots fill within a step from 32/s
+# open loop, batches per second; a replica scores ~5,000 payments a second here (~40
+# batches), and its gate (max_batch_payments) fills within a step from 32-64/s
 RATES = (4.0, 8.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0)
 STEP_S = 3.0
 HARD_TIMEOUT_S = 15.0  # an answer later than this (or none) is a hang; > request_timeout_s
@@ -55,7 +57,8 @@ def limited(serving_world) -> Iterator[Limited]:
 
     settings = serving_world.settings
     name = support.app_name()
-    app = Limited(name, f"{settings.serve_url}/{name}", support.serve_args(settings),
+    app = Limited(name, f"{settings.serve_url}/{name}",
+                  support.serve_args(settings, **support.shipped_gate()),
                   support.user_config(serving_world.v1), support.shipped_options())  # fmt: skip
     try:
         app.scale(2)
@@ -132,13 +135,19 @@ def test_overload_is_refused_fast_and_nothing_hangs(limited):
     unexpected = [s for s in shots if s.status not in (200, refusal, 408)]  # 408: Serve's
     assert not unexpected, unexpected[:5]  # no 500, no client timeout: nothing hung
     assert max(s.seconds for s in shots) < HARD_TIMEOUT_S
-    for s in refused:  # Serve's own refusal at the replica's limits, not the app's 503
-        assert s.body == "Request dropped due to backpressure", s.body
-    # Serve refuses instead of queueing: with the replica's slots full, most refusals are
-    # quick, and nearly all no slower than the slowest answer accepted at the same step,
-    # which a refusal that waited for a slot would be. (The tails of single-payment
-    # overload, where the proxy saturates first, are measured by bench/serving_ops.py.)
+    # Refusals at the limits, not the app's "no model" 503: the replica's gate on the
+    # payments of the batches in flight (before a body is read) refuses first; Serve's own
+    # (its request limits) only if the gate's refusals themselves wait for a slot.
+    gate = json.dumps({"detail": BATCH_FULL})
+    for s in refused:
+        assert s.body in (gate, "Request dropped due to backpressure"), s.body
+    # Refused instead of queued: with the replica's payments in flight at the budget, most
+    # refusals are quick, and nearly all no slower than the slowest answer accepted at the
+    # same step, which a refusal that waited for a slot would be. (The tails of
+    # single-payment overload, where the proxy saturates first, are measured by
+    # bench/serving_ops.py.)
     shown = _summary(steps, refusal)
+    assert any(s.body == gate for s in refused), shown
     refused_s = [s.seconds for s in refused]
     accepted_s = steps[-1].seconds(200)
     assert support.quantile(refused_s, 0.5) < BACKPRESSURE_P50_S, shown

@@ -8,6 +8,7 @@ from driftloop.apikey import KEY_ENV as API_KEY_ENV
 from driftloop_serving._app import build_app
 from driftloop_serving._auth import ApiKeyMissing
 from driftloop_serving._config import ModelConfig, ServeArgs, customer_bucket, in_canary, locate
+from driftloop_serving._gate import BATCH_FULL
 from driftloop_serving._log import PredictionLog
 from driftloop_serving._scoring import ActiveModel, Scored, ScoredBatch, ScoringPlan
 from driftloop_serving._service import FraudService
@@ -15,6 +16,7 @@ from driftloop_serving._slot import ModelRefused, ModelSlot
 
 __all__ = [
     "API_KEY_ENV",
+    "BATCH_FULL",
     "ActiveModel",
     "ApiKeyMissing",
     "FraudService",

@@ -67,6 +67,15 @@ class ServeArgs(BaseModel):
         "a batch is scored are scored together, up to this many (never a timer)",
     )
     max_request_items: int = Field(256, ge=1, le=10_000, description="limit of /predict/batch")
+    max_batch_payments: int = Field(
+        2048,
+        ge=1,
+        le=1_000_000,
+        description="payments of /predict/batch requests a replica takes at once, each "
+        "batch counted by its Content-Length; a batch beyond them is refused (503, "
+        "Retry-After) before its body is read, unless none is in flight. Serve's request "
+        "limits count a batch of 256 like one payment",
+    )
     log_queue_size: int = Field(
         10_000, ge=1, description="predictions waiting for Kafka before new ones are dropped"
     )

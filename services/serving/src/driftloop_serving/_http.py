@@ -47,6 +47,7 @@ from driftloop_serving._auth import key_guard
 from driftloop_serving._body import JsonBodyRoute
 from driftloop_serving._errors import Error, Invalid, http_error, invalid_request
 from driftloop_serving._fast import FastPredict
+from driftloop_serving._gate import BatchGate
 from driftloop_serving._metrics import Tally
 from driftloop_serving._slot import NoModel
 from driftloop_serving._telemetry import Telemetry
@@ -177,9 +178,14 @@ def build_http(service: "FraudServiceImpl", fast_predict: bool = True) -> FastAP
         keyed = (401,) if guard else ()
         return {status: _ANSWERS[status] for status in sorted((*statuses, *keyed))}
 
+    # The last added is the outermost: both inside the count, so the fast path's answers
+    # and the gate's refusals are counted like any answer.
     app.state.fast_predict = counts = {"fast": 0, "fastapi": 0}
-    if fast_predict:  # added first: inside the metrics middleware
+    if fast_predict:
         app.add_middleware(FastPredict, service=service, routes=app.router.routes, counts=counts)
+    app.add_middleware(
+        BatchGate, budget=service.args.max_batch_payments, most=service.args.max_request_items
+    )
     app.add_middleware(_Count, tally=service.tally, telemetry=service.telemetry)
 
     async def scored(
@@ -214,10 +220,18 @@ def build_http(service: "FraudServiceImpl", fast_predict: bool = True) -> FastAP
             latency_ms=(time.perf_counter() - started) * 1000,
         )
 
+    batch_answers = answers(400, 415, 422, 503)
+    batch_answers[503] = {
+        "model": Error,
+        "description": f"{_ANSWERS[503]['description']}; or the batches being scored hold "
+        f"max_batch_payments ({service.args.max_batch_payments}) payments: retry after "
+        "Retry-After seconds",
+    }
+
     @app.post(
         "/predict/batch",
         response_model=BatchResponse,
-        responses=answers(400, 415, 422, 503),
+        responses=batch_answers,
         dependencies=guard,
     )
     async def predict_batch(

@@ -370,8 +370,8 @@ class FraudServiceImpl:
 
 FraudService = serve.deployment(
     name="FraudService",
-    max_ongoing_requests=16,
-    max_queued_requests=16,  # beyond this, Serve answers 503 at once (see serve.yaml)
+    max_ongoing_requests=32,
+    max_queued_requests=32,  # beyond this, Serve answers 503 at once (see serve.yaml)
     ray_actor_options={"num_cpus": 0.5},
 )(serve.ingress()(FraudServiceImpl))
 """The ingress deployment; ``serve.yaml``'s ``deployments`` entry overrides its options."""
