@@ -5,9 +5,10 @@ lone request is scored at once; requests that arrive while a batch is scored wai
 are scored together (their online features in one read per view, one XGBoost call), on
 one scoring thread so the event loop keeps accepting requests meanwhile. A batch of at
 most ``INLINE_ROWS`` payments is scored on the event loop itself when nothing else is
-being scored: its score (~0.5 ms) costs less than the two thread hops. What is not the
-answer — the prediction log's events and the per-score metrics — is made on a telemetry
-thread once no request is in flight (``_telemetry``).
+being scored: its score (~0.3 ms) costs less than the two thread hops. What is not the
+answer — the prediction log's events and the metrics — is made on a telemetry thread in
+rounds, once no request is in flight (``_telemetry``), the metrics tallied and written
+once a round (``Tally``).
 
 With a canary declared, the payments of its customers (``in_canary``) are answered by it:
 the batch is read once and scored by the serving version, the canary scores the same
