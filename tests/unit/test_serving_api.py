@@ -13,6 +13,7 @@ from driftloop_serving._api import EVENT_TIME
 from driftloop_serving._errors import public
 from driftloop_serving._service import FraudServiceImpl
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from driftloop.events import EARLIEST, LATEST, Transaction
 from driftloop.models import DigestMismatch
@@ -113,7 +114,7 @@ def test_a_request_id_is_kept_only_if_a_prediction_can_carry_it(header, kept):
     assert request_id.isascii() and 0 < len(request_id) <= 128
 
 
-def _strict_json_mode(body: object) -> Transaction | list[dict[str, object]]:
+def _strict_json_mode(body: object) -> Transaction | list[ErrorDetails]:
     """What strict JSON mode makes of ``body``'s JSON text (as the request body was
     validated before: written back to JSON): the transaction, or its errors."""
     try:
@@ -122,7 +123,7 @@ def _strict_json_mode(body: object) -> Transaction | list[dict[str, object]]:
         return exc.errors(include_url=False)
 
 
-def _request_body(body: object) -> Transaction | list[dict[str, object]]:
+def _request_body(body: object) -> Transaction | list[ErrorDetails]:
     from driftloop_serving._api import RequestTransaction
     from pydantic import TypeAdapter
 
