@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -50,6 +49,7 @@ from driftloop.models import (
 )
 from driftloop.profiles import reference_profiles
 from driftloop.settings import Settings
+from tests.polling import kill_past
 
 ROOT = Path(__file__).resolve().parents[2]
 END = datetime(2026, 6, 1, tzinfo=UTC)
@@ -375,23 +375,18 @@ def kill_monitor_midway(env: dict[str, str], query: str, past: float) -> int:
     """Start the monitor, SIGKILL it once ``query`` (one number, on its checkpoint) is
     above ``past``, and return that number; asserts the monitor was still running."""
     checkpoint = Path(env["DRIFTLOOP_STATE_DIR"]) / "monitor" / "fraud" / "checkpoint.sqlite"
-    proc = start_monitor(env)
-    progress, deadline = 0, time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if checkpoint.exists():
-            with sqlite3.connect(checkpoint) as db:
-                try:
-                    (progress,) = db.execute(query).fetchone()
-                except sqlite3.OperationalError:  # tables not created yet
-                    progress = 0
-            if progress > past:
-                break
-        time.sleep(0.02)
-    alive = proc.poll() is None
-    proc.send_signal(signal.SIGKILL)
-    _, err = proc.communicate()
-    assert alive, f"the monitor ended before the kill: {err.decode()[-3000:]}"
-    return int(progress)
+
+    def progress() -> float:
+        if not checkpoint.exists():
+            return 0
+        with sqlite3.connect(checkpoint) as db:
+            try:
+                (value,) = db.execute(query).fetchone()
+            except sqlite3.OperationalError:  # tables not created yet
+                return 0
+        return float(value)
+
+    return int(kill_past(start_monitor(env), progress, past))
 
 
 def run_monitor(env: dict[str, str], timeout_s: float = 300) -> float:

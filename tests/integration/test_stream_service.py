@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -23,6 +22,7 @@ from driftloop.events import DeadLetter, Label, Prediction, Transaction
 from driftloop.features import CUSTOMER_FEATURES, apply_repo, open_store, point_in_time, read_source
 from driftloop.kafka import EventConsumer, EventProducer
 from driftloop.settings import Settings
+from tests.polling import kill_past
 
 # about 3x what it needs: the uninterrupted run (~25 s) and a kill and restart (~35 s)
 pytestmark = pytest.mark.timeout(180)
@@ -263,18 +263,7 @@ def test_restart_after_sigkill_gives_the_same_features(published, uninterrupted,
     repo_b, env = _repo(base_settings, tmp_path / "run-b", settings.topic_prefix)
     env["DRIFTLOOP_STREAM_GROUP"] = "stream-b"
     checkpoint = repo_b.state_dir / "stream" / "checkpoint.sqlite"
-    proc = _start(env)
-    deadline = time.monotonic() + 120
-    progress = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        progress = _progress(checkpoint)
-        if progress > N // 3:
-            break
-        time.sleep(0.05)
-    alive = proc.poll() is None
-    proc.send_signal(signal.SIGKILL)
-    _, err = proc.communicate()
-    assert alive, f"the service ended before the kill: {err.decode()[-3000:]}"
+    progress = kill_past(_start(env), lambda: _progress(checkpoint), N // 3, every=0.05)
     assert 0 < progress < N, "the kill must fall in the middle of the stream"
 
     again = _start(env)

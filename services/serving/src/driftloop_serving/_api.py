@@ -11,8 +11,9 @@ valid here, and its invalid ones are refused).
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime
-from typing import Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import (
@@ -34,6 +35,9 @@ from driftloop_serving._config import STORE_SCHEME
 from driftloop_serving._errors import public
 from driftloop_serving._scoring import ActiveModel, Scored
 from driftloop_serving._slot import Canary, Refusal
+
+if TYPE_CHECKING:
+    from driftloop_serving._service import Outcome
 
 # event_time over HTTP: an RFC 3339 date-time (section 5.6, upper-case T and Z, seconds
 # 00-59) whose year keeps it inside the contract's [EARLIEST, LATEST) UTC whatever its
@@ -238,6 +242,24 @@ class Score(_Answer):
 class PredictResponse(Score):
     request_id: str
     latency_ms: float = Field(description="time in this replica, request in to answer out")
+
+    @classmethod
+    def answer(
+        cls, outcome: Outcome, transaction_id: str, request_id: str, started: float
+    ) -> PredictResponse:
+        """The answer to a request for one payment (``started``: its ``perf_counter``),
+        built as :meth:`Score.of` builds a score."""
+        return PredictResponse.model_construct(
+            **dict(score_of(outcome, transaction_id)),
+            request_id=request_id,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+
+
+def score_of(outcome: Outcome, transaction_id: str) -> Score:
+    """The score of one scored payment (row ``outcome.index`` of its batch)."""
+    active = outcome.active
+    return Score.of(active, outcome.batch.row(outcome.index, active.threshold), transaction_id)
 
 
 DISTINCT_IDS = "distinct transaction ids (a repeated one is a 422 naming it)"

@@ -22,7 +22,7 @@ from pydantic import TypeAdapter
 from pydantic_core import from_json
 
 from driftloop.apikey import API_KEY_HEADER
-from driftloop_serving._api import PredictResponse, RequestTransaction, Score
+from driftloop_serving._api import PredictResponse, RequestTransaction
 from driftloop_serving._body import JSON, media_type
 
 if TYPE_CHECKING:
@@ -92,13 +92,7 @@ class FastPredict:
         except Exception:  # no model, the feature store: FastAPI's route answers (and logs)
             await self._fastapi(scope, replay, send)
             return
-        active = outcome.active
-        scored = outcome.batch.row(outcome.index, active.threshold)
-        answer = PredictResponse.model_construct(
-            **dict(Score.of(active, scored, transaction.transaction_id)),
-            request_id=request_id,
-            latency_ms=(time.perf_counter() - started) * 1000,
-        )
+        answer = PredictResponse.answer(outcome, transaction.transaction_id, request_id, started)
         content = _ANSWER.dump_json(answer)
         scope["route"] = self.route()
         self.counts["fast"] += 1

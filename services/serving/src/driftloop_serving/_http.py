@@ -41,7 +41,7 @@ from driftloop_serving._api import (
     PredictResponse,
     Refused,
     RequestTransaction,
-    Score,
+    score_of,
 )
 from driftloop_serving._auth import key_guard
 from driftloop_serving._body import JsonBodyRoute
@@ -142,11 +142,6 @@ def _timing(app_ms: float, body_ms: float) -> tuple[bytes, bytes]:
     return b"server-timing", f"app;dur={app_ms:.3f}, body;dur={body_ms:.3f}".encode()
 
 
-def _score(outcome: "Outcome", transaction_id: str) -> Score:
-    active = outcome.active
-    return Score.of(active, outcome.batch.row(outcome.index, active.threshold), transaction_id)
-
-
 def build_http(service: "FraudServiceImpl", fast_predict: bool = True) -> FastAPI:
     """The replica's app; ``fast_predict=False`` leaves ``/predict`` wholly to FastAPI
     (``_fast``; the tests compare both)."""
@@ -214,11 +209,7 @@ def build_http(service: "FraudServiceImpl", fast_predict: bool = True) -> FastAP
         started = time.perf_counter()
         request_id = service.request_id(x_request_id)
         [outcome] = await scored([transaction], request_id, started)
-        return PredictResponse.model_construct(
-            **dict(_score(outcome, transaction.transaction_id)),
-            request_id=request_id,
-            latency_ms=(time.perf_counter() - started) * 1000,
-        )
+        return PredictResponse.answer(outcome, transaction.transaction_id, request_id, started)
 
     batch_answers = answers(400, 415, 422, 503)
     batch_answers[503] = {
@@ -247,7 +238,7 @@ def build_http(service: "FraudServiceImpl", fast_predict: bool = True) -> FastAP
         return BatchResponse.model_construct(
             request_id=request_id,
             latency_ms=(time.perf_counter() - started) * 1000,
-            predictions=[_score(o, t.transaction_id) for t, o in zip(txns, results, strict=True)],
+            predictions=[score_of(o, t.transaction_id) for t, o in zip(txns, results, strict=True)],
         )
 
     @app.get("/model", response_model=ModelInfo, responses=answers(503), dependencies=guard)

@@ -197,17 +197,7 @@ class ScoredBatch:
     def features(self, i: int) -> dict[str, FeatureValue]:
         """Row ``i``'s model inputs, raw (before encoding), JSON-ready: integers as ints,
         null as None."""
-        kinds = self.plan.online.kinds
-        out: dict[str, FeatureValue] = {}
-        for name in self.plan.names:
-            value = self.columns.values[name][i]
-            if kinds[name] == TEXT:
-                out[name] = None if value is None else str(value)
-            elif math.isnan(value):
-                out[name] = None
-            else:
-                out[name] = int(value) if kinds[name] == INTEGER else float(value)
-        return out
+        return self.features_of([i])[0]
 
     def features_of(self, rows: Sequence[int]) -> list[dict[str, FeatureValue]]:
         """:meth:`features` of each of ``rows``, a column at a time."""
